@@ -1,0 +1,5 @@
+"""`python -m mlmrun` runs the CLI."""
+
+from mlmrun.cli import main
+
+raise SystemExit(main())

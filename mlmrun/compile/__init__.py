@@ -1,0 +1,192 @@
+"""compile_model(spec, data) -> CompiledModel: design matrices, level indices, latent structure, ParTable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mlmrun.compile.design import fixed_design, formula_variables, parse_formula
+from mlmrun.compile.latent import compile_latent
+from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
+from mlmrun.compile.model import CompiledModel, CovBlock, Equation, LatentVar
+from mlmrun.compile.partable import ParTable, ParTableBuilder
+from mlmrun.data.levels import build_levels
+from mlmrun.data.load import LoadedData
+from mlmrun.errors import DataError, SpecError
+from mlmrun.families import get_family
+from mlmrun.spec.model import Spec
+
+__all__ = ["CompiledModel", "CovBlock", "Equation", "LatentVar", "MatrixGradient", "ModelMatrices", "ParTable",
+           "compile_model", "model_matrices", "used_columns", "values_gradient"]
+
+
+def used_columns(spec: Spec) -> dict[str, str]:
+    """Every data column the spec uses -> where in the spec it is named (for error messages)."""
+    cols: dict[str, str] = {}
+    formula = parse_formula(spec.fixed)
+    lhs, rhs = formula_variables(formula)
+    for c in sorted(rhs):
+        cols.setdefault(c, "fixed")
+    for i, eq in enumerate(spec.responses):
+        cols.setdefault(eq.name, f"responses.{i}.name")
+        for key in ("trials", "offset", "exposure", "variance_by"):
+            if getattr(eq, key):
+                cols.setdefault(getattr(eq, key), f"responses.{i}.{key}")
+        for c in (eq.select or {}):
+            cols.setdefault(c, f"responses.{i}.select")
+    for i, lv in enumerate(spec.levels):
+        cols.setdefault(lv.id, f"levels.{i}.id")
+    for i, block in enumerate(spec.random):
+        for t in block.terms:
+            if str(t) != "1":
+                cols.setdefault(str(t), f"random.{i}.terms")
+    for i, lat in enumerate(spec.latent):
+        if lat.loadings is not None:
+            if lat.loadings.by:
+                cols.setdefault(lat.loadings.by, f"latent.{i}.loadings.by")
+            for c in lat.loadings.on or []:
+                cols.setdefault(c, f"latent.{i}.loadings.on")
+    for preds in spec.structural.Gamma.values():
+        for c in preds:
+            for var in formula_variables(parse_formula(f"0 + {c}"))[1]:
+                cols.setdefault(var, "structural.Gamma")
+    return cols
+
+
+def _check_columns(spec: Spec, frame: pd.DataFrame) -> None:
+    cols = used_columns(spec)
+    formula = parse_formula(spec.fixed)
+    lhs, _ = formula_variables(formula)
+    if lhs is not None and lhs != spec.responses[0].name:
+        raise SpecError(f"fixed: the formula's response '{lhs}' differs from responses[0].name '{spec.responses[0].name}'; make them the same column")
+    problems = []
+    for col, where in cols.items():
+        if col not in frame.columns:
+            import difflib
+            close = difflib.get_close_matches(col, [str(c) for c in frame.columns], n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"columns are {list(frame.columns)}"
+            problems.append(f"{where}: column '{col}' is not in the data; {hint}")
+    if problems:
+        raise DataError("; ".join(problems))
+
+
+def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[list[Equation], np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    n = len(frame)
+    eq_of_row = np.full(n, -1, dtype=int)
+    y = np.zeros(n)
+    offset = np.zeros(n)
+    trials = None
+    equations: list[Equation] = []
+    multi = len(spec.responses) > 1
+    for k, eq in enumerate(spec.responses):
+        try:
+            family = get_family(eq.family, eq.link)
+        except ValueError as exc:
+            raise SpecError(f"responses.{k}: {exc}") from None
+        mask = np.ones(n, dtype=bool)
+        for col, vals in (eq.select or {}).items():
+            mask &= frame[col].astype(str).isin([str(v) for v in vals]).to_numpy()
+        if multi:
+            overlap = mask & (eq_of_row >= 0)
+            if overlap.any():
+                raise SpecError(f"responses.{k}.select overlaps an earlier equation on {int(overlap.sum())} rows")
+        mask &= eq_of_row < 0
+        rows = np.flatnonzero(mask)
+        if len(rows) == 0:
+            raise DataError(f"responses.{k} ({eq.family}) selects no rows")
+        eq_of_row[rows] = k
+        col = frame[eq.name].iloc[rows]
+        categories = None
+        if eq.family == "ordinal":
+            cats = list(eq.categories) if eq.categories else sorted(pd.unique(col))
+            lookup = {str(c): i for i, c in enumerate(cats)}
+            codes = col.astype(str).map(lookup)
+            if codes.isna().any():
+                raise DataError(f"responses.{k}: ordinal response has values {sorted(set(col.astype(str)) - set(lookup))} not among categories {cats}")
+            y[rows] = codes.to_numpy(dtype=float)
+            categories = tuple(cats)
+        else:
+            if not pd.api.types.is_numeric_dtype(col):
+                raise DataError(f"responses.{k}: response column '{eq.name}' must be numeric for family {eq.family} (found {col.dtype})")
+            y[rows] = col.to_numpy(dtype=float)
+        eq_trials = None
+        if eq.trials:
+            if eq.family != "binomial":
+                raise SpecError(f"responses.{k}.trials is only for the binomial family")
+            trials = np.ones(n) if trials is None else trials
+            trials[rows] = frame[eq.trials].to_numpy(dtype=float)[rows]
+            eq_trials = trials[rows]
+        if eq.offset:
+            offset[rows] += frame[eq.offset].to_numpy(dtype=float)[rows]
+        if eq.exposure:
+            expo = frame[eq.exposure].to_numpy(dtype=float)[rows]
+            if np.any(expo <= 0):
+                raise DataError(f"responses.{k}.exposure: column '{eq.exposure}' must be positive")
+            offset[rows] += np.log(expo)
+        try:
+            family.validate(y[rows], eq_trials)
+        except DataError as exc:
+            raise DataError(f"responses.{k} ({eq.family}, column '{eq.name}'): {exc}") from None
+        suffix = f":{eq.name}[{k}]" if multi else ""
+        scale_rows = threshold_rows = None
+        if eq.family in ("gaussian", "gamma"):
+            ystd = float(np.std(y[rows])) or 1.0
+            if eq.family == "gaussian" and eq.variance_by:
+                cats = frame[eq.variance_by].astype(str).to_numpy()[rows]
+                labels = sorted(set(cats))
+                ids = {c: pt.add(f"sd(Residual{suffix}:{eq.variance_by}={c})", "residual", value=ystd, transform="log",
+                                 equation=eq.name, lhs=eq.name, op="~~", rhs=eq.name, group=c) for c in labels}
+                scale_rows = np.array([ids[c] for c in cats])
+            else:
+                name = f"sd(Residual{suffix})" if eq.family == "gaussian" else f"shape{suffix}"
+                block = "residual" if eq.family == "gaussian" else "shape"
+                rid = pt.add(name, block, value=ystd if eq.family == "gaussian" else 1.0, transform="log",
+                             equation=eq.name, lhs=eq.name, op="~~", rhs=eq.name)
+                scale_rows = np.full(len(rows), rid)
+        if eq.family == "ordinal":
+            K = len(categories)
+            counts = np.bincount(y[rows].astype(int), minlength=K)
+            cum = np.cumsum(counts)[:-1] / counts.sum()
+            starts = np.log(cum / (1 - cum))
+            ids = [pt.add(f"cut{j + 1}{suffix}", "threshold", value=float(starts[j]),
+                          transform="identity" if j == 0 else "ordered", equation=eq.name, group=eq.name,
+                          lhs=eq.name, op="|", rhs=f"t{j + 1}") for j in range(K - 1)]
+            threshold_rows = np.array(ids)
+        equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories))
+    if (eq_of_row < 0).any():
+        raise DataError(f"{int((eq_of_row < 0).sum())} rows are selected by no response equation; extend the `select:` lists")
+    return equations, eq_of_row, y, trials, offset
+
+
+def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
+    """Turn a validated spec and its loaded data into a CompiledModel with its parameter table."""
+    frame = data.frame
+    _check_columns(spec, frame)
+    cols = list(used_columns(spec))
+    complete = frame[cols].notna().all(axis=1)
+    n_dropped = int((~complete).sum())
+    frame = frame.loc[complete].reset_index(drop=True)
+    if len(frame) == 0:
+        raise DataError("no rows left after dropping rows with missing values in the variables the model uses")
+    formula = parse_formula(spec.fixed)
+    X, x_names = fixed_design(formula, frame)
+    levels = build_levels(frame, spec.levels)
+    pt = ParTableBuilder()
+    beta_rows = np.array([pt.add(name, "fixed", value=0.0, lhs=spec.responses[0].name, op="~", rhs=name)
+                          for name in x_names], dtype=int)
+    equations, eq_of_row, y, trials, offset = _equations(spec, frame, pt)
+    if any(eq.family.name == "ordinal" for eq in equations) and "Intercept" in x_names:
+        raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
+    parts = compile_latent(spec, frame, levels, pt)
+    for name, value in spec.estimation.start.items():
+        names = [r["name"] for r in pt.rows]
+        if name not in names:
+            raise SpecError(f"estimation.start names '{name}', which is not a parameter; parameters are {names}")
+        pt.rows[names.index(name)]["value"] = float(value)
+    return CompiledModel(
+        spec=spec, y=y, X=X, x_names=x_names, offset=offset, trials=trials, equations=tuple(equations),
+        eq_of_row=eq_of_row, levels=tuple(levels), latent=tuple(parts.latent), blocks=tuple(parts.blocks),
+        B_entries=tuple(parts.B_entries), W=parts.W, w_names=parts.w_names,
+        Gamma_entries=tuple(parts.Gamma_entries), beta_rows=beta_rows, partable=pt.build(),
+        n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256,
+    )

@@ -1,0 +1,182 @@
+"""The parameter table: one row per parameter (free, fixed or constrained), lavaan-style.
+
+`free` is 0 for a fixed row and k >= 1 for the k-th element of the optimiser's
+vector; rows sharing k are constrained equal. Each free row has a transform
+between its natural value and the optimiser's scale:
+
+- identity: value = free
+- log:      value = exp(free)              (residual SDs, gamma shape)
+- ordered:  value = previous row's value + exp(free)  (thresholds after the first of a group)
+
+Everything that needs a parameter reads it through `unpack`; nothing keeps a
+second parameter list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["name", "block", "lhs", "op", "rhs", "level", "equation", "free", "value",
+           "lower", "upper", "transform", "group", "origin"]
+BLOCKS = ("fixed", "loading", "sd", "corr", "B", "Gamma", "residual", "threshold", "shape")
+
+
+@dataclass
+class ParTableBuilder:
+    """Accumulates rows while compiling; `build()` numbers the free parameters."""
+
+    rows: list[dict] = field(default_factory=list)
+    _equal: dict[str, str] = field(default_factory=dict)
+
+    def add(self, name: str, block: str, *, value: float, free: bool = True, lhs: str = "", op: str = "",
+            rhs: str = "", level: str = "", equation: str = "", lower: float = -np.inf,
+            upper: float = np.inf, transform: str = "identity", group: str = "", origin: str = "user",
+            equal_to: str | None = None) -> int:
+        """Append a row; `equal_to` names an earlier row this one is constrained equal to. Returns the row id."""
+        if block not in BLOCKS:
+            raise ValueError(f"unknown parameter block {block}")
+        if any(r["name"] == name for r in self.rows):
+            raise ValueError(f"duplicate parameter name {name}")
+        self.rows.append(dict(name=name, block=block, lhs=lhs, op=op, rhs=rhs, level=level, equation=equation,
+                              free=1 if free else 0, value=float(value), lower=float(lower), upper=float(upper),
+                              transform=transform, group=group, origin=origin))
+        if equal_to is not None:
+            self._equal[name] = equal_to
+        return len(self.rows) - 1
+
+    def build(self) -> "ParTable":
+        """Number free rows (equal rows share a number) and freeze the table."""
+        frame = pd.DataFrame(self.rows, columns=COLUMNS)
+        names = list(frame["name"])
+        free = np.zeros(len(frame), dtype=int)
+        k = 0
+        for i in range(len(frame)):
+            if not frame.at[i, "free"]:
+                continue
+            target = self._equal.get(names[i])
+            if target is not None:
+                j = names.index(target)
+                if free[j] == 0:
+                    raise ValueError(f"{names[i]} is set equal to fixed parameter {target}")
+                free[i] = free[j]
+                frame.at[i, "value"] = frame.at[j, "value"]
+            else:
+                k += 1
+                free[i] = k
+        frame["free"] = free
+        return ParTable(frame)
+
+
+class ParTable:
+    """Frozen table of parameters with pack/unpack between natural values and the free vector."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame.reset_index(drop=True)
+        self._free = self.frame["free"].to_numpy(dtype=int)
+        self._fixed_values = self.frame["value"].to_numpy(dtype=float).copy()
+        self._transform = self.frame["transform"].to_numpy()
+        self._group = self.frame["group"].to_numpy()
+        self.n_free = int(self._free.max(initial=0))
+        self._first = np.array([int(np.flatnonzero(self._free == k)[0]) for k in range(1, self.n_free + 1)], dtype=int)
+        self._validate()
+
+    def _validate(self) -> None:
+        for k in range(1, self.n_free + 1):
+            members = np.flatnonzero(self._free == k)
+            if len({self._transform[i] for i in members}) != 1:
+                raise ValueError("rows constrained equal must share a transform: " + ", ".join(self.names[members]))
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def names(self) -> np.ndarray:
+        return self.frame["name"].to_numpy()
+
+    def index(self, name: str) -> int:
+        """Row id of a parameter by name."""
+        hits = np.flatnonzero(self.names == name)
+        if len(hits) == 0:
+            raise KeyError(name)
+        return int(hits[0])
+
+    @property
+    def start_values(self) -> np.ndarray:
+        """Natural-scale values stored in the table (fixed values and starting values)."""
+        return self._fixed_values.copy()
+
+    def with_values(self, values: np.ndarray) -> "ParTable":
+        """A copy whose `value` column holds `values` (e.g. new starting values)."""
+        frame = self.frame.copy()
+        frame["value"] = np.asarray(values, dtype=float)
+        return ParTable(frame)
+
+    def free_names(self) -> list[str]:
+        """Name of each free-vector element (the first row carrying it)."""
+        return [str(self.names[i]) for i in self._first]
+
+    def unpack(self, free: np.ndarray) -> np.ndarray:
+        """Natural values of every row from the optimiser's free vector."""
+        values = self._fixed_values.copy()
+        for i in range(len(values)):
+            k = self._free[i]
+            if k == 0:
+                continue
+            x = free[k - 1]
+            t = self._transform[i]
+            if t == "identity":
+                values[i] = x
+            elif t == "log":
+                values[i] = np.exp(x)
+            elif t == "ordered":
+                values[i] = values[i - 1] + np.exp(x)
+        return values
+
+    def pack(self, values: np.ndarray) -> np.ndarray:
+        """Free vector from natural values (inverse of unpack on free rows)."""
+        free = np.zeros(self.n_free)
+        for k, i in enumerate(self._first):
+            t = self._transform[i]
+            v = values[i]
+            if t == "identity":
+                free[k] = v
+            elif t == "log":
+                free[k] = np.log(max(v, 1e-300))
+            elif t == "ordered":
+                free[k] = np.log(max(v - values[i - 1], 1e-300))
+        return free
+
+    def jacobian(self, free: np.ndarray) -> np.ndarray:
+        """d value / d free, shape (n_rows, n_free)."""
+        jac = np.zeros((len(self), self.n_free))
+        for i in range(len(self)):
+            k = self._free[i]
+            if k == 0:
+                continue
+            t = self._transform[i]
+            if t == "identity":
+                jac[i, k - 1] = 1.0
+            elif t == "log":
+                jac[i, k - 1] = np.exp(free[k - 1])
+            elif t == "ordered":
+                jac[i] = jac[i - 1]
+                jac[i, k - 1] += np.exp(free[k - 1])
+        return jac
+
+    def free_bounds(self) -> list[tuple[float | None, float | None]]:
+        """Bounds on the free vector (identity rows only; transformed rows are unbounded)."""
+        out: list[tuple[float | None, float | None]] = []
+        for i in self._first:
+            if self._transform[i] == "identity":
+                lo, hi = self.frame.at[i, "lower"], self.frame.at[i, "upper"]
+                out.append((None if np.isinf(lo) else float(lo), None if np.isinf(hi) else float(hi)))
+            else:
+                out.append((None, None))
+        return out
+
+    def rows_of(self, block: str) -> np.ndarray:
+        """Row ids of a block."""
+        return np.flatnonzero(self.frame["block"].to_numpy() == block)

@@ -1,0 +1,293 @@
+"""The YAML spec language (spec_version 1) as pydantic models.
+
+A spec names its data, the levels of the hierarchy, one or more response
+equations (family and link), the fixed part as a formula, random effects
+(shorthand for latent variables with loadings fixed at 1), latent variables
+with loadings, the structural model (B, Gamma), and estimation settings.
+Cross-reference checks live in named model validators; no I/O happens here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from mlmrun.spec.base import SpecNode
+
+Scalar = Union[float, int, str]
+
+
+class RowFilter(SpecNode):
+    """Keep only rows where `column op value` holds (e.g. nstu > 4)."""
+
+    column: str
+    """Column to test."""
+    op: Literal["==", "!=", ">", ">=", "<", "<="]
+    """Comparison operator."""
+    value: Scalar
+    """Value to compare with."""
+
+
+class Stack(SpecNode):
+    """Wide-to-long stacking: one output row per (input row, stacked column)."""
+
+    columns: list[str] = Field(min_length=1)
+    """Wide columns holding the responses (one per item)."""
+    item: str = "item"
+    """Name of the new column holding which wide column a row came from."""
+    value: str = "y"
+    """Name of the new column holding the stacked value."""
+    id: str | None = None
+    """Name of a new column numbering the original rows (1, 2, ...), for use as a level id."""
+    labels: dict[str, str] | None = None
+    """Optional item labels: wide column -> category label written into `item`."""
+
+
+class DataSpec(SpecNode):
+    """Where the data come from and how they are prepared."""
+
+    path: str
+    """CSV (or .parquet/.dta) file, relative to the spec file."""
+    filter: list[RowFilter] = Field(default_factory=list)
+    """Row filters, all of which must hold."""
+    stack: Stack | None = None
+    """Wide-to-long stacking, applied after filtering."""
+    provenance: str | None = None
+    """Where the data come from (free text, shown in the report)."""
+
+
+class Level(SpecNode):
+    """A level of the hierarchy above the rows (level 1 is the row)."""
+
+    name: str
+    """Level name used elsewhere in the spec (e.g. pig, school)."""
+    id: str
+    """Column identifying the units of this level."""
+    crossed: bool = False
+    """True for a factor crossed with the hierarchy (lme4's (1|week), Stata's _all: R.week)."""
+    within_parent: bool = False
+    """True when ids restart within each unit of the level above (ids are then combined with the parent's)."""
+
+
+class Equation(SpecNode):
+    """A response equation: the family and link of the rows it selects."""
+
+    name: str
+    """Response column."""
+    family: Literal["gaussian", "binomial", "poisson", "gamma", "ordinal"] = "gaussian"
+    """Response distribution."""
+    link: Literal["identity", "log", "logit", "probit", "cloglog"] | None = None
+    """Link function (default: canonical for the family; ordinal: logit)."""
+    trials: str | None = None
+    """Binomial: column with the number of trials (denominator)."""
+    offset: str | None = None
+    """Column added to the linear predictor with coefficient 1."""
+    exposure: str | None = None
+    """Poisson: column whose log is added to the linear predictor."""
+    select: dict[str, list[Scalar]] | None = None
+    """Mixed responses: this equation covers rows whose column has one of these values (gllamm's fv()/lv())."""
+    variance_by: str | None = None
+    """Gaussian: one residual SD per category of this column (level-1 heteroscedasticity)."""
+    categories: list[Scalar] | None = None
+    """Ordinal: the ordered categories (default: sorted distinct values)."""
+
+
+class RandomBlock(SpecNode):
+    """Random intercepts/coefficients varying over a level: latent variables with loadings fixed at 1."""
+
+    level: str
+    """Level the effects vary over."""
+    terms: list[Union[int, str]] = Field(min_length=1)
+    """1 for the intercept, otherwise numeric column names (random slopes)."""
+    covariance: Literal["independent", "identity", "exchangeable", "unstructured"] = "independent"
+    """Covariance structure of the block (Stata mixed: cov())."""
+
+
+class Loadings(SpecNode):
+    """Factor loadings: on categories of a variable (`by`) or on covariates (`on`)."""
+
+    by: str | None = None
+    """Loadings per category of this column (items)."""
+    on: list[str] | None = None
+    """Loadings on these numeric columns (a latent variable times a covariate)."""
+    only: list[Scalar] | None = None
+    """With `by`: categories the factor loads on (default: all)."""
+    fix: dict[Union[int, str], float] = Field(default_factory=dict)
+    """Loadings fixed at a value (category or column -> value)."""
+    equal: list[list[Scalar]] = Field(default_factory=list)
+    """Groups of categories/columns whose loadings are constrained equal."""
+    start: dict[Union[int, str], float] = Field(default_factory=dict)
+    """Starting values for free loadings."""
+
+    @model_validator(mode="after")
+    def _by_or_on(self) -> "Loadings":
+        if (self.by is None) == (self.on is None):
+            raise ValueError("give exactly one of `by: COLUMN` (item loadings) or `on: [COLUMNS]` (covariate loadings)")
+        return self
+
+
+class LatentVariable(SpecNode):
+    """A latent variable (factor or random effect) at a level."""
+
+    name: str
+    """Name used in the structural model and reports."""
+    level: str
+    """Level whose units the latent variable varies over."""
+    loadings: Loadings | None = None
+    """How it enters the linear predictor; omit for a latent variable that acts only through B."""
+    variance: float | None = None
+    """Fix the (disturbance) variance at this value (identification by variance); omit to estimate it."""
+
+
+class Structural(SpecNode):
+    """Structural model eta = B eta + Gamma w + zeta."""
+
+    B: dict[str, dict[str, Union[float, Literal["free"]]]] = Field(default_factory=dict)
+    """B[outcome][predictor]: a number (fixed) or 'free'; predictor at the same or a higher level."""
+    Gamma: dict[str, dict[str, Union[float, Literal["free"]]]] = Field(default_factory=dict)
+    """Gamma[latent][covariate]: a number (fixed) or 'free' (MIMIC / gllamm geqs); covariates are columns or formula terms such as age:bus."""
+
+
+class CovarianceSpec(SpecNode):
+    """Covariance of the latent variables (from `latent:`) at one level."""
+
+    type: Literal["independent", "unstructured"] = "unstructured"
+    """independent: zero covariances; unstructured: all covariances free."""
+    fix: dict[str, float] = Field(default_factory=dict)
+    """Fixed elements: 'cov(a,b)' or 'var(a)' -> value."""
+
+
+class Integration(SpecNode):
+    """Numerical integration over the latent variables (non-Gaussian models)."""
+
+    method: Literal["adaptive", "laplace", "ghq"] = "adaptive"
+    """adaptive Gauss-Hermite (default), laplace (one adaptive point), ghq (non-adaptive)."""
+    points: Union[int, dict[str, int]] = 8
+    """Points per dimension, or per level name."""
+    adapt: Literal["mode", "mean"] = "mode"
+    """Centre/scale nodes at the posterior mode and curvature, or posterior mean and SD (gllamm)."""
+
+
+class Estimation(SpecNode):
+    """Estimation settings."""
+
+    method: Literal["ML", "REML"] = "ML"
+    """Maximum likelihood or restricted ML (REML: linear Gaussian models only)."""
+    integration: Integration = Field(default_factory=Integration)
+    """Integration settings for models that need quadrature."""
+    check_points: list[int] | None = None
+    """Re-evaluate at these points per dimension and report the change in log likelihood and estimates."""
+    start: dict[str, float] = Field(default_factory=dict)
+    """Starting values by parameter name."""
+    start_from: str | None = None
+    """A previous results.json (relative to the spec) to start from (gllamm's from())."""
+    max_iter: int = Field(default=500, ge=1)
+    """Maximum optimiser iterations."""
+    tol: float = Field(default=1e-8, gt=0)
+    """Convergence tolerance on the relative change in log likelihood."""
+    exact: bool = True
+    """Use the exact Gaussian likelihood when every response is gaussian/identity (false: force quadrature)."""
+
+
+class Report(SpecNode):
+    """Where results go."""
+
+    dir: str | None = None
+    """Output directory (relative to the current directory; default reports/<name>)."""
+    title: str | None = None
+    """Report title."""
+
+
+class Spec(SpecNode):
+    """An mlmrun model specification."""
+
+    spec_version: Literal[1] = 1
+    """Version of the spec language."""
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    """Model name (letters, digits, _ . -); used for the default report directory."""
+    description: str | None = None
+    """Free text shown in the report."""
+    data: DataSpec
+    """Data source."""
+    levels: list[Level] = Field(default_factory=list)
+    """Levels above the rows, lowest first (nested in that order unless crossed)."""
+    responses: list[Equation] = Field(min_length=1)
+    """Response equations (several for mixed responses, each with `select`)."""
+    fixed: str
+    """Fixed part as a formula, e.g. 'weight ~ week' or 'resp ~ 0 + C(item)'."""
+    random: list[RandomBlock] = Field(default_factory=list)
+    """Random intercepts and coefficients (shorthand for latent variables)."""
+    latent: list[LatentVariable] = Field(default_factory=list)
+    """Latent variables with loadings."""
+    structural: Structural = Field(default_factory=Structural)
+    """Structural model among latent variables."""
+    covariance: dict[str, Union[Literal["independent", "unstructured"], CovarianceSpec]] = Field(
+        default_factory=dict
+    )
+    """Covariance structure of the `latent:` variables per level (default unstructured)."""
+    estimation: Estimation = Field(default_factory=Estimation)
+    """Estimation settings."""
+    report: Report = Field(default_factory=Report)
+    """Report settings."""
+
+    @model_validator(mode="after")
+    def _levels_exist(self) -> "Spec":
+        names = [lv.name for lv in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"level names must be unique; got {names}")
+        for block in self.random:
+            if block.level not in names:
+                raise ValueError(f"random effects name level '{block.level}'; declared levels are {names}")
+        for lat in self.latent:
+            if lat.level not in names:
+                raise ValueError(f"latent variable '{lat.name}' names level '{lat.level}'; declared levels are {names}")
+        for lvl in self.covariance:
+            if lvl not in names:
+                raise ValueError(f"covariance names level '{lvl}'; declared levels are {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _latent_names(self) -> "Spec":
+        names = [lat.name for lat in self.latent]
+        if len(set(names)) != len(names):
+            raise ValueError(f"latent variable names must be unique; got {names}")
+        known = set(names)
+        for table, entries in (("B", self.structural.B), ("Gamma", self.structural.Gamma)):
+            for outcome, row in entries.items():
+                if outcome not in known:
+                    raise ValueError(f"structural.{table} names '{outcome}', which is not a latent variable; latent variables are {sorted(known)}")
+                if table == "B":
+                    for pred in row:
+                        if pred not in known:
+                            raise ValueError(f"structural.B[{outcome}] names '{pred}', which is not a latent variable")
+        return self
+
+    @model_validator(mode="after")
+    def _mixed_responses_select(self) -> "Spec":
+        if len(self.responses) > 1:
+            if any(eq.select is None for eq in self.responses):
+                raise ValueError("with several response equations, each needs `select: {column: [values]}` saying which rows it covers")
+            if len({eq.name for eq in self.responses}) != 1:
+                raise ValueError("all response equations must name the same response column (stack the data so one column holds every response)")
+        return self
+
+    @model_validator(mode="after")
+    def _b_acyclic(self) -> "Spec":
+        graph = {k: [p for p in v] for k, v in self.structural.B.items()}
+        state: dict[str, int] = {}
+
+        def visit(node: str, path: list[str]) -> None:
+            state[node] = 1
+            for nxt in graph.get(node, []):
+                if state.get(nxt) == 1:
+                    cyc = path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
+                    raise ValueError("structural.B has a cycle: " + " -> ".join(cyc) + "; B must be recursive (no latent variable may depend on itself)")
+                if state.get(nxt) is None:
+                    visit(nxt, path + [nxt])
+            state[node] = 2
+
+        for n in graph:
+            if state.get(n) is None:
+                visit(n, [n])
+        return self
