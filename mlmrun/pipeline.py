@@ -34,7 +34,7 @@ def prepare(path: str | Path) -> Prepared:
     try:
         model = compile_model(spec, data)
     except SpecError as exc:
-        raise SpecError(f"{path}: {exc}", [f"{_where(marks, path, str(exc))}: {exc}"]) from None
+        raise type(exc)(f"{path}: {exc}", [f"{_where(marks, path, str(exc))}: {exc}"]) from None
     except DataError as exc:
         raise DataError(f"{_where(marks, path, str(exc))}: {exc}") from None
     return Prepared(path, spec, marks, data, model)

@@ -45,7 +45,8 @@ def used_columns(spec: Spec) -> dict[str, str]:
             if lat.loadings.by:
                 cols.setdefault(lat.loadings.by, f"latent.{i}.loadings.by")
             for c in lat.loadings.on or []:
-                cols.setdefault(c, f"latent.{i}.loadings.on")
+                if str(c) != "1":
+                    cols.setdefault(str(c), f"latent.{i}.loadings.on")
     for preds in spec.structural.Gamma.values():
         for c in preds:
             for var in formula_variables(parse_formula(f"0 + {c}"))[1]:

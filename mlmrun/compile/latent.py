@@ -58,7 +58,7 @@ def _add_block(pt: ParTableBuilder, parts: LatentParts, level_idx: int, level_na
                members: list[int], kind: str, fixed_sd: dict[int, float], origin: str) -> None:
     names = [parts.latent[m].name for m in members]
     sd_rows = []
-    for m, nm in zip(members, names):
+    for m, nm in zip(members, names, strict=True):
         equal = f"sd({names[0]})@{level_name}" if kind in ("identity", "exchangeable") and m != members[0] else None
         fixed = m in fixed_sd
         sd_rows.append(pt.add(f"sd({nm})@{level_name}", "sd", value=fixed_sd.get(m, 1.0), free=not fixed,
@@ -151,8 +151,9 @@ def _loadings(lat, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[np.ndarray
         col = frame[spec_l.by].astype(str).to_numpy()
         Z = np.stack([(col == c).astype(float) for c in labels], axis=1)
     else:
-        labels = list(spec_l.on or [])
-        Z = np.stack([_numeric(frame, c, f"latent '{lat.name}' loadings.on") for c in labels], axis=1)
+        labels = [str(c) for c in spec_l.on or []]
+        Z = np.stack([np.ones(n) if c == "1" else _numeric(frame, c, f"latent '{lat.name}' loadings.on")
+                      for c in labels], axis=1)
     for key in list(spec_l.fix) + list(spec_l.start) + [x for grp in spec_l.equal for x in grp]:
         if str(key) not in labels:
             raise SpecError(f"latent '{lat.name}': loading '{key}' is not among its loadings {labels}")

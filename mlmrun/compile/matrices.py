@@ -111,7 +111,7 @@ class MatrixGradient:
     thresholds: list[np.ndarray | None]
 
     @classmethod
-    def zeros(cls, mm: ModelMatrices) -> "MatrixGradient":
+    def zeros(cls, mm: ModelMatrices) -> MatrixGradient:
         return cls(
             beta=np.zeros_like(mm.beta), lambdas=[np.zeros_like(x) for x in mm.lambdas],
             B=np.zeros_like(mm.B), Gamma=np.zeros_like(mm.Gamma),
@@ -124,7 +124,7 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
     """Adjoint of `model_matrices`: d loglik / d value for every partable row."""
     g = np.zeros(len(values))
     np.add.at(g, model.beta_rows, grad.beta)
-    for lat, gl in zip(model.latent, grad.lambdas):
+    for lat, gl in zip(model.latent, grad.lambdas, strict=True):
         np.add.at(g, lat.loading_rows, gl)
     for i, j, row in model.B_entries:
         g[row] += grad.B[i, j]
@@ -141,7 +141,7 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
             down[row] -= eps
             dL = (block_L(block, up)[0] - block_L(block, down)[0]) / (2 * eps)
             g[row] += float(np.sum(gL * dL))
-    for eq, gt in zip(model.equations, grad.thresholds):
+    for eq, gt in zip(model.equations, grad.thresholds, strict=True):
         if eq.scale_rows is not None:
             np.add.at(g, eq.scale_rows, grad.scale[eq.rows])
         if eq.threshold_rows is not None and gt is not None:

@@ -47,7 +47,7 @@ class ParTableBuilder:
             self._equal[name] = equal_to
         return len(self.rows) - 1
 
-    def build(self) -> "ParTable":
+    def build(self) -> ParTable:
         """Number free rows (equal rows share a number) and freeze the table."""
         frame = pd.DataFrame(self.rows, columns=COLUMNS)
         names = list(frame["name"])
@@ -108,7 +108,7 @@ class ParTable:
         """Natural-scale values stored in the table (fixed values and starting values)."""
         return self._fixed_values.copy()
 
-    def with_values(self, values: np.ndarray) -> "ParTable":
+    def with_values(self, values: np.ndarray) -> ParTable:
         """A copy whose `value` column holds `values` (e.g. new starting values)."""
         frame = self.frame.copy()
         frame["value"] = np.asarray(values, dtype=float)

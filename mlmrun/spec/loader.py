@@ -7,6 +7,7 @@ Pydantic errors are rewritten as `FILE:LINE:COL: what is wrong; what to write in
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,19 @@ from mlmrun.errors import SpecError
 from mlmrun.spec.model import Spec
 
 Loc = tuple[Any, ...]
+
+
+class SpecLoader(yaml.SafeLoader):
+    """Safe loader with YAML 1.2 booleans: only true/false, so keys like `on` and categories like yes/no stay strings."""
+
+
+SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _walk(node: yaml.Node, path: Loc, marks: dict[Loc, tuple[int, int]]) -> None:
@@ -35,8 +49,8 @@ def _walk(node: yaml.Node, path: Loc, marks: dict[Loc, tuple[int, int]]) -> None
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int]]]:
     """Parse YAML safely; return the data and a map of YAML path -> (line, column)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=SpecLoader)
+        data = yaml.load(text, Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

@@ -109,8 +109,8 @@ class Loadings(SpecNode):
 
     by: str | None = None
     """Loadings per category of this column (items)."""
-    on: list[str] | None = None
-    """Loadings on these numeric columns (a latent variable times a covariate)."""
+    on: list[Union[int, str]] | None = None
+    """Loadings on these numeric columns (a latent variable times a covariate); 1 is the constant."""
     only: list[Scalar] | None = None
     """With `by`: categories the factor loads on (default: all)."""
     fix: dict[Union[int, str], float] = Field(default_factory=dict)
@@ -121,7 +121,7 @@ class Loadings(SpecNode):
     """Starting values for free loadings."""
 
     @model_validator(mode="after")
-    def _by_or_on(self) -> "Loadings":
+    def _by_or_on(self) -> Loadings:
         if (self.by is None) == (self.on is None):
             raise ValueError("give exactly one of `by: COLUMN` (item loadings) or `on: [COLUMNS]` (covariate loadings)")
         return self
@@ -232,7 +232,7 @@ class Spec(SpecNode):
     """Report settings."""
 
     @model_validator(mode="after")
-    def _levels_exist(self) -> "Spec":
+    def _levels_exist(self) -> Spec:
         names = [lv.name for lv in self.levels]
         if len(set(names)) != len(names):
             raise ValueError(f"level names must be unique; got {names}")
@@ -248,7 +248,7 @@ class Spec(SpecNode):
         return self
 
     @model_validator(mode="after")
-    def _latent_names(self) -> "Spec":
+    def _latent_names(self) -> Spec:
         names = [lat.name for lat in self.latent]
         if len(set(names)) != len(names):
             raise ValueError(f"latent variable names must be unique; got {names}")
@@ -264,7 +264,7 @@ class Spec(SpecNode):
         return self
 
     @model_validator(mode="after")
-    def _mixed_responses_select(self) -> "Spec":
+    def _mixed_responses_select(self) -> Spec:
         if len(self.responses) > 1:
             if any(eq.select is None for eq in self.responses):
                 raise ValueError("with several response equations, each needs `select: {column: [values]}` saying which rows it covers")
@@ -273,7 +273,7 @@ class Spec(SpecNode):
         return self
 
     @model_validator(mode="after")
-    def _b_acyclic(self) -> "Spec":
+    def _b_acyclic(self) -> Spec:
         graph = {k: [p for p in v] for k, v in self.structural.B.items()}
         state: dict[str, int] = {}
 
