@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlmrun.compile import CompiledModel, compile_model
+from mlmrun.compile.start_from import apply_start_from
+from mlmrun.likelihood.plan import integration_plan
 from mlmrun.data.load import LoadedData, load_data
 from mlmrun.errors import DataError, SpecError
 from mlmrun.spec.loader import Loc, load_spec, locate
@@ -32,7 +34,9 @@ def prepare(path: str | Path) -> Prepared:
     except DataError as exc:
         raise DataError(f"{locate(marks, str(path), 'data')}: {exc}") from None
     try:
-        model = compile_model(spec, data)
+        model = apply_start_from(compile_model(spec, data), path.parent)
+        if not (model.is_linear_gaussian and spec.estimation.exact):
+            integration_plan(model)  # quadrature settings are checked before fitting (mlmrun validate)
     except SpecError as exc:
         raise type(exc)(f"{path}: {exc}", [f"{_where(marks, path, str(exc))}: {exc}"]) from None
     except DataError as exc:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlmrun.compile.model import CompiledModel
+
+if TYPE_CHECKING:
+    from mlmrun.pipeline import Prepared
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,224 @@ class FitResult:
         if self.cov_free is None:
             return out
         J = pt.jacobian(self.free)
-        var = np.einsum("ik,kl,il->i", J, self.cov_free, J)
+        unknown = np.isnan(np.diag(self.cov_free))  # coordinates without an SE (e.g. a correlation at +-1)
+        var = np.einsum("ik,kl,il->i", J, np.nan_to_num(self.cov_free), J)
         out = np.sqrt(np.clip(var, 0, None))
+        out[(J[:, unknown] != 0).any(axis=1)] = np.nan
         out[pt.frame["free"].to_numpy() == 0] = np.nan
         return out
+
+
+@dataclass(frozen=True)
+class ParamRow:
+    """One row of the estimates table: a partable row, or a row derived from partable rows.
+
+    `se` is nan when unavailable (fixed rows, no covariance matrix). Derived rows are
+    `var(...)` for every SD row (random-effect and residual) and `cov(...)` for every
+    correlation row, so results compare with peers that report either scale.
+    """
+
+    name: str
+    block: str
+    estimate: float
+    se: float
+    free: bool
+    level: str = ""
+    lhs: str = ""
+    rhs: str = ""
+    derived: bool = False
+
+
+Derivation = tuple[str, str, list[int], Callable[[np.ndarray], float]]
+"""(name, block, source partable rows, values -> derived value)."""
+
+
+def variance_name(sd_name: str) -> str:
+    """Name of the derived variance row of an SD row: sd(_cons)@pig -> var(_cons)@pig."""
+    return "var(" + sd_name[3:] if sd_name.startswith("sd(") else f"var({sd_name})"
+
+
+def covariance_name(corr_name: str) -> str:
+    """Name of the derived covariance row of a correlation row: corr(a,b)@l -> cov(a,b)@l."""
+    return "cov(" + corr_name[5:] if corr_name.startswith("corr(") else f"cov({corr_name})"
+
+
+def _derivations(model: CompiledModel) -> list[Derivation]:
+    """What to derive: var() for each SD row, cov() for each correlation row (lower triangle of its block)."""
+    pt = model.partable
+    names = pt.names
+    out: list[Derivation] = []
+    for i in list(pt.rows_of("sd")) + list(pt.rows_of("residual")):
+        out.append((variance_name(str(names[i])), "variance" if pt.frame.at[i, "block"] == "sd" else "residual",
+                    [int(i)], lambda v, i=int(i): float(v[i] ** 2)))
+    for block in model.blocks:
+        if not len(block.corr_rows):
+            continue
+        pairs = zip(*np.tril_indices(len(block.members), -1), strict=True)
+        for row, (a, b) in zip(block.corr_rows, pairs, strict=True):
+            sa, sb = int(block.sd_rows[a]), int(block.sd_rows[b])
+            out.append((covariance_name(str(names[row])), "covariance", [int(row), sa, sb],
+                        lambda v, r=int(row), sa=sa, sb=sb: float(v[r] * v[sa] * v[sb])))
+    return out
+
+
+def _numeric_jacobian(func: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Central-difference Jacobian of func at x (derived rows are smooth, cheap functions of the table)."""
+    f0 = func(x)
+    jac = np.zeros((len(f0), len(x)))
+    for k in range(len(x)):
+        h = 1e-6 * max(1.0, abs(float(x[k])))
+        up, down = x.copy(), x.copy()
+        up[k] += h
+        down[k] -= h
+        jac[:, k] = (func(up) - func(down)) / (2 * h)
+    return jac
+
+
+def derived_rows(fit: FitResult) -> list[ParamRow]:
+    """var/cov rows with delta-method SEs: J cov_free J' with J the numeric Jacobian through ParTable.unpack."""
+    model = fit.model
+    pt = model.partable
+    derivations = _derivations(model)
+    if not derivations:
+        return []
+    frame = pt.frame
+    is_free = frame["free"].to_numpy() != 0
+    estimates = np.array([fn(fit.values) for _, _, _, fn in derivations])
+    se = np.full(len(derivations), np.nan)
+    if fit.cov_free is not None and pt.n_free:
+        jac = _numeric_jacobian(lambda x: np.array([fn(pt.unpack(x)) for _, _, _, fn in derivations]),
+                                np.asarray(fit.free, dtype=float))
+        se = np.sqrt(np.clip(np.einsum("ik,kl,il->i", jac, fit.cov_free, jac), 0, None))
+    rows = []
+    for (name, block, sources, _), est, s in zip(derivations, estimates, se, strict=True):
+        free = bool(is_free[sources].any())
+        first = sources[0]
+        rows.append(ParamRow(name, block, float(est), float(s) if free else np.nan, free,
+                             str(frame.at[first, "level"]), str(frame.at[first, "lhs"]),
+                             str(frame.at[first, "rhs"]), derived=True))
+    return rows
+
+
+def parameter_rows(fit: FitResult) -> list[ParamRow]:
+    """Every partable row with its estimate and SE, followed by the derived var/cov rows.
+
+    The one estimates table that results.json and the reports both read. Fixed effects take
+    their SEs from extras['fixed_vcov'] when the estimator supplies it (the exact Gaussian
+    path, where beta is profiled out and its covariance comes from the GLS step).
+    """
+    pt = fit.model.partable
+    frame = pt.frame
+    se = fit.se()
+    vcov = fit.extras.get("fixed_vcov")
+    beta_rows = fit.model.beta_rows
+    if vcov is not None and np.shape(vcov) == (len(beta_rows), len(beta_rows)):
+        se = se.copy()
+        se[beta_rows] = np.sqrt(np.clip(np.diag(np.asarray(vcov, dtype=float)), 0, None))
+    rows = []
+    for i in range(len(pt)):
+        free = bool(frame.at[i, "free"])
+        rows.append(ParamRow(str(frame.at[i, "name"]), str(frame.at[i, "block"]), float(fit.values[i]),
+                             float(se[i]) if free else np.nan, free, str(frame.at[i, "level"]),
+                             str(frame.at[i, "lhs"]), str(frame.at[i, "rhs"])))
+    return rows + derived_rows(fit)
+
+
+def level_summaries(model: CompiledModel) -> list[dict[str, Any]]:
+    """Units per level and rows per unit (min/avg/max), as Stata's group summary."""
+    out = []
+    for lv in model.levels:
+        sizes = lv.sizes()
+        empty = len(sizes) == 0
+        out.append({"name": lv.name, "n_units": int(lv.n_units), "min": 0 if empty else int(sizes.min()),
+                    "avg": 0.0 if empty else float(sizes.mean()), "max": 0 if empty else int(sizes.max())})
+    return out
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON values: numpy to Python, nan/inf to None, tuples to lists (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
+
+
+def lr_test(fit: FitResult) -> dict[str, Any] | None:
+    """The LR test vs. the model without latent variables as {chi2, df, p, kind, note, loglik_null}.
+
+    Estimators may name the fields differently (statistic/p_value/distribution); this is
+    the one place that reads them, for results.json and reports alike. `kind` is
+    'chibar2' for a single variance on the boundary (Stata's chibar2(01)), else 'chi2'.
+    """
+    raw = fit.extras.get("lr_test")
+    if not raw:
+        return None
+    kind = raw.get("kind") or ("chibar2" if str(raw.get("distribution", "")).startswith("chibar2") else "chi2")
+    note = "" if kind == "chibar2" else "Note: LR test is conservative and provided only for reference."
+    return {"chi2": raw.get("chi2", raw.get("statistic")), "df": raw.get("df"), "p": raw.get("p", raw.get("p_value")),
+            "kind": kind, "note": note, "loglik_null": raw.get("loglik_null", raw.get("null_loglik"))}
+
+
+JSON_EXTRAS = ("point_check", "boundary", "optimizer")
+"""FitResult.extras copied into results.json (small summaries; per-unit arrays such as
+empirical Bayes predictions and the fixed-effects vcov stay out)."""
+
+
+def _integration(fit: FitResult) -> dict[str, Any]:
+    method = fit.integration.get("method", "exact")
+    points = fit.integration.get("points")
+    out: dict[str, Any] = {"method": method, "points": points if isinstance(points, int) else None}
+    if isinstance(points, dict):
+        out["points_by_level"] = points
+    return out
+
+
+def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, total_seconds: float) -> dict[str, Any]:
+    """The results.json document (DESIGN.md section 3) plus extra keys: n_dropped_missing, derived, extras."""
+    from mlmrun import __version__
+
+    model = fit.model
+    rows = parameter_rows(fit)
+    doc: dict[str, Any] = {
+        "mlmrun_version": __version__,
+        "spec": {"name": prepared.spec.name, "sha256": hashlib.sha256(Path(spec_path).read_bytes()).hexdigest()},
+        "data": {"sha256": model.data_sha256, "n_rows": int(model.n_rows_read), "n_used": int(model.n)},
+        "method": fit.method,
+        "integration": _integration(fit),
+        "converged": bool(fit.converged),
+        "loglik": fit.loglik,
+        "n_params": fit.n_params,
+        "aic": fit.aic,
+        "bic": fit.bic,
+        "parameters": [{"name": r.name, "block": r.block, "estimate": r.estimate, "se": r.se, "free": r.free}
+                       for r in rows],
+        "levels": level_summaries(model),
+        "timing": {"fit_seconds": fit.fit_seconds, "total_seconds": total_seconds},
+        "iterations": int(fit.iterations),
+        "warnings": list(fit.warnings),
+        "n_dropped_missing": int(model.n_dropped_missing),
+        "n_evaluations": int(fit.n_evaluations),
+        "derived": [r.name for r in rows if r.derived],
+    }
+    if fit.extras.get("lr_test"):
+        doc["lr_test"] = lr_test(fit)
+    for key in JSON_EXTRAS:
+        if key in fit.extras:
+            doc[key] = fit.extras[key]
+    return jsonable(doc)
+
+
+def results_json(doc: dict[str, Any]) -> str:
+    """Serialise a results document; refuses NaN so the output is strict JSON."""
+    return json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n"

@@ -147,6 +147,10 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
         if eq.family == "ordinal":
             K = len(categories)
             counts = np.bincount(y[rows].astype(int), minlength=K)
+            if (counts == 0).any():
+                empty = [categories[j] for j in np.flatnonzero(counts == 0)]
+                raise DataError(f"responses.{k}: ordinal categories {empty} of {list(categories)} never occur, so their "
+                                "thresholds are not identified; drop them from `categories:` or merge them with a neighbour")
             cum = np.cumsum(counts)[:-1] / counts.sum()
             starts = np.log(cum / (1 - cum))
             ids = [pt.add(f"cut{j + 1}{suffix}", "threshold", value=float(starts[j]),
@@ -157,6 +161,22 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
     if (eq_of_row < 0).any():
         raise DataError(f"{int((eq_of_row < 0).sum())} rows are selected by no response equation; extend the `select:` lists")
     return equations, eq_of_row, y, trials, offset
+
+
+def _ordinal_design(X: np.ndarray, x_names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Ordinal models: the thresholds play the intercept's role (clmm, ologit), so drop the Intercept column.
+
+    Building the design with the intercept keeps treatment coding of factors
+    ('rating ~ temp' gives temp[T.warm]); a design that still spans the
+    constant would be collinear with the thresholds.
+    """
+    if "Intercept" in x_names:
+        keep = [j for j, name in enumerate(x_names) if name != "Intercept"]
+        X, x_names = X[:, keep], tuple(x_names[j] for j in keep)
+    elif X.shape[1] and np.linalg.matrix_rank(np.column_stack([np.ones(len(X)), X])) == X.shape[1]:
+        raise SpecError(f"fixed: the columns {list(x_names)} add up to a constant, which the ordinal thresholds already "
+                        "are; write the formula with an intercept (e.g. 'y ~ temp', it is dropped) so factors get treatment coding")
+    return X, x_names
 
 
 def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
@@ -171,6 +191,8 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         raise DataError("no rows left after dropping rows with missing values in the variables the model uses")
     formula = parse_formula(spec.fixed)
     X, x_names = fixed_design(formula, frame)
+    if all(eq.family == "ordinal" for eq in spec.responses):
+        X, x_names = _ordinal_design(X, x_names)
     levels = build_levels(frame, spec.levels)
     pt = ParTableBuilder()
     beta_rows = np.array([pt.add(name, "fixed", value=0.0, lhs=spec.responses[0].name, op="~", rhs=name)

@@ -29,7 +29,7 @@ def parse_formula(text: str) -> Formula:
     try:
         formula = Formula(text)
     except Exception as exc:  # formulaic raises several parser exception types
-        raise SpecError(f"cannot parse formula {text!r}: {exc}") from None
+        raise SpecError(f"fixed: cannot parse formula {text!r}: {exc}") from None
     for side in ([formula.lhs, formula.rhs] if hasattr(formula, "lhs") else [formula]):
         for term in side:
             for factor in term.factors:
@@ -44,18 +44,18 @@ def check_expression(expr: str, formula: str) -> None:
     except SyntaxError:
         if expr.startswith("`") or expr.replace("_", "").replace(".", "").isalnum():
             return
-        raise SpecError(f"formula {formula!r}: cannot read term {expr!r}") from None
+        raise SpecError(f"fixed: formula {formula!r}: cannot read term {expr!r}") from None
     for node in ast.walk(tree):
         if not isinstance(node, _OK_NODES):
             raise SpecError(
-                f"formula {formula!r}: term {expr!r} uses {type(node).__name__}, which is not allowed; "
+                f"fixed: formula {formula!r}: term {expr!r} uses {type(node).__name__}, which is not allowed; "
                 f"use column names, numbers, + - * / ** and the functions {sorted(ALLOWED_FUNCTIONS)}"
             )
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in ALLOWED_FUNCTIONS:
                 name = getattr(node.func, "id", ast.unparse(node.func))
                 raise SpecError(
-                    f"formula {formula!r}: function {name!r} is not allowed; allowed functions are {sorted(ALLOWED_FUNCTIONS)}"
+                    f"fixed: formula {formula!r}: function {name!r} is not allowed; allowed functions are {sorted(ALLOWED_FUNCTIONS)}"
                 )
 
 

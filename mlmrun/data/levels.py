@@ -55,7 +55,7 @@ def build_levels(frame: pd.DataFrame, levels: list[Level]) -> list[LevelIndex]:
             if dup.any():
                 bad = labels[pairs.loc[dup, "unit"].iloc[0]]
                 raise DataError(
-                    f"level '{lv.name}' (column {lv.id}) is not nested in level '{up.name}' (column {up.id}): "
+                    f"levels.{levels.index(lv)}.id: level '{lv.name}' (column {lv.id}) is not nested in level '{up.name}' (column {up.id}): "
                     f"{lv.id}={bad} occurs in several {up.name} units. If {lv.id} numbers units within each {up.name}, "
                     f"write `within_parent: true` on level '{lv.name}'; if the factors are crossed, write `crossed: true`."
                 )

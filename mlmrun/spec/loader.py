@@ -33,12 +33,16 @@ SpecLoader.add_implicit_resolver(
 )
 
 
+KEY = ("<key>",)
+"""Suffix of a YAML path whose mark is the key itself rather than its value (for unknown-key errors)."""
+
+
 def _walk(node: yaml.Node, path: Loc, marks: dict[Loc, tuple[int, int]]) -> None:
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             kpath = path + (key.value,)
-            marks[kpath] = (key.start_mark.line + 1, key.start_mark.column + 1)
+            marks[kpath] = marks[kpath + KEY] = (key.start_mark.line + 1, key.start_mark.column + 1)
             _walk(value, kpath, marks)
             marks.setdefault(kpath, (value.start_mark.line + 1, value.start_mark.column + 1))
     elif isinstance(node, yaml.SequenceNode):
@@ -91,19 +95,51 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _clean_loc(loc: Loc) -> Loc:
-    """Drop pydantic's union-branch tags (e.g. 'CovarianceSpec', 'literal[...]') from a location."""
-    out = []
+_TAGS = ("literal[", "function-", "union[", "dict[", "list[", "tagged-union[")
+_SCALAR_TAGS = {"int", "float", "str", "bool", "none"}
+
+
+def _clean_loc(loc: Loc, marks: dict[Loc, tuple[int, int]] | None = None) -> Loc:
+    """Drop pydantic's union-branch tags ('CovarianceSpec', 'literal[...]', 'int') from a location.
+
+    A part that names a key present in the YAML is always kept, so user keys such as
+    a latent variable called 'General' survive; other parts are dropped when they look
+    like a branch tag (a class name, a type name, or a bracketed type).
+    """
+    out: list[Any] = []
     for part in loc:
-        if isinstance(part, str) and (part[:1].isupper() or part.startswith(("literal[", "function-", "union["))) and part not in ("B", "Gamma"):
-            continue
+        if isinstance(part, str) and (marks is None or tuple(out) + (part,) not in marks):
+            if part.startswith(_TAGS) or part in _SCALAR_TAGS or (part[:1].isupper() and part not in ("B", "Gamma")):
+                continue
         out.append(part)
     return tuple(out)
 
 
-def _explain(err: dict[str, Any]) -> str:
+_EXPECTED = {
+    "int": ("a whole number", "10"),
+    "float": ("a number", "0.5"),
+    "bool": ("true or false", "true"),
+    "string": ("text", '"text"'),
+    "list": ("a list", "[a, b]"),
+    "dict": ("a mapping", "{key: value}"),
+    "model": ("a mapping", "{key: value}"),
+}
+
+
+def _expected(kind: str) -> tuple[str, str] | None:
+    """What a pydantic type error expected, and an example, for kinds like int_parsing or dict_type."""
+    head = kind.split("_", 1)[0]
+    return _EXPECTED.get(head) if kind.endswith(("_type", "_parsing", "_from_float")) else None
+
+
+def _example(loc: Loc, example: str) -> str:
+    key = loc[-1] if loc else None
+    return f"`{key}: {example}`" if isinstance(key, str) else f"`{example}`"
+
+
+def _explain(err: dict[str, Any], loc: Loc) -> str:
+    """`what is wrong; what to write instead` for one pydantic error at an already cleaned location."""
     kind = err["type"]
-    loc = _clean_loc(err["loc"])
     if kind == "extra_forbidden":
         key = str(loc[-1])
         owner = _model_at(loc[:-1])
@@ -118,7 +154,40 @@ def _explain(err: dict[str, Any]) -> str:
         return f"{err['input']!r} is not allowed; write one of {expected}"
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
-    return f"{err['msg']} (got {err.get('input')!r})"
+    if kind == "string_pattern_mismatch":
+        return f"{err['input']!r} is not allowed here; use only letters, digits and _ . - (e.g. my_model)"
+    if kind == "too_short":
+        return "this list is empty; give at least one entry"
+    found = _expected(kind)
+    if found is not None:
+        what, example = found
+        return f"expected {what}, got {err.get('input')!r}; write {what}, e.g. {_example(loc, example)}"
+    return f"{str(err['msg']).rstrip('.')} (got {err.get('input')!r})"
+
+
+def _merge_branches(errors: list[dict[str, Any]], marks: dict[Loc, tuple[int, int]]) -> list[tuple[Loc, str]]:
+    """One message per location: type errors from the branches of a union are joined with 'or'."""
+    out: dict[Loc, list[str]] = {}
+    wanted: dict[Loc, list[tuple[str, str]]] = {}
+    for err in errors:
+        loc = _clean_loc(err["loc"], marks)
+        found = _expected(err["type"]) if len(err["loc"]) > len(loc) else None
+        if found is not None:
+            wanted.setdefault(loc, []).append(found)
+            out.setdefault(loc, [])
+            continue
+        msg = _explain(err, loc)
+        if msg not in out.setdefault(loc, []):
+            out[loc].append(msg)
+    merged = []
+    for loc, msgs in out.items():
+        if loc in wanted and not msgs:
+            options = list(dict.fromkeys(what for what, _ in wanted[loc]))
+            example = wanted[loc][0][1]
+            value = next(e.get("input") for e in errors if _clean_loc(e["loc"], marks) == loc)
+            msgs = [f"expected {' or '.join(options)}, got {value!r}; write e.g. {_example(loc, example)}"]
+        merged += [(loc, m) for m in msgs]
+    return merged
 
 
 def validate_spec_dict(data: Any, marks: dict[Loc, tuple[int, int]], source: str) -> Spec:
@@ -128,16 +197,13 @@ def validate_spec_dict(data: Any, marks: dict[Loc, tuple[int, int]], source: str
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        seen = set()
-        for err in exc.errors():
-            loc = _clean_loc(err["loc"])
-            line, col = _position(loc, marks)
+        located = []
+        for loc, message in _merge_branches(exc.errors(), marks):
             where = ".".join(str(p) for p in loc) or "(top)"
-            msg = f"{source}:{line}:{col}: {where}: {_explain(err)}"
-            if msg not in seen:
-                seen.add(msg)
-                problems.append(msg)
+            position = marks.get(loc + KEY) if message.startswith("unknown key") else None
+            located.append((position or _position(loc, marks), f"{where}: {message}"))
+        located.sort(key=lambda item: item[0])
+        problems = [f"{source}:{line}:{col}: {text}" for (line, col), text in located]
         raise SpecError(f"{len(problems)} problem(s) in {source}", problems) from None
 
 

@@ -1,0 +1,36 @@
+# mlmrun: everything runs from a local virtual environment (.venv), so a fresh clone needs only python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_SPEC := $(if $(wildcard specs/abortion.yaml),specs/abortion.yaml,specs/pig_slope.yaml)
+PIN_BLAS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+.PHONY: install run test bench schema lint clean
+
+install: $(STAMP)
+
+# The stamp makes `make install` free when nothing changed; pyproject.toml changes reinstall.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/mlmrun fit $(RUN_SPEC)
+
+test: install
+	$(BIN)/pytest -q
+
+bench: install
+	$(PIN_BLAS) $(BIN)/python bench/run.py
+
+schema: install
+	$(BIN)/mlmrun schema > schemas/.mlmrun.schema.json.tmp
+	mv schemas/.mlmrun.schema.json.tmp schemas/mlmrun.schema.json
+
+lint: install
+	$(BIN)/ruff check mlmrun tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .bench

@@ -1,0 +1,196 @@
+"""The optimiser's coordinates for the exact Gaussian path, and starting values.
+
+The free vector of the parameter table holds natural SDs, correlations,
+loadings, B, Gamma and log residual SDs. The profiled optimisation works on
+`phi` instead:
+
+- fixed effects never appear (profiled by GLS);
+- with one residual SD and no latent SD fixed at a non-zero value, sigma is
+  profiled too and every latent SD is expressed relative to it (lme4's theta);
+- a fully free unstructured covariance block is parameterised by the lower
+  Cholesky factor of its (relative) covariance matrix, diagonal >= 0, as lme4
+  does: boundary fits (an SD of 0, a correlation of +-1) are then reached at
+  ordinary coordinate values instead of at corners of a box;
+- everything else keeps its free-vector coordinate and bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlmrun.compile.model import CompiledModel
+
+
+@dataclass(frozen=True)
+class CholBlock:
+    """An unstructured block whose k SDs and k(k-1)/2 correlations are free and used nowhere else."""
+
+    sd_idx: np.ndarray
+    corr_idx: np.ndarray
+    pos: np.ndarray
+    """Positions in phi of the lower-triangular factor, by rows: (0,0), (1,0), (1,1), (2,0), ..."""
+
+
+class GaussianParams:
+    """Map between phi (optimiser coordinates) and the parameter table's free vector."""
+
+    def __init__(self, model: CompiledModel):
+        pt = model.partable
+        self.model = model
+        frame = pt.frame
+        free = frame["free"].to_numpy()
+        block = frame["block"].to_numpy()
+        self.n_free = pt.n_free
+        beta_free = free[model.beta_rows]
+        self.beta_idx = beta_free[beta_free > 0] - 1
+        resid_idx = sorted({int(free[r]) - 1 for r in pt.rows_of("residual") if free[r] > 0})
+        fixed_sd = [r for r in pt.rows_of("sd") if free[r] == 0 and frame.at[r, "value"] != 0]
+        resid_rows = pt.rows_of("residual")
+        self.profile_sigma = (len(resid_idx) == 1 and not fixed_sd and all(free[r] > 0 for r in resid_rows)
+                              and frame.at[resid_rows[0], "transform"] == "log")
+        self.residual_idx = np.array(resid_idx, dtype=int)
+        idx_blocks: dict[int, set[str]] = {}
+        for r in range(len(frame)):
+            if free[r] > 0:
+                idx_blocks.setdefault(int(free[r]) - 1, set()).add(block[r])
+        counts = np.bincount(free[free > 0] - 1, minlength=self.n_free)
+        self.chol: list[CholBlock] = []
+        claimed: set[int] = set()
+        n_phi = 0
+        for b in model.blocks:
+            k = len(b.members)
+            if b.kind != "unstructured" or k < 2:
+                continue
+            rows = np.concatenate([b.sd_rows, b.corr_rows]).astype(int)
+            idx = free[rows] - 1
+            if (free[rows] == 0).any() or len(set(idx)) != len(idx) or (counts[idx] != 1).any():
+                continue
+            claimed.update(int(i) for i in idx)
+        skip = set(int(i) for i in self.beta_idx) | claimed
+        if self.profile_sigma:
+            skip |= set(resid_idx)
+        self.plain_idx = np.array([j for j in range(self.n_free) if j not in skip], dtype=int)
+        self.plain_kind = [self._kind(idx_blocks[j]) for j in self.plain_idx]
+        n_phi = len(self.plain_idx)
+        for b in model.blocks:
+            k = len(b.members)
+            if b.kind != "unstructured" or k < 2:
+                continue
+            idx = free[b.sd_rows] - 1
+            if not all(int(i) in claimed for i in idx):
+                continue
+            m = k * (k + 1) // 2
+            self.chol.append(CholBlock(idx.astype(int), (free[b.corr_rows] - 1).astype(int),
+                                       np.arange(n_phi, n_phi + m)))
+            n_phi += m
+        self.n_phi = n_phi
+        bounds_free = pt.free_bounds()
+        self.bounds: list[tuple[float | None, float | None]] = []
+        for j, kind in zip(self.plain_idx, self.plain_kind, strict=True):
+            self.bounds.append((0.0, None) if kind == "sd" else bounds_free[j])
+        for cb in self.chol:
+            k = len(cb.sd_idx)
+            for i in range(k):
+                for jj in range(i + 1):
+                    self.bounds.append((0.0, None) if i == jj else (None, None))
+        self.sym = np.array([kind == "sd" for kind in self.plain_kind]
+                            + [i == jj for cb in self.chol for i in range(len(cb.sd_idx)) for jj in range(i + 1)])
+        """Coordinates the deviance is even in (SDs, Cholesky diagonals): finite differences may cross 0."""
+
+    @staticmethod
+    def _kind(blocks: set[str]) -> str:
+        for kind in ("sd", "corr", "residual"):
+            if blocks == {kind}:
+                return kind
+        return "other"
+
+    def free_vector(self, phi: np.ndarray, sigma: float = 1.0, beta: np.ndarray | None = None) -> np.ndarray:
+        """The partable free vector for phi; with a profiled sigma, latent SDs are phi * sigma."""
+        free = np.zeros(self.n_free)
+        if beta is not None:
+            free[self.beta_idx] = beta
+        if self.profile_sigma:
+            free[self.residual_idx] = np.log(sigma)
+        scale = sigma if self.profile_sigma else 1.0
+        for j, kind, x in zip(self.plain_idx, self.plain_kind, phi[:len(self.plain_idx)], strict=True):
+            free[j] = x * scale if kind == "sd" else x
+        for cb in self.chol:
+            k = len(cb.sd_idx)
+            Lam = np.zeros((k, k))
+            Lam[np.tril_indices(k)] = phi[cb.pos]
+            Sigma = Lam @ Lam.T
+            sd = np.sqrt(np.diag(Sigma))
+            free[cb.sd_idx] = sd * scale
+            with np.errstate(invalid="ignore", divide="ignore"):
+                R = Sigma / np.outer(sd, sd)
+            rows, cols = np.tril_indices(k, -1)
+            free[cb.corr_idx] = np.clip(np.nan_to_num(R[rows, cols]), -1.0, 1.0)
+        return free
+
+    def phi_from_free(self, free: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+        """Inverse of free_vector (SDs divided by sigma when it is profiled)."""
+        scale = sigma if self.profile_sigma else 1.0
+        phi = np.zeros(self.n_phi)
+        for p, (j, kind) in enumerate(zip(self.plain_idx, self.plain_kind, strict=True)):
+            phi[p] = free[j] / scale if kind == "sd" else free[j]
+        for cb in self.chol:
+            k = len(cb.sd_idx)
+            sd = free[cb.sd_idx] / scale
+            R = np.eye(k)
+            rows, cols = np.tril_indices(k, -1)
+            R[rows, cols] = R[cols, rows] = free[cb.corr_idx]
+            Sigma = np.outer(sd, sd) * R
+            w, V = np.linalg.eigh(Sigma)
+            Sigma = (V * np.clip(w, 1e-10 * max(w.max(), 1e-300), None)) @ V.T
+            phi[cb.pos] = np.linalg.cholesky(Sigma)[np.tril_indices(k)]
+        return phi
+
+    def clip(self, phi: np.ndarray) -> np.ndarray:
+        """phi moved inside its bounds."""
+        lo = np.array([-np.inf if b[0] is None else b[0] for b in self.bounds])
+        hi = np.array([np.inf if b[1] is None else b[1] for b in self.bounds])
+        return np.clip(phi, lo, hi)
+
+
+def start_values(model: CompiledModel, params: GaussianParams) -> tuple[np.ndarray, float]:
+    """Natural starting free vector (beta by OLS, SDs by a moment split of OLS residuals) and sigma.
+
+    Each level's variance is the between-unit variance of the OLS residuals'
+    unit means less its within-unit share (at least 10% of the residual
+    variance, so the optimiser starts inside the space); a latent SD is that
+    variance's root divided by the RMS of its loading covariate. Values the
+    user gives under estimation.start win.
+    """
+    pt = model.partable
+    X, y = model.X, model.y - model.offset
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None) if X.shape[1] else (np.zeros(0),)
+    e = y - X @ beta
+    s2 = float(np.mean(e**2)) or 1.0
+    within, tau = s2, {}
+    for lvl in sorted({lat.level for lat in model.latent}):
+        idx = model.levels[lvl]
+        size = np.maximum(idx.sizes(), 1)
+        means = np.bincount(idx.codes, weights=e, minlength=idx.n_units) / size
+        w = float(np.sum((e - means[idx.codes]) ** 2) / max(model.n - idx.n_units, 1))
+        within = min(within, w) if not idx.crossed else within
+        tau[lvl] = float(np.var(means)) - w / float(np.mean(size))
+    values = pt.start_values
+    free_col = pt.frame["free"].to_numpy()
+    user = set(model.spec.estimation.start)
+    for b in model.blocks:
+        for m, r in zip(b.members, b.sd_rows, strict=True):
+            lat = model.latent[m]
+            if free_col[r] == 0 or pt.names[r] in user or lat.Z.shape[1] == 0:
+                continue
+            z = lat.Z @ values[lat.loading_rows]
+            rms = float(np.sqrt(np.mean(z**2))) or 1.0
+            values[r] = np.sqrt(max(tau[lat.level], 0.1 * within)) / rms
+    for r in pt.rows_of("residual"):
+        if pt.names[r] not in user:
+            values[r] = np.sqrt(within)
+    values[model.beta_rows] = np.where([pt.names[r] in user for r in model.beta_rows], values[model.beta_rows], beta)
+    free = pt.pack(values)
+    sigma = float(np.exp(free[params.residual_idx[0]])) if params.profile_sigma else 1.0
+    return free, sigma

@@ -1,0 +1,125 @@
+"""Standard errors and the LR test of the exact Gaussian fit.
+
+Standard errors follow Stata's `mixed` and lme4: the fixed effects get
+(X'V^-1X)^-1; the other free coordinates the inverse Hessian of the
+deviance/2 with beta profiled (or of the REML criterion), cross terms zero.
+(For the pig random-intercept model this reproduces Stata's SEs of
+var(_cons) and var(Residual) to 5 digits.) With free Gamma the mean depends
+on non-beta parameters too, so the Hessian over every free coordinate (beta
+included, nothing profiled) is inverted instead. Coordinates at a boundary
+(a correlation at +-1, or one whose SD is 0) have no SE: their rows and
+columns of cov_free are NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import chdtrc
+
+from mlmrun.compile.matrices import model_matrices
+from mlmrun.compile.model import CompiledModel
+from mlmrun.estimate.gaussian_params import GaussianParams
+from mlmrun.estimate.inference import covariance_from_hessian, numeric_hessian
+from mlmrun.likelihood.gaussian import Profiled, deviance_at, profiled, regression_loglik
+from mlmrun.likelihood.gaussian_design import GaussianDesign
+
+BOUNDARY = 1e-4
+"""Relative SDs (SD / residual SD) below this count as zero (lme4's isSingular tolerance)."""
+
+
+def _hessian_steps(model: CompiledModel, free: np.ndarray, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Absolute finite-difference steps per free coordinate, matched to each parameter's scale."""
+    pt = model.partable
+    first = {int(k) - 1: i for i, k in reversed(list(enumerate(pt.frame["free"]))) if k > 0}
+    resid = values[pt.rows_of("residual")]
+    ref = float(np.min(resid)) if len(resid) else 1.0
+    steps = []
+    for j in idx:
+        block = pt.frame.at[first[int(j)], "block"]
+        if block == "sd":
+            steps.append(1e-4 * max(abs(free[j]), 1e-2 * ref))
+        elif block in ("corr", "residual"):
+            steps.append(1e-4)
+        else:
+            steps.append(1e-4 * max(abs(free[j]), 1.0))
+    return np.array(steps)
+
+
+def _boundary_coords(model: CompiledModel, values: np.ndarray, scale: float) -> tuple[set[int], list[str]]:
+    """Free coordinates at a boundary (correlations at +-1 or with a zero SD) and warnings for them."""
+    pt = model.partable
+    free = pt.frame["free"].to_numpy()
+    skip: set[int] = set()
+    warnings = []
+    for b in model.blocks:
+        sd = values[b.sd_rows]
+        zero = sd < BOUNDARY * scale
+        for r, z in zip(b.sd_rows, zero, strict=True):
+            if z and free[r] > 0:
+                warnings.append(f"{pt.names[r]} is at the boundary (0): singular fit")
+        for r in b.corr_rows:
+            if free[r] == 0:
+                continue
+            if zero.any():
+                skip.add(int(free[r]) - 1)
+            elif abs(values[r]) > 1 - 1e-6:
+                skip.add(int(free[r]) - 1)
+                warnings.append(f"{pt.names[r]} is at the boundary ({values[r]:+.0f}): singular fit")
+    return skip, warnings
+
+
+def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free: np.ndarray, values: np.ndarray,
+               res: Profiled) -> tuple[np.ndarray, list[str], int]:
+    """cov_free (NaN where unavailable), warnings, and the number of likelihood evaluations it took."""
+    model = design.model
+    n_free = params.n_free
+    scale = res.sigma if res.sigma is not None else float(np.min(values[model.partable.rows_of("residual")]))
+    skip, warnings = _boundary_coords(model, values, scale)
+    names = model.partable.free_names()
+    mean_params = any(model.partable.frame.at[row, "free"] > 0 for _, _, row in model.Gamma_entries)
+    if mean_params and not reml:
+        idx = np.array([j for j in range(n_free) if j not in skip], dtype=int)
+    else:
+        idx = np.array([j for j in range(n_free) if j not in skip and j not in set(params.beta_idx)], dtype=int)
+
+    def half_deviance(x: np.ndarray) -> float:
+        trial = free.copy()
+        trial[idx] = x
+        mats = model_matrices(model, model.partable.unpack(trial))
+        try:
+            if mean_params and not reml:
+                return 0.5 * deviance_at(design, mats)
+            return 0.5 * profiled(design, mats, reml=reml, profile_sigma=False).deviance
+        except np.linalg.LinAlgError:
+            return np.nan
+
+    H = numeric_hessian(half_deviance, free[idx], _hessian_steps(model, free, idx, values))
+    cov_sub, warn = covariance_from_hessian(H, [names[j] for j in idx])
+    cov = np.full((n_free, n_free), np.nan)
+    if not (mean_params and not reml):
+        cov[np.ix_(params.beta_idx, params.beta_idx)] = res.fixed_vcov
+        cov[np.ix_(params.beta_idx, idx)] = 0.0
+        cov[np.ix_(idx, params.beta_idx)] = 0.0
+    if cov_sub is not None:
+        cov[np.ix_(idx, idx)] = cov_sub
+    else:
+        warnings.append(f"variance parameters: {warn}")
+    return cov, warnings, 1 + 2 * len(idx) ** 2
+
+
+def lr_test(model: CompiledModel, loglik: float, reml: bool) -> dict | None:
+    """LR test against the linear regression without latent variables (Stata's 'LR test vs. linear model')."""
+    pt = model.partable
+    frame = pt.frame
+    tested = sorted({int(k) for k, blk in zip(frame["free"], frame["block"], strict=True) if k > 0 and blk not in ("fixed", "residual")})
+    if not tested:
+        return None
+    blocks = {blk for k, blk in zip(frame["free"], frame["block"], strict=True) if int(k) in tested}
+    ll0 = regression_loglik(model, reml=reml)
+    chi2 = float(max(2.0 * (loglik - ll0), 0.0))
+    if len(tested) == 1 and blocks == {"sd"}:
+        p = 1.0 if chi2 <= 0 else 0.5 * float(chdtrc(1, chi2))
+        return {"chi2": chi2, "df": 1, "p": p, "kind": "chibar2", "note": "LR test vs. linear regression: chibar2(01)",
+                "loglik_null": float(ll0)}
+    return {"chi2": chi2, "df": len(tested), "p": float(chdtrc(len(tested), chi2)), "kind": "chi2",
+            "note": "Note: LR test is conservative and provided only for reference.", "loglik_null": float(ll0)}

@@ -1,0 +1,261 @@
+"""Fit a GLLAMM by nested adaptive quadrature: starts, optimisation, SEs, point check, predictions.
+
+Steps (each documented where it lives):
+1. `integration_plan` checks the spec's integration settings (SpecError).
+2. Starting values: a fit with every latent variable switched off (the GLM,
+   also the null model of the LR test) for the fixed part and family
+   parameters, unless `estimation.start` / `start_from` name them.
+3. Optimisation (estimate/quadrature_opt.py): re-adaptation rounds with the
+   exact Fisher-identity gradient; Laplace: quasi-Newton on the re-adapted
+   Laplace objective.
+4. Observed information: numeric Jacobian of the analytic gradient at the
+   optimum with adaptation frozen there (Laplace: second differences of the
+   re-adapted objective, as lme4 does); its inverse is `cov_free`.
+5. `estimation.check_points`: re-evaluate at more points (nodes re-placed at
+   the optimum's modes) and estimate the refit by one Newton step.
+6. Empirical Bayes means/SDs and the LR test against the model without
+   latent variables go into `extras`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import chdtrc
+
+from mlmrun.compile.model import CompiledModel
+from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, numeric_hessian
+from mlmrun.estimate.quadrature_opt import Outcome, bounds_arrays, polish, projected_gradient, rounds
+from mlmrun.likelihood.objective import QuadratureObjective
+from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
+from mlmrun.predict import empirical_bayes
+from mlmrun.results import FitResult
+
+GLM_BLOCKS = ("fixed", "threshold", "residual", "shape")
+COARSE_POINTS = 5
+"""Points per dimension of the cheap first stage (Laplace start; adaptive fits with more points)."""
+FORWARD_ABOVE = 12
+"""More free parameters than this: forward instead of central differences for the information."""
+BOUNDARY_SD = 1e-4
+POINT_CHECK_WARN = 0.01
+
+
+def _free_blocks(model: CompiledModel) -> np.ndarray:
+    pt = model.partable
+    first = [int(np.flatnonzero(pt.frame["free"].to_numpy() == k)[0]) for k in range(1, pt.n_free + 1)]
+    return pt.frame["block"].to_numpy()[first]
+
+
+def fit_glm(obj: QuadratureObjective, free: np.ndarray) -> tuple[np.ndarray, float]:
+    """Maximise the likelihood with latent variables off over the fixed part and family parameters."""
+    mask = np.isin(_free_blocks(obj.model), GLM_BLOCKS)
+    bounds = [b for b, m in zip(obj.model.partable.free_bounds(), mask, strict=True) if m]
+    full = np.asarray(free, dtype=float).copy()
+    if not mask.any():
+        return full, obj.glm(full)[0]
+
+    def neg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        full[mask] = x
+        val, g = obj.glm(full)
+        return (-val, -g[mask]) if np.isfinite(val) else (1e300, np.zeros_like(x))
+
+    res = minimize(neg, full[mask], jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-9})
+    full[mask] = res.x
+    return full, -float(res.fun)
+
+
+def starting_values(obj: QuadratureObjective, glm_free: np.ndarray) -> np.ndarray:
+    """GLM estimates for the fixed part and family parameters, except rows the spec gives starts for."""
+    model = obj.model
+    pt = model.partable
+    est = model.spec.estimation
+    start = pt.pack(pt.start_values)
+    if est.start_from:
+        return start
+    names = pt.free_names()
+    mask = np.isin(_free_blocks(model), GLM_BLOCKS) & ~np.isin(names, list(est.start))
+    start[mask] = glm_free[mask]
+    return start
+
+
+def information(obj: QuadratureObjective, out: Outcome, laplace_f: Callable | None) -> np.ndarray:
+    """Observed information on the free vector (negated Hessian of the log likelihood).
+
+    Quadrature: differences of the analytic gradient with the adaptation
+    frozen at the optimum, central (2p gradients) for up to FORWARD_ABOVE
+    parameters and forward (p gradients, relative error ~1e-6, ample for SEs)
+    beyond, where each gradient is expensive (issue 4's factor models).
+    Laplace: second differences of the re-adapted Laplace log likelihood
+    (what lme4 and glmmTMB differentiate).
+    """
+    if laplace_f is not None:
+        return -numeric_hessian(laplace_f, out.free)
+
+    def grad(x: np.ndarray) -> np.ndarray:
+        return obj.frozen(x, out.adaptation)[1]
+
+    x = out.free
+    if len(x) <= FORWARD_ABOVE:
+        return -hessian_from_gradient(grad, x)
+    g0 = grad(x)
+    H = np.zeros((len(x), len(x)))
+    for j in range(len(x)):
+        h = 1e-6 * max(1.0, abs(x[j]))
+        e = np.zeros(len(x))
+        e[j] = h
+        H[:, j] = (grad(x + e) - g0) / h
+    return -0.5 * (H + H.T)
+
+
+def covariance(obj: QuadratureObjective, info: np.ndarray, warnings: list[str]) -> np.ndarray | None:
+    """Inverse information, or None with a warning naming the flat direction when it is not positive definite."""
+    cov, problem = covariance_from_hessian(info, obj.model.partable.free_names())
+    if problem:
+        warnings.append(problem)
+    return cov
+
+
+def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, points: list[int],
+                warnings: list[str]) -> dict:
+    """Log likelihood at more points (nodes at the optimum's modes) and a one-Newton-step refit estimate."""
+    model = obj.model
+    pt = model.partable
+    values = pt.unpack(out.free)
+    free_rows = np.flatnonzero(pt.frame["free"].to_numpy() > 0)
+    fitted = obj.plan.describe()["points"]
+    logliks: dict[str, float] = {str(fitted): out.loglik}
+    worst_ll, worst_rel = 0.0, 0.0
+    for P in points:
+        rules = obj.plan.with_points(P).rules
+        # mode/curvature placement does not depend on the rule; posterior-moment placement does
+        ad = out.adaptation.with_rules(rules) if obj.plan.adapt == "mode" else obj.adapt(out.free, out.adaptation, rules)
+        ll, g = obj.frozen(out.free, ad)
+        logliks[str(P)] = ll
+        if abs(ll - out.loglik) > abs(worst_ll):
+            worst_ll = ll - out.loglik
+        if cov is not None:
+            moved = pt.unpack(out.free + cov @ g)
+            rel = np.abs(moved - values)[free_rows] / np.maximum(np.abs(values[free_rows]), 1e-2)
+            worst_rel = max(worst_rel, float(rel.max(initial=0.0)))
+    if abs(worst_ll) > POINT_CHECK_WARN:
+        warnings.append(f"point check: the log likelihood changes by {worst_ll:.4g} between {fitted} and "
+                        f"{max(points)} points; use more points")
+    return {"fitted_points": fitted, "loglik": logliks, "loglik_change": worst_ll,
+            "max_rel_estimate_change": worst_rel if cov is not None else None,
+            "estimate_change_method": "one Newton step from the optimum with the observed information (no refit)"}
+
+
+def lr_test(model: CompiledModel, loglik: float, null_loglik: float) -> dict | None:
+    """LR test against the model without latent variables; chi-bar-square(0,1) for a single variance."""
+    blocks = _free_blocks(model)
+    latent_params = int(np.isin(blocks, ("sd", "corr", "loading", "B", "Gamma")).sum())
+    if latent_params == 0:
+        return None
+    stat = max(0.0, 2.0 * (loglik - null_loglik))
+    single = latent_params == 1 and int((blocks == "sd").sum()) == 1
+    p = 0.5 * chdtrc(1, stat) if single else chdtrc(latent_params, stat)
+    return {"statistic": stat, "df": latent_params, "p_value": float(p), "null_loglik": null_loglik,
+            "distribution": "chibar2(01)" if single else "chi2 (conservative: parameters on the boundary)"}
+
+
+def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] | None = None) -> FitResult:
+    """Fit `model` by nested adaptive (or Laplace, or plain) Gauss-Hermite quadrature."""
+    t0 = time.perf_counter()
+    plan = integration_plan(model)
+    obj = QuadratureObjective(model, plan)
+    est = model.spec.estimation
+    warnings: list[str] = []
+    glm_free, null_ll = fit_glm(obj, model.partable.pack(model.partable.start_values))
+    start = starting_values(obj, glm_free)
+    if obj.lay.hierarchy is None:
+        out = Outcome(glm_free, None, null_ll, True, 0)
+        return _result(obj, out, None, warnings, {}, t0)
+    laplace_f = None
+    if plan.method == "laplace":
+        out, laplace_f = _laplace(obj, start, est.max_iter, progress)
+    else:
+        out = _adaptive(obj, start, est.tol, est.max_iter, progress)
+    if not out.converged:
+        warnings.append(f"optimisation did not converge: {out.message or 'no progress'}")
+    info = information(obj, out, laplace_f)
+    cov = covariance(obj, info, warnings)
+    extras: dict = {}
+    if plan.method != "laplace" and out.converged and cov is not None:
+        g = projected_gradient(obj, out.free, obj.frozen(out.free, out.adaptation)[1])
+        gain = 0.5 * float(g @ cov @ g)
+        if gain > 1e-4:
+            out.converged = False
+            warnings.append(f"optimisation stopped {gain:.3g} below the predicted maximum of the log likelihood")
+    if est.check_points:
+        extras["point_check"] = point_check(obj, out, cov, est.check_points, warnings)
+    _boundary(model, out.free, warnings)
+    extras["empirical_bayes"] = {p.level: p.as_dict() for p in empirical_bayes(obj, out.free, out.adaptation)}
+    test = lr_test(model, out.loglik, null_ll)
+    if test is not None:
+        extras["lr_test"] = test
+    return _result(obj, out, cov, warnings, extras, t0)
+
+
+def _laplace(obj: QuadratureObjective, start: np.ndarray, max_iter: int,
+             progress: Callable[[int, float], None] | None) -> tuple[Outcome, Callable[[np.ndarray], float]]:
+    """Maximise the re-adapted Laplace log likelihood (quadrature_opt.polish), from a coarse adaptive fit."""
+    first = rounds(obj, start, obj.plan.with_points(COARSE_POINTS).rules, 1e-6, max_iter, progress)
+    state = {"ad": first.adaptation.with_rules(obj.plan.rules)}
+
+    def laplace_f(x: np.ndarray) -> float:
+        val, state["ad"] = obj.readapted(x, state["ad"])
+        return val
+
+    lo, hi = bounds_arrays(obj)
+    asc = polish(laplace_f, first.free, first.information, lo, hi, 1e-11)
+    out = Outcome(asc.x, obj.adapt(asc.x, state["ad"]), asc.F, asc.converged and first.converged,
+                  first.iterations + asc.iterations, "" if asc.converged else "the Laplace quasi-Newton polish did not converge")
+    if progress is not None:
+        progress(out.iterations, out.loglik)
+    return out, laplace_f
+
+
+def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter: int,
+              progress: Callable[[int, float], None] | None) -> Outcome:
+    """Rounds at the spec's points, after a coarse stage when those are many.
+
+    With more than COARSE_POINTS per dimension (adaptive only: plain
+    Gauss-Hermite with few points is too crude), a first fit at COARSE_POINTS
+    gets close cheaply; its optimum, adaptation and quasi-Newton matrix start
+    the full fit, which then needs a few evaluations only.
+    """
+    plan = obj.plan
+    if plan.method != "adaptive" or max(plan.points) <= COARSE_POINTS:
+        return rounds(obj, start, plan.rules, tol, max_iter, progress)
+    coarse = tuple(min(p, COARSE_POINTS) for p in plan.points)
+    rules = IntegrationPlan(plan.method, plan.adapt, plan.level_names, plan.dims, coarse, plan.prune).rules
+    first = rounds(obj, start, rules, 1e-6, max_iter, progress)
+    shifted = None if progress is None else (lambda i, f: progress(first.iterations + i, f))
+    out = rounds(obj, first.free, plan.rules, tol, max(1, max_iter - first.iterations), shifted,
+                 first.adaptation.with_rules(plan.rules), first.information)
+    out.iterations += first.iterations
+    return out
+
+
+def _boundary(model: CompiledModel, free: np.ndarray, warnings: list[str]) -> None:
+    pt = model.partable
+    values = pt.unpack(free)
+    for i in pt.rows_of("sd"):
+        if pt.frame.at[i, "free"] and abs(values[i]) < BOUNDARY_SD:
+            warnings.append(f"{pt.names[i]} is on the boundary (estimate ~0): its variance is not distinguishable "
+                            "from zero; its SE and the LR test are non-standard")
+
+
+def _result(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, warnings: list[str], extras: dict,
+            t0: float) -> FitResult:
+    model = obj.model
+    return FitResult(model=model, values=model.partable.unpack(out.free), free=out.free, cov_free=cov,
+                     loglik=float(out.loglik), method="ML", integration=obj.plan.describe(),
+                     converged=bool(out.converged), iterations=int(out.iterations),
+                     n_evaluations=int(obj.n_evaluations), fit_seconds=time.perf_counter() - t0,
+                     warnings=tuple(warnings), extras=extras)
+

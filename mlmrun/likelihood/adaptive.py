@@ -1,0 +1,352 @@
+"""Nested adaptive Gauss-Hermite log likelihood and its Fisher-identity score (pure functions of arrays).
+
+Notation (DESIGN.md section 1). Nested levels carrying latent variables are
+numbered k = 0 (lowest) .. K-1 (top); unit c of level k has q_k standardised
+disturbances u_c ~ N(0, I). Row i's linear predictor is
+
+    nu_i = fixed_i + A_i . (u_0[c_0(i)], u_1[c_1(i)], ..., u_{K-1}[c_{K-1}(i)])
+
+(`Predictor`), so the likelihood of a top-level unit is the nested integral
+(Rabe-Hesketh, Skrondal & Pickles 2005, eq. 3): a level-k unit integrates its
+own u over the product of its sub-units' integrals.
+
+Adaptive nodes (`Adaptation`): the node of unit c for rule point x_r, given
+the node values u_a of its ancestors, is
+
+    u_c = m_c + S_c (u_a - m_a) + C_c x_r,
+    log weight = log w_r - log phi(x_r) + log phi(u_c) + log|C_c|,
+
+the Gaussian approximation of the posterior of u_c given its ancestors (mode
+m, precision-based shift S and Cholesky factor C; likelihood/modes.py). One
+point per level then gives the Laplace approximation; m = 0, S = 0, C = I
+gives ordinary (non-adaptive) Gauss-Hermite quadrature.
+
+Configurations: the node values of all levels above k for a unit c of level k
+form its configuration s in 0..S_{>k}-1, with S_{>k} = R_{k+1} x ... x R_{K-1}
+laid out C-order (the next level's point slowest). Rows are evaluated at
+(lowest-level point, configuration), chunked over configurations so that
+memory stays bounded for issue 4's (rows x person nodes x district nodes).
+
+Gradient (Fisher identity, Louis 1982): with the adaptation frozen, weights
+do not depend on the parameters, so d loglik = sum_i E_post[s_i d nu_i] with
+s_i = d log f_i / d nu. `evaluate` returns E[s_i] and E[s_i u_chain(i)] per
+row and the posterior expectation of the family-parameter scores; the caller
+maps them to beta, loadings, L, B, Gamma (likelihood/objective.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from mlmrun.likelihood.quadrature import LOG_2PI, Rule
+
+CHUNK_ELEMENTS = 1 << 17
+"""Rows x nodes x configurations evaluated per block (1 MB per float array: cache-sized)."""
+
+
+class RowFamily(Protocol):
+    """Family log densities of every row (mixed responses handled inside, by equation)."""
+
+    param_rows: list[np.ndarray]
+    """Row indices of each equation that has family parameters (same order as `param_expect`)."""
+
+    def derivs(self, nu: np.ndarray, order: int, rows: slice = slice(None)) -> tuple:
+        """(log f, d/dnu, d2/dnu2) for the rows `rows`, nu shaped (rows, ...)."""
+
+    def param_expect(self, nu: np.ndarray, weight: np.ndarray, rows: slice = slice(None)) -> list[np.ndarray]:
+        """Per equation with family parameters: sum over axis 1 of weight * score (zero on other rows)."""
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Nested latent levels, lowest first: which unit each row and each unit belongs to (parameter-free)."""
+
+    n_rows: int
+    dims: tuple[int, ...]
+    """q_k: number of latent disturbances per unit of level k."""
+    unit_of_row: tuple[np.ndarray, ...]
+    parent: tuple[np.ndarray, ...]
+    """parent[k][c]: unit of level k+1 containing unit c of level k (k < K-1)."""
+    row_sum: sp.csr_matrix
+    """(n_0 x n_rows) indicator: sums rows into lowest-level units."""
+    row_start: np.ndarray
+    """Rows are sorted by lowest-level unit: unit c owns rows row_start[c]:row_start[c+1]."""
+    child_sum: tuple[sp.csr_matrix | None, ...]
+    """child_sum[k] (n_k x n_{k-1}) sums level k-1 units into level k units (None for k = 0)."""
+
+    @property
+    def depth(self) -> int:
+        return len(self.dims)
+
+    @property
+    def n_units(self) -> tuple[int, ...]:
+        return tuple(self.row_sum.shape[0] if k == 0 else self.child_sum[k].shape[0] for k in range(self.depth))
+
+    def offset(self, k: int) -> int:
+        """First column of level k in the chain (u_0, ..., u_{K-1})."""
+        return int(sum(self.dims[:k]))
+
+
+def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """log sum exp along an axis, shifted by the maximum (all -inf gives -inf)."""
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    out = np.log(np.sum(np.exp(a - top), axis=axis))
+    return out + np.squeeze(top, axis=axis)
+
+
+def indicator(codes: np.ndarray, n_units: int) -> sp.csr_matrix:
+    """Sparse (n_units x len(codes)) matrix summing items into their units."""
+    n = len(codes)
+    return sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_units, n))
+
+
+def make_hierarchy(unit_of_row: list[np.ndarray], n_units: list[int], dims: list[int]) -> Hierarchy:
+    """Build the index structure from each row's unit codes per level (nesting assumed checked)."""
+    parents = []
+    for k in range(len(dims) - 1):
+        par = np.zeros(n_units[k], dtype=np.intp)
+        par[unit_of_row[k]] = unit_of_row[k + 1]
+        parents.append(par)
+    child = [None] + [indicator(parents[k - 1], n_units[k]) for k in range(1, len(dims))]
+    lowest = np.asarray(unit_of_row[0], dtype=np.intp)
+    counts = np.bincount(lowest, minlength=n_units[0])
+    if np.any(np.diff(lowest) < 0) or np.any(counts == 0):
+        raise ValueError("rows must be sorted by lowest-level unit and every unit must have rows")
+    row_start = np.concatenate([[0], np.cumsum(counts)])
+    return Hierarchy(len(lowest), tuple(dims), tuple(np.asarray(u, dtype=np.intp) for u in unit_of_row),
+                     tuple(parents), indicator(lowest, n_units[0]), row_start, tuple(child))
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """nu = fixed + A . u_chain: the parameter-dependent linear predictor pieces."""
+
+    fixed: np.ndarray
+    """(n,)"""
+    A: np.ndarray
+    """(n, D): columns of level 0, then level 1, ..."""
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """Rules and per-unit node placement for every level (frozen during an optimisation round)."""
+
+    rules: tuple[Rule, ...]
+    mode: tuple[np.ndarray, ...]
+    """m_k (n_k, q_k)."""
+    chol: tuple[np.ndarray, ...]
+    """C_k (n_k, q_k, q_k)."""
+    shift: tuple[np.ndarray, ...]
+    """S_k (n_k, q_k, D_{>k})."""
+    anc_mode: tuple[np.ndarray, ...]
+    """Ancestors' modes (n_k, D_{>k}), chained like the nodes."""
+
+    @property
+    def logdet(self) -> tuple[np.ndarray, ...]:
+        return tuple(np.log(np.abs(np.diagonal(c, axis1=1, axis2=2))).sum(axis=1) for c in self.chol)
+
+    def with_rules(self, rules: tuple[Rule, ...]) -> Adaptation:
+        """Same placement, other rules (mode/curvature adaptation does not depend on the rule)."""
+        return Adaptation(rules, self.mode, self.chol, self.shift, self.anc_mode)
+
+
+def chain_modes(h: Hierarchy, mode: list[np.ndarray]) -> list[np.ndarray]:
+    """Ancestors' modes per unit, (n_k, D_{>k})."""
+    out: list[np.ndarray] = [np.zeros((0, 0))] * h.depth
+    out[-1] = np.zeros((len(mode[-1]), 0))
+    for k in range(h.depth - 2, -1, -1):
+        par = h.parent[k]
+        out[k] = np.concatenate([mode[k + 1][par], out[k + 1][par]], axis=1)
+    return out
+
+
+def plain_adaptation(h: Hierarchy, rules: tuple[Rule, ...]) -> Adaptation:
+    """m = 0, C = I, S = 0: ordinary Gauss-Hermite quadrature (spec method ghq)."""
+    n = h.n_units
+    tail = [sum(h.dims[k + 1:]) for k in range(h.depth)]
+    mode = [np.zeros((n[k], q)) for k, q in enumerate(h.dims)]
+    chol = [np.broadcast_to(np.eye(q), (n[k], q, q)).copy() for k, q in enumerate(h.dims)]
+    shift = [np.zeros((n[k], q, tail[k])) for k, q in enumerate(h.dims)]
+    return Adaptation(tuple(rules), tuple(mode), tuple(chol), tuple(shift), tuple(chain_modes(h, mode)))
+
+
+@dataclass
+class Evaluation:
+    """Log likelihood and, on request, the posterior expectations the gradient and predictions need."""
+
+    loglik: float
+    top: np.ndarray
+    """Per top-level unit log likelihood."""
+    es: np.ndarray | None = None
+    """E[s_i] per row."""
+    esu: np.ndarray | None = None
+    """E[s_i u_chain(i)] per row, (n, D)."""
+    family: list[np.ndarray] | None = None
+    """Per equation with family parameters: E[score] per row, (n_eq, n_params)."""
+    moments: list[tuple[np.ndarray, np.ndarray]] | None = None
+    """Per level: (E[chain], E[chain chain']) of each unit's (u_c, ancestors' u), shapes (n_k, D_k), (n_k, D_k, D_k)."""
+
+
+def _upper_nodes(h: Hierarchy, ad: Adaptation) -> tuple[list, list]:
+    """Node chains U_k (n_k, S_{>=k}, D_{>=k}) and log weights (n_k, S_{>=k}) for levels k >= 1, top-down."""
+    K = h.depth
+    U: list = [None] * K
+    lw: list = [None] * K
+    logdet = ad.logdet
+    for k in range(K - 1, 0, -1):
+        rule = ad.rules[k]
+        Cx = np.einsum("cij,rj->cri", ad.chol[k], rule.nodes)
+        if k == K - 1:
+            u = (ad.mode[k][:, None, :] + Cx)[:, :, None, :]
+            up = None
+        else:
+            up = U[k + 1][h.parent[k]]
+            centre = ad.mode[k][:, None, :] + np.einsum("cqd,csd->csq", ad.shift[k], up - ad.anc_mode[k][:, None, :])
+            u = centre[:, None, :, :] + Cx[:, :, None, :]
+        q = h.dims[k]
+        logphi = -0.5 * np.sum(u * u, axis=-1) - 0.5 * q * LOG_2PI
+        n_k, R, S = u.shape[:3]
+        lw[k] = (rule.log_ratio[None, :, None] + logdet[k][:, None, None] + logphi).reshape(n_k, R * S)
+        if up is not None:
+            u = np.concatenate([u, np.broadcast_to(up[:, None], (n_k, R) + up.shape[1:])], axis=-1)
+        U[k] = u.reshape(n_k, R * S, -1)
+    return U, lw
+
+
+def _unit_ranges(h: Hierarchy, width: int, chunk: int) -> list[tuple[int, int]]:
+    """Consecutive lowest-level units grouped so that rows x width stays near `chunk` elements."""
+    n0 = h.n_units[0]
+    if h.n_rows * width <= chunk:
+        return [(0, n0)]
+    bucket = h.row_start[:-1] // max(1, chunk // width)
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [n0]])
+    return list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
+
+
+def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, gradient: bool = False,
+             moments: bool = False, chunk: int = CHUNK_ELEMENTS) -> Evaluation:
+    """Nested adaptive quadrature: log likelihood, and optionally score expectations and posterior moments.
+
+    The lowest level is evaluated in blocks of (consecutive units' rows) x
+    (its R_0 nodes) x (a range of configurations of the levels above), each
+    about `chunk` elements, so memory is bounded and passes stay in cache.
+    """
+    K, n = h.depth, h.n_rows
+    q0, rule0 = h.dims[0], ad.rules[0]
+    R0, x0 = rule0.size, rule0.nodes
+    U, lw = _upper_nodes(h, ad)
+    n_cfg = U[1].shape[1] if K > 1 else 1
+    n0, unit0, starts = h.n_units[0], h.unit_of_row[0], h.row_start
+    A0, C0 = pred.A[:, :q0], ad.chol[0]
+    if K > 1:
+        centre = ad.mode[0][:, None, :] + np.einsum(
+            "cqd,csd->csq", ad.shift[0], U[1][h.parent[0]] - ad.anc_mode[0][:, None, :])
+        base = pred.fixed[:, None] + np.einsum("id,isd->is", pred.A[:, q0:], U[1][h.unit_of_row[1]])
+    else:
+        centre = ad.mode[0][:, None, :]
+        base = pred.fixed[:, None].copy()
+    base += np.einsum("iq,isq->is", A0, centre[unit0])
+    AC = np.einsum("iq,iqj->ij", A0, C0[unit0])
+    Cx0 = np.einsum("cij,rj->cri", C0, x0)
+    cx2 = np.sum(Cx0 * Cx0, axis=-1)
+    const0 = (rule0.log_ratio[None, :] + ad.logdet[0][:, None] - 0.5 * q0 * LOG_2PI - 0.5 * cx2)[:, :, None]
+    cc = np.sum(centre * centre, axis=-1)
+    log_i0 = np.empty((n0, n_cfg))
+    es_c = np.empty((n, n_cfg)) if gradient else None
+    esu_c = np.empty((n, n_cfg, q0)) if gradient else None
+    fam_c: list | None = None
+    mom_c = (np.empty((n0, n_cfg, q0)), np.empty((n0, n_cfg, q0, q0))) if moments else None
+    xx = x0[:, :, None] * x0[:, None, :]
+    sc = max(1, chunk // max(1, n * R0))
+    for u0, u1 in _unit_ranges(h, R0 * min(sc, n_cfg), chunk):
+        r0, r1 = int(starts[u0]), int(starts[u1])
+        rows = slice(r0, r1)
+        dev = AC[rows] @ x0.T
+        local = unit0[rows] - u0
+        counts = np.diff(starts[u0:u1 + 1])
+        for s0 in range(0, n_cfg, sc):
+            cfg = slice(s0, min(n_cfg, s0 + sc))
+            cen = centre[u0:u1, cfg]
+            nu = base[rows, None, cfg] + dev[:, :, None]
+            ll, d1, _ = fam.derivs(nu, 1 if gradient else 0, rows)
+            a = np.add.reduceat(ll, starts[u0:u1] - r0, axis=0)
+            a += const0[u0:u1]
+            a -= 0.5 * cc[u0:u1, None, cfg]
+            a -= np.einsum("usq,urq->urs", cen, Cx0[u0:u1])
+            li = logsumexp(a, axis=1)
+            log_i0[u0:u1, cfg] = li
+            if not (gradient or moments):
+                continue
+            post = np.exp(a - li[:, None, :])
+            if gradient:
+                pr = np.repeat(post, counts, axis=0)
+                if fam.param_rows:
+                    fp = fam.param_expect(nu, pr, rows)
+                    if fam_c is None:
+                        fam_c = [np.zeros((n, n_cfg) + f.shape[2:]) for f in fp]
+                    for store, f in zip(fam_c, fp, strict=True):
+                        store[rows, cfg] = f
+                d1 *= pr
+                e = d1.sum(axis=1)
+                es_c[rows, cfg] = e
+                wx = np.tensordot(d1, x0, axes=([1], [0]))
+                esu_c[rows, cfg] = cen[local] * e[..., None] + np.einsum("iqj,isj->isq", C0[unit0[rows]], wx)
+            if moments:
+                Cpx = np.einsum("uqj,usj->usq", C0[u0:u1], np.tensordot(post, x0, axes=([1], [0])))
+                pxx = np.tensordot(post, xx, axes=([1], [0]))
+                mom_c[0][u0:u1, cfg] = cen + Cpx
+                mom_c[1][u0:u1, cfg] = (cen[..., :, None] * cen[..., None, :] + cen[..., :, None] * Cpx[..., None, :]
+                                        + Cpx[..., :, None] * cen[..., None, :]
+                                        + np.einsum("uqj,usjk,upk->usqp", C0[u0:u1], pxx, C0[u0:u1]))
+    # upward recursion over the higher levels, then posterior weights of configurations top-down
+    post_up: list = [None] * K
+    log_prev = log_i0
+    for k in range(1, K):
+        a = (lw[k] + h.child_sum[k] @ log_prev).reshape(h.n_units[k], ad.rules[k].size, -1)
+        log_prev = logsumexp(a, axis=1)
+        post_up[k] = np.exp(a - log_prev[:, None, :])
+    top = log_prev[:, 0]
+    out = Evaluation(loglik=float(top.sum()), top=top)
+    if not (gradient or moments):
+        return out
+    weight_ge: list = [None] * K
+    for k in range(K - 1, 0, -1):
+        w = post_up[k] if k == K - 1 else post_up[k] * weight_ge[k + 1][h.parent[k]][:, None, :]
+        weight_ge[k] = w.reshape(h.n_units[k], -1)
+    above0 = weight_ge[1][h.parent[0]] if K > 1 else np.ones((n0, 1))
+    if gradient:
+        wrow = above0[unit0]
+        out.es = np.einsum("is,is->i", wrow, es_c)
+        parts = [np.einsum("is,isq->iq", wrow, esu_c)]
+        if K > 1:
+            parts.append(np.einsum("is,isd->id", wrow * es_c, U[1][h.unit_of_row[1]]))
+        out.esu = np.concatenate(parts, axis=1)
+        out.family = [np.einsum("is,is...->i...", wrow, f) for f in (fam_c or [])]
+    if moments:
+        out.moments = _moments(h, U, weight_ge, above0, mom_c)
+    return out
+
+
+def _moments(h: Hierarchy, U: list, weight_ge: list, above0: np.ndarray, mom_c: tuple) -> list:
+    """Posterior first and second moments of each unit's chain (u_c, ancestors' u), level by level."""
+    K = h.depth
+    e0 = np.einsum("cs,csq->cq", above0, mom_c[0])
+    ee0 = np.einsum("cs,csqp->cqp", above0, mom_c[1])
+    if K == 1:
+        return [(e0, ee0)]
+    Up = U[1][h.parent[0]]
+    e_anc = np.einsum("cs,csd->cd", above0, Up)
+    cross = np.einsum("cs,csq,csd->cqd", above0, mom_c[0], Up)
+    ee_anc = np.einsum("cs,csd,cse->cde", above0, Up, Up)
+    first = np.concatenate([e0, e_anc], axis=1)
+    second = np.block([[ee0, cross], [np.swapaxes(cross, 1, 2), ee_anc]])
+    out = [(first, second)]
+    for k in range(1, K):
+        out.append((np.einsum("cs,csd->cd", weight_ge[k], U[k]),
+                    np.einsum("cs,csd,cse->cde", weight_ge[k], U[k], U[k])))
+    return out

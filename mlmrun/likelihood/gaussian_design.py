@@ -1,0 +1,242 @@
+"""The linear Gaussian model as cross products grouped by random-effect level.
+
+For row i (notation of mlmrun.compile.model), with xi_i the loading-design
+values Z_m[i] of all latent variables and z_m(i) = Z_m[i] @ lambda_m,
+
+    y_i - offset_i = x_i' beta + z_i' T Gamma w_i + sum_l a_l(i)' u_l(unit_l(i)) + e_i,
+    a_l(i) = G_l' z_i = H_l' xi_{l,i},   G = T blockdiag(L_l),   e_i ~ N(0, sigma_i^2),
+
+so A (n x q, one column per unit and coefficient) is sparse and linear in xi
+once the parameters fix H_l = Lambda_blk G_l. Everything the likelihood needs
+is A'WA (by unit blocks), A'WF and F'WF, F = [X, y~] with y~ = y - offset -
+Gamma term (W = diag(1/sigma_i^2)). They are formed either from raw sums of
+xi xi' per unit and residual class, computed once (cheap per evaluation, the
+usual case: Z does not depend on the parameters), or from the rows at every
+evaluation when raw sums would be larger than the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from mlmrun.compile.matrices import ModelMatrices
+from mlmrun.compile.model import CompiledModel
+from mlmrun.likelihood.sparse_blocks import BlockStructure, BlockSystem
+
+
+@dataclass(frozen=True)
+class LevelDesign:
+    """One level with latent variables, in elimination order."""
+
+    level: int
+    """Index into CompiledModel.levels."""
+    members: tuple[int, ...]
+    """Latent variables at this level (CompiledModel.latent_at order): the k coefficients per unit."""
+    sources: tuple[int, ...]
+    """Latent variables whose loadings carry this level's disturbances (members and those reaching them via B)."""
+    xi: np.ndarray
+    """(n, K): loading-design columns of the sources, concatenated."""
+    codes: np.ndarray
+    n_units: int
+
+
+def _wsum(S: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted sum over the class axis (axis 1) of raw sums."""
+    if len(weights) == 1:
+        return S[:, 0] * weights[0]
+    return np.tensordot(S, weights, axes=([1], [0]))
+
+
+def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a[:, :, None] * b[:, None, :]).reshape(len(a), -1)
+
+
+def _reach(model: CompiledModel) -> np.ndarray:
+    """reach[m, j]: T = (I - B)^-1 can be structurally non-zero at (m, j)."""
+    M = len(model.latent)
+    R = np.eye(M, dtype=bool)
+    for i, j, _ in model.B_entries:
+        R[i, j] = True
+    for _ in range(M):
+        R = R | ((R.astype(int) @ R.astype(int)) > 0)
+    return R
+
+
+def elimination_order(model: CompiledModel, levels: list[int]) -> list[int]:
+    """Nested levels lowest first, then crossed levels with the most coefficients first."""
+    nested = [lv for lv in levels if not model.levels[lv].crossed]
+    crossed = [lv for lv in levels if model.levels[lv].crossed]
+    crossed.sort(key=lambda lv: -model.levels[lv].n_units * len(model.latent_at(lv)))
+    return nested + crossed
+
+
+class GaussianDesign:
+    """Parameter-free arrays of a linear Gaussian CompiledModel (built once, reused every evaluation)."""
+
+    def __init__(self, model: CompiledModel, with_levels: bool = True):
+        self.model = model
+        n = self.n = model.n
+        reach = _reach(model)
+        used = sorted({lat.level for lat in model.latent}) if with_levels else []
+        self.levels: list[LevelDesign] = []
+        for lv in elimination_order(model, used):
+            members = tuple(model.latent_at(lv))
+            sources = tuple(m for m in range(len(model.latent)) if reach[m, list(members)].any()
+                            and model.latent[m].Z.shape[1] > 0)
+            xi = np.hstack([model.latent[m].Z for m in sources]) if sources else np.zeros((n, 0))
+            idx = model.levels[lv]
+            self.levels.append(LevelDesign(lv, members, sources, xi, idx.codes, idx.n_units))
+        self.pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.row_pair: dict[tuple[int, int], np.ndarray] = {}
+        for a, la in enumerate(self.levels):
+            for b in range(a + 1, len(self.levels)):
+                lb = self.levels[b]
+                keys, inverse = np.unique(la.codes.astype(np.int64) * lb.n_units + lb.codes, return_inverse=True)
+                self.pairs[(a, b)] = divmod(keys, lb.n_units)
+                self.row_pair[(a, b)] = inverse.ravel()
+        self.structure = BlockStructure([lv.n_units for lv in self.levels], [len(lv.members) for lv in self.levels],
+                                        self.pairs)
+        self._fixed_columns(model, reach)
+        self._classes(model)
+        self.raw = self._choose_raw()
+        if self.raw:
+            self._raw_sums()
+        else:
+            self.agg_level = [self._agg(lv.codes, lv.n_units) for lv in self.levels]
+            self.agg_pair = {p: self._agg(r, len(self.pairs[p][0])) for p, r in self.row_pair.items()}
+
+    def _fixed_columns(self, model: CompiledModel, reach: np.ndarray) -> None:
+        """F_raw = [X (free beta), Gamma columns xi_a * w_c, y - offset - X_fixed beta_fixed]."""
+        pt = model.partable
+        free = pt.frame["free"].to_numpy()[model.beta_rows] > 0
+        fixed_beta = pt.start_values[model.beta_rows][~free]
+        self.beta_rows = model.beta_rows[free]
+        self.p = int(free.sum())
+        y0 = model.y - model.offset - model.X[:, ~free] @ fixed_beta
+        Xf = model.X[:, free]
+        # Profiling beta is invariant to y -> y - X b; taking b by OLS keeps F'V^-1F free of the
+        # cancellation that would otherwise cost digits in r'V^-1r = y'V^-1y - (...).
+        self.beta_shift = np.linalg.lstsq(Xf, y0, rcond=None)[0] if self.p else np.zeros(0)
+        y0 = y0 - Xf @ self.beta_shift
+        gamma_targets = sorted({m for m, _, _ in model.Gamma_entries})
+        w_cols = sorted({c for _, c, _ in model.Gamma_entries})
+        self.gamma_cols: list[tuple[int, int, int]] = []
+        cols = []
+        for m, lat in enumerate(model.latent):
+            if not any(reach[m, t] for t in gamma_targets):
+                continue
+            for a in range(lat.Z.shape[1]):
+                for c in w_cols:
+                    self.gamma_cols.append((m, a, c))
+                    cols.append(lat.Z[:, a] * model.W[:, c])
+        gamma = np.column_stack(cols) if cols else np.zeros((self.n, 0))
+        self.F = np.column_stack([Xf, gamma, y0])
+
+    def _classes(self, model: CompiledModel) -> None:
+        """Residual classes: rows sharing one residual-SD partable row share a weight."""
+        scale_row = np.full(self.n, -1)
+        for eq in model.equations:
+            scale_row[eq.rows] = eq.scale_rows
+        self.class_rows, self.classes = np.unique(scale_row, return_inverse=True)
+        self.classes = self.classes.ravel()
+        self.class_first = np.array([int(np.flatnonzero(self.classes == g)[0]) for g in range(len(self.class_rows))])
+        self.class_counts = np.bincount(self.classes, minlength=len(self.class_rows))
+
+    def _agg(self, codes: np.ndarray, n_units: int) -> sp.csr_matrix:
+        return sp.csr_matrix((np.ones(self.n), (codes, np.arange(self.n))), shape=(n_units, self.n))
+
+    def _choose_raw(self) -> bool:
+        """Raw sums when their per-evaluation work is below that of recomputing from the rows."""
+        G, c_raw = len(self.class_rows), self.F.shape[1]
+        K = [lv.xi.shape[1] for lv in self.levels]
+        k = [len(lv.members) for lv in self.levels]
+        raw = sum(lv.n_units * Kl * (Kl + c_raw) for lv, Kl in zip(self.levels, K, strict=True))
+        raw += sum(len(ia) * K[a] * K[b] for (a, b), (ia, _) in self.pairs.items())
+        rows = sum(Kl * kl + kl * (kl + 2) for Kl, kl in zip(K, k, strict=True)) + c_raw
+        rows += sum(k[a] * k[b] for (a, b) in self.pairs)
+        return G * raw <= self.n * rows
+
+    def _raw_sums(self) -> None:
+        """Sums of xi xi', xi F' per (unit, class) and per (pair, class); F'F per class."""
+        G = len(self.class_rows)
+        self.S, self.SF, self.Sp = [], [], {}
+        for lv in self.levels:
+            agg = self._agg(lv.codes * G + self.classes, lv.n_units * G)
+            K = lv.xi.shape[1]
+            self.S.append((agg @ _outer(lv.xi, lv.xi)).reshape(lv.n_units, G, K, K))
+            self.SF.append((agg @ _outer(lv.xi, self.F)).reshape(lv.n_units, G, K, -1))
+        for (a, b), rp in self.row_pair.items():
+            P = len(self.pairs[(a, b)][0])
+            agg = self._agg(rp * G + self.classes, P * G)
+            xa, xb = self.levels[a].xi, self.levels[b].xi
+            self.Sp[(a, b)] = (agg @ _outer(xa, xb)).reshape(P, G, xa.shape[1], xb.shape[1])
+        agg = self._agg(self.classes, G)
+        c = self.F.shape[1]
+        self.FF = (agg @ _outer(self.F, self.F)).reshape(G, c, c)
+
+    def loading_maps(self, mats: ModelMatrices) -> list[np.ndarray]:
+        """H_l (K_l x k_l) with a_l(i) = H_l' xi_{l,i}: loadings times G = T blockdiag(L)."""
+        model = self.model
+        M = len(model.latent)
+        Lblk = np.zeros((M, M))
+        for lvl, L in mats.L.items():
+            members = model.latent_at(lvl)
+            Lblk[np.ix_(members, members)] = L
+        Gm = mats.T @ Lblk if len(model.B_entries) else Lblk
+        out = []
+        for lv in self.levels:
+            blocks = [mats.lambdas[m][:, None] * Gm[m, list(lv.members)][None, :] for m in lv.sources]
+            out.append(np.vstack(blocks) if blocks else np.zeros((0, len(lv.members))))
+        return out
+
+    def fixed_map(self, mats: ModelMatrices, beta: np.ndarray | None = None) -> np.ndarray:
+        """E with F_raw @ E = [X, y~ - X b] (beta profiled; b = beta_shift) or [y~ - X beta] (beta given)."""
+        p, g = self.p, len(self.gamma_cols)
+        h = np.zeros(g)
+        if g:
+            TG = (mats.T if len(self.model.B_entries) else np.eye(len(mats.B))) @ mats.Gamma
+            h = np.array([mats.lambdas[m][a] * TG[m, c] for m, a, c in self.gamma_cols])
+        if beta is None:
+            E = np.zeros((p + g + 1, p + 1))
+            E[:p, :p] = np.eye(p)
+            E[p:p + g, p] = -h
+            E[-1, p] = 1.0
+        else:
+            E = np.concatenate([self.beta_shift - np.asarray(beta, float), -h, [1.0]])[:, None]
+        return E
+
+    def class_sd(self, mats: ModelMatrices) -> np.ndarray:
+        """Residual SD of each residual class."""
+        return mats.scale[self.class_first]
+
+    def system(self, mats: ModelMatrices, E: np.ndarray, weights: np.ndarray) -> BlockSystem:
+        """A'WA, A'WF, F'WF for the given matrices; `weights` per residual class (1/sigma_g^2)."""
+        H = self.loading_maps(mats)
+        if self.raw:
+            diag = [Hl.T @ _wsum(S, weights) @ Hl for Hl, S in zip(H, self.S, strict=True)]
+            rhs = [Hl.T @ _wsum(SF, weights) @ E for Hl, SF in zip(H, self.SF, strict=True)]
+            off = {(a, b): H[a].T @ _wsum(S, weights) @ H[b] for (a, b), S in self.Sp.items()}
+            ff = E.T @ _wsum(self.FF[None], weights)[0] @ E
+            return BlockSystem(diag, off, rhs, ff)
+        w = weights[self.classes]
+        coef = [lv.xi @ Hl for lv, Hl in zip(self.levels, H, strict=True)]
+        wcoef = [a * w[:, None] for a in coef]
+        Fe = self.F @ E
+        diag = [(agg @ _outer(wa, a)).reshape(lv.n_units, a.shape[1], a.shape[1])
+                for agg, a, wa, lv in zip(self.agg_level, coef, wcoef, self.levels, strict=True)]
+        rhs = [(agg @ _outer(wa, Fe)).reshape(lv.n_units, wa.shape[1], Fe.shape[1])
+               for agg, wa, lv in zip(self.agg_level, wcoef, self.levels, strict=True)]
+        off = {(a, b): (agg @ _outer(wcoef[a], coef[b])).reshape(-1, coef[a].shape[1], coef[b].shape[1])
+               for (a, b), agg in self.agg_pair.items()}
+        return BlockSystem(diag, off, rhs, Fe.T @ (w[:, None] * Fe))
+
+    def describe(self) -> str:
+        """One line for logs: levels in elimination order and the factorisation plan."""
+        names = [self.model.levels[lv.level].name for lv in self.levels]
+        st = self.structure
+        return (f"levels {names}; {st.n_blockwise} eliminated blockwise, remainder q={st.q_remainder}; "
+                f"{'raw sums' if self.raw else 'row-wise'} cross products; {len(self.class_rows)} residual class(es)")
+

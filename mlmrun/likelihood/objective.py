@@ -1,0 +1,263 @@
+"""The quadrature objective: CompiledModel + free vector -> log likelihood and its gradient.
+
+Composes the pure pieces: `model_matrices` (partable -> beta, lambda, B, Gamma,
+L, family parameters), the linear predictor in u-space
+
+    nu_i = x_i'beta + offset_i + z_i' T Gamma w_i + z_i' T L u,   T = (I - B)^-1,
+
+(so A_i = z_i' T L, columns ordered by level), the nested adaptive quadrature
+of likelihood/adaptive.py and, for the gradient, the adjoint of this map:
+from E[s_i] and E[s_i u] per row to d loglik / d (beta, lambda, L, B, Gamma,
+family parameters), then `values_gradient` and the partable Jacobian onto the
+free vector. No parameter list exists here besides the partable's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
+from mlmrun.compile.model import CompiledModel
+from mlmrun.likelihood.adaptive import Adaptation, Evaluation, Hierarchy, Predictor, evaluate, make_hierarchy
+from mlmrun.likelihood.kernels import kernel_for
+from mlmrun.likelihood.modes import adapt, adapt_to_means
+from mlmrun.likelihood.plan import IntegrationPlan
+from mlmrun.likelihood.rows import RowSet, row_set
+
+
+class EquationFamilies:
+    """RowFamily over a model's equations: one vectorised family call per equation, none per row.
+
+    `rows` arguments select a contiguous block (slice) or subset of the row
+    set, so adaptive.py can evaluate cache-sized chunks of rows.
+    """
+
+    def __init__(self, model: CompiledModel, rows: RowSet, mm: ModelMatrices) -> None:
+        self.n = rows.n
+        self.eq_of = np.zeros(rows.n, dtype=np.intp)
+        self.parts = []
+        for e, eq in enumerate(model.equations):
+            idx = rows.eq_rows[e]
+            self.eq_of[idx] = e
+            if eq.threshold_rows is not None:
+                params, per_row = mm.thresholds[e], False
+            elif eq.scale_rows is not None:
+                params, per_row = mm.scale[rows.original], True
+            else:
+                params, per_row = None, False
+            const = None if rows.constant is None else rows.constant
+            self.parts.append((eq.family, params, per_row, kernel_for(eq.family, rows.y, rows.trials, const)))
+        self.param_eqs = [e for e, part in enumerate(self.parts) if part[1] is not None]
+        self.param_rows = [rows.eq_rows[e] for e in self.param_eqs]
+        self.y, self.trials = rows.y, rows.trials
+
+    def _call(self, e: int, nu: np.ndarray, order: int, rows: slice | np.ndarray) -> tuple:
+        family, params, per_row, kernel = self.parts[e]
+        if kernel is not None:
+            return kernel(nu, order, rows)
+        trials = None if self.trials is None else self.trials[rows]
+        return family.loglik_derivs(self.y[rows], nu, params[rows] if per_row else params, trials, order)
+
+    def _split(self, rows: slice | np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(equation, positions within the block, row indices) for each equation present in a block."""
+        index = np.arange(self.n)[rows]
+        eq = self.eq_of[index]
+        return [(e, pos, index[pos]) for e in range(len(self.parts)) if len(pos := np.flatnonzero(eq == e))]
+
+    def derivs(self, nu: np.ndarray, order: int, rows: slice | np.ndarray = slice(None)) -> tuple:
+        if len(self.parts) == 1:
+            return self._call(0, nu, order, rows)
+        out = [np.empty_like(nu) for _ in range(order + 1)]
+        for e, pos, idx in self._split(rows):
+            for store, r in zip(out, self._call(e, nu[pos], order, idx), strict=False):
+                store[pos] = r
+        return tuple(out) + (None,) * (2 - order)
+
+    def param_expect(self, nu: np.ndarray, weight: np.ndarray, rows: slice | np.ndarray = slice(None)) -> list:
+        """Per equation with family parameters: sum over axis 1 of weight * score, zero on other rows."""
+        out = []
+        blocks = self._split(rows) if len(self.parts) > 1 else [(0, slice(None), rows)]
+        for e in self.param_eqs:
+            family, params, per_row, _ = self.parts[e]
+            res = None
+            for e2, pos, idx in blocks:
+                if e2 != e:
+                    continue
+                trials = None if self.trials is None else self.trials[idx]
+                score = family.param_score(self.y[idx], nu[pos], params[idx] if per_row else params, trials)
+                part = np.einsum("ir...,ir...p->i...p", weight[pos], score)
+                res = np.zeros((nu.shape[0],) + part.shape[1:]) if res is None else res
+                res[pos] = part
+            if res is None:
+                k = len(params) if not per_row else 1
+                res = np.zeros((nu.shape[0],) + nu.shape[2:] + (k,))
+            out.append(res)
+        return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each latent variable sits in the chain of disturbances (levels lowest first), and the rows."""
+
+    levels: tuple[int, ...]
+    """Model level index of each hierarchy level."""
+    order: np.ndarray
+    """Latent variable indices in chain order."""
+    rows: RowSet
+    hierarchy: Hierarchy | None
+
+
+def layout(model: CompiledModel, merge: bool = True) -> Layout:
+    """Chain order of the latent variables, the row set and the index structure of the nested levels."""
+    levels = tuple(model.nested_levels)
+    order = np.array([m for lvl in levels for m in model.latent_at(lvl)], dtype=int)
+    rows = row_set(model, levels, merge)
+    if not levels:
+        return Layout((), order, rows, None)
+    codes = [rows.codes[lvl] for lvl in levels]
+    n_units = [model.levels[lvl].n_units for lvl in levels]
+    dims = [len(model.latent_at(lvl)) for lvl in levels]
+    return Layout(levels, order, rows, make_hierarchy(codes, n_units, dims))
+
+
+@dataclass
+class Pieces:
+    """Parameter-dependent arrays shared by the likelihood and its gradient at one free vector."""
+
+    free: np.ndarray
+    values: np.ndarray
+    mm: ModelMatrices
+    Z: np.ndarray
+    """(n, M): z_m(i) = Z_m[i] @ lambda_m."""
+    T: np.ndarray
+    Lfull: np.ndarray
+    WG: np.ndarray
+    """(n, M): Gamma w_i."""
+    pred: Predictor
+    fam: EquationFamilies
+
+
+def pieces(model: CompiledModel, lay: Layout, free: np.ndarray) -> Pieces:
+    """Unpack the free vector and build the linear predictor in u-space."""
+    values = model.partable.unpack(free)
+    mm = model_matrices(model, values)
+    rows = lay.rows
+    n, M = rows.n, len(model.latent)
+    Z = np.zeros((n, M))
+    for m, Zm in enumerate(rows.Z):
+        if Zm.shape[1]:
+            Z[:, m] = Zm @ mm.lambdas[m]
+    T = np.linalg.inv(np.eye(M) - mm.B) if M else np.zeros((0, 0))
+    Lfull = np.zeros((M, M))
+    for lvl in lay.levels:
+        members = model.latent_at(lvl)
+        Lfull[np.ix_(members, members)] = mm.L[lvl]
+    WG = rows.W @ mm.Gamma.T if rows.W.shape[1] else np.zeros((n, M))
+    ZT = Z @ T
+    fixed = rows.X @ mm.beta + rows.offset + np.einsum("im,im->i", ZT, WG)
+    A = (ZT @ Lfull)[:, lay.order]
+    return Pieces(free, values, mm, Z, T, Lfull, WG, Predictor(fixed, A), EquationFamilies(model, rows, mm))
+
+
+def free_gradient(model: CompiledModel, lay: Layout, pc: Pieces, es: np.ndarray, esu_chain: np.ndarray,
+                  fam_exp: list[np.ndarray]) -> np.ndarray:
+    """Adjoint of `pieces`: gradient on the free vector from E[s], E[s u_chain] and family-score expectations."""
+    mm, rows = pc.mm, lay.rows
+    grad = MatrixGradient.zeros(mm)
+    grad.beta = rows.X.T @ es
+    M = len(model.latent)
+    if M:
+        esu = np.zeros((rows.n, M))
+        esu[:, lay.order] = esu_chain
+        v_s = es[:, None] * pc.WG + esu @ pc.Lfull.T
+        eta_s = v_s @ pc.T.T
+        ZT = pc.Z @ pc.T
+        grad.lambdas = [Zm.T @ eta_s[:, m] for m, Zm in enumerate(rows.Z)]
+        gL = ZT.T @ esu
+        grad.L = {lvl: gL[np.ix_(model.latent_at(lvl), model.latent_at(lvl))] for lvl in mm.L}
+        if rows.W.shape[1]:
+            grad.Gamma = ZT.T @ (es[:, None] * rows.W)
+        grad.B = pc.T.T @ (pc.Z.T @ v_s) @ pc.T.T
+    for e, f in zip(pc.fam.param_eqs, fam_exp, strict=True):
+        eq = model.equations[e]
+        if eq.threshold_rows is not None:
+            grad.thresholds[e] = f.sum(axis=0)
+        else:
+            idx = rows.eq_rows[e]
+            grad.scale[rows.original[idx]] = f[idx, 0]
+    g_values = values_gradient(model, pc.values, grad)
+    return model.partable.jacobian(pc.free).T @ g_values
+
+
+@dataclass
+class QuadratureObjective:
+    """Log likelihood of a compiled model by nested adaptive quadrature, with frozen or re-found adaptation.
+
+    `frozen(free, ad)` evaluates with node placement `ad` held fixed (its exact
+    gradient is the Fisher identity); `readapted(free)` first moves the nodes to
+    the posterior modes at `free` (the quantity lme4/gllamm report).
+    """
+
+    model: CompiledModel
+    plan: IntegrationPlan
+    merge: bool = True
+    """Merge rows with identical predictors where the family allows (rows.py)."""
+    lay: Layout = field(init=False)
+    n_evaluations: int = 0
+    _cache: tuple | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.lay = layout(self.model, self.merge)
+
+    def pieces(self, free: np.ndarray) -> Pieces:
+        free = np.asarray(free, dtype=float)
+        if self._cache is not None and np.array_equal(self._cache[0], free):
+            return self._cache[1]
+        pc = pieces(self.model, self.lay, free)
+        self._cache = (free.copy(), pc)
+        return pc
+
+    def adapt(self, free: np.ndarray, warm: Adaptation | None = None, rules: tuple | None = None) -> Adaptation:
+        """Adaptation at `free` (plain nodes for ghq), warm-started from `warm`'s modes."""
+        rules = self.plan.rules if rules is None else rules
+        if self.plan.method == "ghq":
+            return self.plan.plain(self.lay.hierarchy, rules)
+        pc = self.pieces(free)
+        start = None if warm is None else list(warm.mode)
+        ad, _ = adapt(self.lay.hierarchy, pc.pred, pc.fam, rules, start)
+        if self.plan.adapt == "mean":
+            ad = adapt_to_means(self.lay.hierarchy, pc.pred, pc.fam, ad)
+        return ad
+
+    def frozen(self, free: np.ndarray, ad: Adaptation, gradient: bool = True) -> tuple[float, np.ndarray | None]:
+        """Log likelihood at fixed node placement, and its exact gradient on the free vector."""
+        pc = self.pieces(free)
+        self.n_evaluations += 1
+        if not pc.mm.valid:
+            return -np.inf, np.zeros_like(free) if gradient else None
+        ev = evaluate(self.lay.hierarchy, pc.pred, pc.fam, ad, gradient=gradient)
+        if not gradient:
+            return ev.loglik, None
+        return ev.loglik, free_gradient(self.model, self.lay, pc, ev.es, ev.esu, ev.family or [])
+
+    def readapted(self, free: np.ndarray, warm: Adaptation | None = None) -> tuple[float, Adaptation]:
+        """Log likelihood with nodes re-centred at the posterior modes of `free`."""
+        ad = self.adapt(free, warm)
+        return self.frozen(free, ad, gradient=False)[0], ad
+
+    def evaluation(self, free: np.ndarray, ad: Adaptation, moments: bool = True) -> Evaluation:
+        """Full evaluation with posterior moments (empirical Bayes)."""
+        pc = self.pieces(free)
+        return evaluate(self.lay.hierarchy, pc.pred, pc.fam, ad, moments=moments)
+
+    def glm(self, free: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log likelihood and gradient with every latent variable switched off (u = 0)."""
+        pc = self.pieces(free)
+        self.n_evaluations += 1
+        nu = pc.pred.fixed
+        ll, d1, _ = pc.fam.derivs(nu, 1)
+        fam_exp = pc.fam.param_expect(nu[:, None], np.ones((len(nu), 1)))
+        esu = np.zeros((self.lay.rows.n, len(self.lay.order)))
+        return float(ll.sum()), free_gradient(self.model, self.lay, pc, d1, esu, fam_exp)

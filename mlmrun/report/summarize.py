@@ -1,0 +1,190 @@
+"""summarize(fit, prepared) -> ReportModel: everything report.html and report.md show, already formatted.
+
+The report model is plain data (strings, lists, small dataclasses), laid out
+like Stata's `mixed` output: header, group summary, fixed effects, random
+effects per level as sd/corr and var/cov, then latent-variable tables in the
+style of Table 1 of Rabe-Hesketh, Skrondal & Pickles (2004), fit statistics,
+the LR test, the quadrature point check and the estimation record.
+Templates only place these strings (STYLE.md 9.7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlmrun.pipeline import Prepared
+from mlmrun.report import tables
+from mlmrun.report.format import Table, fixed
+from mlmrun.results import FitResult, jsonable, level_summaries, lr_test, parameter_rows
+
+
+@dataclass(frozen=True)
+class Section:
+    """A headed part of the report: tables, free-text lines and notes."""
+
+    heading: str
+    tables: list[Table] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReportModel:
+    """The formatted content of a report; renderers only lay it out."""
+
+    title: str
+    subtitle: str
+    description: str
+    converged: bool
+    status: str
+    warnings: list[str]
+    header: list[tuple[str, str]]
+    sections: list[Section]
+
+
+def _integration_text(fit: FitResult) -> str:
+    method = fit.integration.get("method", "exact")
+    points = fit.integration.get("points")
+    per = (f"{points} points per dimension" if isinstance(points, int)
+           else ", ".join(f"{k}: {v} points" for k, v in points.items()) if isinstance(points, dict) else "")
+    text = {
+        "exact": "exact (Gaussian marginal likelihood, no quadrature)",
+        "adaptive": "adaptive Gauss–Hermite quadrature",
+        "ghq": "Gauss–Hermite quadrature (non-adaptive)",
+        "laplace": "Laplace approximation (one adaptive point)",
+    }.get(method, str(method))
+    return f"{text}, {per}" if per and method in ("adaptive", "ghq") else text
+
+
+def _header(fit: FitResult, prepared: Prepared) -> list[tuple[str, str]]:
+    spec, model = prepared.spec, fit.model
+    responses = "; ".join(f"{eq.name}: {eq.family.name}, {eq.family.link} link" for eq in model.equations)
+    header = [
+        ("Model", spec.name),
+        ("Spec file", prepared.path.name),
+        ("Data file", spec.data.path),
+        ("Data SHA-256", model.data_sha256),
+    ]
+    if spec.data.filter:
+        header.append(("Row filter", " and ".join(f"{f.column} {f.op} {f.value}" for f in spec.data.filter)))
+    header += [
+        ("Rows read", str(model.n_rows_read)),
+        ("Rows dropped (missing values)", str(model.n_dropped_missing)),
+        ("Rows used", str(model.n)),
+        ("Responses", responses),
+        ("Fixed part", spec.fixed),
+        ("Method", "REML (restricted maximum likelihood)" if fit.method == "REML" else "ML (maximum likelihood)"),
+        ("Integration", _integration_text(fit)),
+    ]
+    if spec.data.provenance:
+        header.append(("Data provenance", spec.data.provenance))
+    return header
+
+
+def _groups(fit: FitResult) -> Section | None:
+    model = fit.model
+    if not model.levels:
+        return None
+    nested = [lv.name for lv in model.levels if not lv.crossed]
+    rows = []
+    for lv, s in zip(model.levels, level_summaries(model), strict=True):
+        if lv.crossed:
+            structure = "crossed"
+        else:
+            pos = nested.index(lv.name)
+            structure = f"nested in {nested[pos + 1]}" if pos + 1 < len(nested) else "top level"
+        rows.append([lv.name, lv.column, str(s["n_units"]), str(s["min"]), fixed(s["avg"], 1), str(s["max"]), structure])
+    table = Table(["Level", "ID column", "Units", "Min", "Avg", "Max", "Structure"], rows,
+                  align=["l", "l", "r", "r", "r", "r", "l"])
+    return Section("Group summary", [table], notes=["Min/Avg/Max: rows (level-1 units) per unit."])
+
+
+def _latent(rows: dict, fit: FitResult, prepared: Prepared) -> Section | None:
+    model = fit.model
+    if not any(lat.origin == "latent" for lat in model.latent):
+        return None
+    parts = [tables.loadings(rows, model, prepared.data.frame), *tables.latent_variances(rows, model),
+             tables.structural(rows, model, "B"), tables.structural(rows, model, "Gamma")]
+    notes = []
+    if model.B_entries or model.Gamma_entries:
+        notes.append("Latent variances are those of the disturbances zeta in eta = B eta + Gamma w + zeta.")
+    return Section("Latent variables", [t for t in parts if t is not None], notes=notes)
+
+
+def _lr_test(fit: FitResult) -> tuple[list[str], list[str]]:
+    """Stata's line under the table: 'LR test vs. linear model: chi2(df) = ...' and its note."""
+    lr = lr_test(fit)
+    if lr is None:
+        return [], []
+    versus = "linear regression" if fit.model.is_linear_gaussian else "the model without latent variables"
+    if lr["kind"] == "chibar2":
+        line = f"LR test vs. {versus}: chibar2(01) = {fixed(lr['chi2'], 2)}   Prob >= chibar2 = {fixed(lr['p'], 4)}"
+    else:
+        line = f"LR test vs. {versus}: chi2({lr['df']}) = {fixed(lr['chi2'], 2)}   Prob > chi2 = {fixed(lr['p'], 4)}"
+    return [line], [lr["note"]] if lr["note"] else []
+
+
+def _fit_statistics(fit: FitResult) -> Section:
+    label = "Log restricted-likelihood" if fit.method == "REML" else "Log likelihood"
+    table = Table(["Statistic", "Value"], [
+        [label, fixed(fit.loglik, 4)],
+        ["Free parameters", str(fit.n_params)],
+        ["AIC", fixed(fit.aic, 2)],
+        ["BIC", fixed(fit.bic, 2)],
+        ["Observations used", str(fit.n_obs)],
+    ])
+    lines, notes = _lr_test(fit)
+    return Section("Model fit", [table], lines=lines, notes=notes)
+
+
+def _estimation(fit: FitResult, total_seconds: float | None) -> Section:
+    body = [
+        ["Converged", "yes" if fit.converged else "NO"],
+        ["Iterations", str(fit.iterations)],
+        ["Function evaluations", str(fit.n_evaluations)],
+        ["Fit time (s)", fixed(fit.fit_seconds, 3)],
+    ]
+    if total_seconds is not None:
+        body.append(["Total time (s)", fixed(total_seconds, 3)])
+    return Section("Estimation", [Table(["", ""], body)])
+
+
+def _warnings(fit: FitResult) -> list[str]:
+    out = list(fit.warnings)
+    if not fit.converged and not any("converg" in w.lower() for w in out):
+        out.insert(0, "The optimiser did not converge: the estimates below are not a maximum of the likelihood.")
+    return out
+
+
+def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = None) -> ReportModel:
+    """Build the report model of a fit; every number is formatted here, none in templates."""
+    rows = {r.name: r for r in parameter_rows(fit)}
+    model, spec = fit.model, prepared.spec
+    sections = [_groups(fit), Section("Fixed effects", [tables.fixed_effects(rows, model)])]
+    random = tables.random_effects(rows, model)
+    if random:
+        sections.append(Section("Random-effects parameters", random,
+                                notes=["Intervals for SDs and variances are on the log scale, for correlations "
+                                       "on the atanh scale (as Stata mixed)."]))
+    sections.append(_latent(rows, fit, prepared))
+    other = tables.other_parameters(rows)
+    if other is not None:
+        sections.append(Section("Other parameters", [other]))
+    sections.append(_fit_statistics(fit))
+    if "point_check" in fit.extras:
+        sections.append(Section("Quadrature check", [tables.point_check(jsonable(fit.extras["point_check"]))]))
+    sections.append(_estimation(fit, total_seconds))
+    gaussian = model.is_linear_gaussian and not any(lat.origin == "latent" for lat in model.latent)
+    subtitle = (f"Mixed-effects {fit.method} regression" if gaussian
+                else f"Generalized linear latent and mixed model ({fit.method})")
+    return ReportModel(
+        title=spec.report.title or spec.name,
+        subtitle=subtitle,
+        description=spec.description or "",
+        converged=bool(fit.converged),
+        status="converged" if fit.converged else "NOT converged",
+        warnings=_warnings(fit),
+        header=_header(fit, prepared),
+        sections=[s for s in sections if s is not None],
+    )
+

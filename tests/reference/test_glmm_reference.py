@@ -1,0 +1,146 @@
+"""Issue 3: GLMMs by adaptive quadrature / Laplace against lme4, glmmTMB and ordinal::clmm.
+
+Targets come from tests/reference/*.json (each file holds the peer's exact R
+call; the specs repeat it in their description). Tolerances:
+
+- log likelihood within 1e-3 absolute where the peer used the same method and
+  points (our optimum is converged to ~1e-8; the 1e-3 covers two documented
+  peer quirks: lme4's Laplace log-determinant, 2.8e-4 below glmmTMB's and ours
+  on cbpp, and the abortion_socatt two-level file, whose saturated-model term
+  was added rounded to -809.5198 instead of -809.51999, 1.9e-4);
+- estimates to 4 significant digits against the same method and points (the
+  peers' tightened optimisers pin them to 5-6 digits), 3 digits across methods
+  (lme4's Laplace vs ours);
+- SEs to 3 significant digits (observed information by numeric differences on
+  both sides).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from mlmrun.estimate import estimate
+from mlmrun.pipeline import prepare
+from mlmrun.results import FitResult
+from tests.conftest import SPECS
+from tests.reference.compare import assert_close, load_reference
+
+pytestmark = pytest.mark.reference
+
+
+@cache
+def fitted(spec: str) -> FitResult:
+    """Fit a shipped spec once per test session."""
+    return estimate(prepare(SPECS / f"{spec}.yaml").model)
+
+
+def value(fit: FitResult, name: str) -> float:
+    return float(fit.values[fit.model.partable.index(name)])
+
+
+def se(fit: FitResult, name: str) -> float:
+    return float(fit.se()[fit.model.partable.index(name)])
+
+
+def lme4_name(name: str, factors: dict[str, str]) -> str:
+    """lme4/clmm coefficient name -> ours (treatment-coded factors are 'C(f)[T.level]' or 'f[T.level]')."""
+    if name == "(Intercept)":
+        return "Intercept"
+    for prefix, ours in factors.items():
+        if name.startswith(prefix) and name != prefix:
+            return f"{ours}[T.{name[len(prefix):]}]"
+    return name
+
+
+def check_peer(fit: FitResult, file: str, factors: dict[str, str], level: str, digits: int = 4,
+               se_digits: int | None = 3, loglik_tol: float = 1e-3) -> None:
+    res = load_reference(file, "results")
+    assert fit.converged, fit.warnings
+    assert_close(f"{file} loglik", fit.loglik, res["loglik"], abs_tol=loglik_tol)
+    for fe in res["fixed_effects"]:
+        ours = lme4_name(fe["name"], factors)
+        assert_close(f"{file} {ours}", value(fit, ours), fe["estimate"], sig_digits=digits)
+        if se_digits:
+            assert_close(f"{file} se({ours})", se(fit, ours), fe["se"], sig_digits=se_digits)
+    sd = res["random_effects"][0]["components"][0]["sd"]
+    assert_close(f"{file} sd(_cons)@{level}", value(fit, f"sd(_cons)@{level}"), sd, sig_digits=digits)
+
+
+def test_cbpp_agq25_lme4() -> None:
+    fit = fitted("cbpp")
+    assert fit.integration == {"method": "adaptive", "points": 25}
+    check_peer(fit, "cbpp__agq25", {"period": "C(period)"}, "herd")
+
+
+def test_cbpp_laplace_glmmtmb_and_lme4() -> None:
+    fit = fitted("cbpp_laplace")
+    assert fit.integration == {"method": "laplace", "points": 1}
+    check_peer(fit, "cbpp__glmmtmb_laplace", {"period": "C(period)"}, "herd", loglik_tol=1e-6)
+    check_peer(fit, "cbpp__laplace", {"period": "C(period)"}, "herd", digits=3, se_digits=None)
+
+
+def test_epil_agq20_lme4() -> None:
+    check_peer(fitted("epil"), "epil__ri_agq20", {"trt": "trt"}, "subject")
+
+
+@pytest.mark.parametrize("link", ["logit", "probit"])
+def test_wine_clmm_agq10(link: str) -> None:
+    fit = fitted(f"wine_{link}")
+    file = f"wine__clmm_{link}_agq10"
+    check_peer(fit, file, {"temp": "temp", "contact": "contact"}, "judge")
+    for j, cut in enumerate(load_reference(file, "results", "thresholds")):
+        assert_close(f"{file} {cut['name']}", value(fit, f"cut{j + 1}"), cut["estimate"], sig_digits=4)
+        assert_close(f"{file} se({cut['name']})", se(fit, f"cut{j + 1}"), cut["se"], sig_digits=3)
+
+
+def check_socatt(fit: FitResult, entry: str, digits: int, loglik_tol: float) -> None:
+    ref = load_reference("abortion_socatt__binomial_ri", "models", entry)
+    assert fit.converged, fit.warnings
+    assert_close(f"{entry} loglik", fit.loglik, ref["loglik"], abs_tol=loglik_tol)
+    for name, target in ref["fixed"].items():
+        assert_close(f"{entry} {name}", value(fit, lme4_name(name, {"year": "C(year)"})), target, sig_digits=digits)
+    for level, var in ref.get("variances", {}).items():
+        assert_close(f"{entry} var({level})", value(fit, f"sd(_cons)@{level}") ** 2, var, sig_digits=digits - 1)
+
+
+def test_abortion_socatt_two_level_agq20_lme4() -> None:
+    fit = fitted("abortion_socatt_2level")
+    check_socatt(fit, "two_level_agq20", 4, 1e-3)
+    ref = load_reference("abortion_socatt__binomial_ri", "models", "two_level_agq20", "se")
+    for name, target in ref.items():
+        assert_close(f"se({name})", se(fit, lme4_name(name, {"year": "C(year)"})), target, sig_digits=3)
+
+
+def test_abortion_socatt_three_level_laplace_lme4_and_glmmtmb() -> None:
+    fit = fitted("abortion_socatt_laplace")
+    check_socatt(fit, "three_level_laplace", 3, 0.5)
+    tmb = load_reference("abortion_socatt__binomial_ri", "models", "three_level_glmmtmb_laplace")
+    assert_close("glmmTMB loglik", fit.loglik, tmb["loglik"], abs_tol=1e-5)
+    for name, target in tmb["fixed"].items():
+        assert_close(f"glmmTMB {name}", value(fit, lme4_name(name, {"year": "C(year)"})), target, sig_digits=4)
+
+
+def test_abortion_socatt_three_level_agq12_point_check() -> None:
+    fit = fitted("abortion_socatt")
+    assert fit.converged, fit.warnings
+    check = fit.extras["point_check"]
+    assert set(check["loglik"]) == {"12", "16"}
+    assert abs(check["loglik"]["16"] - check["loglik"]["12"]) < 0.01
+    assert not any("point check" in w for w in fit.warnings)
+    laplace = load_reference("abortion_socatt__binomial_ri", "models", "three_level_laplace", "loglik")
+    assert fit.loglik > laplace  # the Laplace approximation understates this likelihood, as on two levels
+    assert set(fit.extras["empirical_bayes"]) == {"respondent", "district"}
+
+
+def test_gaussian_through_quadrature_reproduces_the_exact_fit() -> None:
+    fit = fitted("pig_intercept_quadrature")
+    assert fit.converged and fit.integration == {"method": "adaptive", "points": 20}
+    exact = fitted("pig_intercept")
+    assert fit.loglik == pytest.approx(exact.loglik, abs=1e-6)
+    np.testing.assert_allclose(fit.values, exact.values, rtol=1e-4)
+    assert_close("pig loglik (Stata)", fit.loglik, load_reference("pig__ri_ml", "loglik"), abs_tol=1e-3)
+    exact_loglik = pytest.importorskip("mlmrun.likelihood.gaussian").exact_loglik
+    assert fit.loglik == pytest.approx(exact_loglik(fit.model, fit.values), abs=1e-8)
