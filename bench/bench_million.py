@@ -19,14 +19,17 @@ import resource
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mlmrun.compile import compile_model
-from mlmrun.data.load import LoadedData
-from mlmrun.estimate import estimate
-from mlmrun.spec.model import Spec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from mlmrun.compile import compile_model  # noqa: E402
+from mlmrun.data.load import LoadedData  # noqa: E402
+from mlmrun.estimate import estimate, gaussian_fit  # noqa: E402,F401  (imported before timing the fit)
+from mlmrun.spec.model import Spec  # noqa: E402
 
 TRUE = {"Intercept": 1.0, "x1": 0.5, "x2": -0.3, "sd(_cons)@region": 0.5, "sd(_cons)@school": 0.8,
         "sd(Residual)": 1.0}

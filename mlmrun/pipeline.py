@@ -7,9 +7,9 @@ from pathlib import Path
 
 from mlmrun.compile import CompiledModel, compile_model
 from mlmrun.compile.start_from import apply_start_from
-from mlmrun.likelihood.plan import integration_plan
 from mlmrun.data.load import LoadedData, load_data
 from mlmrun.errors import DataError, SpecError
+from mlmrun.likelihood.plan import integration_plan
 from mlmrun.spec.loader import Loc, load_spec, locate
 from mlmrun.spec.model import Spec
 

@@ -154,7 +154,9 @@ def derived_rows(fit: FitResult) -> list[ParamRow]:
     if fit.cov_free is not None and pt.n_free:
         jac = _numeric_jacobian(lambda x: np.array([fn(pt.unpack(x)) for _, _, _, fn in derivations]),
                                 np.asarray(fit.free, dtype=float))
-        se = np.sqrt(np.clip(np.einsum("ik,kl,il->i", jac, fit.cov_free, jac), 0, None))
+        unknown = np.isnan(np.diag(fit.cov_free))  # free coordinates without an SE (see FitResult.se)
+        se = np.sqrt(np.clip(np.einsum("ik,kl,il->i", jac, np.nan_to_num(fit.cov_free), jac), 0, None))
+        se[(np.abs(jac[:, unknown]) > 0).any(axis=1)] = np.nan
     rows = []
     for (name, block, sources, _), est, s in zip(derivations, estimates, se, strict=True):
         free = bool(is_free[sources].any())

@@ -52,7 +52,7 @@ class RowFamily(Protocol):
     """Family log densities of every row (mixed responses handled inside, by equation)."""
 
     param_rows: list[np.ndarray]
-    """Row indices of each equation that has family parameters (same order as `param_expect`)."""
+    """Row indices of each equation that has family parameters (empty: no family-parameter scores needed)."""
 
     def derivs(self, nu: np.ndarray, order: int, rows: slice = slice(None)) -> tuple:
         """(log f, d/dnu, d2/dnu2) for the rows `rows`, nu shaped (rows, ...)."""
@@ -187,7 +187,7 @@ class Evaluation:
     esu: np.ndarray | None = None
     """E[s_i u_chain(i)] per row, (n, D)."""
     family: list[np.ndarray] | None = None
-    """Per equation with family parameters: E[score] per row, (n_eq, n_params)."""
+    """Per equation with family parameters: E[score] per row, (n, n_params), zero on other equations' rows."""
     moments: list[tuple[np.ndarray, np.ndarray]] | None = None
     """Per level: (E[chain], E[chain chain']) of each unit's (u_c, ancestors' u), shapes (n_k, D_k), (n_k, D_k, D_k)."""
 

@@ -66,11 +66,17 @@ def _reach(model: CompiledModel) -> np.ndarray:
 
 
 def elimination_order(model: CompiledModel, levels: list[int]) -> list[int]:
-    """Nested levels lowest first, then crossed levels with the most coefficients first."""
-    nested = [lv for lv in levels if not model.levels[lv].crossed]
-    crossed = [lv for lv in levels if model.levels[lv].crossed]
-    crossed.sort(key=lambda lv: -model.levels[lv].n_units * len(model.latent_at(lv)))
-    return nested + crossed
+    """Levels with the most units first (lowest nested level first on ties).
+
+    A unit of a nested level meets one unit of each level above it, so the
+    nested chain (children have at least as many units as parents) is
+    eliminated without fill; a crossed factor with many units (students
+    crossed with raters) likewise goes before the small factors it meets, so
+    only small factors are left for the final dense factorisation.
+    """
+    nested_first = [lv for lv in levels if not model.levels[lv].crossed] + \
+                   [lv for lv in levels if model.levels[lv].crossed]
+    return sorted(nested_first, key=lambda lv: -model.levels[lv].n_units)
 
 
 class GaussianDesign:
