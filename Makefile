@@ -20,7 +20,7 @@ run: install
 	$(BIN)/mlmrun fit $(RUN_SPEC)
 
 test: install
-	$(BIN)/pytest -q
+	$(PIN_BLAS) $(BIN)/pytest -q
 
 bench: install
 	$(PIN_BLAS) $(BIN)/python bench/run.py
