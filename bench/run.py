@@ -5,8 +5,8 @@ one prepared model (the fit alone), and the median wall time of the complete
 `mlmrun fit` command in a subprocess (start-up, data loading, compiling,
 fitting, rendering, writing). BLAS threads are pinned to one
 (OMP/OPENBLAS/MKL_NUM_THREADS=1) so timings are comparable across machines and
-with single-threaded peers. Then runs bench/bench_million.py and
-bench/bench_glmm.py when they exist. Results go to stdout and .bench/results.json.
+with single-threaded peers. Then runs bench/bench_million.py,
+bench/bench_glmm.py and bench/bench_latent.py when they exist. Results go to stdout and .bench/results.json.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py")
+EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py", "bench_latent.py")
 
 
 def time_in_process(spec: Path, repeat: int) -> dict:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="in-process fits per spec (median reported)")
     parser.add_argument("--command-repeat", type=int, default=3, help="`mlmrun fit` runs per spec")
     parser.add_argument("--spec", action="append", help="only these spec files (default: specs/*.yaml)")
-    parser.add_argument("--no-extra", action="store_true", help="skip bench_million.py and bench_glmm.py")
+    parser.add_argument("--no-extra", action="store_true", help="skip bench_million.py, bench_glmm.py and bench_latent.py")
     args = parser.parse_args(argv)
     specs = [Path(s).resolve() for s in args.spec] if args.spec else sorted((ROOT / "specs").glob("*.yaml"))
     print(f"{'spec':<40} {'fit median (s)':>15} {'mlmrun fit (s)':>15} {'loglik':>14}  status", flush=True)

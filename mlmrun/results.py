@@ -239,7 +239,40 @@ def lr_test(fit: FitResult) -> dict[str, Any] | None:
 
 JSON_EXTRAS = ("point_check", "boundary", "optimizer")
 """FitResult.extras copied into results.json (small summaries; per-unit arrays such as
-empirical Bayes predictions and the fixed-effects vcov stay out)."""
+the fixed-effects vcov stay out; empirical Bayes predictions go in compactly, see below)."""
+
+EB_MAX_VALUES = 200_000
+"""Empirical Bayes predictions go into results.json up to this many numbers (means and SDs);
+beyond that the file would be dominated by them, so they stay out."""
+
+
+def empirical_bayes_json(fit: FitResult) -> dict[str, Any] | None:
+    """The quadrature engine's empirical Bayes predictions, compact, for results.json (None when absent or huge).
+
+    Layout per level (predict.LevelPrediction.as_dict): {"units": [labels], LATENT: {"mean": [...],
+    "sd": [...]}, ...}, posterior means and SDs rounded to 6 significant digits (the predictions'
+    own quadrature error is larger). Any other layout stays out of the file.
+    """
+    eb = fit.extras.get("empirical_bayes")
+    if not isinstance(eb, dict) or not eb:
+        return None
+    if not all(isinstance(v, dict) and isinstance(v.get("units"), list) for v in eb.values()):
+        return None
+    count = sum(2 * len(v["units"]) * (len(v) - 1) for v in eb.values())
+    if count > EB_MAX_VALUES:
+        return None
+
+    def rounded(values: Any) -> list[float | None]:
+        return [float(f"{x:.6g}") if x is not None and np.isfinite(x) else None for x in values]
+
+    out: dict[str, Any] = {}
+    for level, block in eb.items():
+        entry: dict[str, Any] = {"units": [str(u) for u in block["units"]]}
+        for name, pred in block.items():
+            if name != "units" and isinstance(pred, dict):
+                entry[name] = {key: rounded(pred[key]) for key in ("mean", "sd") if key in pred}
+        out[str(level)] = entry
+    return out
 
 
 def _integration(fit: FitResult) -> dict[str, Any]:
@@ -252,7 +285,8 @@ def _integration(fit: FitResult) -> dict[str, Any]:
 
 
 def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, total_seconds: float) -> dict[str, Any]:
-    """The results.json document (DESIGN.md section 3) plus extra keys: n_dropped_missing, derived, extras."""
+    """The results.json document (DESIGN.md section 3) plus extra keys: n_dropped_missing, derived, extras,
+    lr_test and (quadrature fits) empirical_bayes."""
     from mlmrun import __version__
 
     model = fit.model
@@ -283,6 +317,9 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
     for key in JSON_EXTRAS:
         if key in fit.extras:
             doc[key] = fit.extras[key]
+    eb = empirical_bayes_json(fit)
+    if eb is not None:
+        doc["empirical_bayes"] = eb
     return jsonable(doc)
 
 

@@ -124,3 +124,13 @@ def test_lr_test_is_written_in_one_layout(pig):
     doc = _doc(pig, fake_fit(pig, extras={"lr_test": quadrature}))
     assert doc["lr_test"] == {"chi2": 39.5, "df": 2, "p": 1e-9, "kind": "chi2", "loglik_null": -900.0,
                               "note": "Note: LR test is conservative and provided only for reference."}
+
+
+def test_empirical_bayes_predictions_are_written_compactly(pig, monkeypatch):
+    eb = {"pig": {"units": [1, 2], "_cons": {"mean": [0.123456789, -1.0], "sd": [0.5, float("nan")]},
+                  "week": {"mean": [2.0, 3.0], "sd": [0.25, 0.125]}}}
+    doc = _doc(pig, fake_fit(pig, extras={"empirical_bayes": eb}))
+    assert doc["empirical_bayes"] == {"pig": {"units": ["1", "2"], "_cons": {"mean": [0.123457, -1.0], "sd": [0.5, None]},
+                                              "week": {"mean": [2.0, 3.0], "sd": [0.25, 0.125]}}}
+    monkeypatch.setattr("mlmrun.results.EB_MAX_VALUES", 7)  # 2 units x 2 latent x (mean, sd) = 8 numbers
+    assert "empirical_bayes" not in _doc(pig, fake_fit(pig, extras={"empirical_bayes": eb}))

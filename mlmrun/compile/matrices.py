@@ -55,8 +55,26 @@ def block_L(block: CovBlock, values: np.ndarray) -> tuple[np.ndarray, bool]:
     except np.linalg.LinAlgError:
         w, V = np.linalg.eigh(R)
         ok = bool(w.min() > -1e-10)
-        C = V * np.sqrt(np.clip(w, 0, None))
+        C = semidefinite_cholesky(R) if ok else V * np.sqrt(np.clip(w, 0, None))
     return sd[:, None] * C, ok
+
+
+def semidefinite_cholesky(R: np.ndarray, tol: float = 1e-12) -> np.ndarray:
+    """Lower-triangular C with C C' = R for a positive SEMI-definite R (a correlation of exactly +-1).
+
+    Zero pivots leave their column at zero, so C is the limit of chol(R) as R
+    approaches the boundary (continuous in the correlations; an eigenvector
+    square root would be a rotation of it and make L jump at the bound).
+    """
+    k = len(R)
+    C = np.zeros_like(R, dtype=float)
+    for j in range(k):
+        pivot = R[j, j] - C[j, :j] @ C[j, :j]
+        if pivot <= tol:
+            continue
+        C[j, j] = np.sqrt(pivot)
+        C[j + 1:, j] = (R[j + 1:, j] - C[j + 1:, :j] @ C[j, :j]) / C[j, j]
+    return C
 
 
 def _level_members(model: CompiledModel) -> dict[int, list[int]]:
@@ -120,8 +138,57 @@ class MatrixGradient:
         )
 
 
+def block_L_adjoint(block: CovBlock, values: np.ndarray, gL: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """d loglik / d (sd rows, corr rows) of one block, given gL = d loglik / d L (the block's part of L).
+
+    Analytic: L = D C with C = chol(R), so dL/d sd_j = e_j e_j' C, and for a
+    correlation dL = D dC with dC = C Phi(C^-1 dR C^-T), Phi = lower triangle
+    with halved diagonal (the derivative of a Cholesky factor). Phi is
+    self-adjoint, so the adjoint is S = C^-T Phi(C' D gL) C^-1 and
+    d loglik / d r_ab = S_ab + S_ba. No step is taken, so correlations next
+    to +-1 are as safe as any other value. A singular R (a correlation of
+    exactly +-1) has no Cholesky inverse: there, one-sided differences that
+    step away from the bound are used instead.
+    """
+    k = len(block.members)
+    sd = values[block.sd_rows]
+    if k == 1:
+        return np.array([float(gL[0, 0])])
+    R = np.eye(k)
+    rows, cols = np.tril_indices(k, -1)
+    if len(block.corr_rows):
+        r = values[block.corr_rows]
+        R[rows, cols] = r
+        R[cols, rows] = r
+    try:
+        C = np.linalg.cholesky(R)
+        Cinv = np.linalg.inv(C)
+    except np.linalg.LinAlgError:
+        return _block_L_adjoint_numeric(block, values, gL, eps)
+    g_sd = np.einsum("jk,jk->j", gL, C)
+    if not len(block.corr_rows):
+        return g_sd
+    M = C.T @ (sd[:, None] * gL)
+    phi = np.tril(M)
+    phi[np.diag_indices(k)] *= 0.5
+    S = Cinv.T @ phi @ Cinv
+    return np.concatenate([g_sd, S[rows, cols] + S[cols, rows]])
+
+
+def _block_L_adjoint_numeric(block: CovBlock, values: np.ndarray, gL: np.ndarray, eps: float) -> np.ndarray:
+    """Fallback for a singular correlation matrix: differences that never step outside [-1, 1]."""
+    out = []
+    base = block_L(block, values)[0]
+    for row in np.concatenate([block.sd_rows, block.corr_rows]).astype(int):
+        moved = values.copy()
+        toward = -1.0 if values[row] > 0 and row in block.corr_rows else 1.0
+        moved[row] += toward * eps
+        out.append(toward * float(np.sum(gL * (block_L(block, moved)[0] - base))) / eps)
+    return np.array(out)
+
+
 def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradient, eps: float = 1e-7) -> np.ndarray:
-    """Adjoint of `model_matrices`: d loglik / d value for every partable row."""
+    """Adjoint of `model_matrices`: d loglik / d value for every partable row (analytic; see block_L_adjoint)."""
     g = np.zeros(len(values))
     np.add.at(g, model.beta_rows, grad.beta)
     for lat, gl in zip(model.latent, grad.lambdas, strict=True):
@@ -135,12 +202,8 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
         pos = {m: p for p, m in enumerate(members_of[block.level])}
         idx = [pos[m] for m in block.members]
         gL = grad.L[block.level][np.ix_(idx, idx)]
-        for row in np.concatenate([block.sd_rows, block.corr_rows]).astype(int):
-            up, down = values.copy(), values.copy()
-            up[row] += eps
-            down[row] -= eps
-            dL = (block_L(block, up)[0] - block_L(block, down)[0]) / (2 * eps)
-            g[row] += float(np.sum(gL * dL))
+        rows = np.concatenate([block.sd_rows, block.corr_rows]).astype(int)
+        np.add.at(g, rows, block_L_adjoint(block, values, gL, eps))
     for eq, gt in zip(model.equations, grad.thresholds, strict=True):
         if eq.scale_rows is not None:
             np.add.at(g, eq.scale_rows, grad.scale[eq.rows])

@@ -2,15 +2,19 @@
 
 The objective is the profiled deviance of mlmrun.likelihood.gaussian over
 the coordinates of mlmrun.estimate.gaussian_params (beta and, when possible,
-sigma profiled out). There are few such coordinates, so central-difference
-gradients are cheap (lme4 uses a derivative-free optimiser for the same
-reason). The deviance is even in every SD coordinate, so an SD of 0 is
-always stationary: runs that stop there are checked for a lower deviance
-off the boundary and restarted from it. A Newton polish with a numeric
-Hessian then gives the convergence measure (the Newton decrement). Finally
-SDs that are tiny are tried at exactly zero and kept there if the deviance
-does not get worse (MixedModels' `fit!`). Standard errors and the LR test:
-mlmrun.estimate.gaussian_se.
+sigma profiled out), with its analytic gradient (likelihood/gaussian_grad.py:
+the Fisher identity in matrix form, from the same block factorisation), so a
+factor model with dozens of loadings and residual SDs costs a few dozen
+evaluations instead of 2k per gradient. Only where the final block of M is
+factorised by sparse LU (no selected inverse) do central differences stand
+in. The deviance is even in every SD coordinate, so an SD of 0 is always
+stationary: runs that stop there are checked for a lower deviance off the
+boundary and restarted from it. A Newton polish with the Hessian from
+differences of the gradient then gives the convergence measure (the Newton
+decrement). Finally SDs that are tiny are tried at exactly zero and kept
+there if the deviance does not get worse (MixedModels' `fit!`). Standard
+errors and the LR test: mlmrun.estimate.gaussian_se; empirical Bayes
+predictions: mlmrun.estimate.gaussian_eb.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from mlmrun.compile.matrices import model_matrices
+from mlmrun.compile.matrices import ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
+from mlmrun.estimate.gaussian_eb import empirical_bayes
 from mlmrun.estimate.gaussian_params import GaussianParams, start_values
 from mlmrun.estimate.gaussian_se import BOUNDARY, covariance, lr_test
-from mlmrun.estimate.inference import numeric_hessian
+from mlmrun.estimate.inference import hessian_from_gradient, numeric_hessian
+from mlmrun.likelihood import sparse_blocks
 from mlmrun.likelihood.gaussian import Profiled, profiled
 from mlmrun.likelihood.gaussian_design import GaussianDesign
+from mlmrun.likelihood.gaussian_grad import profiled_gradient
 from mlmrun.results import FitResult
 
 PENALTY = 1e10
@@ -48,37 +55,77 @@ class Run:
 
 
 class Objective:
-    """Profiled deviance as a function of phi, with counters and a finite-difference gradient."""
+    """Profiled deviance as a function of phi, with counters and its gradient (analytic where available)."""
 
     def __init__(self, model: CompiledModel, design: GaussianDesign, params: GaussianParams, reml: bool):
         self.model, self.design, self.params, self.reml = model, design, params, reml
         self.n_evaluations = 0
+        self.iterations = 0
         self.last: dict[bytes, float] = {}
         lo = [-np.inf if b[0] is None else b[0] for b in params.bounds]
         hi = [np.inf if b[1] is None else b[1] for b in params.bounds]
         self.lo, self.hi = np.array(lo, float), np.array(hi, float)
+        self.analytic = design.structure.q_remainder <= sparse_blocks.DENSE_MAX
+        """The selected inverse (so the analytic gradient) exists unless the remainder needs sparse LU."""
 
-    def fit(self, phi: np.ndarray) -> Profiled | None:
-        """Profiled pieces at phi, or None where phi gives no valid model."""
-        values = self.model.partable.unpack(self.params.free_vector(np.asarray(phi, float)))
+    def matrices(self, phi: np.ndarray) -> tuple[np.ndarray, ModelMatrices] | None:
+        """Partable values and model matrices at phi (sigma 1 when profiled), or None where invalid."""
+        phi = np.asarray(phi, float)
+        values = self.model.partable.unpack(self.params.free_vector(phi))
         mats = model_matrices(self.model, values)
         if not mats.valid:
             return None
+        return values, self.params.with_factors(mats, phi)
+
+    def fit(self, phi: np.ndarray) -> Profiled | None:
+        """Profiled pieces at phi, or None where phi gives no valid model."""
+        at = self.matrices(phi)
+        if at is None:
+            return None
         try:
-            return profiled(self.design, mats, reml=self.reml, profile_sigma=self.params.profile_sigma)
+            return profiled(self.design, at[1], reml=self.reml, profile_sigma=self.params.profile_sigma)
         except np.linalg.LinAlgError:
             return None
+
+    def _remember(self, phi: np.ndarray, dev: float) -> None:
+        if len(self.last) > 256:  # only recent points are looked up (progress reports)
+            self.last.clear()
+        self.last[np.asarray(phi, float).tobytes()] = dev
 
     def __call__(self, phi: np.ndarray) -> float:
         self.n_evaluations += 1
         res = self.fit(phi)
         dev = res.deviance if res is not None and np.isfinite(res.deviance) else PENALTY
-        if len(self.last) > 256:  # only recent points are looked up (progress reports)
-            self.last.clear()
-        self.last[np.asarray(phi, float).tobytes()] = dev
+        self._remember(phi, dev)
         return dev
 
+    def value_and_grad(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
+        """Deviance and its analytic gradient in phi (likelihood/gaussian_grad.py, mapped through the partable)."""
+        phi = np.asarray(phi, float)
+        if not self.analytic:
+            return self(phi), self.numeric_gradient(phi)
+        self.n_evaluations += 1
+        at = self.matrices(phi)
+        dev, g = PENALTY, np.zeros(len(phi))
+        if at is not None:
+            values, mats = at
+            try:
+                res, grad = profiled_gradient(self.design, mats, reml=self.reml, profile_sigma=self.params.profile_sigma)
+            except np.linalg.LinAlgError:
+                res, grad = None, None
+            if res is not None and grad is not None and np.isfinite(res.deviance):
+                pt = self.model.partable
+                free = self.params.free_vector(phi)
+                g_free = pt.jacobian(free).T @ values_gradient(self.model, values, grad)
+                dev, g = res.deviance, -2.0 * self.params.phi_gradient(g_free, grad.L)
+        self._remember(phi, dev)
+        return dev, g
+
     def gradient(self, phi: np.ndarray) -> np.ndarray:
+        """Gradient of the deviance in phi: analytic, or central differences where the remainder is sparse."""
+        return self.value_and_grad(phi)[1] if self.analytic else self.numeric_gradient(phi)
+
+    def numeric_gradient(self, phi: np.ndarray) -> np.ndarray:
         """Central differences; one-sided at bounds, except that the deviance is even in SD coordinates.
 
         At an SD coordinate of exactly 0 the forward difference is used: the
@@ -112,16 +159,20 @@ class Objective:
         return np.where(at_lo | at_hi, 0.0, g)
 
     def minimize(self, phi0: np.ndarray, max_iter: int, tol: float, progress) -> Run:
-        """L-BFGS-B from phi0, reporting (iteration, log likelihood) after each iteration."""
-        count = [0]
+        """L-BFGS-B from phi0, reporting (iteration, log likelihood) after each iteration.
+
+        Iterations are numbered across restarts (self.iterations), so the
+        CLI's log counts on when a run restarts off a boundary.
+        """
 
         def callback(xk: np.ndarray) -> None:
-            count[0] += 1
+            self.iterations += 1
             if progress is not None:
                 dev = self.last.get(np.asarray(xk, float).tobytes())
-                progress(count[0], -0.5 * (dev if dev is not None else self(xk)))
+                progress(self.iterations, -0.5 * (dev if dev is not None else self(xk)))
 
-        res = optimize.minimize(self, self.params.clip(phi0), jac=self.gradient, method="L-BFGS-B",
+        fun, jac = (self.value_and_grad, True) if self.analytic else (self, self.numeric_gradient)
+        res = optimize.minimize(fun, self.params.clip(phi0), jac=jac, method="L-BFGS-B",
                                 bounds=self.params.bounds, callback=callback,
                                 options={"maxiter": max_iter, "ftol": min(tol, 1e-12), "gtol": 1e-7, "maxls": 40})
         return Run(np.asarray(res.x, float), float(res.fun), int(res.nit), bool(res.success), str(res.message))
@@ -161,8 +212,9 @@ class Objective:
     def polish(self, phi: np.ndarray, dev: float, steps: int = 6) -> tuple[np.ndarray, float, float | None]:
         """Newton steps on the coordinates off active bounds; returns (phi, deviance, Newton decrement).
 
-        One numeric Hessian at the L-BFGS-B optimum serves every step (the
-        gradient is recomputed). The decrement g'H^-1g/2 is the deviance
+        One Hessian at the L-BFGS-B optimum (differences of the analytic
+        gradient, else second differences) serves every step (the gradient is
+        recomputed). The decrement g'H^-1g/2 is the deviance
         reduction a further Newton step would bring: the honest convergence
         measure. None when the Hessian is not positive definite there.
         """
@@ -178,7 +230,15 @@ class Objective:
             trial[free] = x
             return self(trial)
 
-        H = numeric_hessian(sub, phi[free], 1e-4 * np.maximum(np.abs(phi[free]), 0.1))
+        if self.analytic:
+            def sub_grad(x: np.ndarray) -> np.ndarray:
+                trial = base.copy()
+                trial[free] = x
+                return self.gradient(trial)[free]
+
+            H = hessian_from_gradient(sub_grad, phi[free], 1e-5 * np.maximum(np.abs(phi[free]), 0.1))
+        else:
+            H = numeric_hessian(sub, phi[free], 1e-4 * np.maximum(np.abs(phi[free]), 0.1))
         try:
             cf = np.linalg.cholesky(H)
         except np.linalg.LinAlgError:
@@ -309,12 +369,16 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
         "fixed_names": [str(model.partable.names[r]) for r in design.beta_rows],
         "profiled_sigma": params.profile_sigma,
         "design": design.describe(),
-        "optimizer": {"method": "L-BFGS-B (central-difference gradient)", "message": best.message,
+        "optimizer": {"method": f"L-BFGS-B ({'analytic' if obj.analytic else 'central-difference'} gradient)",
+                      "message": best.message,
                       "starts": len(runs), "convergence": measure},
     }
     lr = lr_test(model, loglik, reml)
     if lr is not None:
         extras["lr_test"] = lr
+    predictions, eb_warnings = empirical_bayes(design, model_matrices(model, values))
+    extras["empirical_bayes"] = {p.level: p.as_dict() for p in predictions}
+    warnings.extend(eb_warnings)
     return FitResult(
         model=model, values=values, free=free, cov_free=cov, loglik=float(loglik), method="REML" if reml else "ML",
         integration={"method": "exact", "points": None}, converged=converged,

@@ -16,10 +16,11 @@ loadings, B, Gamma and log residual SDs. The profiled optimisation works on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mlmrun.compile.matrices import ModelMatrices
 from mlmrun.compile.model import CompiledModel
 
 
@@ -31,6 +32,9 @@ class CholBlock:
     corr_idx: np.ndarray
     pos: np.ndarray
     """Positions in phi of the lower-triangular factor, by rows: (0,0), (1,0), (1,1), (2,0), ..."""
+    level: int
+    where: np.ndarray
+    """Positions of the block's members within CompiledModel.latent_at(level) (rows/columns of L_level)."""
 
 
 class GaussianParams:
@@ -82,8 +86,9 @@ class GaussianParams:
             if not all(int(i) in claimed for i in idx):
                 continue
             m = k * (k + 1) // 2
+            where = np.array([model.latent_at(b.level).index(mb) for mb in b.members])
             self.chol.append(CholBlock(idx.astype(int), (free[b.corr_rows] - 1).astype(int),
-                                       np.arange(n_phi, n_phi + m)))
+                                       np.arange(n_phi, n_phi + m), b.level, where))
             n_phi += m
         self.n_phi = n_phi
         bounds_free = pt.free_bounds()
@@ -128,6 +133,37 @@ class GaussianParams:
             rows, cols = np.tril_indices(k, -1)
             free[cb.corr_idx] = np.clip(np.nan_to_num(R[rows, cols]), -1.0, 1.0)
         return free
+
+    def with_factors(self, mats: ModelMatrices, phi: np.ndarray) -> ModelMatrices:
+        """`mats` with each Cholesky block's L set to its factor in phi (scale 1).
+
+        L L' is unchanged (the Cholesky factor is unique while its diagonal is
+        positive), but the likelihood's gradient with respect to L is then the
+        gradient with respect to these coordinates, also at a boundary (a zero
+        diagonal), where SDs and correlations are not differentiable.
+        """
+        if not self.chol:
+            return mats
+        L = {lvl: Ll.copy() for lvl, Ll in mats.L.items()}
+        for cb in self.chol:
+            k = len(cb.sd_idx)
+            Lam = np.zeros((k, k))
+            Lam[np.tril_indices(k)] = phi[cb.pos]
+            L[cb.level][np.ix_(cb.where, cb.where)] = Lam
+        return replace(mats, L=L)
+
+    def phi_gradient(self, g_free: np.ndarray, g_L: dict[int, np.ndarray]) -> np.ndarray:
+        """Gradient on phi from the gradient on the free vector and on L (for the Cholesky blocks).
+
+        Evaluated with sigma = 1 (a profiled sigma is factored out of the
+        latent SDs), so plain coordinates are free-vector coordinates.
+        """
+        g = np.zeros(self.n_phi)
+        g[:len(self.plain_idx)] = g_free[self.plain_idx]
+        for cb in self.chol:
+            k = len(cb.sd_idx)
+            g[cb.pos] = g_L[cb.level][np.ix_(cb.where, cb.where)][np.tril_indices(k)]
+        return g
 
     def phi_from_free(self, free: np.ndarray, sigma: float = 1.0) -> np.ndarray:
         """Inverse of free_vector (SDs divided by sigma when it is profiled)."""

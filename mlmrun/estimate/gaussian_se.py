@@ -8,7 +8,10 @@ var(_cons) and var(Residual) to 5 digits.) With free Gamma the mean depends
 on non-beta parameters too, so the Hessian over every free coordinate (beta
 included, nothing profiled) is inverted instead. Coordinates at a boundary
 (a correlation at +-1, or one whose SD is 0) have no SE: their rows and
-columns of cov_free are NaN.
+columns of cov_free are NaN. The Hessian is taken by central differences of
+the analytic gradient (2 gradients per coordinate); only where the selected
+inverse is unavailable (sparse-LU remainder) by second differences of the
+deviance.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import chdtrc
 
-from mlmrun.compile.matrices import model_matrices
+from mlmrun.compile.matrices import model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.gaussian_params import GaussianParams
-from mlmrun.estimate.inference import covariance_from_hessian, numeric_hessian
+from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, numeric_hessian
+from mlmrun.likelihood import sparse_blocks
 from mlmrun.likelihood.gaussian import Profiled, deviance_at, profiled, regression_loglik
 from mlmrun.likelihood.gaussian_design import GaussianDesign
+from mlmrun.likelihood.gaussian_grad import deviance_gradient, profiled_gradient
 
 BOUNDARY = 1e-4
 """Relative SDs (SD / residual SD) below this count as zero (lme4's isSingular tolerance)."""
@@ -93,7 +98,28 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
         except np.linalg.LinAlgError:
             return np.nan
 
-    H = numeric_hessian(half_deviance, free[idx], _hessian_steps(model, free, idx, values))
+    def half_gradient(x: np.ndarray) -> np.ndarray:
+        """Gradient of deviance/2 (= -loglik) over free[idx], analytic (gaussian_grad)."""
+        trial = free.copy()
+        trial[idx] = x
+        values = model.partable.unpack(trial)
+        mats = model_matrices(model, values)
+        try:
+            if mean_params and not reml:
+                grad = deviance_gradient(design, mats)[1]
+            else:
+                grad = profiled_gradient(design, mats, reml=reml, profile_sigma=False)[1]
+        except np.linalg.LinAlgError:
+            return np.full(len(idx), np.nan)
+        return -(model.partable.jacobian(trial).T @ values_gradient(model, values, grad))[idx]
+
+    steps = _hessian_steps(model, free, idx, values)
+    if design.structure.q_remainder <= sparse_blocks.DENSE_MAX:
+        H = hessian_from_gradient(half_gradient, free[idx], steps)
+        n_evaluations = 2 * len(idx)
+    else:
+        H = numeric_hessian(half_deviance, free[idx], steps)
+        n_evaluations = 1 + 2 * len(idx) ** 2
     cov_sub, warn = covariance_from_hessian(H, [names[j] for j in idx])
     cov = np.full((n_free, n_free), np.nan)
     if not (mean_params and not reml):
@@ -104,7 +130,7 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
         cov[np.ix_(idx, idx)] = cov_sub
     else:
         warnings.append(f"variance parameters: {warn}")
-    return cov, warnings, 1 + 2 * len(idx) ** 2
+    return cov, warnings, n_evaluations
 
 
 def lr_test(model: CompiledModel, loglik: float, reml: bool) -> dict | None:

@@ -27,8 +27,8 @@ from scipy.optimize import minimize
 from scipy.special import chdtrc
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, numeric_hessian
-from mlmrun.estimate.quadrature_opt import Outcome, bounds_arrays, polish, projected_gradient, rounds
+from mlmrun.estimate.inference import covariance_from_hessian, hessian_forward, hessian_from_gradient, numeric_hessian
+from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
 from mlmrun.likelihood.objective import QuadratureObjective
 from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
@@ -37,8 +37,6 @@ from mlmrun.results import FitResult
 GLM_BLOCKS = ("fixed", "threshold", "residual", "shape")
 COARSE_POINTS = 5
 """Points per dimension of the cheap first stage (Laplace start; adaptive fits with more points)."""
-FORWARD_ABOVE = 12
-"""More free parameters than this: forward instead of central differences for the information."""
 BOUNDARY_SD = 1e-4
 POINT_CHECK_WARN = 0.01
 
@@ -101,14 +99,7 @@ def information(obj: QuadratureObjective, out: Outcome, laplace_f: Callable | No
     x = out.free
     if len(x) <= FORWARD_ABOVE:
         return -hessian_from_gradient(grad, x)
-    g0 = grad(x)
-    H = np.zeros((len(x), len(x)))
-    for j in range(len(x)):
-        h = 1e-6 * max(1.0, abs(x[j]))
-        e = np.zeros(len(x))
-        e[j] = h
-        H[:, j] = (grad(x + e) - g0) / h
-    return -0.5 * (H + H.T)
+    return -hessian_forward(grad, x, out.gradient)
 
 
 def covariance(obj: QuadratureObjective, info: np.ndarray, warnings: list[str]) -> np.ndarray | None:
@@ -119,31 +110,36 @@ def covariance(obj: QuadratureObjective, info: np.ndarray, warnings: list[str]) 
     return cov
 
 
-def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, points: list[int],
+def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, points: list,
                 warnings: list[str]) -> dict:
-    """Log likelihood at more points (nodes at the optimum's modes) and a one-Newton-step refit estimate."""
+    """Log likelihood at more points (nodes at the optimum's modes) and a one-Newton-step refit estimate.
+
+    Each entry of `points` is a number (per dimension at every level) or points per level name;
+    each costs one evaluation with gradient at the optimum (no refit).
+    """
     model = obj.model
     pt = model.partable
     values = pt.unpack(out.free)
     free_rows = np.flatnonzero(pt.frame["free"].to_numpy() > 0)
     fitted = obj.plan.describe()["points"]
-    logliks: dict[str, float] = {str(fitted): out.loglik}
-    worst_ll, worst_rel = 0.0, 0.0
+    logliks: dict[str, float] = {obj.plan.points_key(): out.loglik}
+    worst_ll, worst_key, worst_rel = 0.0, "", 0.0
     for P in points:
-        rules = obj.plan.with_points(P).rules
+        plan = obj.plan.with_points(P)
+        rules = plan.rules
         # mode/curvature placement does not depend on the rule; posterior-moment placement does
         ad = out.adaptation.with_rules(rules) if obj.plan.adapt == "mode" else obj.adapt(out.free, out.adaptation, rules)
         ll, g = obj.frozen(out.free, ad)
-        logliks[str(P)] = ll
-        if abs(ll - out.loglik) > abs(worst_ll):
-            worst_ll = ll - out.loglik
+        logliks[plan.points_key()] = ll
+        if abs(ll - out.loglik) >= abs(worst_ll):
+            worst_ll, worst_key = ll - out.loglik, plan.points_key()
         if cov is not None:
             moved = pt.unpack(out.free + cov @ g)
             rel = np.abs(moved - values)[free_rows] / np.maximum(np.abs(values[free_rows]), 1e-2)
             worst_rel = max(worst_rel, float(rel.max(initial=0.0)))
     if abs(worst_ll) > POINT_CHECK_WARN:
-        warnings.append(f"point check: the log likelihood changes by {worst_ll:.4g} between {fitted} and "
-                        f"{max(points)} points; use more points")
+        warnings.append(f"point check: the log likelihood changes by {worst_ll:.4g} between {obj.plan.points_key()} "
+                        f"and {worst_key} points; use more points")
     return {"fitted_points": fitted, "loglik": logliks, "loglik_change": worst_ll,
             "max_rel_estimate_change": worst_rel if cov is not None else None,
             "estimate_change_method": "one Newton step from the optimum with the observed information (no refit)"}
@@ -185,7 +181,8 @@ def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] 
     cov = covariance(obj, info, warnings)
     extras: dict = {}
     if plan.method != "laplace" and out.converged and cov is not None:
-        g = projected_gradient(obj, out.free, obj.frozen(out.free, out.adaptation)[1])
+        g_opt = out.gradient if out.gradient is not None else obj.frozen(out.free, out.adaptation)[1]
+        g = projected_gradient(obj, out.free, g_opt)
         gain = 0.5 * float(g @ cov @ g)
         if gain > 1e-4:
             out.converged = False
@@ -233,7 +230,7 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
         return rounds(obj, start, plan.rules, tol, max_iter, progress)
     coarse = tuple(min(p, COARSE_POINTS) for p in plan.points)
     rules = IntegrationPlan(plan.method, plan.adapt, plan.level_names, plan.dims, coarse, plan.prune).rules
-    first = rounds(obj, start, rules, 1e-6, max_iter, progress)
+    first = rounds(obj, start, rules, 1e-6, max_iter, progress, coarse=True)
     shifted = None if progress is None else (lambda i, f: progress(first.iterations + i, f))
     out = rounds(obj, first.free, plan.rules, tol, max(1, max_iter - first.iterations), shifted,
                  first.adaptation.with_rules(plan.rules), first.information)

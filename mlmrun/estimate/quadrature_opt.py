@@ -27,11 +27,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmrun.estimate.inference import hessian_from_gradient
+from mlmrun.estimate.inference import hessian_forward, hessian_from_gradient
 from mlmrun.likelihood.adaptive import Adaptation
 from mlmrun.likelihood.objective import QuadratureObjective
 
 MAX_ROUNDS = 40
+FORWARD_ABOVE = 12
+"""More free parameters than this: forward instead of central differences of the gradient for information
+matrices (p instead of 2p gradients; each is expensive in issue 4's factor models)."""
+COARSE_STEP = 1e-2
+"""A coarse first stage stops once a round moves no free parameter by more than this (the fine stage refines)."""
 SHORT_ROUND = 3
 GAIN_TOL = 1e-12
 """Stop a round when the predicted gain g'B^-1 g / 2 is below this times max(1, |loglik|)."""
@@ -49,6 +54,8 @@ class Outcome:
     message: str = ""
     information: np.ndarray | None = None
     """Quasi-Newton approximation of the information at the end (a good start for later fits)."""
+    gradient: np.ndarray | None = None
+    """Gradient of the frozen objective at `free` with `adaptation` (saves an evaluation afterwards)."""
 
 
 def bounds_arrays(obj: QuadratureObjective) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +153,7 @@ def ascend(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], st: Ascent, lo:
 
 def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float, max_iter: int,
            progress: Callable[[int, float], None] | None = None, ad: Adaptation | None = None,
-           info: np.ndarray | None = None) -> Outcome:
+           info: np.ndarray | None = None, coarse: bool = False) -> Outcome:
     """Maximise with frozen adaptation and exact gradient, re-adapting between rounds until stable.
 
     The quasi-Newton matrix starts from `info` or else the observed information
@@ -154,6 +161,10 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
     across rounds.
     While re-adaptation still moves the log likelihood, rounds are short
     (gllamm re-adapts at every Newton step); then a round runs to convergence.
+    `coarse` (a first stage with few points, refined later): stop once rounds move
+    the estimates by less than COARSE_STEP, and backtrack at most twice when
+    re-adaptation lowers the log likelihood (with few points the frozen and
+    re-adapted optima differ; chasing that is wasted on a stage that is refined).
     """
     free = np.asarray(free, dtype=float)
     lo, hi = bounds_arrays(obj)
@@ -161,7 +172,9 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
         ad = obj.adapt(free, ad, rules)
     F, g = obj.frozen(free, ad)
     if info is None:
-        info = -hessian_from_gradient(lambda x: obj.frozen(x, ad)[1], free)
+        frozen_grad = lambda x: obj.frozen(x, ad)[1]  # noqa: E731
+        info = (-hessian_forward(frozen_grad, free, g) if len(free) > FORWARD_ABOVE
+                else -hessian_from_gradient(frozen_grad, free))
     st = Ascent(free, F, g, positive_definite(info))
     iters, converged, message, change = 0, False, "", np.inf
     for _ in range(MAX_ROUNDS):
@@ -176,7 +189,7 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
         stalled = False
         if F_new < start_F - 1e-10 * max(1.0, abs(start_F)):
             # frozen and re-adapted optima disagree (few points): never accept a lower re-adapted value
-            x, F_new, g_new, new_ad = _backtrack(obj, rules, start_x, st.x, start_F, ad)
+            x, F_new, g_new, new_ad = _backtrack(obj, rules, start_x, st.x, start_F, ad, 0.2 if coarse else 1e-3)
             st.x, stalled = x, x is start_x
         change = F_new - start_F
         step = float(np.max(np.abs(st.x - start_x), initial=0.0))
@@ -188,7 +201,7 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
             converged = 0.5 * float(g_p @ np.linalg.solve(st.B, g_p)) <= max(tol, 1e-6) * max(1.0, abs(st.F))
             message = "" if converged else "re-adaptation lowers the log likelihood at every step (too few points?)"
             break
-        if st.converged and abs(change) <= tol * max(1.0, abs(st.F)) and step <= 1e-4:
+        if st.converged and abs(change) <= tol * max(1.0, abs(st.F)) and step <= (COARSE_STEP if coarse else 1e-4):
             converged = True
             break
         if step == 0.0 and change == 0.0:
@@ -200,15 +213,15 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
     else:
         message = f"adaptation did not settle within {MAX_ROUNDS} rounds"
     out = Outcome(st.x, ad, st.F, converged, iters, message)
-    out.information = st.B
+    out.information, out.gradient = st.B, st.g
     return out
 
 
 def _backtrack(obj: QuadratureObjective, rules: tuple, x0: np.ndarray, x1: np.ndarray, F0: float,
-               ad: Adaptation) -> tuple:
+               ad: Adaptation, t_min: float = 1e-3) -> tuple:
     """Shorten a round's step until the re-adapted log likelihood does not fall (or return the start)."""
     t = 0.5
-    while t > 1e-3:
+    while t > t_min:
         x = x0 + t * (x1 - x0)
         cand = obj.adapt(x, ad, rules)
         F, g = obj.frozen(x, cand)

@@ -26,7 +26,7 @@ from scipy import optimize
 from mlmrun.compile.matrices import ModelMatrices, model_matrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.sparse_blocks import factorize, schur
+from mlmrun.likelihood.sparse_blocks import BlockFactor, BlockSystem, factorize, schur
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -61,16 +61,22 @@ def log_det_residual(design: GaussianDesign, mats: ModelMatrices) -> tuple[np.nd
     return 1.0 / sd**2, float(np.sum(design.class_counts * np.log(sd**2)))
 
 
-def profiled(design: GaussianDesign, mats: ModelMatrices, *, reml: bool, profile_sigma: bool) -> Profiled:
-    """Deviance with beta profiled; with `profile_sigma`, `mats` holds relative SDs and unit residual SD."""
-    n, p = design.n, design.p
+def factor_system(design: GaussianDesign, mats: ModelMatrices, profile_sigma: bool, beta: np.ndarray | None = None
+               ) -> tuple[np.ndarray, float, np.ndarray, BlockSystem, BlockFactor]:
+    """Residual weights, log|S|, fixed map E, the block system and its factor (raises LinAlgError if not PD)."""
     if profile_sigma:
         weights, log_s = np.ones(len(design.class_rows)), 0.0
     else:
         weights, log_s = log_det_residual(design, mats)
-    system = design.system(mats, design.fixed_map(mats), weights)
-    factor = factorize(design.structure, system)
-    S = schur(factor, system)
+    E = design.fixed_map(mats, beta)
+    system = design.system(mats, E, weights)
+    return weights, log_s, E, system, factorize(design.structure, system)
+
+
+def profile_schur(design: GaussianDesign, S: np.ndarray, logdet: float, log_s: float, *, reml: bool,
+             profile_sigma: bool) -> Profiled:
+    """Profile beta (and sigma) out of the Schur complement S = F'V^-1F (module docstring formulas)."""
+    n, p = design.n, design.p
     xtvx = S[:p, :p]
     logdet_x = 2.0 * float(np.sum(np.log(np.diag(np.linalg.cholesky(xtvx))))) if p else 0.0
     delta = np.linalg.solve(xtvx, S[:p, p]) if p else np.zeros(0)
@@ -80,20 +86,28 @@ def profiled(design: GaussianDesign, mats: ModelMatrices, *, reml: bool, profile
     extra = logdet_x if reml else 0.0
     if profile_sigma:
         sigma2 = r2 / dof
-        deviance = factor.logdet + extra + dof * (1.0 + LOG_2PI + np.log(sigma2))
-        return Profiled(float(deviance), beta, float(np.sqrt(sigma2)), factor.logdet, xtvx)
-    deviance = dof * LOG_2PI + log_s + factor.logdet + extra + r2
-    return Profiled(float(deviance), beta, None, factor.logdet, xtvx)
+        deviance = logdet + extra + dof * (1.0 + LOG_2PI + np.log(sigma2))
+        return Profiled(float(deviance), beta, float(np.sqrt(sigma2)), logdet, xtvx)
+    deviance = dof * LOG_2PI + log_s + logdet + extra + r2
+    return Profiled(float(deviance), beta, None, logdet, xtvx)
+
+
+def profiled(design: GaussianDesign, mats: ModelMatrices, *, reml: bool, profile_sigma: bool) -> Profiled:
+    """Deviance with beta profiled; with `profile_sigma`, `mats` holds relative SDs and unit residual SD."""
+    _, log_s, _, system, factor = factor_system(design, mats, profile_sigma)
+    return profile_schur(design, schur(factor, system), factor.logdet, log_s, reml=reml, profile_sigma=profile_sigma)
 
 
 def deviance_at(design: GaussianDesign, mats: ModelMatrices) -> float:
     """-2 log L at the beta in `mats` (nothing profiled; natural-scale matrices)."""
-    weights, log_s = log_det_residual(design, mats)
-    beta = mats.beta[np.isin(design.model.beta_rows, design.beta_rows)]
-    system = design.system(mats, design.fixed_map(mats, beta), weights)
-    factor = factorize(design.structure, system)
+    _, log_s, _, system, factor = factor_system(design, mats, False, given_beta(design, mats))
     quad = float(schur(factor, system)[0, 0])
     return design.n * LOG_2PI + log_s + factor.logdet + quad
+
+
+def given_beta(design: GaussianDesign, mats: ModelMatrices) -> np.ndarray:
+    """The free fixed effects held in `mats` (design.beta_rows order)."""
+    return mats.beta[np.isin(design.model.beta_rows, design.beta_rows)]
 
 
 def exact_loglik(model: CompiledModel, values: np.ndarray, design: GaussianDesign | None = None) -> float:

@@ -18,12 +18,14 @@ evaluation when raw sums would be larger than the data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
 from mlmrun.compile.matrices import ModelMatrices
 from mlmrun.compile.model import CompiledModel
+from mlmrun.likelihood.selected_inverse import InversePlan
 from mlmrun.likelihood.sparse_blocks import BlockStructure, BlockSystem
 
 
@@ -113,6 +115,11 @@ class GaussianDesign:
         else:
             self.agg_level = [self._agg(lv.codes, lv.n_units) for lv in self.levels]
             self.agg_pair = {p: self._agg(r, len(self.pairs[p][0])) for p, r in self.row_pair.items()}
+
+    @cached_property
+    def inverse_plan(self) -> InversePlan:
+        """Index arrays of the selected inversion (built on first use: only gradients and predictions need it)."""
+        return InversePlan(self.structure)
 
     def _fixed_columns(self, model: CompiledModel, reach: np.ndarray) -> None:
         """F_raw = [X (free beta), Gamma columns xi_a * w_c, y - offset - X_fixed beta_fixed]."""

@@ -36,10 +36,13 @@ class IntegrationPlan:
     def rules(self) -> tuple[Rule, ...]:
         return tuple(product_rule(p, q, self.prune) for p, q in zip(self.points, self.dims, strict=True))
 
-    def with_points(self, points: int) -> IntegrationPlan:
-        """The same plan with `points` per dimension at every level."""
-        return IntegrationPlan(self.method, self.adapt, self.level_names, self.dims, (points,) * len(self.dims),
-                               self.prune)
+    def with_points(self, points: int | dict[str, int]) -> IntegrationPlan:
+        """The same plan with `points` per dimension at every level, or per level name (others unchanged)."""
+        if isinstance(points, dict):
+            new = tuple(int(points.get(name, p)) for name, p in zip(self.level_names, self.points, strict=True))
+        else:
+            new = (int(points),) * len(self.dims)
+        return IntegrationPlan(self.method, self.adapt, self.level_names, self.dims, new, self.prune)
 
     def plain(self, h: Hierarchy, rules: tuple[Rule, ...]) -> Adaptation:
         return plain_adaptation(h, rules)
@@ -54,6 +57,12 @@ class IntegrationPlan:
         else:
             points = dict(zip(self.level_names, self.points, strict=True))
         return {"method": self.method, "points": points}
+
+    def points_key(self) -> str:
+        """How the point check names this plan: '20' (every level) or 'person: 20, district: 5'."""
+        if len(set(self.points)) <= 1:
+            return str(self.points[0]) if self.points else ""
+        return ", ".join(f"{name}: {p}" for name, p in zip(self.level_names, self.points, strict=True))
 
 
 def integration_plan(model: CompiledModel) -> IntegrationPlan:
@@ -95,7 +104,12 @@ def integration_plan(model: CompiledModel) -> IntegrationPlan:
     bad = [p for p in points if p < 1]
     if bad:
         raise SpecError(f"estimation.integration.points: need at least 1 point per dimension, got {bad[0]}")
-    for p in est.check_points or []:
-        if p < 1:
-            raise SpecError(f"estimation.check_points: need at least 1 point per dimension, got {p}")
+    for check in est.check_points or []:
+        per_level = check if isinstance(check, dict) else {name: check for name in names}
+        unknown = [k for k in per_level if k not in names]
+        if unknown:
+            raise SpecError(f"estimation.check_points: {unknown} are not levels with latent variables; "
+                            f"give points for {list(names)}")
+        if any(p < 1 for p in per_level.values()):
+            raise SpecError(f"estimation.check_points: need at least 1 point per dimension, got {check}")
     return IntegrationPlan(integ.method, integ.adapt, names, dims, points)

@@ -30,20 +30,20 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from mlmrun.likelihood.batched import bmm, chol, summing, tinv
+
 DENSE_MAX = 5000
 """Largest remainder factorised densely; larger remainders use sparse LU."""
 DENSE_PRODUCT_MAX = 4_000_000
-"""An eliminated level's K (units * k x remainder size) up to this many entries updates the remainder densely."""
+"""An eliminated level's K (units * k x remainder size) up to this many entries updates the remainder densely..."""
+SPARSE_PRODUCT_GAIN = 1000
+"""...unless its dense product K'K costs this many times its sparse one (rows x q^2 vs sum of squared row counts):
+a BLAS flop is about that much cheaper than a sparse product's, so only very sparse K (each student of a
+crossed design meeting one middle school) is worth the sparse product."""
 COMBO_MAX = 20_000_000
 """Most block products one blockwise elimination may create before the rest goes dense instead."""
 
 Pair = tuple[int, int]
-
-
-def _agg(targets: np.ndarray, n_targets: int, sign: float = 1.0) -> sp.csr_matrix:
-    """Sparse matrix summing source i into row targets[i] (n_targets x len(targets))."""
-    n = len(targets)
-    return sp.csr_matrix((np.full(n, sign), (targets, np.arange(n))), shape=(n_targets, n))
 
 
 def _locate(existing: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +125,8 @@ class BlockStructure:
             raw_updates.append(step)
             n_blockwise += 1
         self.n_blockwise = n_blockwise
+        self.links = raw_updates
+        """Per eliminated level: (b, c, left, right, target) for every pair of its units' neighbours (selected inverse)."""
         self.pairs = {p: divmod(v, self.n_units[p[1]]) for p, v in keys.items()}
         self.intra = [divmod(v, self.n_units[b]) for b, v in enumerate(intra_keys)]
         self._remainder_layout()
@@ -137,10 +139,10 @@ class BlockStructure:
                 if b >= n_blockwise and c >= n_blockwise:
                     continue
                 n_t = self.n_units[b] if b == c else len(self.pairs[(b, c)][0])
-                ups.append(Update(b, c, left, right, _agg(target, n_t, -1.0)))
+                ups.append(Update(b, c, left, right, summing(target, n_t, -1.0)))
             self.updates.append(ups)
-        self.to_b = {p: _agg(ib, self.n_units[p[1]]) for p, (ia, ib) in self.pairs.items() if p[0] < n_blockwise}
-        self.to_a = {p: _agg(ia, self.n_units[p[0]]) for p, (ia, ib) in self.pairs.items() if p[0] < n_blockwise}
+        self.to_b = {p: summing(ib, self.n_units[p[1]]) for p, (ia, ib) in self.pairs.items() if p[0] < n_blockwise}
+        self.to_a = {p: summing(ia, self.n_units[p[0]]) for p, (ia, ib) in self.pairs.items() if p[0] < n_blockwise}
         self.into_remainder: list[tuple[list[int], np.ndarray, np.ndarray]] = []
         for a in range(n_blockwise):
             targets = [b for b in self.remainder if len(self.pairs[(a, b)][0])]
@@ -155,6 +157,11 @@ class BlockStructure:
                 cols.append(c.ravel())
             self.into_remainder.append((targets, np.concatenate(rows) if rows else np.zeros(0, np.int64),
                                         np.concatenate(cols) if cols else np.zeros(0, np.int64)))
+        self.dense_product = []
+        for a, (_, rows, _) in enumerate(self.into_remainder):
+            sparse_work = float(np.sum(np.bincount(rows, minlength=self.n_units[a] * self.k[a]).astype(float) ** 2))
+            self.dense_product.append(self.n_units[a] * self.k[a] * self.q_remainder ** 2
+                                      <= SPARSE_PRODUCT_GAIN * sparse_work)
 
     @staticmethod
     def _join(left_keys: np.ndarray, right_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,52 +214,6 @@ class BlockSystem:
     """F'WF, shape (c, c)."""
 
 
-SMALL_K = 6
-"""Unit blocks up to this size are factorised by loops over k vectorised across units (no per-unit LAPACK calls)."""
-
-
-def _chol(D: np.ndarray) -> np.ndarray:
-    """Cholesky factors of a stack of SPD matrices (U, k, k); LinAlgError if one is not positive definite."""
-    k = D.shape[1]
-    if k == 1:
-        if np.any(D[:, 0, 0] <= 0):
-            raise np.linalg.LinAlgError("matrix is not positive definite")
-        return np.sqrt(D)
-    if k > SMALL_K:
-        return np.linalg.cholesky(D)
-    L = np.zeros_like(D)
-    for j in range(k):
-        d = D[:, j, j] - np.sum(L[:, j, :j] ** 2, axis=1)
-        if np.any(d <= 0):
-            raise np.linalg.LinAlgError("matrix is not positive definite")
-        L[:, j, j] = np.sqrt(d)
-        for i in range(j + 1, k):
-            L[:, i, j] = (D[:, i, j] - np.sum(L[:, i, :j] * L[:, j, :j], axis=1)) / L[:, j, j]
-    return L
-
-
-def _tinv(L: np.ndarray) -> np.ndarray:
-    """Inverses of a stack of lower-triangular matrices (U, k, k) by forward substitution."""
-    k = L.shape[1]
-    if k == 1:
-        return 1.0 / L
-    if k > SMALL_K:
-        return np.linalg.inv(L)
-    inv = np.zeros_like(L)
-    for i in range(k):
-        inv[:, i, i] = 1.0 / L[:, i, i]
-        for j in range(i):
-            inv[:, i, j] = -np.sum(L[:, i, j:i] * inv[:, j:i, j], axis=1) / L[:, i, i]
-    return inv
-
-
-def _bmm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Stacked products A[i] @ B[i]; broadcasting beats matmul's per-matrix dispatch for tiny blocks."""
-    if A.shape[2] * A.shape[1] * B.shape[2] <= 64:
-        return np.einsum("pij,pjk->pik", A, B)
-    return A @ B
-
-
 class BlockFactor:
     """Numeric block Cholesky factor of M = I + A'WA (from `factorize`)."""
 
@@ -279,19 +240,19 @@ class BlockFactor:
         self.remainder_updates: list[sp.coo_matrix] = []
         self.remainder_dense: np.ndarray | float = 0.0
         for a in range(st.n_blockwise):
-            La = _chol(D[a])
+            La = chol(D[a])
             logdet += 2.0 * float(np.sum(np.log(np.diagonal(La, axis1=1, axis2=2))))
-            Li = _tinv(La)
+            Li = tinv(La)
             Ka = {}
             for b in range(a + 1, len(D)):
                 ia = st.pairs[(a, b)][0]
                 if len(ia):
-                    Ka[b] = _bmm(Li[ia], offv[(a, b)])
+                    Ka[b] = bmm(Li[ia], offv[(a, b)])
             targets, rows, cols = st.into_remainder[a]
             if targets:
                 data = np.concatenate([Ka[b].ravel() for b in targets])
                 shape = (st.n_units[a] * st.k[a], st.q_remainder)
-                if shape[0] * shape[1] <= DENSE_PRODUCT_MAX and shape[1] <= DENSE_MAX:
+                if shape[0] * shape[1] <= DENSE_PRODUCT_MAX and shape[1] <= DENSE_MAX and st.dense_product[a]:
                     Kd = np.zeros(shape)
                     Kd[rows, cols] = data
                     self.remainder_dense = self.remainder_dense + Kd.T @ Kd
@@ -299,7 +260,7 @@ class BlockFactor:
                     Kr = sp.csr_matrix((data, (rows, cols)), shape=shape)
                     self.remainder_updates.append((Kr.T @ Kr).tocoo())
             for up in st.updates[a]:
-                prod = _bmm(np.swapaxes(Ka[up.b][up.left], 1, 2), Ka[up.c][up.right])
+                prod = bmm(np.swapaxes(Ka[up.b][up.left], 1, 2), Ka[up.c][up.right])
                 delta = up.agg @ prod.reshape(len(prod), -1)
                 kb, kc = st.k[up.b], st.k[up.c]
                 if up.b == up.c:

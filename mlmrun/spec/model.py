@@ -176,8 +176,8 @@ class Estimation(SpecNode):
     """Maximum likelihood or restricted ML (REML: linear Gaussian models only)."""
     integration: Integration = Field(default_factory=Integration)
     """Integration settings for models that need quadrature."""
-    check_points: list[int] | None = None
-    """Re-evaluate at these points per dimension and report the change in log likelihood and estimates."""
+    check_points: list[Union[int, dict[str, int]]] | None = None
+    """Re-evaluate at these points and report the change in log likelihood and estimates: a number (points per dimension at every level) or points per level name (levels not named keep their fitted points)."""
     start: dict[str, float] = Field(default_factory=dict)
     """Starting values by parameter name."""
     start_from: str | None = None

@@ -11,6 +11,7 @@ import pytest
 from mlmrun.errors import DataError, SpecError
 from mlmrun.estimate import estimate
 from mlmrun.estimate.quadrature_fit import fit_quadrature
+from mlmrun.likelihood.plan import integration_plan
 from mlmrun.pipeline import prepare
 from tests.conftest import write_spec
 from tests.likelihood.test_adaptive_gradient import STRUCTURES, make_model, synthetic_frame
@@ -150,3 +151,18 @@ def test_mean_adaptation_converges_to_the_same_likelihood(spec_dir) -> None:
     np.testing.assert_allclose(mean.values, mode.values, rtol=1e-3)
     with pytest.raises(SpecError, match="adapt: mode"):
         fit_text(spec_dir, CBPP + "estimation: {integration: {method: laplace, adapt: mean}}\n", "bad.yaml")
+
+
+def test_check_points_per_level(tmp_path: Path) -> None:
+    """A check entry may give points per level name (others keep their fitted points): one evaluation each."""
+    make_model(tmp_path, STRUCTURES["three_level"], "data_only")  # writes data/synthetic.csv
+    text = (f"name: per_level\ndata: {{path: data/synthetic.csv}}\n{STRUCTURES['three_level']}\n"
+            "estimation: {integration: {points: 6}, check_points: [{unit: 9}, 8]}\n")
+    model = prepare(write_spec(tmp_path, text, "per_level.yaml")).model
+    plan = integration_plan(model)
+    assert plan.with_points({"unit": 9}).points == (9, 6) and plan.with_points(8).points == (8, 8)
+    assert plan.with_points({"unit": 9}).points_key() == "unit: 9, top: 6" and plan.points_key() == "6"
+    check = fit_quadrature(model).extras["point_check"]
+    assert list(check["loglik"]) == ["6", "unit: 9, top: 6", "8"] and abs(check["loglik_change"]) < 0.05
+    with pytest.raises(SpecError, match="'herd'"):
+        prepare(write_spec(tmp_path, text.replace("[{unit: 9}, 8]", "[{herd: 9}]"), "bad.yaml"))

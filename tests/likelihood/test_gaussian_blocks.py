@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import mlmrun.likelihood.sparse_blocks as sb
+from mlmrun.likelihood.selected_inverse import InversePlan, selected_inverse
 from mlmrun.likelihood.sparse_blocks import BlockStructure, BlockSystem, factorize, schur
 
 
@@ -104,3 +105,36 @@ def test_not_positive_definite_raises() -> None:
     system.diag[0][3] = -10 * np.eye(2)
     with pytest.raises(np.linalg.LinAlgError):
         factorize(structure, system)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("mode", ["default", "all-dense", "sparse-lu", "sparse-product"])
+def test_selected_inverse_matches_dense_inverse(case: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Diagonal unit blocks and the blocks of units sharing a row equal those of inv(M); None after sparse LU."""
+    if mode == "all-dense":
+        monkeypatch.setattr(sb, "COMBO_MAX", -1)
+    if mode == "sparse-lu":
+        monkeypatch.setattr(sb, "DENSE_MAX", 0)
+    if mode == "sparse-product":
+        monkeypatch.setattr(sb, "DENSE_PRODUCT_MAX", 0)
+    rng = np.random.default_rng(CASES.index(case))
+    levels, ks = designs(rng)[case]
+    structure, system, M, _ = random_system(rng, [_codes(c) for c in levels], ks)
+    inv = selected_inverse(factorize(structure, system), InversePlan(structure))
+    if mode == "sparse-lu" and structure.remainder:
+        assert inv is None
+        return
+    Z = np.linalg.inv(M)
+    offsets = np.concatenate([[0], np.cumsum([u * k for u, k in zip(structure.n_units, ks, strict=True)])])
+
+    def block(level: int, units: np.ndarray) -> np.ndarray:
+        return offsets[level] + units[:, None] * ks[level] + np.arange(ks[level])[None, :]
+
+    for lvl in range(len(ks)):
+        idx = block(lvl, np.arange(structure.n_units[lvl]))
+        np.testing.assert_allclose(inv.diag[lvl], Z[idx[:, :, None], idx[:, None, :]], atol=1e-12)
+    for (a, b), blocks in inv.pairs.items():
+        n0 = structure.n_initial[(a, b)]
+        ia, ib = (x[:n0] for x in structure.pairs[(a, b)])
+        expected = Z[block(a, ia)[:, :, None], block(b, ib)[:, None, :]]
+        np.testing.assert_allclose(blocks, expected, atol=1e-12)

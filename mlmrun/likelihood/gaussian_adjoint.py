@@ -1,0 +1,162 @@
+"""Adjoint of the Gaussian block system: from d deviance / d (A'WA, A'WF, F'WF) to the model matrices.
+
+mlmrun.likelihood.gaussian_design builds the blocks of the system from the
+loading maps H_l (a_l(i) = H_l' xi_{l,i}), the fixed map E (F_raw E = [X, y~])
+and the residual weights w_g = 1/sigma_g^2:
+
+    M_uu = H' (sum_i w_i xi_i xi_i') H,   M_ab = H_a' (...) H_b,   R_u = H' (sum_i w_i xi_i F_i') E,   ff = E'F'WFE.
+
+The deviance D depends on them through tr(G_M dM) + tr(G_R' dR) + tr(G_ff dff)
+(`SystemGradient`, likelihood/gaussian.py), so its gradient with respect to
+H_l, E and w follows by the chain rule, either from the raw sums (one product
+per unit, as `system` does) or row by row. The second half maps those onto
+the model matrices: H_l = blocks lambda_m (T L)[m, members] per source m,
+E's Gamma rows -lambda_m[a] (T Gamma)[m, c], T = (I - B)^-1 (dT = T dB T),
+and w_g onto the residual SDs. Everything here is the reverse of a forward
+step in gaussian_design.py, in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlmrun.compile.matrices import MatrixGradient, ModelMatrices
+from mlmrun.likelihood.gaussian_design import GaussianDesign, _wsum
+from mlmrun.likelihood.sparse_blocks import Pair
+
+
+@dataclass(frozen=True)
+class SystemGradient:
+    """Coefficients of dD in the system's blocks (the shapes of BlockSystem)."""
+
+    diag: list[np.ndarray]
+    """Per level (n_units, k, k), symmetric: dD = sum_u tr(diag_u dM_uu)."""
+    off: dict[Pair, np.ndarray]
+    """(a, b) -> (n_initial, k_a, k_b): dD = sum_p tr(off_p' dM_ab,p) (both triangles counted)."""
+    rhs: list[np.ndarray]
+    """Per level (n_units, k, c): dD = sum_u tr(rhs_u' dR_u)."""
+    ff: np.ndarray
+    """(c, c), symmetric: dD = tr(ff dF'WF)."""
+
+
+def _td(a: np.ndarray, b: np.ndarray, axes: tuple[list[int], list[int]]) -> np.ndarray:
+    """tensordot (one BLAS product over the summed axes; einsum would loop)."""
+    return np.tensordot(a, b, axes=axes)
+
+
+def _raw_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, weights: np.ndarray,
+                 sg: SystemGradient, need_weights: bool) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """dD/dH_l, dD/dE, dD/dw from the raw sums (one small product per unit, class and pair)."""
+    FFw = _wsum(design.FF[None], weights)[0]
+    dE = 2.0 * FFw @ E @ sg.ff
+    dw = _td(design.FF, E @ sg.ff @ E.T, ([1, 2], [0, 1])) if need_weights else np.zeros(len(weights))
+    dH = []
+    for Hl, S, SF, Gd, GR in zip(H, design.S, design.SF, sg.diag, sg.rhs, strict=True):
+        Sw, SFw = _wsum(S, weights), _wsum(SF, weights)
+        HG = Hl @ Gd
+        HGR = Hl @ GR
+        d = 2.0 * _td(Sw, HG, ([0, 2], [0, 1])) + _td(SFw @ E, GR, ([0, 2], [0, 2]))
+        dE += _td(SFw, HGR, ([0, 1], [0, 1]))
+        if need_weights:
+            dw += _td(S, HG @ Hl.T, ([0, 2, 3], [0, 1, 2])) + _td(SF, HGR @ E.T, ([0, 2, 3], [0, 1, 2]))
+        dH.append(d)
+    for (a, b), Sp in design.Sp.items():
+        Gab = sg.off[(a, b)]
+        Spw = _wsum(Sp, weights)
+        HaG = H[a] @ Gab
+        dH[a] += _td(Spw, H[b] @ np.swapaxes(Gab, 1, 2), ([0, 2], [0, 1]))
+        dH[b] += _td(Spw, HaG, ([0, 1], [0, 1]))
+        if need_weights:
+            dw += _td(Sp, HaG @ H[b].T, ([0, 2, 3], [0, 1, 2]))
+    return dH, dE, dw
+
+
+def _row_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, weights: np.ndarray,
+                 sg: SystemGradient) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """dD/dH_l, dD/dE, dD/dw row by row (the Fisher identity's per-row expectations)."""
+    w = weights[design.classes]
+    Fe = design.F @ E
+    coef = [lv.xi @ Hl for lv, Hl in zip(design.levels, H, strict=True)]
+    PF = Fe @ sg.ff
+    dFe = 2.0 * w[:, None] * PF
+    dwi = np.einsum("ic,ic->i", Fe, PF)
+    dcoef = []
+    for lv, a, Gd, GR in zip(design.levels, coef, sg.diag, sg.rhs, strict=True):
+        t = np.einsum("ikj,ij->ik", Gd[lv.codes], a)
+        s = np.einsum("ikc,ic->ik", GR[lv.codes], Fe)
+        dwi += np.einsum("ik,ik->i", a, t + s)
+        dFe += w[:, None] * np.einsum("ikc,ik->ic", GR[lv.codes], a)
+        dcoef.append(w[:, None] * (2.0 * t + s))
+    for (a, b), rp in design.row_pair.items():
+        Gab = sg.off[(a, b)][rp]
+        t = np.einsum("iab,ib->ia", Gab, coef[b])
+        dwi += np.einsum("ia,ia->i", coef[a], t)
+        dcoef[a] += w[:, None] * t
+        dcoef[b] += w[:, None] * np.einsum("iab,ia->ib", Gab, coef[a])
+    dH = [lv.xi.T @ dc for lv, dc in zip(design.levels, dcoef, strict=True)]
+    return dH, design.F.T @ dFe, np.bincount(design.classes, weights=dwi, minlength=len(weights))
+
+
+def system_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, weights: np.ndarray,
+                   sg: SystemGradient, need_weights: bool = True) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """dD/dH_l (K_l x k_l), dD/dE and dD/dw_g through `design.system` (same raw/row-wise choice).
+
+    Without `need_weights` (sigma profiled: the weights are not parameters)
+    dD/dw is left at zero on the raw-sums path, saving a product per block.
+    """
+    if design.raw:
+        return _raw_adjoint(design, H, E, weights, sg, need_weights)
+    return _row_adjoint(design, H, E, weights, sg)
+
+
+def matrix_gradient(design: GaussianDesign, mats: ModelMatrices, dH: list[np.ndarray], dE: np.ndarray,
+                    dsigma: np.ndarray | None, beta_given: bool) -> MatrixGradient:
+    """Gradient of the log likelihood (-D/2) on the model matrices, from dD/dH_l, dD/dE and dD/dsigma_g.
+
+    Reverses `loading_maps` and `fixed_map`; `beta_given` when E holds a
+    given beta (nothing profiled), so that beta gets its gradient too.
+    """
+    model = design.model
+    grad = MatrixGradient.zeros(mats)
+    M = len(model.latent)
+    has_B = len(model.B_entries) > 0
+    T = mats.T if has_B else np.eye(M)
+    Lblk = np.zeros((M, M))
+    for lvl, L in mats.L.items():
+        members = model.latent_at(lvl)
+        Lblk[np.ix_(members, members)] = L
+    Gm = T @ Lblk
+    dGm = np.zeros((M, M))
+    dlam = [np.zeros_like(x) for x in mats.lambdas]
+    for lv, dHl in zip(design.levels, dH, strict=True):
+        members, start = list(lv.members), 0
+        for m in lv.sources:
+            blk = dHl[start:start + len(mats.lambdas[m])]
+            start += len(mats.lambdas[m])
+            dlam[m] += blk @ Gm[m, members]
+            dGm[m, members] += mats.lambdas[m] @ blk
+    dT = dGm @ Lblk.T
+    dLblk = T.T @ dGm
+    for lvl in mats.L:
+        members = model.latent_at(lvl)
+        grad.L[lvl] = -0.5 * dLblk[np.ix_(members, members)]
+    p = design.p
+    if design.gamma_cols:
+        dh = -dE[p:p + len(design.gamma_cols), -1]
+        TG = T @ mats.Gamma
+        dTG = np.zeros_like(TG)
+        for d, (m, a, c) in zip(dh, design.gamma_cols, strict=True):
+            dlam[m][a] += d * TG[m, c]
+            dTG[m, c] += d * mats.lambdas[m][a]
+        grad.Gamma = -0.5 * (T.T @ dTG)
+        dT += dTG @ mats.Gamma.T
+    if has_B:
+        grad.B = -0.5 * (T.T @ dT @ T.T)
+    grad.lambdas = [-0.5 * d for d in dlam]
+    if beta_given and p:
+        grad.beta[np.isin(model.beta_rows, design.beta_rows)] = 0.5 * dE[:p, 0]
+    if dsigma is not None:
+        grad.scale[design.class_first] = -0.5 * dsigma
+    return grad

@@ -1,0 +1,103 @@
+"""Analytic gradient of the exact Gaussian (restricted) log likelihood, from the same block factorisation.
+
+With M = I + A'WA, R = A'WFE, U = M^-1 R and the Schur complement
+S = ff - R'U (likelihood/gaussian.py), the deviance is a function of log|M|,
+log|S_xx| (REML) and the quadratic form e'Se at e = [-delta; 1] (the GLS
+residual). Beta is profiled, so by the envelope theorem its optimality makes
+delta's own variation drop out (likewise sigma when profiled), and
+
+    dD = tr(Z dM) + e'dS e * c + tr(Q dS_xx),    Z = M^-1, Q = S_xx^-1 (REML only),
+    dS = dff - dR'U - U'dR + U'dM U,
+
+with c = 1, or dof / (e'Se) when sigma is profiled. Collecting terms with
+P = c ee' (+ Q in the top-left block for REML):
+
+    G_M = Z + U P U',   G_R = -2 U P,   G_ff = P.
+
+This is the Fisher identity of the quadrature engine in matrix form: U e is
+the posterior mean of the disturbances and Z + U e e'U' their posterior second
+moment. G_M is needed only where M is non-zero, so Z comes from the selected
+inverse (likelihood/selected_inverse.py); gaussian_adjoint.py carries G_M,
+G_R, G_ff back to H_l, E, the residual weights and the model matrices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlmrun.compile.matrices import MatrixGradient, ModelMatrices
+from mlmrun.likelihood.batched import bmm
+from mlmrun.likelihood.gaussian import LOG_2PI, Profiled, factor_system, given_beta, profile_schur
+from mlmrun.likelihood.gaussian_adjoint import SystemGradient, matrix_gradient, system_adjoint
+from mlmrun.likelihood.gaussian_design import GaussianDesign
+from mlmrun.likelihood.selected_inverse import SelectedInverse, selected_inverse
+from mlmrun.likelihood.sparse_blocks import BlockSystem
+
+
+def _solve_schur(factor, system: BlockSystem) -> tuple[list[np.ndarray], np.ndarray]:
+    """U = M^-1 R per level and S = ff - R'U."""
+    U = factor.solve(system.rhs) if system.rhs else []
+    S = system.ff.copy()
+    for R, Ul in zip(system.rhs, U, strict=True):
+        S -= np.einsum("ukc,ukd->cd", R, Ul)
+    return U, 0.5 * (S + S.T)
+
+
+def system_gradient(design: GaussianDesign, inv: SelectedInverse, U: list[np.ndarray], P: np.ndarray) -> SystemGradient:
+    """G_M = Z + U P U' (on M's non-zero blocks, off-diagonal pairs counted twice), G_R = -2 U P, G_ff = P."""
+    UP = [Ul @ P for Ul in U]
+    diag = [Z + bmm(UPl, np.swapaxes(Ul, 1, 2)) for Z, UPl, Ul in zip(inv.diag, UP, U, strict=True)]
+    off = {}
+    for (a, b), (ia, ib) in design.pairs.items():
+        off[(a, b)] = 2.0 * (inv.pairs[(a, b)] + bmm(UP[a][ia], np.swapaxes(U[b][ib], 1, 2)))
+    return SystemGradient(diag, off, [-2.0 * UPl for UPl in UP], P)
+
+
+def _residual_sd_gradient(design: GaussianDesign, weights: np.ndarray, dw: np.ndarray) -> np.ndarray:
+    """dD/dsigma_g from dD/dw_g (w = sigma^-2) plus the log|S| = sum_g n_g log sigma_g^2 term."""
+    sd = 1.0 / np.sqrt(weights)
+    return -2.0 * dw / sd**3 + 2.0 * design.class_counts / sd
+
+
+def _matrix_gradient(design: GaussianDesign, mats: ModelMatrices, E: np.ndarray, weights: np.ndarray,
+                     sg: SystemGradient, profile_sigma: bool, beta_given: bool) -> MatrixGradient:
+    dH, dE, dw = system_adjoint(design, design.loading_maps(mats), E, weights, sg, need_weights=not profile_sigma)
+    dsigma = None if profile_sigma else _residual_sd_gradient(design, weights, dw)
+    return matrix_gradient(design, mats, dH, dE, dsigma, beta_given)
+
+
+def profiled_gradient(design: GaussianDesign, mats: ModelMatrices, *, reml: bool, profile_sigma: bool
+                      ) -> tuple[Profiled, MatrixGradient | None]:
+    """`profiled` and the gradient of -deviance/2 on the model matrices (None: no selected inverse here).
+
+    Beta (and sigma with `profile_sigma`) are at their profiled values, so the
+    gradient is that of the profiled criterion.
+    """
+    weights, log_s, E, system, factor = factor_system(design, mats, profile_sigma)
+    inv = selected_inverse(factor, design.inverse_plan)
+    U, S = _solve_schur(factor, system)
+    prof = profile_schur(design, S, factor.logdet, log_s, reml=reml, profile_sigma=profile_sigma)
+    if inv is None:
+        return prof, None
+    p = design.p
+    e = np.concatenate([-np.linalg.solve(prof.xtvx, S[:p, p]) if p else np.zeros(0), [1.0]])
+    dof = design.n - p if reml else design.n
+    coef = dof / max(float(e @ S @ e), 1e-300) if profile_sigma else 1.0
+    P = coef * np.outer(e, e)
+    if reml and p:
+        Q = np.linalg.inv(prof.xtvx)
+        P[:p, :p] += 0.5 * (Q + Q.T)
+    sg = system_gradient(design, inv, U, P)
+    return prof, _matrix_gradient(design, mats, E, weights, sg, profile_sigma, beta_given=False)
+
+
+def deviance_gradient(design: GaussianDesign, mats: ModelMatrices) -> tuple[float, MatrixGradient | None]:
+    """-2 log L at the beta in `mats` (as `deviance_at`) and the gradient of log L, beta included."""
+    weights, log_s, E, system, factor = factor_system(design, mats, False, given_beta(design, mats))
+    inv = selected_inverse(factor, design.inverse_plan)
+    U, S = _solve_schur(factor, system)
+    deviance = design.n * LOG_2PI + log_s + factor.logdet + float(S[0, 0])
+    if inv is None:
+        return deviance, None
+    sg = system_gradient(design, inv, U, np.ones((1, 1)))
+    return deviance, _matrix_gradient(design, mats, E, weights, sg, False, beta_given=True)
