@@ -179,6 +179,40 @@ def _ordinal_design(X: np.ndarray, x_names: tuple[str, ...]) -> tuple[np.ndarray
     return X, x_names
 
 
+def _row_named(pt: ParTableBuilder, name: str, where: str) -> int:
+    names = pt.names()
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"parameters are {names}"
+        raise SpecError(f"{where} names '{name}', which is not a parameter; {hint}")
+    return names.index(name)
+
+
+def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
+    """`constraints:`: fix any parameter-table row, or make groups of rows equal (lavaan's shared free index)."""
+    for name, value in spec.constraints.fix.items():
+        row = pt.rows[_row_named(pt, name, "constraints.fix")]
+        if row["block"] in ("sd", "residual", "shape") and value < 0:
+            raise SpecError(f"constraints.fix: {name} is a standard deviation or shape; fix it at a value >= 0")
+        if row["block"] == "corr" and not -1 <= value <= 1:
+            raise SpecError(f"constraints.fix: {name} is a correlation; fix it in [-1, 1]")
+        pt.fix(name, value)
+    for group in spec.constraints.equal:
+        rows = [pt.rows[_row_named(pt, name, "constraints.equal")] for name in group]
+        if len(group) < 2:
+            raise SpecError(f"constraints.equal: {group} needs at least two parameters")
+        kinds = {(r["block"] in ("sd", "residual", "shape"), r["transform"]) for r in rows}
+        if len(kinds) != 1:
+            raise SpecError(f"constraints.equal: {group} mixes parameters of different kinds (e.g. an SD and a coefficient)")
+        fixed = [r["name"] for r in rows if not r["free"]]
+        if fixed:
+            raise SpecError(f"constraints.equal: {fixed} are fixed; free them or fix the whole group with constraints.fix")
+        for name in group[1:]:
+            pt.set_equal(name, group[0])
+
+
 def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     """Turn a validated spec and its loaded data into a CompiledModel with its parameter table."""
     frame = data.frame
@@ -202,10 +236,8 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
     for name, value in spec.estimation.start.items():
-        names = [r["name"] for r in pt.rows]
-        if name not in names:
-            raise SpecError(f"estimation.start names '{name}', which is not a parameter; parameters are {names}")
-        pt.rows[names.index(name)]["value"] = float(value)
+        pt.rows[_row_named(pt, name, "estimation.start")]["value"] = float(value)
+    _apply_constraints(spec, pt)
     return CompiledModel(
         spec=spec, y=y, X=X, x_names=x_names, offset=offset, trials=trials, equations=tuple(equations),
         eq_of_row=eq_of_row, levels=tuple(levels), latent=tuple(parts.latent), blocks=tuple(parts.blocks),

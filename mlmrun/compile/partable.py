@@ -47,25 +47,49 @@ class ParTableBuilder:
             self._equal[name] = equal_to
         return len(self.rows) - 1
 
+    def names(self) -> list[str]:
+        """Names of the rows added so far."""
+        return [r["name"] for r in self.rows]
+
+    def fix(self, name: str, value: float) -> None:
+        """Fix an existing row at a value (dropping any equality it had)."""
+        row = self.rows[self.names().index(name)]
+        row["free"], row["value"] = 0, float(value)
+        self._equal.pop(name, None)
+
+    def set_equal(self, name: str, to: str) -> None:
+        """Constrain an existing row equal to another existing row."""
+        self._equal[name] = to
+
     def build(self) -> ParTable:
-        """Number free rows (equal rows share a number) and freeze the table."""
+        """Number free rows (rows linked by equalities share a number, in table order) and freeze the table."""
         frame = pd.DataFrame(self.rows, columns=COLUMNS)
         names = list(frame["name"])
+        index = {n: i for i, n in enumerate(names)}
+        parent = list(range(len(names)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for name, target in self._equal.items():
+            a, b = root(index[name]), root(index[target])
+            parent[max(a, b)] = min(a, b)
+        roots = np.array([root(i) for i in range(len(names))], dtype=int)
+        is_free = frame["free"].to_numpy(dtype=bool)
+        for r in np.unique(roots):
+            members = np.flatnonzero(roots == r)
+            if is_free[members].any() and not is_free[members].all():
+                raise ValueError("fixed and free parameters constrained equal: " + ", ".join(names[i] for i in members))
         free = np.zeros(len(frame), dtype=int)
-        k = 0
-        for i in range(len(frame)):
-            if not frame.at[i, "free"]:
-                continue
-            target = self._equal.get(names[i])
-            if target is not None:
-                j = names.index(target)
-                if free[j] == 0:
-                    raise ValueError(f"{names[i]} is set equal to fixed parameter {target}")
-                free[i] = free[j]
-                frame.at[i, "value"] = frame.at[j, "value"]
-            else:
-                k += 1
-                free[i] = k
+        number: dict[int, int] = {}
+        for i in np.flatnonzero(is_free):
+            r = int(roots[i])
+            number.setdefault(r, len(number) + 1)
+            free[i] = number[r]
+            frame.at[i, "value"] = frame.at[r, "value"]
         frame["free"] = free
         return ParTable(frame)
 

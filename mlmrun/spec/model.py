@@ -190,6 +190,15 @@ class Estimation(SpecNode):
     """Use the exact Gaussian likelihood when every response is gaussian/identity (false: force quadrature)."""
 
 
+class Constraints(SpecNode):
+    """Constraints on any parameter, by its name in the parameter table (`mlmrun validate --show-partable` lists them)."""
+
+    fix: dict[str, float] = Field(default_factory=dict)
+    """Parameters fixed at a value, e.g. {"corr(week,_cons)@pig": 0, "x": 1}."""
+    equal: list[list[str]] = Field(default_factory=list)
+    """Groups of parameters constrained equal, e.g. [["sd(a)@school", "sd(b)@school"]]."""
+
+
 class Report(SpecNode):
     """Where results go."""
 
@@ -226,6 +235,8 @@ class Spec(SpecNode):
         default_factory=dict
     )
     """Covariance structure of the `latent:` variables per level (default unstructured)."""
+    constraints: Constraints = Field(default_factory=Constraints)
+    """Fix any parameter or set parameters equal, by parameter-table name."""
     estimation: Estimation = Field(default_factory=Estimation)
     """Estimation settings."""
     report: Report = Field(default_factory=Report)
