@@ -29,8 +29,8 @@ from mlmrun.compile.matrices import ModelMatrices, model_matrices, values_gradie
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.gaussian_eb import empirical_bayes
 from mlmrun.estimate.gaussian_params import GaussianParams, start_values
-from mlmrun.estimate.gaussian_se import BOUNDARY, covariance, lr_test
-from mlmrun.estimate.inference import hessian_from_gradient, numeric_hessian
+from mlmrun.estimate.gaussian_se import BOUNDARY, covariance, gradient_hessian, lr_test
+from mlmrun.estimate.inference import numeric_hessian
 from mlmrun.likelihood import sparse_blocks
 from mlmrun.likelihood.gaussian import Profiled, profiled
 from mlmrun.likelihood.gaussian_design import GaussianDesign
@@ -213,8 +213,8 @@ class Objective:
         """Newton steps on the coordinates off active bounds; returns (phi, deviance, Newton decrement).
 
         One Hessian at the L-BFGS-B optimum (differences of the analytic
-        gradient, else second differences) serves every step (the gradient is
-        recomputed). The decrement g'H^-1g/2 is the deviance
+        gradient, `gradient_hessian`; else second differences) serves every
+        step (the gradient is recomputed). The decrement g'H^-1g/2 is the deviance
         reduction a further Newton step would bring: the honest convergence
         measure. None when the Hessian is not positive definite there.
         """
@@ -236,7 +236,7 @@ class Objective:
                 trial[free] = x
                 return self.gradient(trial)[free]
 
-            H = hessian_from_gradient(sub_grad, phi[free], 1e-5 * np.maximum(np.abs(phi[free]), 0.1))
+            H = gradient_hessian(sub_grad, phi[free], 1e-5 * np.maximum(np.abs(phi[free]), 0.1), g[free])
         else:
             H = numeric_hessian(sub, phi[free], 1e-4 * np.maximum(np.abs(phi[free]), 0.1))
         try:

@@ -16,6 +16,8 @@ deviance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.special import chdtrc
 
@@ -30,6 +32,28 @@ from mlmrun.likelihood.gaussian_grad import deviance_gradient, profiled_gradient
 
 BOUNDARY = 1e-4
 """Relative SDs (SD / residual SD) below this count as zero (lme4's isSingular tolerance)."""
+FORWARD_ABOVE = 12
+"""More coordinates than this: forward instead of central differences of the gradient for a Hessian."""
+
+
+def gradient_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, steps: np.ndarray,
+                     g0: np.ndarray | None = None) -> np.ndarray:
+    """Hessian by differences of an analytic gradient: central (2d gradients) up to FORWARD_ABOVE coordinates.
+
+    Beyond, forward differences with steps a hundredth of the central ones
+    (d gradients, d + 1 without g0) halve the cost; their relative error
+    (~1e-6 with an analytic gradient) is far below what SEs and Newton steps need.
+    """
+    if len(x) <= FORWARD_ABOVE:
+        return hessian_from_gradient(grad, x, steps)
+    small = 0.01 * np.asarray(steps, float)
+    g0 = np.asarray(grad(x) if g0 is None else g0, float)
+    H = np.zeros((len(x), len(x)))
+    for j in range(len(x)):
+        e = np.zeros(len(x))
+        e[j] = small[j]
+        H[:, j] = (np.asarray(grad(x + e), float) - g0) / small[j]
+    return 0.5 * (H + H.T)
 
 
 def _hessian_steps(model: CompiledModel, free: np.ndarray, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -115,8 +139,8 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
 
     steps = _hessian_steps(model, free, idx, values)
     if design.structure.q_remainder <= sparse_blocks.DENSE_MAX:
-        H = hessian_from_gradient(half_gradient, free[idx], steps)
-        n_evaluations = 2 * len(idx)
+        H = gradient_hessian(half_gradient, free[idx], steps)
+        n_evaluations = 2 * len(idx) if len(idx) <= FORWARD_ABOVE else len(idx) + 1
     else:
         H = numeric_hessian(half_deviance, free[idx], steps)
         n_evaluations = 1 + 2 * len(idx) ** 2

@@ -14,6 +14,10 @@ latent SD expressed relative to it (V = sigma^2 V~), sigma^2 is profiled too
 
     ML:   -2 l   = log|M~| + n (1 + log(2 pi r~^2 / n))
     REML: -2 l_R = log|M~| + log|X'V~^-1 X| + (n - p)(1 + log(2 pi r~^2 / (n - p))).
+
+The analytic gradient of both criteria, from the same factorisation, is in
+mlmrun.likelihood.gaussian_grad; `factor_system` and `profile_schur` are the
+steps it shares with `profiled`.
 """
 
 from __future__ import annotations

@@ -41,9 +41,20 @@ class SystemGradient:
     """(c, c), symmetric: dD = tr(ff dF'WF)."""
 
 
-def _td(a: np.ndarray, b: np.ndarray, axes: tuple[list[int], list[int]]) -> np.ndarray:
-    """tensordot (one BLAS product over the summed axes; einsum would loop)."""
-    return np.tensordot(a, b, axes=axes)
+def _sum_prod(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """sum_u A[u] @ B[u] as one matrix product (A (u, i, j), B (u, j, k))."""
+    return np.swapaxes(A, 0, 1).reshape(A.shape[1], -1) @ B.reshape(-1, B.shape[2])
+
+
+def _sum_inner(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """sum_u A[u]' @ B[u] as one matrix product (A (u, i, r), B (u, i, c))."""
+    return A.reshape(-1, A.shape[2]).T @ B.reshape(-1, B.shape[2])
+
+
+def _class_dot(S: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Per residual class g: sum over units and entries of S[u, g] * X[u] (raw sums S (u, G, ...))."""
+    u, G = S.shape[:2]
+    return np.swapaxes(S.reshape(u, G, -1), 0, 1).reshape(G, -1) @ X.ravel()
 
 
 def _raw_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, weights: np.ndarray,
@@ -51,25 +62,24 @@ def _raw_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, wei
     """dD/dH_l, dD/dE, dD/dw from the raw sums (one small product per unit, class and pair)."""
     FFw = _wsum(design.FF[None], weights)[0]
     dE = 2.0 * FFw @ E @ sg.ff
-    dw = _td(design.FF, E @ sg.ff @ E.T, ([1, 2], [0, 1])) if need_weights else np.zeros(len(weights))
+    dw = _class_dot(design.FF[None], (E @ sg.ff @ E.T)[None]) if need_weights else np.zeros(len(weights))
     dH = []
     for Hl, S, SF, Gd, GR in zip(H, design.S, design.SF, sg.diag, sg.rhs, strict=True):
         Sw, SFw = _wsum(S, weights), _wsum(SF, weights)
         HG = Hl @ Gd
         HGR = Hl @ GR
-        d = 2.0 * _td(Sw, HG, ([0, 2], [0, 1])) + _td(SFw @ E, GR, ([0, 2], [0, 2]))
-        dE += _td(SFw, HGR, ([0, 1], [0, 1]))
+        dH.append(2.0 * _sum_prod(Sw, HG) + _sum_prod(SFw @ E, np.swapaxes(GR, 1, 2)))
+        dE += _sum_inner(SFw, HGR)
         if need_weights:
-            dw += _td(S, HG @ Hl.T, ([0, 2, 3], [0, 1, 2])) + _td(SF, HGR @ E.T, ([0, 2, 3], [0, 1, 2]))
-        dH.append(d)
+            dw += _class_dot(S, HG @ Hl.T) + _class_dot(SF, HGR @ E.T)
     for (a, b), Sp in design.Sp.items():
         Gab = sg.off[(a, b)]
         Spw = _wsum(Sp, weights)
         HaG = H[a] @ Gab
-        dH[a] += _td(Spw, H[b] @ np.swapaxes(Gab, 1, 2), ([0, 2], [0, 1]))
-        dH[b] += _td(Spw, HaG, ([0, 1], [0, 1]))
+        dH[a] += _sum_prod(Spw, H[b] @ np.swapaxes(Gab, 1, 2))
+        dH[b] += _sum_inner(Spw, HaG)
         if need_weights:
-            dw += _td(Sp, HaG @ H[b].T, ([0, 2, 3], [0, 1, 2]))
+            dw += _class_dot(Sp, HaG @ H[b].T)
     return dH, dE, dw
 
 

@@ -12,7 +12,8 @@ is A'WA (by unit blocks), A'WF and F'WF, F = [X, y~] with y~ = y - offset -
 Gamma term (W = diag(1/sigma_i^2)). They are formed either from raw sums of
 xi xi' per unit and residual class, computed once (cheap per evaluation, the
 usual case: Z does not depend on the parameters), or from the rows at every
-evaluation when raw sums would be larger than the data.
+evaluation when raw sums would be larger than the data. The reverse of
+`system` (for the analytic gradient) is mlmrun.likelihood.gaussian_adjoint.
 """
 
 from __future__ import annotations

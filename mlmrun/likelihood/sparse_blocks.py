@@ -17,6 +17,8 @@ Cholesky when small, sparse LU otherwise.
 where every update lands); it depends only on which units share a row, so it
 is built once per model. `factorize` does the numeric work for one parameter
 value and returns a `BlockFactor` (log determinant, solves, Schur complements).
+The blocks of M^-1 the gradient needs are recovered from that factor by
+mlmrun.likelihood.selected_inverse, using the structure's `links`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import pytest
 
 from mlmrun.estimate.gaussian_fit import fit_gaussian
 from mlmrun.estimate.gaussian_params import GaussianParams
+from mlmrun.estimate.gaussian_se import FORWARD_ABOVE, gradient_hessian
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, numeric_hessian
 from mlmrun.pipeline import prepare
 from mlmrun.results import FitResult
@@ -117,6 +118,25 @@ def test_numeric_hessian_and_gradient_hessian_of_a_quadratic() -> None:
     np.testing.assert_allclose(hessian_from_gradient(lambda x: A @ x + b, x0), A, atol=1e-8)
     np.testing.assert_allclose(numeric_hessian(lambda x: np.sum(np.exp(x)), x0, np.full(3, 1e-4)),
                                np.diag(np.exp(x0)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("d", [3, 15])
+def test_gradient_hessian_central_and_forward(d: int) -> None:
+    """Central differences up to FORWARD_ABOVE coordinates, forward (one gradient each, g0 reused) beyond."""
+    rng = np.random.default_rng(d)
+    Q = rng.normal(size=(d, d))
+    A = Q @ Q.T + d * np.eye(d)
+    x0 = rng.normal(size=d)
+    calls = []
+
+    def grad(x: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        return A @ x + np.exp(x)
+
+    steps = np.full(d, 1e-5)
+    H = gradient_hessian(grad, x0, steps, g0=grad(x0))
+    np.testing.assert_allclose(H, A + np.diag(np.exp(x0)), rtol=1e-6, atol=1e-6)
+    assert len(calls) == 1 + (2 * d if d <= FORWARD_ABOVE else d)
 
 
 def test_covariance_from_hessian() -> None:
