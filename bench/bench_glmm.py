@@ -17,30 +17,24 @@ only add latency). Usage: python bench/bench_glmm.py [--repeat N] [--json FILE]
 
 from __future__ import annotations
 
-import os
+from common import ROOT, peer_seconds  # first: pins BLAS threads before numpy loads
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+# isort: split
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from mlmrun.estimate import estimate
+from mlmrun.likelihood.objective import QuadratureObjective
+from mlmrun.likelihood.plan import integration_plan
+from mlmrun.pipeline import prepare
 
-from mlmrun.estimate import estimate  # noqa: E402
-from mlmrun.likelihood.objective import QuadratureObjective  # noqa: E402
-from mlmrun.likelihood.plan import integration_plan  # noqa: E402
-from mlmrun.pipeline import prepare  # noqa: E402
-
-REF = ROOT / "tests" / "reference"
 SPECS = {
     "cbpp": ("cbpp__agq25", "timing.median_seconds"),
     "cbpp_laplace": ("cbpp__laplace", "timing.median_seconds"),
@@ -52,15 +46,6 @@ SPECS = {
     "abortion_socatt_laplace": ("abortion_socatt__binomial_ri", "models.three_level_laplace.seconds"),
     "pig_intercept_quadrature": (None, None),
 }
-
-
-def peer_seconds(file: str | None, path: str | None) -> float | None:
-    if not file or not path:
-        return None
-    node = json.loads((REF / f"{file}.json").read_text())
-    for key in path.split("."):
-        node = node[key]
-    return float(node)
 
 
 def fit_times(repeat: int) -> list[dict]:

@@ -16,28 +16,22 @@ python bench/bench_latent.py [--repeat N] [--skip-flagship] [--json FILE]
 
 from __future__ import annotations
 
-import os
+from common import ROOT, peer_seconds  # first: pins BLAS threads before numpy loads
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+# isort: split
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
 
-import yaml  # noqa: E402
+import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from mlmrun.estimate import estimate
+from mlmrun.pipeline import prepare
 
-from mlmrun.estimate import estimate  # noqa: E402
-from mlmrun.pipeline import prepare  # noqa: E402
-
-REF = ROOT / "tests" / "reference"
 SPECS = {
     "lsat_2pl": ("lsat__2pl", None),
     "holzinger_swineford": ("holzinger_swineford__cfa3_ml_meanstructure", "timing.median_seconds"),
@@ -52,15 +46,6 @@ SPECS = {
 }
 TARGET_S = 5.0
 """Fit-time target for the specs of part 2."""
-
-
-def peer_seconds(file: str, path: str | None) -> float | None:
-    if not path:
-        return None
-    node = json.loads((REF / f"{file}.json").read_text())
-    for key in path.split("."):
-        node = node[key]
-    return float(node)
 
 
 def one_fit(spec: Path) -> dict:
