@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 import pandas as pd
 
@@ -63,7 +65,6 @@ def _check_columns(spec: Spec, frame: pd.DataFrame) -> None:
     problems = []
     for col, where in cols.items():
         if col not in frame.columns:
-            import difflib
             close = difflib.get_close_matches(col, [str(c) for c in frame.columns], n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"columns are {list(frame.columns)}"
             problems.append(f"{where}: column '{col}' is not in the data; {hint}")
@@ -182,8 +183,6 @@ def _ordinal_design(X: np.ndarray, x_names: tuple[str, ...]) -> tuple[np.ndarray
 def _row_named(pt: ParTableBuilder, name: str, where: str) -> int:
     names = pt.names()
     if name not in names:
-        import difflib
-
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"parameters are {names}"
         raise SpecError(f"{where} names '{name}', which is not a parameter; {hint}")
