@@ -53,7 +53,7 @@ def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float) -> 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Prepare, estimate, render in memory, then write the three outputs atomically."""
     start = time.perf_counter()
-    prepared = prepare(args.spec)
+    prepared = prepare(args.spec, args.allow_outside_data)
     out = output_dir(args.out, prepared.spec.report.dir, prepared.spec.name)
     try:
         fit = estimate(prepared.model, None if args.quiet else _progress)
@@ -77,7 +77,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load the spec and its data and compile the model, without fitting."""
-    prepared = prepare(args.spec)
+    prepared = prepare(args.spec, args.allow_outside_data)
     model = prepared.model
     levels = ", ".join(f"{lv.name} ({lv.n_units} units{', crossed' if lv.crossed else ''})" for lv in model.levels)
     print(f"{prepared.path}: OK: spec '{prepared.spec.name}', {model.n} rows used "
@@ -104,10 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("spec", help="spec file (YAML)")
     fit.add_argument("--out", help="output folder (default: the spec's report.dir, else reports/<name>)")
     fit.add_argument("--quiet", action="store_true", help="no iteration log and no summary line")
+    fit.add_argument("--allow-outside-data", action="store_true",
+                     help="let the spec read files outside its folder (only for specs you trust)")
     fit.set_defaults(func=cmd_fit)
     val = sub.add_parser("validate", help="check a spec, its data and the compiled model without fitting")
     val.add_argument("spec", help="spec file (YAML)")
     val.add_argument("--show-partable", action="store_true", help="print the parameter table")
+    val.add_argument("--allow-outside-data", action="store_true",
+                     help="let the spec read files outside its folder (only for specs you trust)")
     val.set_defaults(func=cmd_validate)
     sch = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     sch.set_defaults(func=cmd_schema)

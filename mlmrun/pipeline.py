@@ -25,16 +25,19 @@ class Prepared:
     model: CompiledModel
 
 
-def prepare(path: str | Path) -> Prepared:
-    """Load, validate and compile a spec file; errors carry FILE:LINE:COL where the spec is at fault."""
+def prepare(path: str | Path, allow_outside_data: bool = False) -> Prepared:
+    """Load, validate and compile a spec file; errors carry FILE:LINE:COL where the spec is at fault.
+
+    Files a spec names must lie inside its folder unless `allow_outside_data` (for trusted specs).
+    """
     path = Path(path)
     spec, marks = load_spec(path)
     try:
-        data = load_data(spec.data, path.parent)
+        data = load_data(spec.data, path.parent, allow_outside_data)
     except DataError as exc:
         raise DataError(f"{locate(marks, str(path), 'data')}: {exc}") from None
     try:
-        model = apply_start_from(compile_model(spec, data), path.parent)
+        model = apply_start_from(compile_model(spec, data), path.parent, allow_outside_data)
         if not (model.is_linear_gaussian and spec.estimation.exact):
             integration_plan(model)  # quadrature settings are checked before fitting (mlmrun validate)
     except SpecError as exc:

@@ -16,15 +16,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.errors import SpecError
+from mlmrun.data.load import spec_relative_path
+from mlmrun.errors import DataError, SpecError
 
 
-def apply_start_from(model: CompiledModel, spec_dir: Path) -> CompiledModel:
+def apply_start_from(model: CompiledModel, spec_dir: Path, allow_outside: bool = False) -> CompiledModel:
     """The model with starting values taken from `estimation.start_from` (unchanged when it is not set)."""
     source = model.spec.estimation.start_from
     if not source:
         return model
-    path = Path(spec_dir) / source
+    try:
+        path = spec_relative_path(Path(spec_dir), source, "estimation.start_from", allow_outside)
+    except DataError as exc:
+        raise SpecError(str(exc)) from None
     try:
         document = json.loads(path.read_text())
         entries = document["parameters"]

@@ -54,9 +54,26 @@ def apply_filters(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
     return frame.loc[keep].reset_index(drop=True)
 
 
-def load_data(spec: DataSpec, base_dir: Path) -> LoadedData:
+def spec_relative_path(base_dir: Path, name: str, key: str, allow_outside: bool = False) -> Path:
+    """Resolve a file a spec names, relative to the spec's folder.
+
+    Specs may come from untrusted pull requests run in CI, and error messages quote
+    what they read (e.g. a file's column names), so by default a spec may only name
+    files inside its own folder: no absolute paths and no `..` escaping it.
+    """
+    base = base_dir.resolve()
+    path = (base / name).resolve()
+    if not allow_outside and (Path(name).is_absolute() or not path.is_relative_to(base)):
+        raise DataError(
+            f"{key}: '{name}' is outside the spec's folder {base}; put the file inside it (e.g. data/), "
+            "or, for a spec you trust, pass --allow-outside-data"
+        )
+    return path
+
+
+def load_data(spec: DataSpec, base_dir: Path, allow_outside: bool = False) -> LoadedData:
     """Read, filter and stack the data of a spec; paths are relative to the spec file's folder."""
-    path = (base_dir / spec.path).resolve()
+    path = spec_relative_path(base_dir, spec.path, "data.path", allow_outside)
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
     frame = read_table(path)
     frame = apply_filters(frame, spec)
