@@ -36,6 +36,9 @@ def used_columns(spec: Spec) -> dict[str, str]:
                 cols.setdefault(getattr(eq, key), f"responses.{i}.{key}")
         for c in (eq.select or {}):
             cols.setdefault(c, f"responses.{i}.select")
+        if eq.variance:
+            for c in sorted(formula_variables(_variance_formula(eq.variance, i))[1]):
+                cols.setdefault(c, f"responses.{i}.variance")
     for i, lv in enumerate(spec.levels):
         cols.setdefault(lv.id, f"levels.{i}.id")
     for i, block in enumerate(spec.random):
@@ -54,6 +57,34 @@ def used_columns(spec: Spec) -> dict[str, str]:
             for var in formula_variables(parse_formula(f"0 + {c}"))[1]:
                 cols.setdefault(var, "structural.Gamma")
     return cols
+
+
+def _variance_formula(text: str, k: int):
+    """Parse a `variance:` formula (one-sided, allowed functions only), errors naming responses.k.variance."""
+    try:
+        formula = parse_formula(text)
+    except SpecError as exc:
+        raise SpecError(f"responses.{k}.variance: {str(exc).removeprefix('fixed: ')}") from None
+    if hasattr(formula, "lhs"):
+        raise SpecError(f"responses.{k}.variance: {text!r} must be one-sided (no response), e.g. '~ x + C(item)'")
+    return formula
+
+
+def _variance_design(eq, k: int, frame: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The `variance:` design on the equation's rows without its intercept (the baseline SD plays that role)."""
+    formula = _variance_formula(eq.variance, k)
+    try:
+        S, names = fixed_design(formula, frame.iloc[rows].reset_index(drop=True))
+    except DataError as exc:
+        raise DataError(f"responses.{k}.variance: {exc}") from None
+    keep = [j for j, name in enumerate(names) if name != "Intercept"]
+    S, names = S[:, keep], tuple(names[j] for j in keep)
+    if not S.shape[1]:
+        raise SpecError(f"responses.{k}.variance: {eq.variance!r} has no terms besides the intercept")
+    if np.linalg.matrix_rank(np.column_stack([np.ones(len(S)), S])) <= S.shape[1]:
+        raise SpecError(f"responses.{k}.variance: the columns {list(names)} are collinear with the constant "
+                        "(the baseline sd(Residual)); write the formula with an intercept (e.g. '~ C(item)', it is dropped)")
+    return S, names
 
 
 def _check_columns(spec: Spec, frame: pd.DataFrame) -> None:
@@ -85,6 +116,11 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             family = get_family(eq.family, eq.link)
         except ValueError as exc:
             raise SpecError(f"responses.{k}: {exc}") from None
+        if eq.variance and eq.family != "gaussian":
+            raise SpecError(f"responses.{k}.variance is only for the gaussian family (found {eq.family})")
+        if eq.variance and eq.variance_by:
+            raise SpecError(f"responses.{k}: give either variance_by (one SD per category) or variance "
+                            "(a log-linear SD formula), not both; '~ C(col)' is the formula form of variance_by: col")
         mask = np.ones(n, dtype=bool)
         for col, vals in (eq.select or {}).items():
             mask &= frame[col].astype(str).isin([str(v) for v in vals]).to_numpy()
@@ -130,7 +166,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
         except DataError as exc:
             raise DataError(f"responses.{k} ({eq.family}, column '{eq.name}'): {exc}") from None
         suffix = f":{eq.name}[{k}]" if multi else ""
-        scale_rows = threshold_rows = None
+        scale_rows = threshold_rows = hetero = hetero_rows = None
         if eq.family in ("gaussian", "gamma"):
             ystd = float(np.std(y[rows])) or 1.0
             if eq.family == "gaussian" and eq.variance_by:
@@ -145,6 +181,11 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
                 rid = pt.add(name, block, value=ystd if eq.family == "gaussian" else 1.0, transform="log",
                              equation=eq.name, lhs=eq.name, op="~~", rhs=eq.name)
                 scale_rows = np.full(len(rows), rid)
+            if eq.variance:
+                hetero, names = _variance_design(eq, k, frame, rows)
+                hetero_rows = np.array([pt.add(f"logsd(Residual{suffix}:{nm})", "hetero", value=0.0,
+                                               equation=eq.name, lhs=eq.name, op="logsd", rhs=nm)
+                                        for nm in names], dtype=int)
         if eq.family == "ordinal":
             K = len(categories)
             counts = np.bincount(y[rows].astype(int), minlength=K)
@@ -158,7 +199,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
                           transform="identity" if j == 0 else "ordered", equation=eq.name, group=eq.name,
                           lhs=eq.name, op="|", rhs=f"t{j + 1}") for j in range(K - 1)]
             threshold_rows = np.array(ids)
-        equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories))
+        equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories, hetero, hetero_rows))
     if (eq_of_row < 0).any():
         raise DataError(f"{int((eq_of_row < 0).sum())} rows are selected by no response equation; extend the `select:` lists")
     return equations, eq_of_row, y, trials, offset

@@ -108,6 +108,8 @@ def model_matrices(model: CompiledModel, values: np.ndarray) -> ModelMatrices:
     for eq in model.equations:
         if eq.scale_rows is not None:
             scale[eq.rows] = values[eq.scale_rows]
+            if eq.hetero is not None:
+                scale[eq.rows] *= np.exp(eq.hetero @ values[eq.hetero_rows])
         thresholds.append(values[eq.threshold_rows] if eq.threshold_rows is not None else None)
     return ModelMatrices(
         beta=values[model.beta_rows],
@@ -206,7 +208,12 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
         np.add.at(g, rows, block_L_adjoint(block, values, gL, eps))
     for eq, gt in zip(model.equations, grad.thresholds, strict=True):
         if eq.scale_rows is not None:
-            np.add.at(g, eq.scale_rows, grad.scale[eq.rows])
+            gs = grad.scale[eq.rows]
+            if eq.hetero is not None:
+                mult = np.exp(eq.hetero @ values[eq.hetero_rows])
+                g[eq.hetero_rows] += eq.hetero.T @ (gs * values[eq.scale_rows] * mult)
+                gs = gs * mult
+            np.add.at(g, eq.scale_rows, gs)
         if eq.threshold_rows is not None and gt is not None:
             np.add.at(g, eq.threshold_rows, gt)
     return g

@@ -32,6 +32,10 @@ class Equation:
     """Ordinal: partable rows of the K-1 thresholds."""
     categories: tuple | None
     """Ordinal: category labels in order (y holds codes 0..K-1)."""
+    hetero: np.ndarray | None = None
+    """Gaussian `variance:` design S (rows of the equation x K): residual SD = sd(Residual) * exp(S @ alpha)."""
+    hetero_rows: np.ndarray | None = None
+    """Partable rows of alpha (block 'hetero', one per column of `hetero`)."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import pandas as pd
 
 COLUMNS = ["name", "block", "lhs", "op", "rhs", "level", "equation", "free", "value",
            "lower", "upper", "transform", "group", "origin"]
-BLOCKS = ("fixed", "loading", "sd", "corr", "B", "Gamma", "residual", "threshold", "shape")
+BLOCKS = ("fixed", "loading", "sd", "corr", "B", "Gamma", "residual", "hetero", "threshold", "shape")
 
 
 @dataclass

@@ -161,7 +161,7 @@ def lr_test(model: CompiledModel, loglik: float, reml: bool) -> dict | None:
     """LR test against the linear regression without latent variables (Stata's 'LR test vs. linear model')."""
     pt = model.partable
     frame = pt.frame
-    tested = sorted({int(k) for k, blk in zip(frame["free"], frame["block"], strict=True) if k > 0 and blk not in ("fixed", "residual")})
+    tested = sorted({int(k) for k, blk in zip(frame["free"], frame["block"], strict=True) if k > 0 and blk not in ("fixed", "residual", "hetero")})
     if not tested:
         return None
     blocks = {blk for k, blk in zip(frame["free"], frame["block"], strict=True) if int(k) in tested}

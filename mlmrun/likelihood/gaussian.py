@@ -8,7 +8,9 @@ mlmrun.likelihood.gaussian_design) and M = I + A'WA, W = S^-1:
     -2 l(beta)   = n log 2 pi + log|V| + r'V^-1 r,  r = y~ - X beta
     -2 l_R       = (n - p) log 2 pi + log|V| + log|X'V^-1 X| + r'V^-1 r at the GLS beta.
 
-Profiling beta (GLS) is exact. With a single residual SD sigma and every
+Profiling beta (GLS) is exact. Log-linear residual SDs (`variance:`,
+sigma_i = sigma exp(s_i' alpha)) keep one common scale, so sigma is still
+profiled; S~ = diag(exp(2 s_i' alpha)) then adds log|S~| to both criteria. With a single residual SD sigma and every
 latent SD expressed relative to it (V = sigma^2 V~), sigma^2 is profiled too
 (lme4, Bates et al. 2015, eqs. 34 and 41):
 
@@ -68,9 +70,9 @@ def log_det_residual(design: GaussianDesign, mats: ModelMatrices) -> tuple[np.nd
 def factor_system(design: GaussianDesign, mats: ModelMatrices, profile_sigma: bool, beta: np.ndarray | None = None
                ) -> tuple[np.ndarray, float, np.ndarray, BlockSystem, BlockFactor]:
     """Residual weights, log|S|, fixed map E, the block system and its factor (raises LinAlgError if not PD)."""
-    if profile_sigma:
+    if profile_sigma and not design.hetero:
         weights, log_s = np.ones(len(design.class_rows)), 0.0
-    else:
+    else:  # with `variance:` designs and sigma profiled, `mats` holds the relative SDs exp(s_i' alpha)
         weights, log_s = log_det_residual(design, mats)
     E = design.fixed_map(mats, beta)
     system = design.system(mats, E, weights)
@@ -90,7 +92,7 @@ def profile_schur(design: GaussianDesign, S: np.ndarray, logdet: float, log_s: f
     extra = logdet_x if reml else 0.0
     if profile_sigma:
         sigma2 = r2 / dof
-        deviance = logdet + extra + dof * (1.0 + LOG_2PI + np.log(sigma2))
+        deviance = log_s + logdet + extra + dof * (1.0 + LOG_2PI + np.log(sigma2))
         return Profiled(float(deviance), beta, float(np.sqrt(sigma2)), logdet, xtvx)
     deviance = dof * LOG_2PI + log_s + logdet + extra + r2
     return Profiled(float(deviance), beta, None, logdet, xtvx)
@@ -142,19 +144,31 @@ def regression_loglik(model: CompiledModel, *, reml: bool) -> float:
     X, y = F[:, :p], F[:, p]
     counts = design.class_counts
 
-    def deviance(log_sd: np.ndarray) -> float:
-        w = np.exp(-2.0 * log_sd)[design.classes]
+    def deviance_rows(log_sd: np.ndarray) -> float:
+        w = np.exp(-2.0 * log_sd)
         XtWX = X.T @ (w[:, None] * X)
         beta = np.linalg.solve(XtWX, X.T @ (w * y)) if p else np.zeros(0)
-        dev = (n - p if reml else n) * LOG_2PI + float(np.sum(counts * 2.0 * log_sd))
+        dev = (n - p if reml else n) * LOG_2PI + float(np.sum(2.0 * log_sd))
         dev += float(np.sum(w * (y - X @ beta) ** 2))
         if reml and p:
             dev += np.linalg.slogdet(XtWX)[1]
         return dev
 
+    def deviance(log_sd: np.ndarray) -> float:
+        return deviance_rows(log_sd[design.classes])
+
     beta = np.linalg.lstsq(X, y, rcond=None)[0] if p else np.zeros(0)
-    ss = np.bincount(design.classes, weights=(y - X @ beta) ** 2, minlength=len(counts))
     dof = n - p if reml else n
+    if design.hetero:  # the same `variance:` designs: baseline log SDs per class, then alpha
+        nb, Hd = len(design.base_rows), design.hetero_design
+        ss = np.bincount(design.base_class, weights=(y - X @ beta) ** 2, minlength=nb)
+        counts = np.bincount(design.base_class, minlength=nb)
+        start = np.concatenate([0.5 * np.log(np.maximum(ss, 1e-300) * dof / n / np.maximum(counts, 1)),
+                                np.zeros(Hd.shape[1])])
+        res = optimize.minimize(lambda t: deviance_rows(t[:nb][design.base_class] + Hd @ t[nb:]), start,
+                                method="BFGS", options={"gtol": 1e-8})
+        return -0.5 * float(res.fun)
+    ss = np.bincount(design.classes, weights=(y - X @ beta) ** 2, minlength=len(counts))
     start = 0.5 * np.log(np.maximum(ss, 1e-300) * dof / n / np.maximum(counts, 1))
     if len(counts) == 1:
         start = np.array([0.5 * np.log(max(ss[0], 1e-300) / dof)])

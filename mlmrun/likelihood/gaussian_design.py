@@ -150,20 +150,41 @@ class GaussianDesign:
         self.F = np.column_stack([Xf, gamma, y0])
 
     def _classes(self, model: CompiledModel) -> None:
-        """Residual classes: rows sharing one residual-SD partable row share a weight."""
+        """Residual classes: rows sharing one residual-SD partable row share a weight.
+
+        Rows of an equation with a `variance:` design have SDs that differ
+        row by row (sd * exp(s_i' alpha)), so each is a class of its own
+        (`hetero`; the cross products are then formed row-wise). `base_class`
+        and `hetero_design` keep the baseline SD row and s_i of every row for
+        the regression comparison model.
+        """
         scale_row = np.full(self.n, -1)
+        base_row = np.full(self.n, -1)
+        k_all = sum(eq.hetero.shape[1] for eq in model.equations if eq.hetero is not None)
+        self.hetero_design = np.zeros((self.n, k_all))
+        start = 0
         for eq in model.equations:
             scale_row[eq.rows] = eq.scale_rows
-        self.class_rows, self.classes = np.unique(scale_row, return_inverse=True)
+            base_row[eq.rows] = eq.scale_rows
+            if eq.hetero is not None:
+                scale_row[eq.rows] = -2 - eq.rows
+                K = eq.hetero.shape[1]
+                self.hetero_design[eq.rows, start:start + K] = eq.hetero
+                start += K
+        self.hetero = k_all > 0
+        self.class_rows, self.class_first, self.classes = np.unique(scale_row, return_index=True, return_inverse=True)
         self.classes = self.classes.ravel()
-        self.class_first = np.array([int(np.flatnonzero(self.classes == g)[0]) for g in range(len(self.class_rows))])
         self.class_counts = np.bincount(self.classes, minlength=len(self.class_rows))
+        self.base_rows, self.base_class = np.unique(base_row, return_inverse=True)
+        self.base_class = self.base_class.ravel()
 
     def _agg(self, codes: np.ndarray, n_units: int) -> sp.csr_matrix:
         return sp.csr_matrix((np.ones(self.n), (codes, np.arange(self.n))), shape=(n_units, self.n))
 
     def _choose_raw(self) -> bool:
         """Raw sums when their per-evaluation work is below that of recomputing from the rows."""
+        if self.hetero:
+            return False
         G, c_raw = len(self.class_rows), self.F.shape[1]
         K = [lv.xi.shape[1] for lv in self.levels]
         k = [len(lv.members) for lv in self.levels]
@@ -252,5 +273,6 @@ class GaussianDesign:
         names = [self.model.levels[lv.level].name for lv in self.levels]
         st = self.structure
         return (f"levels {names}; {st.n_blockwise} eliminated blockwise, remainder q={st.q_remainder}; "
-                f"{'raw sums' if self.raw else 'row-wise'} cross products; {len(self.class_rows)} residual class(es)")
+                f"{'raw sums' if self.raw else 'row-wise'} cross products; {len(self.class_rows)} residual class(es)"
+                + (" (log-linear residual SDs)" if self.hetero else ""))
 

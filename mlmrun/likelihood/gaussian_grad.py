@@ -61,8 +61,9 @@ def _residual_sd_gradient(design: GaussianDesign, weights: np.ndarray, dw: np.nd
 
 def _matrix_gradient(design: GaussianDesign, mats: ModelMatrices, E: np.ndarray, weights: np.ndarray,
                      sg: SystemGradient, profile_sigma: bool, beta_given: bool) -> MatrixGradient:
-    dH, dE, dw = system_adjoint(design, design.loading_maps(mats), E, weights, sg, need_weights=not profile_sigma)
-    dsigma = None if profile_sigma else _residual_sd_gradient(design, weights, dw)
+    need = not profile_sigma or design.hetero  # relative SDs exp(s_i' alpha) depend on alpha even when sigma is profiled
+    dH, dE, dw = system_adjoint(design, design.loading_maps(mats), E, weights, sg, need_weights=need)
+    dsigma = _residual_sd_gradient(design, weights, dw) if need else None
     return matrix_gradient(design, mats, dH, dE, dsigma, beta_given)
 
 

@@ -73,6 +73,7 @@ def random_effects(rows: dict[str, ParamRow], model: CompiledModel) -> list[Tabl
     residual = [r for r in rows.values() if r.block == "residual"]
     if residual:
         body = [estimate_line(r.name, r, "log") for r in residual if not r.derived] + \
+               [estimate_line(r.name, r) for r in rows.values() if r.block == "hetero"] + \
                [estimate_line(r.name, r, "log") for r in residual if r.derived]
         tables.append(Table(list(EST_COLUMNS), body, title="Residual"))
     return tables

@@ -89,6 +89,8 @@ class Equation(SpecNode):
     """Mixed responses: this equation covers rows whose column has one of these values (gllamm's fv()/lv())."""
     variance_by: str | None = None
     """Gaussian: one residual SD per category of this column (level-1 heteroscedasticity)."""
+    variance: str | None = None
+    """Gaussian: one-sided formula ('~ x + C(item)') for the log residual SD: log sd_i = log sd(Residual) + s_i' alpha (gllamm's s(); the formula's intercept is dropped)."""
     categories: list[Scalar] | None = None
     """Ordinal: the ordered categories (default: sorted distinct values)."""
 

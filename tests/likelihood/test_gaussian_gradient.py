@@ -12,6 +12,7 @@ largest component.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +67,28 @@ def structural_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_spec(folder, STRUCTURAL)
 
 
+LOGLINEAR = """
+name: hsced_loglinear
+data: {path: data/hsced.csv}
+levels: [{name: id, id: id}]
+responses: [{name: y, family: gaussian, variance: "~ x + C(item)"}]
+fixed: "y ~ x"
+random: [{level: id, terms: [1]}]
+"""
+
+
 def load(name: str, structural_spec: Path) -> CompiledModel:
+    if name == "hsced_loglinear":
+        shutil.copy(SPECS / "data" / "hsced.csv", structural_spec.parent / "data" / "hsced.csv")
+        return prepare(write_spec(structural_spec.parent, LOGLINEAR, "hsced_loglinear.yaml")).model
     return prepare(structural_spec if name == "structural" else SPECS / f"{name}.yaml").model
 
 
 CASES = ["pig_slope_unstructured", "productivity_blocks", "pig_crossed", "kypssim", "holzinger_swineford", "hsced",
-         "latent_covariates", "structural"]
+         "hsced_loglinear", "latent_covariates", "structural"]
 """Nested random slopes (Cholesky block; identity block in a 3-level nest), crossed intercepts, crossed factors
-with loadings, free loadings with item residual SDs, heteroscedastic residuals, Gamma, and B across levels."""
+with loadings, free loadings with item residual SDs, heteroscedastic residuals (per item, and log-linear in
+covariates: `variance:`), Gamma, and B across levels."""
 
 
 def consistent_values(model: CompiledModel, seed: int) -> np.ndarray:
@@ -121,7 +136,7 @@ def test_profiled_gradient_matches_central_differences(case: str, raw: bool, str
             assert_gradient(analytic[other], central(loglik, free)[other])
 
 
-@pytest.mark.parametrize("case", ["pig_crossed", "holzinger_swineford", "structural"])
+@pytest.mark.parametrize("case", ["pig_crossed", "holzinger_swineford", "hsced_loglinear", "structural"])
 def test_gradient_at_given_beta_includes_beta(case: str, structural_spec: Path) -> None:
     """Nothing profiled (the SE Hessian's function when Gamma is free): every free coordinate, beta included."""
     model = load(case, structural_spec)
@@ -192,7 +207,7 @@ def dense_predictions(model: CompiledModel, values: np.ndarray) -> dict[str, tup
 
 
 @pytest.mark.parametrize("case", ["pig_slope_unstructured", "productivity_blocks", "pig_crossed", "penicillin",
-                                  "hsced", "structural"])
+                                  "hsced", "hsced_loglinear", "structural"])
 def test_empirical_bayes_matches_dense_posterior(case: str, structural_spec: Path) -> None:
     model = load(case, structural_spec)
     values = consistent_values(model, 7)

@@ -51,7 +51,7 @@ def random_values(model: CompiledModel, seed: int) -> np.ndarray:
             continue
         values[i] = {"fixed": rng.normal(), "sd": rng.uniform(0.3, 2.0), "corr": rng.uniform(-0.4, 0.4),
                      "residual": rng.uniform(0.5, 2.0), "loading": rng.uniform(0.5, 1.5),
-                     "B": rng.uniform(-0.8, 0.8), "Gamma": rng.normal()}[block]
+                     "B": rng.uniform(-0.8, 0.8), "Gamma": rng.normal(), "hetero": rng.uniform(-0.5, 0.5)}[block]
     return values
 
 
