@@ -17,7 +17,7 @@ only add latency). Usage: python bench/bench_glmm.py [--repeat N] [--json FILE]
 
 from __future__ import annotations
 
-from common import ROOT, peer_seconds  # first: pins BLAS threads before numpy loads
+from common import ROOT, peer_seconds, timed_fits  # first: pins BLAS threads before numpy loads
 
 # isort: split
 
@@ -54,11 +54,7 @@ def fit_times(repeat: int) -> list[dict]:
     for name, (file, path) in SPECS.items():
         model = prepare(ROOT / "specs" / f"{name}.yaml").model
         estimate(model)  # warm caches (rules, imports)
-        times, fit = [], None
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fit = estimate(model)
-            times.append(time.perf_counter() - t0)
+        times, fit = timed_fits(model, repeat)
         peer = peer_seconds(file, path)
         row = {"spec": name, "fit_median_s": statistics.median(times), "peer_s": peer, "loglik": fit.loglik,
                "converged": fit.converged, "n_evaluations": fit.n_evaluations}

@@ -16,7 +16,7 @@ python bench/bench_latent.py [--repeat N] [--skip-flagship] [--json FILE]
 
 from __future__ import annotations
 
-from common import ROOT, peer_seconds  # first: pins BLAS threads before numpy loads
+from common import ROOT, peer_seconds, timed_fits  # first: pins BLAS threads before numpy loads
 
 # isort: split
 
@@ -90,11 +90,7 @@ def others(repeat: int) -> list[dict]:
     print(f"\n{'spec':<22} {'ours median (s)':>16} {'peer (s)':>9} {'loglik':>14} {'evals':>6}  converged")
     for name, (file, path) in SPECS.items():
         model = prepare(ROOT / "specs" / f"{name}.yaml").model
-        times, fit = [], None
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fit = estimate(model)
-            times.append(time.perf_counter() - t0)
+        times, fit = timed_fits(model, repeat)
         peer = peer_seconds(file, path)
         row = {"spec": name, "fit_median_s": statistics.median(times), "fit_times_s": times, "peer_s": peer,
                "loglik": fit.loglik, "converged": bool(fit.converged), "n_evaluations": int(fit.n_evaluations),

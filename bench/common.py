@@ -28,3 +28,17 @@ def peer_seconds(file: str | None, path: str | None) -> float | None:
     for key in path.split("."):
         node = node[key]
     return float(node)
+
+
+def timed_fits(model, repeat: int) -> tuple[list[float], object]:
+    """Wall seconds of `repeat` in-process fits of one compiled model, and the last FitResult."""
+    import time
+
+    from mlmrun.estimate import estimate
+
+    times, fit = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fit = estimate(model)
+        times.append(time.perf_counter() - start)
+    return times, fit

@@ -11,6 +11,10 @@ bench/bench_glmm.py and bench/bench_latent.py when they exist. Results go to std
 
 from __future__ import annotations
 
+from common import ROOT, timed_fits  # first: pins BLAS threads (subprocesses inherit it)
+
+# isort: split
+
 import argparse
 import json
 import os
@@ -21,25 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-# Pinned before mlmrun (and so numpy) is first imported, inside the timing functions; subprocesses inherit it.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-
-ROOT = Path(__file__).resolve().parents[1]
 EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py", "bench_latent.py")
 
 
 def time_in_process(spec: Path, repeat: int) -> dict:
     """Median seconds of `estimate()` on one prepared model, plus the fit's log likelihood."""
-    from mlmrun.estimate import estimate
     from mlmrun.pipeline import prepare
 
-    prepared = prepare(spec)
-    times, fit = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fit = estimate(prepared.model)
-        times.append(time.perf_counter() - start)
+    times, fit = timed_fits(prepare(spec).model, repeat)
     return {"fit_median_s": statistics.median(times), "fit_times_s": times,
             "loglik": fit.loglik, "converged": bool(fit.converged), "iterations": int(fit.iterations)}
 

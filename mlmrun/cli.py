@@ -100,18 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its three subcommands."""
     parser = argparse.ArgumentParser(prog="mlmrun", description="Fit GLLAMMs from declarative YAML specs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fit = sub.add_parser("fit", help="fit a spec; write results.json, report.html and report.md")
-    fit.add_argument("spec", help="spec file (YAML)")
+    spec_args = argparse.ArgumentParser(add_help=False)
+    spec_args.add_argument("spec", help="spec file (YAML)")
+    spec_args.add_argument("--allow-outside-data", action="store_true",
+                           help="let the spec read files outside its folder (only for specs you trust)")
+    fit = sub.add_parser("fit", parents=[spec_args], help="fit a spec; write results.json, report.html and report.md")
     fit.add_argument("--out", help="output folder (default: the spec's report.dir, else reports/<name>)")
     fit.add_argument("--quiet", action="store_true", help="no iteration log and no summary line")
-    fit.add_argument("--allow-outside-data", action="store_true",
-                     help="let the spec read files outside its folder (only for specs you trust)")
     fit.set_defaults(func=cmd_fit)
-    val = sub.add_parser("validate", help="check a spec, its data and the compiled model without fitting")
-    val.add_argument("spec", help="spec file (YAML)")
+    val = sub.add_parser("validate", parents=[spec_args],
+                         help="check a spec, its data and the compiled model without fitting")
     val.add_argument("--show-partable", action="store_true", help="print the parameter table")
-    val.add_argument("--allow-outside-data", action="store_true",
-                     help="let the spec read files outside its folder (only for specs you trust)")
     val.set_defaults(func=cmd_validate)
     sch = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     sch.set_defaults(func=cmd_schema)

@@ -106,6 +106,10 @@ class ParTable:
         self.n_free = int(self._free.max(initial=0))
         self._first = np.array([int(np.flatnonzero(self._free == k)[0]) for k in range(1, self.n_free + 1)], dtype=int)
         self._validate()
+        rows = np.arange(len(self.frame))
+        self._identity = rows[(self._free > 0) & (self._transform == "identity")]
+        self._log = rows[(self._free > 0) & (self._transform == "log")]
+        self._ordered = rows[(self._free > 0) & (self._transform == "ordered")]
 
     def _validate(self) -> None:
         for k in range(1, self.n_free + 1):
@@ -145,18 +149,10 @@ class ParTable:
     def unpack(self, free: np.ndarray) -> np.ndarray:
         """Natural values of every row from the optimiser's free vector."""
         values = self._fixed_values.copy()
-        for i in range(len(values)):
-            k = self._free[i]
-            if k == 0:
-                continue
-            x = free[k - 1]
-            t = self._transform[i]
-            if t == "identity":
-                values[i] = x
-            elif t == "log":
-                values[i] = np.exp(x)
-            elif t == "ordered":
-                values[i] = values[i - 1] + np.exp(x)
+        values[self._identity] = free[self._free[self._identity] - 1]
+        values[self._log] = np.exp(free[self._free[self._log] - 1])
+        for i in self._ordered:
+            values[i] = values[i - 1] + np.exp(free[self._free[i] - 1])
         return values
 
     def pack(self, values: np.ndarray) -> np.ndarray:
@@ -176,18 +172,12 @@ class ParTable:
     def jacobian(self, free: np.ndarray) -> np.ndarray:
         """d value / d free, shape (n_rows, n_free)."""
         jac = np.zeros((len(self), self.n_free))
-        for i in range(len(self)):
-            k = self._free[i]
-            if k == 0:
-                continue
-            t = self._transform[i]
-            if t == "identity":
-                jac[i, k - 1] = 1.0
-            elif t == "log":
-                jac[i, k - 1] = np.exp(free[k - 1])
-            elif t == "ordered":
-                jac[i] = jac[i - 1]
-                jac[i, k - 1] += np.exp(free[k - 1])
+        jac[self._identity, self._free[self._identity] - 1] = 1.0
+        k = self._free[self._log] - 1
+        jac[self._log, k] = np.exp(free[k])
+        for i in self._ordered:
+            jac[i] = jac[i - 1]
+            jac[i, self._free[i] - 1] += np.exp(free[self._free[i] - 1])
         return jac
 
     def free_bounds(self) -> list[tuple[float | None, float | None]]:
