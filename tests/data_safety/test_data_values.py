@@ -120,3 +120,10 @@ def test_a_single_unit_after_dropping_missing_rows_is_refused(folder, capsys):
            .replace("5.0,2,3", "5.0,2,").replace("1.3,1,3", "1.3,1,").replace(",4\n", ",\n"))
     problem = run(folder, capsys, spec_for("d.csv")).problem()
     assert "levels.0.id: level 'g' (column 'g') has a single unit in the rows used" in problem
+
+
+def test_text_ids_in_a_stata_file_are_one_unit_when_equal_as_numbers(folder, capsys):
+    _ids_frame(["1", "1.0", "01", "2", "02", "2", "3", "3"]).to_stata(folder / "d.dta", write_index=False)
+    outcome = run(folder, capsys, spec_for("d.dta"))
+    assert outcome.code == 0, outcome.err
+    assert "g (3 units)" in outcome.out

@@ -11,7 +11,6 @@ import sys
 import pandas as pd
 import pytest
 
-from mlmrun.data import files
 from tests.data_safety.cli_run import ROWS, run, spec_for
 
 SECRET = "s3cr3t-line-of-the-file"
@@ -65,7 +64,7 @@ def test_an_unreadable_file(folder, capsys, monkeypatch):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(files.os, "open", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     problem = run(folder, capsys, spec_for("d.csv")).problem()
     assert "data.path: cannot read d.csv: permission denied" in problem
 
