@@ -7,12 +7,13 @@ import difflib
 import numpy as np
 import pandas as pd
 
+from mlmrun.compile.data_checks import check_finite, check_level_sizes, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel, CovBlock, Equation, LatentVar
 from mlmrun.compile.partable import ParTable, ParTableBuilder
-from mlmrun.data.levels import LevelIndex, build_levels
+from mlmrun.data.levels import build_levels
 from mlmrun.data.load import LoadedData
 from mlmrun.data.shown import columns_hint, excerpt, excerpts
 from mlmrun.errors import DataError, SpecError
@@ -104,71 +105,6 @@ def _check_columns(spec: Spec, frame: pd.DataFrame) -> None:
         raise DataError("; ".join(problems))
 
 
-def _drop_missing(frame: pd.DataFrame, cols: dict[str, str]) -> tuple[pd.DataFrame, int]:
-    """Drop rows with a missing value in any used column (missing at random), counting them.
-
-    Missing means an empty cell or NA; infinite numbers are not missing but an
-    error (see _check_finite). When no row is left, the message names each
-    column with missing values and how many.
-    """
-    used = frame[list(cols)]
-    complete = used.notna().all(axis=1)
-    n_dropped = int((~complete).sum())
-    if not complete.any():
-        counts = used.isna().sum()
-        worst = counts[counts > 0].sort_values(ascending=False, kind="stable")
-        listed = ", ".join(f"{excerpt(c)} ({cols[c]}) {int(n)} missing" for c, n in worst.items()) or "no data rows"
-        raise DataError(f"data: no rows left after dropping rows with a missing value in the columns the model uses "
-                        f"(of {len(frame)} rows): {listed}; fill in the missing values or drop those columns from the model")
-    return frame.loc[complete].reset_index(drop=True), n_dropped
-
-
-def _check_finite(frame: pd.DataFrame, cols: dict[str, str]) -> None:
-    """Refuse infinite values (inf, -inf) in numeric columns: they are not missing values, and no model can use them."""
-    problems = []
-    for col, where in cols.items():
-        values = frame[col]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
-            if n_inf:
-                problems.append(f"{where}: column {excerpt(col)} has {n_inf} infinite value{'s' * (n_inf > 1)} "
-                                f"(inf or -inf) of {len(values)}; mlmrun treats only empty cells as missing, so "
-                                "remove or recode them (e.g. leave the cell empty)")
-    if problems:
-        raise DataError("; ".join(problems))
-
-
-def _numeric_column(frame: pd.DataFrame, col: str, rows: np.ndarray, key: str) -> np.ndarray:
-    """Column `col` on `rows` as floats; text that is not a number is an error naming `key` and the column."""
-    values = frame[col].iloc[rows]
-    if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy(dtype=float)
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = values[numbers.isna() & values.notna()]
-    if len(bad):
-        many = len(bad) > 1
-        raise DataError(f"{key}: column {excerpt(col)} must be numeric; {len(bad)} of its values "
-                        f"{'are' if many else 'is'} not a number, e.g. {excerpts(pd.unique(bad), 3)}")
-    out = numbers.to_numpy(dtype=float)
-    if np.isinf(out).any():
-        raise DataError(f"{key}: column {excerpt(col)} has {int(np.isinf(out).sum())} infinite values; "
-                        "remove or recode them")
-    return out
-
-
-def _check_level_sizes(levels: list[LevelIndex], latent: list[LatentVar]) -> None:
-    """A level that carries random effects or latent variables needs at least two units (lme4 refuses one too)."""
-    for lat in latent:
-        lv = levels[lat.level]
-        if lv.n_units < 2:
-            raise DataError(
-                f"levels.{lat.level}.id: level '{lv.name}' (column {excerpt(lv.column)}) has a single unit in the rows "
-                f"used ({lv.column} = {excerpt(lv.labels[0]) if len(lv.labels) else '?'}), so the variance of "
-                f"'{lat.name}' at that level cannot be estimated; use data with several units or drop the level's "
-                "random effects"
-            )
-
-
 def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[list[Equation], np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     n = len(frame)
     eq_of_row = np.full(n, -1, dtype=int)
@@ -222,12 +158,12 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             if eq.family != "binomial":
                 raise SpecError(f"responses.{k}.trials is only for the binomial family")
             trials = np.ones(n) if trials is None else trials
-            trials[rows] = _numeric_column(frame, eq.trials, rows, f"responses.{k}.trials")
+            trials[rows] = numeric_column(frame, eq.trials, rows, f"responses.{k}.trials")
             eq_trials = trials[rows]
         if eq.offset:
-            offset[rows] += _numeric_column(frame, eq.offset, rows, f"responses.{k}.offset")
+            offset[rows] += numeric_column(frame, eq.offset, rows, f"responses.{k}.offset")
         if eq.exposure:
-            expo = _numeric_column(frame, eq.exposure, rows, f"responses.{k}.exposure")
+            expo = numeric_column(frame, eq.exposure, rows, f"responses.{k}.exposure")
             if np.any(expo <= 0):
                 raise DataError(f"responses.{k}.exposure: column {excerpt(eq.exposure)} must be positive "
                                 f"({int((expo <= 0).sum())} values are zero or negative)")
@@ -329,8 +265,8 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     frame = data.frame
     _check_columns(spec, frame)
     cols = used_columns(spec)
-    frame, n_dropped = _drop_missing(frame, cols)
-    _check_finite(frame, cols)
+    frame, n_dropped = drop_missing(frame, cols)
+    check_finite(frame, cols)
     formula = parse_formula(spec.fixed)
     X, x_names = fixed_design(formula, frame)
     if all(eq.family == "ordinal" for eq in spec.responses):
@@ -343,7 +279,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     if any(eq.family.name == "ordinal" for eq in equations) and "Intercept" in x_names:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
-    _check_level_sizes(levels, parts.latent)
+    check_level_sizes(levels, parts.latent)
     for name, value in spec.estimation.start.items():
         pt.rows[_row_named(pt, name, "estimation.start")]["value"] = float(value)
     _apply_constraints(spec, pt)

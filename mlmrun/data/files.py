@@ -68,8 +68,9 @@ def read_regular_file(path: Path, key: str, what: str = "data file") -> bytes:
     shown = shown_path(path)
     try:
         info = os.stat(path)
-    except FileNotFoundError as exc:
-        raise DataError(f"{key}: {what} not found: {shown} ({_reason(exc)})") from None
+    except FileNotFoundError:
+        raise DataError(f"{key}: {what} not found: {shown} (no file there; paths are relative to the spec "
+                        "file's folder)") from None
     except OSError as exc:
         raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}") from None
     _check_regular(info, shown, key)
