@@ -251,7 +251,9 @@ def empirical_bayes_json(fit: FitResult) -> dict[str, Any] | None:
 
     Layout per level (predict.LevelPrediction.as_dict): {"units": [labels], LATENT: {"mean": [...],
     "sd": [...]}, ...}, posterior means and SDs rounded to 6 significant digits (the predictions'
-    own quadrature error is larger). Any other layout stays out of the file.
+    own quadrature error is larger). Any other layout stays out of the file. Unit labels are those of
+    data.levels: ids equal as numbers are one unit, and a within_parent unit reads "3/2" (unit 2
+    within parent unit 3; UNIT_PATH_SEPARATOR).
     """
     eb = fit.extras.get("empirical_bayes")
     if not isinstance(eb, dict) or not eb:

@@ -7,6 +7,7 @@ import difflib
 import numpy as np
 import pandas as pd
 
+from mlmrun.compile.data_checks import check_finite, check_level_sizes, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
@@ -14,6 +15,7 @@ from mlmrun.compile.model import CompiledModel, CovBlock, Equation, LatentVar
 from mlmrun.compile.partable import ParTable, ParTableBuilder
 from mlmrun.data.levels import build_levels
 from mlmrun.data.load import LoadedData
+from mlmrun.data.shown import columns_hint, excerpt, excerpts
 from mlmrun.errors import DataError, SpecError
 from mlmrun.families import get_family
 from mlmrun.spec.model import Spec
@@ -97,8 +99,8 @@ def _check_columns(spec: Spec, frame: pd.DataFrame) -> None:
     for col, where in cols.items():
         if col not in frame.columns:
             close = difflib.get_close_matches(col, [str(c) for c in frame.columns], n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"columns are {list(frame.columns)}"
-            problems.append(f"{where}: column '{col}' is not in the data; {hint}")
+            hint = f"did you mean {excerpt(close[0])}?" if close else columns_hint(frame.columns)
+            problems.append(f"{where}: column {excerpt(col)} is not in the data; {hint}")
     if problems:
         raise DataError("; ".join(problems))
 
@@ -140,26 +142,31 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             lookup = {str(c): i for i, c in enumerate(cats)}
             codes = col.astype(str).map(lookup)
             if codes.isna().any():
-                raise DataError(f"responses.{k}: ordinal response has values {sorted(set(col.astype(str)) - set(lookup))} not among categories {cats}")
+                raise DataError(f"responses.{k}: ordinal response column {excerpt(eq.name)} has values "
+                                f"{excerpts(sorted(set(col.astype(str)) - set(lookup)))} not among the categories "
+                                f"{excerpts(cats, 10)}")
             y[rows] = codes.to_numpy(dtype=float)
             categories = tuple(cats)
         else:
             if not pd.api.types.is_numeric_dtype(col):
-                raise DataError(f"responses.{k}: response column '{eq.name}' must be numeric for family {eq.family} (found {col.dtype})")
+                bad = col[pd.to_numeric(col, errors="coerce").isna()]
+                raise DataError(f"responses.{k}: response column {excerpt(eq.name)} must be numeric for family "
+                                f"{eq.family}; it holds values such as {excerpts(pd.unique(bad), 3)}")
             y[rows] = col.to_numpy(dtype=float)
         eq_trials = None
         if eq.trials:
             if eq.family != "binomial":
                 raise SpecError(f"responses.{k}.trials is only for the binomial family")
             trials = np.ones(n) if trials is None else trials
-            trials[rows] = frame[eq.trials].to_numpy(dtype=float)[rows]
+            trials[rows] = numeric_column(frame, eq.trials, rows, f"responses.{k}.trials")
             eq_trials = trials[rows]
         if eq.offset:
-            offset[rows] += frame[eq.offset].to_numpy(dtype=float)[rows]
+            offset[rows] += numeric_column(frame, eq.offset, rows, f"responses.{k}.offset")
         if eq.exposure:
-            expo = frame[eq.exposure].to_numpy(dtype=float)[rows]
+            expo = numeric_column(frame, eq.exposure, rows, f"responses.{k}.exposure")
             if np.any(expo <= 0):
-                raise DataError(f"responses.{k}.exposure: column '{eq.exposure}' must be positive")
+                raise DataError(f"responses.{k}.exposure: column {excerpt(eq.exposure)} must be positive "
+                                f"({int((expo <= 0).sum())} values are zero or negative)")
             offset[rows] += np.log(expo)
         try:
             family.validate(y[rows], eq_trials)
@@ -257,12 +264,9 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     """Turn a validated spec and its loaded data into a CompiledModel with its parameter table."""
     frame = data.frame
     _check_columns(spec, frame)
-    cols = list(used_columns(spec))
-    complete = frame[cols].notna().all(axis=1)
-    n_dropped = int((~complete).sum())
-    frame = frame.loc[complete].reset_index(drop=True)
-    if len(frame) == 0:
-        raise DataError("no rows left after dropping rows with missing values in the variables the model uses")
+    cols = used_columns(spec)
+    frame, n_dropped = drop_missing(frame, cols)
+    check_finite(frame, cols)
     formula = parse_formula(spec.fixed)
     X, x_names = fixed_design(formula, frame)
     if all(eq.family == "ordinal" for eq in spec.responses):
@@ -275,6 +279,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     if any(eq.family.name == "ordinal" for eq in equations) and "Intercept" in x_names:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
+    check_level_sizes(levels, parts.latent)
     for name, value in spec.estimation.start.items():
         pt.rows[_row_named(pt, name, "estimation.start")]["value"] = float(value)
     _apply_constraints(spec, pt)

@@ -1,17 +1,26 @@
-"""Read the data file a spec names, apply row filters and stacking."""
+"""Read the data file a spec names, apply row filters and stacking.
+
+Which files may be read, and how, is files.py's job; messages quote values
+from the file only as short sanitised excerpts (shown.py).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import operator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from mlmrun.data.files import DATA_SUFFIXES, read_regular_file, spec_file, spec_relative_path
 from mlmrun.data.reshape import stack_long
+from mlmrun.data.shown import columns_hint, excerpt, printable, shown_path
 from mlmrun.errors import DataError
 from mlmrun.spec.model import DataSpec
+
+__all__ = ["LoadedData", "apply_filters", "load_data", "read_table", "spec_relative_path"]
 
 _OPS = {"==": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
@@ -26,56 +35,61 @@ class LoadedData:
     path: str
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read CSV, Parquet or Stata .dta by extension."""
-    if not path.exists():
-        raise DataError(f"data file not found: {path}")
+def read_table(path: Path, key: str = "data.path") -> tuple[pd.DataFrame, str]:
+    """Read CSV, TSV, Parquet or Stata .dta by extension; returns the frame and the SHA-256 of the bytes read.
+
+    The file is read once (as bytes, after the checks of files.read_regular_file)
+    and parsed from memory, so the digest is that of exactly what was parsed.
+    Parser messages are shortened and sanitised: they must not carry a file's lines.
+    """
+    raw = read_regular_file(path, key)
+    digest = hashlib.sha256(raw).hexdigest()
     suffix = path.suffix.lower()
+    shown = shown_path(path)
     try:
         if suffix == ".parquet":
-            return pd.read_parquet(path)
-        if suffix == ".dta":
-            return pd.read_stata(path)
-        return pd.read_csv(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+            frame = pd.read_parquet(io.BytesIO(raw))
+        elif suffix == ".dta":
+            frame = pd.read_stata(io.BytesIO(raw))
+        else:
+            frame = pd.read_csv(io.BytesIO(raw), sep="\t" if suffix == ".tsv" else ",")
+    except ImportError:
+        raise DataError(f"{key}: reading Parquet ({shown}) needs the pyarrow package, which is not installed; "
+                        "install it (pip install 'pyarrow>=14') or save the data as CSV") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{key}: {shown} has no header row (no columns); the first line must name the columns") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{key}: {shown} is not UTF-8 text (undecodable byte at offset {exc.start}); "
+                        "save it as UTF-8") from None
+    except Exception as exc:  # each reader (C parser, pyarrow, Stata) raises its own types for a malformed file
+        raise DataError(f"{key}: cannot read {shown} as {suffix.lstrip('.')}: "
+                        f"{printable(' '.join(str(exc).split())[:160])}") from None
+    if len(frame.columns) and not len(frame):
+        raise DataError(f"{key}: {shown} has a header ({columns_hint(frame.columns)}) but no data rows")
+    return frame, digest
 
 
 def apply_filters(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
     """Keep rows satisfying every filter of the spec."""
     keep = pd.Series(True, index=frame.index)
-    for flt in spec.filter:
+    for i, flt in enumerate(spec.filter):
         if flt.column not in frame.columns:
-            raise DataError(f"filter column '{flt.column}' is not in the data; columns are {list(frame.columns)}")
+            raise DataError(f"data.filter.{i}: column {excerpt(flt.column)} is not in the data; "
+                            f"{columns_hint(frame.columns)}")
         try:
             keep &= _OPS[flt.op](frame[flt.column], flt.value).fillna(False).astype(bool)
         except TypeError:
-            raise DataError(f"filter {flt.column} {flt.op} {flt.value!r}: cannot compare column of type {frame[flt.column].dtype} with {flt.value!r}") from None
+            raise DataError(f"data.filter.{i}: {excerpt(flt.column)} {flt.op} {excerpt(flt.value)}: cannot compare "
+                            f"a column of type {frame[flt.column].dtype} with {excerpt(flt.value)}") from None
+    if not keep.any():
+        raise DataError(f"data.filter: no row satisfies every filter (of {len(frame)} rows read); relax the filters")
     return frame.loc[keep].reset_index(drop=True)
-
-
-def spec_relative_path(base_dir: Path, name: str, key: str, allow_outside: bool = False) -> Path:
-    """Resolve a file a spec names, relative to the spec's folder.
-
-    Specs may come from untrusted pull requests run in CI, and error messages quote
-    what they read (e.g. a file's column names), so by default a spec may only name
-    files inside its own folder: no absolute paths and no `..` escaping it.
-    """
-    base = base_dir.resolve()
-    path = (base / name).resolve()
-    if not allow_outside and (Path(name).is_absolute() or not path.is_relative_to(base)):
-        raise DataError(
-            f"{key}: '{name}' is outside the spec's folder {base}; put the file inside it (e.g. data/), "
-            "or, for a spec you trust, pass --allow-outside-data"
-        )
-    return path
 
 
 def load_data(spec: DataSpec, base_dir: Path, allow_outside: bool = False) -> LoadedData:
     """Read, filter and stack the data of a spec; paths are relative to the spec file's folder."""
-    path = spec_relative_path(base_dir, spec.path, "data.path", allow_outside)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
-    frame = read_table(path)
+    path = spec_file(base_dir, spec.path, "data.path", DATA_SUFFIXES, allow_outside)
+    frame, digest = read_table(path)
     frame = apply_filters(frame, spec)
     if spec.stack is not None:
         frame = stack_long(frame, spec.stack)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mlmrun.data.shown import columns_hint, excerpt, excerpts
 from mlmrun.errors import DataError
 from mlmrun.spec.model import Stack
 
@@ -12,10 +13,11 @@ def stack_long(frame: pd.DataFrame, stack: Stack) -> pd.DataFrame:
     """One row per (row, stacked column); other columns are repeated, rows ordered by original row then item."""
     missing = [c for c in stack.columns if c not in frame.columns]
     if missing:
-        raise DataError(f"stack.columns names {missing}, not in the data; columns are {list(frame.columns)}")
+        raise DataError(f"data.stack.columns: {excerpts(missing)} not in the data; {columns_hint(frame.columns)}")
     for new in (stack.item, stack.value) + ((stack.id,) if stack.id else ()):
         if new in frame.columns:
-            raise DataError(f"stacking would create column '{new}', which already exists; choose another name")
+            raise DataError(f"data.stack: stacking would create column {excerpt(new)}, which already exists; "
+                            "choose another name")
     keep = [c for c in frame.columns if c not in stack.columns]
     wide = frame.copy()
     if stack.id:

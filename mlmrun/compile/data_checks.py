@@ -1,0 +1,80 @@
+"""Checks of the data a model uses: missing values dropped and counted, infinite values, numeric columns, level sizes.
+
+Every message names the spec key (e.g. responses.0.trials) and the column, and
+quotes cell values only as short sanitised excerpts (data/shown.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mlmrun.compile.model import LatentVar
+from mlmrun.data.levels import LevelIndex
+from mlmrun.data.shown import excerpt, excerpts
+from mlmrun.errors import DataError
+
+
+def drop_missing(frame: pd.DataFrame, cols: dict[str, str]) -> tuple[pd.DataFrame, int]:
+    """Drop rows with a missing value in any used column (missing at random), counting them.
+
+    Missing means an empty cell or NA; infinite numbers are not missing but an
+    error (see check_finite). When no row is left, the message names each
+    column with missing values and how many.
+    """
+    used = frame[list(cols)]
+    complete = used.notna().all(axis=1)
+    n_dropped = int((~complete).sum())
+    if not complete.any():
+        counts = used.isna().sum()
+        worst = counts[counts > 0].sort_values(ascending=False, kind="stable")
+        listed = ", ".join(f"{excerpt(c)} ({cols[c]}) {int(n)} missing" for c, n in worst.items()) or "no data rows"
+        raise DataError(f"data: no rows left after dropping rows with a missing value in the columns the model uses "
+                        f"(of {len(frame)} rows): {listed}; fill in the missing values or drop those columns from the model")
+    return frame.loc[complete].reset_index(drop=True), n_dropped
+
+
+def check_finite(frame: pd.DataFrame, cols: dict[str, str]) -> None:
+    """Refuse infinite values (inf, -inf) in numeric columns: they are not missing values, and no model can use them."""
+    problems = []
+    for col, where in cols.items():
+        values = frame[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
+            if n_inf:
+                problems.append(f"{where}: column {excerpt(col)} has {n_inf} infinite value{'s' * (n_inf > 1)} "
+                                f"(inf or -inf) of {len(values)}; mlmrun treats only empty cells as missing, so "
+                                "remove or recode them (e.g. leave the cell empty)")
+    if problems:
+        raise DataError("; ".join(problems))
+
+
+def numeric_column(frame: pd.DataFrame, col: str, rows: np.ndarray, key: str) -> np.ndarray:
+    """Column `col` on `rows` as floats; text that is not a number is an error naming `key` and the column."""
+    values = frame[col].iloc[rows]
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype=float)
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = values[numbers.isna() & values.notna()]
+    if len(bad):
+        many = len(bad) > 1
+        raise DataError(f"{key}: column {excerpt(col)} must be numeric; {len(bad)} of its values "
+                        f"{'are' if many else 'is'} not a number, e.g. {excerpts(pd.unique(bad), 3)}")
+    out = numbers.to_numpy(dtype=float)
+    if np.isinf(out).any():
+        raise DataError(f"{key}: column {excerpt(col)} has {int(np.isinf(out).sum())} infinite values; "
+                        "remove or recode them")
+    return out
+
+
+def check_level_sizes(levels: list[LevelIndex], latent: list[LatentVar]) -> None:
+    """A level that carries random effects or latent variables needs at least two units (lme4 refuses one too)."""
+    for lat in latent:
+        lv = levels[lat.level]
+        if lv.n_units < 2:
+            raise DataError(
+                f"levels.{lat.level}.id: level '{lv.name}' (column {excerpt(lv.column)}) has a single unit in the rows "
+                f"used ({lv.column} = {excerpt(lv.labels[0]) if len(lv.labels) else '?'}), so the variance of "
+                f"'{lat.name}' at that level cannot be estimated; use data with several units or drop the level's "
+                "random effects"
+            )
