@@ -24,10 +24,15 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import chdtrc
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.estimate.inference import covariance_from_hessian, hessian_forward, hessian_from_gradient, numeric_hessian
+from mlmrun.estimate.inference import (
+    covariance_from_hessian,
+    hessian_forward,
+    hessian_from_gradient,
+    lr_p_value,
+    numeric_hessian,
+)
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
 from mlmrun.likelihood.objective import QuadratureObjective
 from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
@@ -153,7 +158,7 @@ def lr_test(model: CompiledModel, loglik: float, null_loglik: float) -> dict | N
         return None
     stat = max(0.0, 2.0 * (loglik - null_loglik))
     single = latent_params == 1 and int((blocks == "sd").sum()) == 1
-    p = 0.5 * chdtrc(1, stat) if single else chdtrc(latent_params, stat)
+    p = lr_p_value(stat, latent_params, single)
     return {"statistic": stat, "df": latent_params, "p_value": float(p), "null_loglik": null_loglik,
             "distribution": "chibar2(01)" if single else "chi2 (conservative: parameters on the boundary)"}
 
