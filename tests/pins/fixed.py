@@ -21,7 +21,9 @@ def write_case(folder: Path, frame: pd.DataFrame, body: str, fix: dict[str, floa
     """Write data.csv and a spec (its `body` plus constraints.fix of every value in `fix`); return the spec path."""
     frame.to_csv(folder / "data.csv", index=False)
     fixes = ", ".join(f"{json.dumps(k)}: {float(v)!r}" for k, v in fix.items())
-    text = f"name: {name}\ndata: {{path: data.csv}}\n{body.strip()}\nconstraints:\n  fix: {{{fixes}}}\n"
+    text = f"name: {name}\ndata: {{path: data.csv}}\n{body.strip()}\n"
+    if fix:
+        text += f"constraints:\n  fix: {{{fixes}}}\n"
     path = folder / f"{name}.yaml"
     path.write_text(text)
     return path
