@@ -53,11 +53,15 @@ def fixed_se(fit: FitResult, name: str) -> float:
     return float(np.sqrt(np.asarray(fit.extras["fixed_vcov"])[names.index(name), names.index(name)]))
 
 
+REFERENCE_DATA = Path(__file__).resolve().parent / "data"
+"""Data read only by reference tests (tests/reference/data/README.md)."""
+
+
 @cache
 def fitted_text(text: str) -> FitResult:
     """Fit a spec given as YAML text whose data path points into the shipped data folder (once per session)."""
     path = Path(tempfile.mkdtemp(prefix="mlmrun-ref-")) / "model.yaml"
-    path.write_text(text.replace("DATA/", f"{SPECS / 'data'}/"))
+    path.write_text(text.replace("REFDATA/", f"{REFERENCE_DATA}/").replace("DATA/", f"{SPECS / 'data'}/"))
     return fit_gaussian(prepare(path, allow_outside_data=True).model)
 
 
@@ -318,6 +322,22 @@ def test_exam_lme4(file: str, fixed: str, terms: str, method: str, nstu_gt4: boo
     assert fit.method == method
     assert fit.n_obs == load_reference(file, "results", "nobs")
     check_lme4(fit, file, {"school": "school"}, SCHGEND_VS_MIXED if "schgend" in fixed else None)
+
+
+@pytest.mark.parametrize(("file", "method"), [("ovary__ri_ml", "ML"), ("ovary__ri_reml", "REML")])
+def test_ovary_random_intercept_lme4(file: str, method: str) -> None:
+    """nlme's Ovary: follicles on a first-order Fourier term in the cycle time, random mare intercept."""
+    fit = fitted_text(f"""
+name: ovary
+data: {{path: REFDATA/ovary.csv}}
+levels: [{{name: mare, id: mare}}]
+responses: [{{name: follicles, family: gaussian}}]
+fixed: "follicles ~ sin1 + cos1"
+random: [{{level: mare, terms: [1]}}]
+estimation: {{method: {method}}}
+""")
+    assert fit.method == method
+    check_lme4(fit, file, {"mare": "mare"})
 
 
 ISSUE2 = ["pig_intercept", "pig_slope", "pig_slope_unstructured", "pig_slope_reml", "pig_crossed", "productivity",
