@@ -24,6 +24,8 @@ from scipy.special import expit, gammaln, log_expit
 
 from tests.pins.fixed import fit_fixed, logsumexp, write_case
 
+pytestmark = pytest.mark.slow  # about 4 s of brute force per test
+
 CLASS_SD, CLASS_CORR = (0.8, 0.5), 0.3
 SCHOOL_SD, SCHOOL_CORR = (0.9, 0.6), -0.4
 BETA_X = -0.4
