@@ -19,12 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import chdtrc
 
 from mlmrun.compile.matrices import model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.gaussian_params import GaussianParams
-from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, numeric_hessian
+from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, lr_p_value, numeric_hessian
 from mlmrun.likelihood import sparse_blocks
 from mlmrun.likelihood.gaussian import Profiled, deviance_at, profiled, regression_loglik
 from mlmrun.likelihood.gaussian_design import GaussianDesign
@@ -168,8 +167,7 @@ def lr_test(model: CompiledModel, loglik: float, reml: bool) -> dict | None:
     ll0 = regression_loglik(model, reml=reml)
     chi2 = float(max(2.0 * (loglik - ll0), 0.0))
     if len(tested) == 1 and blocks == {"sd"}:
-        p = 1.0 if chi2 <= 0 else 0.5 * float(chdtrc(1, chi2))
-        return {"chi2": chi2, "df": 1, "p": p, "kind": "chibar2", "note": "LR test vs. linear regression: chibar2(01)",
-                "loglik_null": float(ll0)}
-    return {"chi2": chi2, "df": len(tested), "p": float(chdtrc(len(tested), chi2)), "kind": "chi2",
+        return {"chi2": chi2, "df": 1, "p": lr_p_value(chi2, 1, True), "kind": "chibar2",
+                "note": "LR test vs. linear regression: chibar2(01)", "loglik_null": float(ll0)}
+    return {"chi2": chi2, "df": len(tested), "p": lr_p_value(chi2, len(tested), False), "kind": "chi2",
             "note": "Note: LR test is conservative and provided only for reference.", "loglik_null": float(ll0)}

@@ -7,6 +7,9 @@ scales). Central differences throughout, so the error is O(h^2) plus
 rounding of order eps * |f| / h^2 (second differences of f) or eps * |g| / h
 (differences of an analytic gradient, the more accurate choice when a
 gradient exists).
+
+`lr_p_value` is the one p-value rule of the likelihood-ratio tests of both
+estimators (against the model without latent variables).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy.special import chdtrc
 
 
 def _steps(x: np.ndarray, step: float | np.ndarray) -> np.ndarray:
@@ -102,3 +106,25 @@ def covariance_from_hessian(information: np.ndarray, names: list[str] | None = N
                       f"or the optimum was not reached")
     cov = (V / w) @ V.T
     return 0.5 * (cov + cov.T), None
+
+
+LR_ZERO = 1e-6
+"""LR statistics at or below this are 0: a variance estimated at its boundary leaves the two log
+likelihoods equal up to optimiser and rounding noise (7e-15 seen on a Poisson fit at sd = 0)."""
+
+
+def lr_p_value(statistic: float, df: int, single_variance: bool) -> float:
+    """p-value of an LR statistic for latent-variable parameters, Stata's rule.
+
+    One variance tested on the boundary of its space: the null distribution is the
+    50:50 mixture of chi2(0) and chi2(1) (chi-bar-square(01)), so p = 0.5 P(chi2_1 > stat)
+    for stat > 0 and p = 1 at stat = 0 (the mixture's point mass at zero; Stata's
+    'Prob >= chibar2 = 1.0000'). Several parameters: P(chi2_df > stat), conservative
+    because variances sit on the boundary. A statistic of 0 (up to LR_ZERO) gives 1.
+    """
+    stat = float(statistic)
+    if not stat > LR_ZERO:
+        return 1.0
+    if single_variance:
+        return 0.5 * float(chdtrc(1, stat))
+    return float(chdtrc(int(df), stat))

@@ -24,7 +24,6 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import chdtrc
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_forward, hessian_from_gradient, numeric_hessian
@@ -147,13 +146,15 @@ def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, 
 
 def lr_test(model: CompiledModel, loglik: float, null_loglik: float) -> dict | None:
     """LR test against the model without latent variables; chi-bar-square(0,1) for a single variance."""
+    from mlmrun.estimate.inference import lr_p_value  # the p-value rule shared with the exact engine
+
     blocks = _free_blocks(model)
     latent_params = int(np.isin(blocks, ("sd", "corr", "loading", "B", "Gamma")).sum())
     if latent_params == 0:
         return None
     stat = max(0.0, 2.0 * (loglik - null_loglik))
     single = latent_params == 1 and int((blocks == "sd").sum()) == 1
-    p = 0.5 * chdtrc(1, stat) if single else chdtrc(latent_params, stat)
+    p = lr_p_value(stat, latent_params, single)
     return {"statistic": stat, "df": latent_params, "p_value": float(p), "null_loglik": null_loglik,
             "distribution": "chibar2(01)" if single else "chi2 (conservative: parameters on the boundary)"}
 
