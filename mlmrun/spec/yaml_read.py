@@ -34,9 +34,9 @@ Marks = dict[Loc, tuple[int, int]]
 
 MAX_SPEC_BYTES = 1 << 20
 """Largest spec file read (1 MiB); shipped specs are a few kB."""
-MAX_NODES = 100_000
-"""Most YAML nodes (scalars, lists, mappings, aliases) in a spec."""
-MAX_ALIAS_NODES = 100_000
+MAX_NODES = 20_000
+"""Most YAML nodes (scalars, lists, mappings, aliases) in a spec; shipped specs have at most a few hundred."""
+MAX_ALIAS_NODES = 20_000
 """Most nodes that aliases may repeat in all (what a reader of the data would walk through)."""
 MAX_DEPTH = 64
 """Deepest nesting of lists and mappings."""
