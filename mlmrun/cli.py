@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +25,27 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE, as a shell reports a command whose reader went away (`mlmrun validate ... | head`)."""
 
+
+class _StartUp:
+    """Notes a Ctrl-C during the heavy imports below, which some packages turn into other errors.
+
+    numpy, for one, re-raises an interrupt during its import as an ImportError with a
+    long explanation; with the note, any failure after Ctrl-C is reported as the
+    interrupt it was. Python's own handler is put back once the imports are done.
+    """
+
+    interrupted = False
+
+    @classmethod
+    def on_sigint(cls, signum: int, frame: object) -> None:
+        cls.interrupted = True
+        raise KeyboardInterrupt
+
+
+_previous_sigint = signal.getsignal(signal.SIGINT)
+with contextlib.suppress(ValueError):  # not the main thread: nothing to guard
+    if _previous_sigint is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _StartUp.on_sigint)
 try:  # numpy, scipy, pandas, pydantic: seconds of start-up in which Ctrl-C must stay quiet
     from mlmrun.estimate import estimate
     from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, write_atomic
@@ -32,9 +54,15 @@ try:  # numpy, scipy, pandas, pydantic: seconds of start-up in which Ctrl-C must
     from mlmrun.results import FitResult, results_dict, results_json
     from mlmrun.spec.loader import locate
     from mlmrun.spec.schema import schema_text
-except KeyboardInterrupt:
+except BaseException as exc:
+    if not (_StartUp.interrupted or isinstance(exc, KeyboardInterrupt)):
+        raise
     print("mlmrun: interrupted; nothing written", file=sys.stderr)
     raise SystemExit(EXIT_INTERRUPTED) from None
+finally:
+    with contextlib.suppress(ValueError):
+        if signal.getsignal(signal.SIGINT) is _StartUp.on_sigint:
+            signal.signal(signal.SIGINT, _previous_sigint)
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PARTABLE_COLUMNS = ["name", "block", "free", "value", "lower", "upper", "transform", "level", "origin"]
