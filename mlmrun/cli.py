@@ -211,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report_error(exc: MlmrunError) -> None:
-    if isinstance(exc, SpecError) and len(exc.problems) > 1:
-        _err(f"mlmrun: {len(exc.problems)} problems:")
+    located = [p for p in exc.problems if not p.startswith("mlmrun: ")] if isinstance(exc, SpecError) else []
+    if len(located) > 1:
+        _err(f"mlmrun: {len(located)} problems:")
     for line in (exc.problems if isinstance(exc, SpecError) else [str(exc)]):
         _err(line)
 

@@ -166,7 +166,7 @@ def validate_spec_dict(data: Any, marks: dict[Loc, tuple[int, int]], source: str
         problems = [f"{source}:{line}:{col}: {text}" for (line, col), text in located]
         count = len(problems)
         if count > MAX_PROBLEMS:
-            problems = problems[:MAX_PROBLEMS] + [f"{source}: ... and {count - MAX_PROBLEMS} more problems"]
+            problems = problems[:MAX_PROBLEMS] + [f"mlmrun: ... and {count - MAX_PROBLEMS} more problems in {source}"]
         raise SpecError(f"{count} problem(s) in {source}", problems) from None
 
 

@@ -57,7 +57,8 @@ def test_many_problems_are_listed_up_to_a_limit(spec_dir, capsys):
     code, _, err = run_cli(["validate", str(spec)], capsys)
     assert code == 2
     lines = err.splitlines()
-    assert len(lines) < 60 and lines[-1].endswith("... and 250 more problems")
+    assert lines[0] == "mlmrun: 50 problems:" and len(lines) == 52
+    assert lines[-1] == f"mlmrun: ... and 250 more problems in {spec}"
 
 
 def test_excerpt_is_bounded_for_any_value():
