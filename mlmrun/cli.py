@@ -1,9 +1,11 @@
 """Command line: `mlmrun fit | validate | schema`; the only place errors become exit codes.
 
 Exit codes: 0 fitted and converged (or valid); 1 fitted but not converged
-(results still written, flagged); 2 invalid spec or data (nothing written),
-every problem printed as `FILE:LINE:COL: what is wrong; what to write instead`;
-3 an unexpected internal error (one line; MLMRUN_DEBUG=1 shows the traceback).
+(results still written, flagged); 2 invalid spec or data, or an output folder that
+cannot be written (nothing written), every problem printed as
+`FILE:LINE:COL: what is wrong; what to write instead`; 3 an unexpected internal
+error (one line; MLMRUN_DEBUG=1 shows the traceback); 130 interrupted (Ctrl-C,
+also during start-up); 141 stdout closed by its reader (`| head`), silently.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mlmrun.display import display_path, relative_path, sanitize_line
+from mlmrun.display import display_path, excerpt, relative_path, sanitize_line
 from mlmrun.errors import MlmrunError, SpecError
 
 EXIT_INTERRUPTED = 130
@@ -91,12 +93,16 @@ def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path
     path = Path(chosen)
     if allow_outside:
         return path
-    cwd = Path.cwd().resolve()
-    resolved = (cwd / path).resolve()
-    inside = resolved.is_relative_to(cwd) or resolved.is_relative_to(prepared.path.parent.resolve())
+    where = locate(prepared.marks, str(prepared.path), "report", "dir")
+    try:
+        cwd = Path.cwd().resolve()
+        resolved = (cwd / path).resolve()
+        inside = resolved.is_relative_to(cwd) or resolved.is_relative_to(prepared.path.parent.resolve())
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise SpecError(f"{where}: report.dir: {excerpt(chosen)} is not a usable folder name ({exc}); "
+                        "write a plain relative folder such as reports/NAME") from None
     if path.is_absolute() or not inside:
-        where = locate(prepared.marks, str(prepared.path), "report", "dir")
-        raise SpecError(f"{where}: report.dir: {chosen!r} is outside the working directory and the spec's folder; "
+        raise SpecError(f"{where}: report.dir: {excerpt(chosen)} is outside the working directory and the spec's folder; "
                         f"write a folder inside them (e.g. reports/{spec.name}), choose the folder with --out, "
                         "or, for a spec you trust, pass --allow-outside-data")
     return path

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from mlmrun.display import display_path
+from mlmrun.display import clip, display_path
 from mlmrun.errors import MlmrunError
 
 OUTPUT_FILES = ("results.json", "report.html", "report.md")
@@ -46,7 +46,7 @@ def prepare_output_dir(directory: str | Path, names: Iterable[str] = OUTPUT_FILE
     again (`remove_created`). Raises OutputError naming the folder and what to do.
     """
     directory = Path(directory)
-    shown = display_path(directory)
+    shown = clip(display_path(directory), 300)
     created = _missing_folders(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def prepare_output_dir(directory: str | Path, names: Iterable[str] = OUTPUT_FILE
         for name in names:
             target = directory / name
             if os.path.lexists(target) and target.is_dir():
-                raise OutputError(f"{display_path(target)} is a folder, where mlmrun writes the file {name}; "
+                raise OutputError(f"{clip(display_path(target), 300)} is a folder, where mlmrun writes the file {name}; "
                                   "remove it or choose another folder (--out DIR)")
         _probe(directory, shown)
     except OutputError:

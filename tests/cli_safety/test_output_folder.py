@@ -163,3 +163,16 @@ def test_summary_names_the_written_files_relative_to_the_working_directory(spec_
     code, out, _ = run_cli(["fit", str(write_spec(spec_dir, PIG_SPEC)), "--out", str(spec_dir / "o")], capsys)
     assert code == 0
     assert "wrote o/results.json, o/report.html, o/report.md" in out and str(spec_dir) not in out
+
+
+@pytest.mark.parametrize(("report_dir", "expected"), [
+    ('"a\\0b"', "report.dir: 'a\\x00b' is not a usable folder name"),
+    ("x" * 5000, "report.dir: cannot create output folder xxx"),
+])
+def test_unusable_report_dir_is_a_short_located_exit_2(spec_dir, capsys, fits, monkeypatch, report_dir, expected):
+    monkeypatch.chdir(spec_dir)
+    spec, line, col = _spec_with_report_dir(spec_dir, report_dir)
+    code, _, err = run_cli(["fit", "model.yaml"], capsys)
+    assert code == 2 and fits == []
+    ((at_line, at_col, what),) = located(err, "model.yaml")
+    assert (at_line, at_col) == (line, col) and what.startswith(expected) and len(what) < 600
