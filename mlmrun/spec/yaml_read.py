@@ -43,6 +43,9 @@ MAX_DEPTH = 64
 MAX_NUMBER_CHARS = 100
 """Longest number literal (PyYAML's int conversion of long or base-60 literals is slow)."""
 
+MAX_LISTED = 50
+"""Most repeated keys listed one by one; the rest are counted."""
+
 KEY = ("<key>",)
 """Suffix of a YAML path whose mark is the key itself rather than its value (for unknown-key errors)."""
 
@@ -229,10 +232,13 @@ class _Builder:
                 self.open(event)
         if self.problems:
             self.problems.sort(key=lambda item: item[0])
-            raise SpecError(f"{len(self.problems)} problem(s) in {self.source}", [text for _, text in self.problems])
+            texts = [text for _, text in self.problems[:MAX_LISTED]]
+            if len(self.problems) > MAX_LISTED:
+                texts.append(f"mlmrun: ... and {len(self.problems) - MAX_LISTED} more repeated keys in {self.source}")
+            raise SpecError(f"{len(self.problems)} problem(s) in {self.source}", texts)
         return self.root
 
-    def child_path(self, mark: Any) -> Loc | None:
+    def child_path(self) -> Loc | None:
         """The YAML path of the node starting now, or None when it is a mapping key."""
         if not self.stack:
             return ()
@@ -251,7 +257,7 @@ class _Builder:
                             "(a spec holds plain lists, mappings and values)")
         if len(self.stack) >= MAX_DEPTH:
             raise self.fail(event.start_mark, _too_deep())
-        path = self.child_path(event.start_mark)
+        path = self.child_path()
         if path is None:
             raise self.fail(event.start_mark, "a key must be a plain name, not a list or mapping; write `name: value`")
         self.marks[path] = (event.start_mark.line + 1, event.start_mark.column + 1)

@@ -84,3 +84,14 @@ def test_fifo_as_spec_is_refused_without_waiting_for_a_writer(tmp_path, capsys):
 def test_missing_spec_is_exit_2(tmp_path, capsys):
     code, _, err = run_cli(["validate", str(tmp_path / "nope.yaml")], capsys)
     assert code == 2 and "nope.yaml: cannot read spec (No such file or directory)" in err
+
+
+def test_many_repeated_keys_are_listed_up_to_a_limit(tmp_path, capsys):
+    spec = tmp_path / "dups.yaml"
+    spec.write_text("name: x\n" * 300)
+    code, _, err = run_cli(["validate", str(spec)], capsys)
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0] == "mlmrun: 50 problems:" and len(lines) == 52
+    assert lines[1] == f"{spec}:2:1: key 'name' repeats the key at line 1; keep one"
+    assert lines[-1] == f"mlmrun: ... and 249 more repeated keys in {spec}"
