@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mlmrun.display import display_path, excerpt, relative_path, sanitize_line
+from mlmrun.display import display_path, excerpt, relative_in_text, relative_path, sanitize_line
 from mlmrun.errors import MlmrunError, SpecError
 
 EXIT_INTERRUPTED = 130
@@ -71,7 +71,7 @@ PARTABLE_COLUMNS = ["name", "block", "free", "value", "lower", "upper", "transfo
 
 
 def _err(message: str) -> None:
-    print(sanitize_line(message), file=sys.stderr, flush=True)
+    print(sanitize_line(relative_in_text(message)), file=sys.stderr, flush=True)
 
 
 def _progress(iteration: int, loglik: float) -> None:

@@ -9,6 +9,7 @@ through `display_path` (relative to the working directory when inside it).
 from __future__ import annotations
 
 import os
+import re
 import reprlib
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,18 @@ def display_path(path: str | Path) -> str:
     checkout (which leaks user names and CI layouts into logs).
     """
     return sanitize(str(relative_path(path)))
+
+
+def relative_in_text(text: str) -> str:
+    """`text` with absolute paths inside the current directory made relative (`/work/x/data/a.csv` -> `data/a.csv`).
+
+    A last line of defence for messages from any stage that name a resolved path.
+    """
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return text
+    if cwd == os.sep or cwd not in text:
+        return text
+    pattern = re.escape(cwd) + r"(?:" + re.escape(os.sep) + r"|(?=[\s;:,)'\"]|$))"
+    return re.sub(pattern, lambda m: "" if m.group().endswith(os.sep) else ".", text)

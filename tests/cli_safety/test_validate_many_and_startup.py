@@ -101,3 +101,21 @@ def test_closed_pipe_is_quiet_and_exits_141():
         os.close(write)
     assert proc.returncode == 141
     assert proc.stderr == ""
+
+
+def test_no_stage_prints_absolute_paths_inside_the_working_directory(spec_dir, capsys, monkeypatch):
+    monkeypatch.chdir(spec_dir)
+    for data_path in ("data/nope.csv", "../outside.csv"):
+        spec = write_spec(spec_dir, PIG_SPEC.replace("data/pig.csv", data_path))
+        code, _, err = run_cli(["validate", str(spec.resolve())], capsys)
+        assert code == 2 and err.startswith("model.yaml:5:")
+        assert str(spec_dir) not in err
+
+
+def test_relative_in_text_rewrites_only_paths_inside_the_working_directory(tmp_path, monkeypatch):
+    from mlmrun.display import relative_in_text
+
+    monkeypatch.chdir(tmp_path)
+    cwd = str(tmp_path)
+    text = f"a {cwd}/data/x.csv; the folder {cwd}; a sibling {cwd}2/y; quoted '{cwd}'"
+    assert relative_in_text(text) == f"a data/x.csv; the folder .; a sibling {cwd}2/y; quoted '.'"
