@@ -1,36 +1,77 @@
 """Command line: `mlmrun fit | validate | schema`; the only place errors become exit codes.
 
 Exit codes: 0 fitted and converged (or valid); 1 fitted but not converged
-(results still written, flagged); 2 invalid spec or data (nothing written),
-every problem printed as `FILE:LINE:COL: what is wrong; what to write instead`;
-3 an unexpected internal error (one line; MLMRUN_DEBUG=1 shows the traceback).
+(results still written, flagged); 2 invalid spec or data, or an output folder that
+cannot be written (nothing written), every problem printed as
+`FILE:LINE:COL: what is wrong; what to write instead`; 3 an unexpected internal
+error (one line; MLMRUN_DEBUG=1 shows the traceback); 130 interrupted (Ctrl-C,
+also during start-up); 141 stdout closed by its reader (`| head`), silently.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mlmrun.display import display_path, excerpt, relative_in_text, relative_path, sanitize_line
 from mlmrun.errors import MlmrunError, SpecError
-from mlmrun.estimate import estimate
-from mlmrun.io import write_atomic
-from mlmrun.pipeline import Prepared, prepare
-from mlmrun.report import render_html, render_markdown, summarize
-from mlmrun.results import FitResult, results_dict, results_json
-from mlmrun.spec.loader import locate
-from mlmrun.spec.schema import schema_text
+
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, as a shell reports a command whose reader went away (`mlmrun validate ... | head`)."""
+
+
+class _StartUp:
+    """Notes a Ctrl-C during the heavy imports below, which some packages turn into other errors.
+
+    numpy, for one, re-raises an interrupt during its import as an ImportError with a
+    long explanation; with the note, any failure after Ctrl-C is reported as the
+    interrupt it was. Python's own handler is put back once the imports are done.
+    """
+
+    interrupted = False
+
+    @classmethod
+    def on_sigint(cls, signum: int, frame: object) -> None:
+        cls.interrupted = True
+        raise KeyboardInterrupt
+
+
+_previous_sigint = signal.getsignal(signal.SIGINT)
+with contextlib.suppress(ValueError):  # not the main thread: nothing to guard
+    if _previous_sigint is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _StartUp.on_sigint)
+try:  # numpy, scipy, pandas, pydantic: seconds of start-up in which Ctrl-C must stay quiet
+    from mlmrun.estimate import estimate
+    from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, write_atomic
+    from mlmrun.pipeline import Prepared, prepare
+    from mlmrun.report import render_html, render_markdown, summarize
+    from mlmrun.results import FitResult, results_dict, results_json
+    from mlmrun.spec.loader import locate
+    from mlmrun.spec.schema import schema_text
+except BaseException as exc:
+    if not (_StartUp.interrupted or isinstance(exc, KeyboardInterrupt)):
+        raise
+    print("mlmrun: interrupted; nothing written", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED) from None
+finally:
+    with contextlib.suppress(ValueError):
+        if signal.getsignal(signal.SIGINT) is _StartUp.on_sigint:
+            signal.signal(signal.SIGINT, _previous_sigint)
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
-OUTPUT_FILES = ("results.json", "report.html", "report.md")
 PARTABLE_COLUMNS = ["name", "block", "free", "value", "lower", "upper", "transform", "level", "origin"]
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(sanitize_line(relative_in_text(message)), file=sys.stderr, flush=True)
 
 
 def _progress(iteration: int, loglik: float) -> None:
@@ -38,9 +79,33 @@ def _progress(iteration: int, loglik: float) -> None:
     _err(f"iter {iteration}  loglik {loglik:.6f}")
 
 
-def output_dir(out: str | None, spec_report_dir: str | None, name: str) -> Path:
-    """--out, else the spec's report.dir, else reports/<spec name> (relative to the current directory)."""
-    return Path(out or spec_report_dir or Path("reports") / name)
+def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path:
+    """--out (trusted: the user typed it), else the spec's report.dir, else reports/<spec name>.
+
+    report.dir, like reports/<name>, is relative to the current directory, and must stay
+    inside it or inside the spec's folder unless `allow_outside` (--allow-outside-data):
+    a spec from an untrusted pull request must not write over files elsewhere.
+    """
+    if out is not None:
+        return Path(out)
+    spec = prepared.spec
+    chosen = spec.report.dir or str(Path("reports") / spec.name)
+    path = Path(chosen)
+    if allow_outside:
+        return path
+    where = locate(prepared.marks, str(prepared.path), "report", "dir")
+    try:
+        cwd = Path.cwd().resolve()
+        resolved = (cwd / path).resolve()
+        inside = resolved.is_relative_to(cwd) or resolved.is_relative_to(prepared.path.parent.resolve())
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise SpecError(f"{where}: report.dir: {excerpt(chosen)} is not a usable folder name ({exc}); "
+                        "write a plain relative folder such as reports/NAME") from None
+    if path.is_absolute() or not inside:
+        raise SpecError(f"{where}: report.dir: {excerpt(chosen)} is outside the working directory and the spec's folder; "
+                        f"write a folder inside them (e.g. reports/{spec.name}), choose the folder with --out, "
+                        "or, for a spec you trust, pass --allow-outside-data")
+    return path
 
 
 def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float) -> dict[str, str]:
@@ -51,42 +116,74 @@ def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float) -> 
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Prepare, estimate, render in memory, then write the three outputs atomically."""
+    """Prepare, check the output folder, estimate, render in memory, then write the three outputs atomically.
+
+    The output folder is created and a file written into it before the (possibly long)
+    fit, so an unwritable folder is exit 2 at once; folders created for a fit that then
+    fails are removed again.
+    """
     start = time.perf_counter()
-    prepared = prepare(args.spec, args.allow_outside_data)
-    out = output_dir(args.out, prepared.spec.report.dir, prepared.spec.name)
+    prepared = prepare(relative_path(args.spec), args.allow_outside_data)
+    out = output_dir(prepared, args.out, args.allow_outside_data)
     try:
-        fit = estimate(prepared.model, None if args.quiet else _progress)
-    except SpecError as exc:
-        where = locate(prepared.marks, str(prepared.path), "estimation")
-        raise SpecError(str(exc), [f"{where}: {p}" for p in exc.problems]) from None
-    total = time.perf_counter() - start
-    files = render_outputs(fit, prepared, total)
-    write_atomic(out, files)
+        created = prepare_output_dir(out, OUTPUT_FILES)
+    except OutputError as exc:
+        if args.out is None and prepared.spec.report.dir is not None:
+            raise OutputError(f"{locate(prepared.marks, str(prepared.path), 'report', 'dir')}: report.dir: {exc}") from None
+        raise
+    try:
+        fit = _estimate(prepared, args.quiet)
+        total = time.perf_counter() - start
+        files = render_outputs(fit, prepared, total)
+        write_atomic(out, files)
+    except BaseException:
+        remove_created(created)
+        raise
+    shown = display_path(out)
     if not args.quiet:
         print(f"{prepared.spec.name}: {'converged' if fit.converged else 'NOT converged'}, "
               f"log likelihood {fit.loglik:.4f}, {fit.iterations} iterations, {total:.2f} s; "
-              f"wrote {', '.join(str(out / f) for f in OUTPUT_FILES)}")
+              f"wrote {', '.join(str(Path(shown) / f) for f in OUTPUT_FILES)}")
     for warning in fit.warnings:
         _err(f"warning: {warning}")
     if not fit.converged:
-        _err(f"mlmrun: {prepared.spec.name} did not converge; results written to {out} and flagged (exit 1)")
+        _err(f"mlmrun: {prepared.spec.name} did not converge; results written to {shown} and flagged (exit 1)")
         return EXIT_NOT_CONVERGED
     return EXIT_OK
 
 
+def _estimate(prepared: Prepared, quiet: bool) -> FitResult:
+    try:
+        return estimate(prepared.model, None if quiet else _progress)
+    except SpecError as exc:
+        where = locate(prepared.marks, str(prepared.path), "estimation")
+        raise SpecError(str(exc), [f"{where}: {p}" for p in exc.problems]) from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Load the spec and its data and compile the model, without fitting."""
-    prepared = prepare(args.spec, args.allow_outside_data)
+    """Check every spec given (its data and compiled model, without fitting); one OK line or its errors each.
+
+    Goes on after a failing spec; the exit code is the worst of all (2 if any spec is invalid).
+    """
+    worst = EXIT_OK
+    for spec in args.specs:
+        worst = max(worst, _guarded(lambda spec=spec: _validate_one(spec, args)))
+    return worst
+
+
+def _validate_one(spec: str, args: argparse.Namespace) -> int:
+    prepared = prepare(relative_path(spec), args.allow_outside_data)
+    output_dir(prepared, None, args.allow_outside_data)
     model = prepared.model
     levels = ", ".join(f"{lv.name} ({lv.n_units} units{', crossed' if lv.crossed else ''})" for lv in model.levels)
-    print(f"{prepared.path}: OK: spec '{prepared.spec.name}', {model.n} rows used "
+    print(f"{display_path(prepared.path)}: OK: spec '{prepared.spec.name}', {model.n} rows used "
           f"({model.n_dropped_missing} dropped for missing values) of {model.n_rows_read} read; "
           f"levels: {levels or 'none'}; {len(model.latent)} latent variables; "
           f"{model.partable.n_free} free parameters in {len(model.partable)} parameter-table rows")
     if args.show_partable:
         frame = model.partable.frame[PARTABLE_COLUMNS]
         print(frame.to_string(index=False))
+    sys.stdout.flush()
     return EXIT_OK
 
 
@@ -100,16 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its three subcommands."""
     parser = argparse.ArgumentParser(prog="mlmrun", description="Fit GLLAMMs from declarative YAML specs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    spec_args = argparse.ArgumentParser(add_help=False)
-    spec_args.add_argument("spec", help="spec file (YAML)")
-    spec_args.add_argument("--allow-outside-data", action="store_true",
-                           help="let the spec read files outside its folder (only for specs you trust)")
-    fit = sub.add_parser("fit", parents=[spec_args], help="fit a spec; write results.json, report.html and report.md")
+    trust = argparse.ArgumentParser(add_help=False)
+    trust.add_argument("--allow-outside-data", action="store_true",
+                       help="let the spec read files, and write report.dir, outside its folder and the working "
+                            "directory (only for specs you trust)")
+    fit = sub.add_parser("fit", parents=[trust], help="fit a spec; write results.json, report.html and report.md")
+    fit.add_argument("spec", help="spec file (YAML)")
     fit.add_argument("--out", help="output folder (default: the spec's report.dir, else reports/<name>)")
     fit.add_argument("--quiet", action="store_true", help="no iteration log and no summary line")
     fit.set_defaults(func=cmd_fit)
-    val = sub.add_parser("validate", parents=[spec_args],
-                         help="check a spec, its data and the compiled model without fitting")
+    val = sub.add_parser("validate", parents=[trust],
+                         help="check specs, their data and the compiled models without fitting")
+    val.add_argument("specs", nargs="+", metavar="spec", help="spec file(s) (YAML); one line of outcome each")
     val.add_argument("--show-partable", action="store_true", help="print the parameter table")
     val.set_defaults(func=cmd_validate)
     sch = sub.add_parser("schema", help="print the JSON Schema of the spec language")
@@ -118,24 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report_error(exc: MlmrunError) -> None:
-    if isinstance(exc, SpecError) and len(exc.problems) > 1:
-        _err(f"mlmrun: {len(exc.problems)} problems:")
+    located = [p for p in exc.problems if not p.startswith("mlmrun: ")] if isinstance(exc, SpecError) else []
+    if len(located) > 1:
+        _err(f"mlmrun: {len(located)} problems:")
     for line in (exc.problems if isinstance(exc, SpecError) else [str(exc)]):
         _err(line)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `mlmrun` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    command: Callable[[argparse.Namespace], int] = args.func
+def _guarded(command: Callable[[], int]) -> int:
+    """Run one command, turning mlmrun's errors into exit 2 and anything unexpected into one line and exit 3."""
     try:
-        return command(args)
+        return command()
     except MlmrunError as exc:
         _report_error(exc)
         return EXIT_INVALID
-    except KeyboardInterrupt:
-        _err("mlmrun: interrupted; nothing written")
-        return 130
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
     except Exception as exc:
         if os.environ.get("MLMRUN_DEBUG"):
             raise
@@ -143,6 +240,35 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"mlmrun: internal error: {type(exc).__name__}: {message}; nothing written "
              f"(set MLMRUN_DEBUG=1 for the traceback)")
         return EXIT_INTERNAL
+
+
+def _quiet_broken_pipe() -> None:
+    """Point stdout and stderr at /dev/null so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mlmrun` command; returns the exit code.
+
+    Ctrl-C exits 130 with one line; a closed pipe on stdout (`| head`) exits 141 silently.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+        command: Callable[[argparse.Namespace], int] = args.func
+        code = _guarded(lambda: command(args))
+        sys.stdout.flush()
+        return code
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError, ValueError):
+            _err("mlmrun: interrupted; nothing written")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mlmrun"
-ORDER = ["errors", "spec", "data", "families", "compile", "likelihood", "pipeline", "predict", "results", "estimate",
+ORDER = ["errors", "display", "spec", "data", "families", "compile", "likelihood", "pipeline", "predict", "results", "estimate",
          "report", "io", "cli"]
 
 

@@ -1,68 +1,28 @@
 """YAML -> Spec, keeping a map from YAML paths to line/column for error messages.
 
-YAML is read with the safe loader only; nothing in a spec is ever evaluated.
-Pydantic errors are rewritten as `FILE:LINE:COL: what is wrong; what to write instead`.
+The file is read within budgets by `mlmrun.spec.yaml_read` (safe YAML, nothing in a
+spec is ever evaluated). Pydantic errors are rewritten as
+`FILE:LINE:COL: what is wrong; what to write instead`, quoting values only as short,
+sanitised excerpts, with the file named relative to the working directory.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from mlmrun.display import clip, display_path, excerpt, sanitize
 from mlmrun.errors import SpecError
 from mlmrun.spec.model import Spec
+from mlmrun.spec.yaml_read import KEY, Loc, SpecLoader, parse_yaml, read_spec_text
 
-Loc = tuple[Any, ...]
+__all__ = ["KEY", "Loc", "SpecLoader", "load_spec", "locate", "parse_yaml", "validate_spec_dict"]
 
-
-class SpecLoader(yaml.SafeLoader):
-    """Safe loader with YAML 1.2 booleans: only true/false, so keys like `on` and categories like yes/no stay strings."""
-
-
-SpecLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-KEY = ("<key>",)
-"""Suffix of a YAML path whose mark is the key itself rather than its value (for unknown-key errors)."""
-
-
-def _walk(node: yaml.Node, path: Loc, marks: dict[Loc, tuple[int, int]]) -> None:
-    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            kpath = path + (key.value,)
-            marks[kpath] = marks[kpath + KEY] = (key.start_mark.line + 1, key.start_mark.column + 1)
-            _walk(value, kpath, marks)
-            marks.setdefault(kpath, (value.start_mark.line + 1, value.start_mark.column + 1))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, path + (i,), marks)
-
-
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int]]]:
-    """Parse YAML safely; return the data and a map of YAML path -> (line, column)."""
-    try:
-        node = yaml.compose(text, Loader=SpecLoader)
-        data = yaml.load(text, Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); check indentation and quoting") from None
-    marks: dict[Loc, tuple[int, int]] = {}
-    if node is not None:
-        _walk(node, (), marks)
-    return data, marks
+MAX_PROBLEMS = 50
+"""Most problems listed for one spec; the rest are counted (a spec can hold thousands of bad entries)."""
 
 
 def _position(loc: Loc, marks: dict[Loc, tuple[int, int]]) -> tuple[int, int]:
@@ -146,23 +106,23 @@ def _explain(err: dict[str, Any], loc: Loc) -> str:
         allowed = list(owner.model_fields) if owner else []
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}"
-        return f"unknown key '{key}'; {hint}"
+        return f"unknown key {excerpt(key)}; {hint}"
     if kind == "missing":
         return f"missing required key '{loc[-1]}'; add `{loc[-1]}: ...`"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return f"{err['input']!r} is not allowed; write one of {expected}"
+        return f"{excerpt(err['input'])} is not allowed; write one of {expected}"
     if kind == "value_error":
-        return str(err["msg"]).removeprefix("Value error, ")
+        return clip(sanitize(str(err["msg"]).removeprefix("Value error, ")), 600)
     if kind == "string_pattern_mismatch":
-        return f"{err['input']!r} is not allowed here; use only letters, digits and _ . - (e.g. my_model)"
+        return f"{excerpt(err['input'])} is not allowed here; use only letters, digits and _ . - (e.g. my_model)"
     if kind == "too_short":
         return "this list is empty; give at least one entry"
     found = _expected(kind)
     if found is not None:
         what, example = found
-        return f"expected {what}, got {err.get('input')!r}; write {what}, e.g. {_example(loc, example)}"
-    return f"{str(err['msg']).rstrip('.')} (got {err.get('input')!r})"
+        return f"expected {what}, got {excerpt(err.get('input'))}; write {what}, e.g. {_example(loc, example)}"
+    return f"{clip(sanitize(str(err['msg']).rstrip('.')), 300)} (got {excerpt(err.get('input'))})"
 
 
 def _merge_branches(errors: list[dict[str, Any]], marks: dict[Loc, tuple[int, int]]) -> list[tuple[Loc, str]]:
@@ -185,7 +145,7 @@ def _merge_branches(errors: list[dict[str, Any]], marks: dict[Loc, tuple[int, in
             options = list(dict.fromkeys(what for what, _ in wanted[loc]))
             example = wanted[loc][0][1]
             value = next(e.get("input") for e in errors if _clean_loc(e["loc"], marks) == loc)
-            msgs = [f"expected {' or '.join(options)}, got {value!r}; write e.g. {_example(loc, example)}"]
+            msgs = [f"expected {' or '.join(options)}, got {excerpt(value)}; write e.g. {_example(loc, example)}"]
         merged += [(loc, m) for m in msgs]
     return merged
 
@@ -198,24 +158,24 @@ def validate_spec_dict(data: Any, marks: dict[Loc, tuple[int, int]], source: str
         return Spec.model_validate(data)
     except ValidationError as exc:
         located = []
-        for loc, message in _merge_branches(exc.errors(), marks):
-            where = ".".join(str(p) for p in loc) or "(top)"
+        for loc, message in _merge_branches(exc.errors(include_url=False), marks):
+            where = clip(sanitize(".".join(str(p) for p in loc)), 300) or "(top)"
             position = marks.get(loc + KEY) if message.startswith("unknown key") else None
             located.append((position or _position(loc, marks), f"{where}: {message}"))
         located.sort(key=lambda item: item[0])
         problems = [f"{source}:{line}:{col}: {text}" for (line, col), text in located]
-        raise SpecError(f"{len(problems)} problem(s) in {source}", problems) from None
+        count = len(problems)
+        if count > MAX_PROBLEMS:
+            problems = problems[:MAX_PROBLEMS] + [f"mlmrun: ... and {count - MAX_PROBLEMS} more problems in {source}"]
+        raise SpecError(f"{count} problem(s) in {source}", problems) from None
 
 
 def load_spec(path: str | Path) -> tuple[Spec, dict[Loc, tuple[int, int]]]:
     """Read and validate a spec file; returns the Spec and its YAML line map."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec ({exc.strerror})") from None
-    data, marks = parse_yaml(text, str(path))
-    return validate_spec_dict(data, marks, str(path)), marks
+    source = display_path(path)
+    data, marks = parse_yaml(read_spec_text(path, source), source)
+    return validate_spec_dict(data, marks, source), marks
 
 
 def locate(marks: dict[Loc, tuple[int, int]], source: str, *loc: Any) -> str:

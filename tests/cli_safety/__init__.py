@@ -1,0 +1,1 @@
+"""Untrusted specs through the command line: YAML budgets, keys, encodings, messages, outputs, start-up."""
