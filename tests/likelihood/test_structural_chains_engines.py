@@ -94,3 +94,26 @@ def test_exact_gradient_with_a_b_chain_and_gamma(tmp_path: Path) -> None:
             fd[j] = (up - down) / (2 * h)
         np.testing.assert_allclose(analytic, fd, rtol=1e-6, atol=1e-6 * max(1.0, float(np.abs(fd).max())),
                                    err_msg=str(pt.free_names()))
+
+
+TWO_AT_EACH_LEVEL = """
+levels:
+  - {name: unit, id: id2}
+  - {name: top, id: id3}
+responses:
+  - {name: yg, family: gaussian}
+fixed: "yg ~ x"
+random:
+  - {level: unit, terms: [1, x], covariance: unstructured}
+  - {level: top, terms: [1, x], covariance: unstructured}
+"""
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_quadrature_reproduces_the_exact_likelihood_with_two_latent_variables_per_level(tmp_path: Path,
+                                                                                        seed: int) -> None:
+    """Normalising constants of levels with q = 2 (lowest and above): exact for a gaussian response."""
+    model = make_model(tmp_path, TWO_AT_EACH_LEVEL, "two_per_level", points=3)
+    free = random_free(model, seed)
+    ll_quad, _ = QuadratureObjective(model, integration_plan(model)).readapted(free)
+    assert ll_quad == pytest.approx(exact_loglik(model, model.partable.unpack(free)), abs=1e-7)
