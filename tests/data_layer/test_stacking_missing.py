@@ -87,3 +87,10 @@ def test_fit_with_missing_items_is_the_likelihood_of_the_observed_items(lsat_bla
     # 21 adaptive points against 80 plain ones: both far below 1e-6 of the exact integral for 5 binary items
     assert doc["loglik"] == pytest.approx(dense_2pl_loglik(kept, intercept, loading), abs=1e-6)
     assert doc["data"]["n_used"] == 5 * len(rows) - sum(len(v) for v in BLANKS.values())
+
+
+def test_stack_labels_rename_items_and_unlabelled_items_keep_their_column_name():
+    wide = pd.DataFrame({"id": [1], "q1": [1.0], "q2": [np.nan], "q3": [0.0]})
+    long = stack_long(wide, Stack(columns=["q1", "q2", "q3"], item="item", value="y", labels={"q1": "first", "q3": "third"}))
+    assert long["item"].tolist() == ["first", "q2", "third"]
+    assert long["y"].isna().tolist() == [False, True, False]
