@@ -25,6 +25,11 @@ test: install
 bench: install
 	$(PIN_BLAS) $(BIN)/python bench/run.py
 
+# Mutation check (minutes; not part of `make test`): every curated mutant in tools/mutants.yaml must be killed.
+.PHONY: mutate
+mutate: install
+	$(PIN_BLAS) $(BIN)/python tools/mutate.py -j 2
+
 schema: install
 	$(BIN)/mlmrun schema > schemas/.mlmrun.schema.json.tmp
 	mv schemas/.mlmrun.schema.json.tmp schemas/mlmrun.schema.json
