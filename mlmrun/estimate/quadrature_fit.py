@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -115,7 +116,8 @@ def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, 
     """Log likelihood at more points (nodes at the optimum's modes) and a one-Newton-step refit estimate.
 
     Each entry of `points` is a number (per dimension at every level) or points per level name;
-    each costs one evaluation with gradient at the optimum (no refit).
+    each costs one evaluation with gradient at the optimum (no refit). The check's rules are never
+    pruned, so the change measures the whole integration error of the fitted rule (pruning included).
     """
     model = obj.model
     pt = model.partable
@@ -125,7 +127,7 @@ def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, 
     logliks: dict[str, float] = {obj.plan.points_key(): out.loglik}
     worst_ll, worst_key, worst_rel = 0.0, "", 0.0
     for P in points:
-        plan = obj.plan.with_points(P)
+        plan = replace(obj.plan.with_points(P), prune=0.0)
         rules = plan.rules
         # mode/curvature placement does not depend on the rule; posterior-moment placement does
         ad = out.adaptation.with_rules(rules) if obj.plan.adapt == "mode" else obj.adapt(out.free, out.adaptation, rules)
