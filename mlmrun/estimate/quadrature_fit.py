@@ -28,6 +28,7 @@ from scipy.optimize import minimize
 from scipy.special import chdtrc
 
 from mlmrun.compile.model import CompiledModel
+from mlmrun.estimate.boundary import no_se_at_boundary
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_forward, hessian_from_gradient, numeric_hessian
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
 from mlmrun.likelihood.objective import QuadratureObjective
@@ -191,7 +192,7 @@ def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] 
             warnings.append(f"optimisation stopped {gain:.3g} below the predicted maximum of the log likelihood")
     if est.check_points:
         extras["point_check"] = point_check(obj, out, cov, est.check_points, warnings)
-    _boundary(model, out.free, warnings)
+    _boundary(model, out.free, cov, warnings)
     extras["empirical_bayes"] = {p.level: p.as_dict() for p in empirical_bayes(obj, out.free, out.adaptation)}
     test = lr_test(model, out.loglik, null_ll)
     if test is not None:
@@ -240,13 +241,19 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
     return out
 
 
-def _boundary(model: CompiledModel, free: np.ndarray, warnings: list[str]) -> None:
+def _boundary(model: CompiledModel, free: np.ndarray, cov: np.ndarray | None, warnings: list[str]) -> None:
+    """Warn about SDs estimated at ~0 and blank their SEs (NaN rows of `cov`): sd() and var() alike."""
     pt = model.partable
     values = pt.unpack(free)
     for i in pt.rows_of("sd"):
-        if pt.frame.at[i, "free"] and abs(values[i]) < BOUNDARY_SD:
+        k = int(pt.frame.at[i, "free"])
+        if k and abs(values[i]) < BOUNDARY_SD:
             warnings.append(f"{pt.names[i]} is on the boundary (estimate ~0): its variance is not distinguishable "
                             "from zero; its SE and the LR test are non-standard")
+            warnings.append(no_se_at_boundary(str(pt.names[i])))
+            if cov is not None:
+                cov[k - 1, :] = np.nan
+                cov[:, k - 1] = np.nan
 
 
 def _result(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, warnings: list[str], extras: dict,
