@@ -5,6 +5,8 @@ large person SD, so that plain (non-adaptive) Gauss-Hermite needs many points. T
 computed here by scipy's adaptive quadrature per person, from the model's definition only:
 log L = sum_j log int prod_i expit(+-(b_i + sigma u)) phi(u) du. With wrong outer weights (the old
 eigenvector formula) 80 points gave a positive log likelihood, which no binary model can have.
+Plain rules with `points: k` equal the same sum built from scipy's k-point rule, and differ from
+k - 1 and k + 1 points: the points a spec asks for are the points used.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import integrate
-from scipy.special import log_expit
+from scipy.special import log_expit, logsumexp, roots_hermitenorm
 
 from mlmrun import estimate
 from mlmrun.likelihood.objective import QuadratureObjective
@@ -110,3 +112,26 @@ def test_fit_with_80_points_has_the_log_likelihood_of_a_fit_with_fewer(folder: P
     direct = direct_loglik(folder, {k[8:-1]: v for k, v in fitted.items() if k.startswith("C(")},
                            fitted["sd(_cons)@person"])
     assert many.loglik == pytest.approx(direct, abs=1e-7)
+
+
+def scipy_rule_loglik(folder: Path, intercepts: dict[str, float], sigma: float, k: int) -> float:
+    """Plain k-point Gauss-Hermite log likelihood from scipy's nodes and weights (not mlmrun's rule)."""
+    x, w = roots_hermitenorm(k)
+    w = w / w.sum()
+    frame = pd.read_csv(folder / "rasch.csv")
+    total = 0.0
+    for _, rows in frame.groupby("person"):
+        b = rows["item"].map(intercepts).to_numpy()[:, None]
+        sign = (2.0 * rows["y"].to_numpy() - 1.0)[:, None]
+        total += float(logsumexp(np.log(w) + np.sum(log_expit(sign * (b + sigma * x[None, :])), axis=0)))
+    return total
+
+
+@pytest.mark.parametrize("k", [2, 3, 7, 12])
+def test_spec_points_are_the_points_used(folder: Path, k: int) -> None:
+    intercepts = {key[8:-1]: v for key, v in PARAMS.items() if key.startswith("C(")}
+    ours = loglik_at(model_for(folder, "ghq", k), PARAMS)
+    assert ours == pytest.approx(scipy_rule_loglik(folder, intercepts, SIGMA, k), abs=1e-10)
+    # one point fewer or more is a different number: the check would see a rule of the wrong size
+    for other in (k - 1, k + 1):
+        assert abs(ours - scipy_rule_loglik(folder, intercepts, SIGMA, other)) > 1e-6
