@@ -156,7 +156,10 @@ def derived_rows(fit: FitResult) -> list[ParamRow]:
                                 np.asarray(fit.free, dtype=float))
         unknown = np.isnan(np.diag(fit.cov_free))  # free coordinates without an SE (see FitResult.se)
         se = np.sqrt(np.clip(np.einsum("ik,kl,il->i", jac, np.nan_to_num(fit.cov_free), jac), 0, None))
-        se[(np.abs(jac[:, unknown]) > 0).any(axis=1)] = np.nan
+        # also where the derivative is 0 (var = sd^2 at sd = 0): a source row without an SE means none for the row
+        J = np.asarray(pt.jacobian(np.asarray(fit.free, dtype=float)))
+        sourced = np.array([(J[src][:, unknown] != 0).any() for _, _, src, _ in derivations], dtype=bool)
+        se[sourced | (np.abs(jac[:, unknown]) > 0).any(axis=1)] = np.nan
     rows = []
     for (name, block, sources, _), est, s in zip(derivations, estimates, se, strict=True):
         free = bool(is_free[sources].any())

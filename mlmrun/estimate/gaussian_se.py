@@ -7,9 +7,10 @@ deviance/2 with beta profiled (or of the REML criterion), cross terms zero.
 var(_cons) and var(Residual) to 5 digits.) With free Gamma the mean depends
 on non-beta parameters too, so the Hessian over every free coordinate (beta
 included, nothing profiled) is inverted instead. Coordinates at a boundary
-(a correlation at +-1, or one whose SD is 0) have no SE: their rows and
-columns of cov_free are NaN. The Hessian is taken by central differences of
-the analytic gradient (2 gradients per coordinate); only where the selected
+(an SD of 0, a correlation at +-1, or one whose SD is 0) have no SE: their
+rows and columns of cov_free are NaN, so an sd() row at 0 and its derived
+var() row are both reported without one (estimate/boundary.py says why).
+The Hessian is taken by central differences of the analytic gradient (2 gradients per coordinate); only where the selected
 inverse is unavailable (sparse-LU remainder) by second differences of the
 deviance.
 """
@@ -22,6 +23,7 @@ import numpy as np
 
 from mlmrun.compile.matrices import model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
+from mlmrun.estimate.boundary import no_se_at_boundary
 from mlmrun.estimate.gaussian_params import GaussianParams
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, lr_p_value, numeric_hessian
 from mlmrun.likelihood import sparse_blocks
@@ -84,7 +86,9 @@ def _boundary_coords(model: CompiledModel, values: np.ndarray, scale: float) -> 
         zero = sd < BOUNDARY * scale
         for r, z in zip(b.sd_rows, zero, strict=True):
             if z and free[r] > 0:
+                skip.add(int(free[r]) - 1)
                 warnings.append(f"{pt.names[r]} is at the boundary (0): singular fit")
+                warnings.append(no_se_at_boundary(str(pt.names[r])))
         for r in b.corr_rows:
             if free[r] == 0:
                 continue

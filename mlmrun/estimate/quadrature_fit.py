@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import minimize
 
 from mlmrun.compile.model import CompiledModel
+from mlmrun.estimate.boundary import no_se_at_boundary
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_forward, hessian_from_gradient, numeric_hessian
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
 from mlmrun.likelihood.objective import QuadratureObjective
@@ -114,7 +116,8 @@ def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, 
     """Log likelihood at more points (nodes at the optimum's modes) and a one-Newton-step refit estimate.
 
     Each entry of `points` is a number (per dimension at every level) or points per level name;
-    each costs one evaluation with gradient at the optimum (no refit).
+    each costs one evaluation with gradient at the optimum (no refit). The check's rules are never
+    pruned, so the change measures the whole integration error of the fitted rule (pruning included).
     """
     model = obj.model
     pt = model.partable
@@ -124,7 +127,7 @@ def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, 
     logliks: dict[str, float] = {obj.plan.points_key(): out.loglik}
     worst_ll, worst_key, worst_rel = 0.0, "", 0.0
     for P in points:
-        plan = obj.plan.with_points(P)
+        plan = replace(obj.plan.with_points(P), prune=0.0)
         rules = plan.rules
         # mode/curvature placement does not depend on the rule; posterior-moment placement does
         ad = out.adaptation.with_rules(rules) if obj.plan.adapt == "mode" else obj.adapt(out.free, out.adaptation, rules)
@@ -190,7 +193,7 @@ def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] 
             warnings.append(f"optimisation stopped {gain:.3g} below the predicted maximum of the log likelihood")
     if est.check_points:
         extras["point_check"] = point_check(obj, out, cov, est.check_points, warnings)
-    _boundary(model, out.free, warnings)
+    _boundary(model, out.free, cov, warnings)
     extras["empirical_bayes"] = {p.level: p.as_dict() for p in empirical_bayes(obj, out.free, out.adaptation)}
     test = lr_test(model, out.loglik, null_ll)
     if test is not None:
@@ -239,13 +242,19 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
     return out
 
 
-def _boundary(model: CompiledModel, free: np.ndarray, warnings: list[str]) -> None:
+def _boundary(model: CompiledModel, free: np.ndarray, cov: np.ndarray | None, warnings: list[str]) -> None:
+    """Warn about SDs estimated at ~0 and blank their SEs (NaN rows of `cov`): sd() and var() alike."""
     pt = model.partable
     values = pt.unpack(free)
     for i in pt.rows_of("sd"):
-        if pt.frame.at[i, "free"] and abs(values[i]) < BOUNDARY_SD:
+        k = int(pt.frame.at[i, "free"])
+        if k and abs(values[i]) < BOUNDARY_SD:
             warnings.append(f"{pt.names[i]} is on the boundary (estimate ~0): its variance is not distinguishable "
                             "from zero; its SE and the LR test are non-standard")
+            warnings.append(no_se_at_boundary(str(pt.names[i])))
+            if cov is not None:
+                cov[k - 1, :] = np.nan
+                cov[:, k - 1] = np.nan
 
 
 def _result(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, warnings: list[str], extras: dict,

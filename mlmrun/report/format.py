@@ -2,12 +2,18 @@
 
 Templates only place strings (STYLE.md 9.7), so this module is where rounding
 rules live: Stata-like significant digits for estimates, fixed decimals for
-test statistics, and "." for a value that is not available.
+test statistics, and "." for a value that is not available (None; and an SE
+that is NaN, FitResult's marker for "no SE"). Values that are there but not
+finite are written as such: "inf", "-inf" and "NaN" (an interval whose end
+overflows, an estimate that diverged), never turned into an error while
+rendering: a fit's results must survive its report. results.json writes
+null for every non-finite number (results.jsonable).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 MISSING = "."
@@ -33,48 +39,80 @@ class Table:
 
 def finite(x: float | None) -> bool:
     """True for a real, finite number."""
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+    return isinstance(x, numbers.Real) and math.isfinite(x)
+
+
+def _nonfinite(x: float | None) -> str | None:
+    """'.' for None, 'inf' / '-inf' / 'NaN' for non-finite numbers, None for a finite number."""
+    if not isinstance(x, numbers.Real):
+        return MISSING
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return None
 
 
 def num(x: float | None, sig: int = 6) -> str:
     """An estimate-like number with `sig` significant digits (plain notation in 1e-4..1e6)."""
-    if not finite(x):
-        return MISSING
+    text = _nonfinite(x)
+    if text is not None:
+        return text
     if x == 0:
         return "0"
     return f"{x:.{sig}g}"
 
 
+def se_num(se: float | None) -> str:
+    """A standard error: '.' when not available (None or NaN), else like `num` (inf shown as 'inf')."""
+    return MISSING if not isinstance(se, numbers.Real) or math.isnan(se) else num(se)
+
+
 def fixed(x: float | None, decimals: int) -> str:
     """A number with a fixed number of decimals (test statistics, log likelihoods)."""
-    return f"{x:.{decimals}f}" if finite(x) else MISSING
+    text = _nonfinite(x)
+    return text if text is not None else f"{x:.{decimals}f}"
 
 
 def pvalue(p: float | None) -> str:
     """A p-value to three decimals, as Stata prints it."""
-    return f"{p:.3f}" if finite(p) else MISSING
+    return fixed(p, 3)
 
 
-def z_and_p(est: float, se: float) -> tuple[float, float]:
-    """Wald z statistic and two-sided normal p-value (nan when the SE is unavailable)."""
-    if not (finite(se) and se > 0 and finite(est)):
-        return math.nan, math.nan
+def _available(est: float | None, se: float | None) -> bool:
+    """An SE to build a statistic from: a number, not NaN (infinite is allowed), and an estimate that is finite."""
+    return finite(est) and isinstance(se, numbers.Real) and not math.isnan(se)
+
+
+def z_and_p(est: float, se: float) -> tuple[float | None, float | None]:
+    """Wald z statistic and two-sided normal p-value (None when the SE is unavailable or 0)."""
+    if not (_available(est, se) and se > 0):
+        return None, None
     z = est / se
     return z, math.erfc(abs(z) / math.sqrt(2))
 
 
-def ci(est: float, se: float, scale: str = "linear") -> tuple[float, float]:
-    """95% interval; 'log' for SDs and variances and 'atanh' for correlations (Stata mixed's choices)."""
-    if not (finite(se) and finite(est)):
-        return math.nan, math.nan
+def _exp(x: float) -> float:
+    """exp that overflows to inf instead of raising (math.exp raises OverflowError beyond ~709.78)."""
+    return math.inf if x > 709.0 else math.exp(x)
+
+
+def ci(est: float, se: float, scale: str = "linear") -> tuple[float | None, float | None]:
+    """95% interval; 'log' for SDs and variances and 'atanh' for correlations (Stata mixed's choices).
+
+    None when it cannot be formed (no SE, an estimate outside the scale's domain); an end that
+    overflows is +-inf (an SD of 1e-3 with an SE of 1 has an upper end of exp(1960) times the SD).
+    """
+    if not _available(est, se):
+        return None, None
     if scale == "log":
         if est <= 0:
-            return math.nan, math.nan
+            return None, None
         half = Z95 * se / est
-        return est * math.exp(-half), est * math.exp(half)
+        return est * _exp(-half), est * _exp(half)
     if scale == "atanh":
         if abs(est) >= 1:
-            return math.nan, math.nan
+            return None, None
         centre, half = math.atanh(est), Z95 * se / (1 - est**2)
         return math.tanh(centre - half), math.tanh(centre + half)
     return est - Z95 * se, est + Z95 * se

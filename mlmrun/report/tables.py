@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mlmrun.compile.model import CompiledModel, CovBlock
-from mlmrun.report.format import MISSING, Table, ci, fixed, num, pvalue, z_and_p
+from mlmrun.report.format import MISSING, Table, ci, fixed, num, pvalue, se_num, z_and_p
 from mlmrun.results import ParamRow, covariance_name, variance_name
 
 EST_COLUMNS = ["Parameter", "Estimate", "Std. err.", "[95% conf.", "interval]"]
@@ -18,19 +18,19 @@ NOT_LOADED = "—"
 
 def se_text(row: ParamRow) -> str:
     """SE column: '(fixed)' for a fixed row, '.' when unavailable."""
-    return num(row.se) if row.free else "(fixed)"
+    return se_num(row.se) if row.free else "(fixed)"
 
 
 def estimate_line(label: str, row: ParamRow, scale: str = "linear") -> list[str]:
     """[label, estimate, SE, CI low, CI high]; intervals on the log scale for SDs/variances, atanh for correlations."""
-    lo, hi = ci(row.estimate, row.se, scale) if row.free else (float("nan"), float("nan"))
+    lo, hi = ci(row.estimate, row.se, scale) if row.free else (None, None)
     return [label, num(row.estimate), se_text(row), num(lo), num(hi)]
 
 
 def wald_line(label: str, row: ParamRow) -> list[str]:
     """[label, estimate, SE, z, p, CI low, CI high] as in Stata's coefficient table."""
-    z, p = z_and_p(row.estimate, row.se) if row.free else (float("nan"), float("nan"))
-    lo, hi = ci(row.estimate, row.se) if row.free else (float("nan"), float("nan"))
+    z, p = z_and_p(row.estimate, row.se) if row.free else (None, None)
+    lo, hi = ci(row.estimate, row.se) if row.free else (None, None)
     return [label, num(row.estimate), se_text(row), fixed(z, 2), pvalue(p), num(lo), num(hi)]
 
 
