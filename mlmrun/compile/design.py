@@ -147,6 +147,7 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
                         "of a negative number, or a huge power); transform the column so it stays finite")
     if X.shape[1] and np.linalg.matrix_rank(X) < X.shape[1]:
         raise DataError(
-            f"{where}: the design {excerpt(str(names), 0, 200)} is rank deficient (collinear columns); drop or recode a term"
+            f"{where}: the design columns {excerpt(', '.join(names), 0, 200)} are collinear (rank deficient); "
+            "drop or recode a term"
         )
     return X, names
