@@ -135,7 +135,8 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
     if missing:
         raise DataError(f"{where}: the formula names columns {missing} that are not in the data")
     try:
-        mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
+        with np.errstate(all="ignore"):  # log(0) and the like are reported below, by term, not as warnings
+            mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
     except Exception as exc:  # formulaic wraps evaluation errors in several types
         detail = " ".join(str(exc).split())[:200]
         raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}") from None

@@ -21,7 +21,7 @@ comparison, unknown functions or keywords) is a SpecError naming the spec key.
     unary    := ('+'|'-') unary | pow
     pow      := prim ['**' ['-'|'+'] NUMBER]       (|exponent| <= MAX_EXPONENT, no power in the base)
     prim     := NUMBER | column | call | '(' expr ')'
-    column   := NAME | '`' quoted name '`'
+    column   := NAME | '`' quoted name '`'       (backticks only for names that are not identifiers)
 
 Budgets keep the cost of reading a formula bounded whatever its text: its
 length, the digits of a number, exponents, nesting depth and the number of
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,7 +63,7 @@ MAX_LABEL = 100
 Kind = Literal["formula", "one_sided", "term"]
 _CMP = ("==", "!=", "<", "<=", ">", ">=")
 _NUMBER = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[^\W\d]\w*")
 _OPS = ("**", "==", "!=", "<=", ">=", "~", "+", "-", "*", "/", ":", "^", "(", ")", ",", "=", "<", ">")
 _FORBIDDEN_IN_QUOTES = set("`'\"\\{}") | {chr(c) for c in range(32)} | {"\x7f"}
 _CHAR_HINTS = {
@@ -134,6 +135,11 @@ def tokenize(text: str) -> list[Token]:
                 raise _Fail(i, f"the backtick name {excerpt(name, 0, 40)} {what}",
                             f"backticks may hold only a column name of at most {MAX_NAME} characters, "
                             "without quotes, backslashes, braces or backticks; rename the column")
+            if name.isidentifier():
+                raise _Fail(i, f"the backtick name `{name}` is a plain name",
+                            f"write {name} without backticks" if not keyword.iskeyword(name)
+                            and name not in ALLOWED_FUNCTIONS else
+                            f"a column named like a Python keyword or a formula function cannot be used; rename '{name}'")
             tokens.append(Token("qname", name, i))
             i = end + 1
             continue
@@ -168,8 +174,9 @@ def tokenize(text: str) -> list[Token]:
             if end < n and text[end] in "'\"":
                 raise _Fail(i, f"string prefixes such as {name}'...' are not allowed",
                             "write a plain category label, e.g. I(item == 'defect')")
-            if end < n and not text[end].isascii() and text[end].isalnum():
-                raise _Fail(i, "a name with non-ASCII letters must be quoted", "quote it in backticks: `name`")
+            if not name.isidentifier() or unicodedata.normalize("NFKC", name) != name:
+                raise _Fail(i, f"the name {excerpt(name, 0, 40)} changes under Unicode normalisation "
+                            "(Python would read it as another name)", "rename the column with plain letters")
             tokens.append(Token("name", name, i))
             i = end
             continue
@@ -182,8 +189,6 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("op", op, i))
             i += len(op)
             continue
-        if not ch.isascii() and ch.isalnum():
-            raise _Fail(i, "a name with non-ASCII letters must be quoted", "quote it in backticks: `name`")
         raise _Fail(i, f"the character {ch!r} is not allowed",
                     _CHAR_HINTS.get(ch, "use column names, numbers, ~ + - * / : ** ( ) and the functions "
                                         + ", ".join(ALLOWED_FUNCTIONS)))

@@ -34,6 +34,7 @@ LEGIT = [
     ("y ~ log(x + 1) + log1p(x) + sqrt(abs(x)) + exp(-x) + center(x) + scale(x)", "y", ("x",)),
     ("`my y` ~ `a b` + log(`a b`) + `x.1`", "my y", ("a b", "x.1")),
     ("y ~ x\n  + z", "y", ("x", "z")),
+    ("y ~ \u00e9t\u00e9 + log(\u00e9t\u00e9)", "y", ("\u00e9t\u00e9",)),
 ]
 
 
@@ -83,6 +84,9 @@ def test_deep_nesting_is_a_spec_error_even_without_the_length_budget(monkeypatch
     ("y ~ I(item == '" + "a" * 101 + "')", "too long"),
     ("y ~ `" + "a" * 201 + "`", "too long"),
     ("y ~ log", "'log' is a function"),
+    ("y ~ `z` + log(`a b` / `z`)", "write z without backticks"),
+    ("y ~ `lambda`", "rename 'lambda'"),
+    ("y ~ x\u00b2", "changes under Unicode normalisation"),
 ])
 def test_budgets_and_rules_refuse_with_what_to_write(text: str, message: str) -> None:
     with pytest.raises(SpecError, match=r"^fixed: ") as info:
