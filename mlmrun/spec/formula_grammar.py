@@ -245,18 +245,14 @@ class _Parser:
     # formula level
 
     def sum(self) -> Terms:
-        out: set[frozenset[str]] = set()
-        first = True
-        while True:
-            if self.at("+", "-"):
-                self.take()
-            elif not first:
-                break
+        if self.at("+", "-"):
+            self.take()
+        out = set(self.product())
+        while self.at("+", "-"):
+            self.take()
             out |= self.product()
             self.limit(out, self.peek().pos)
-            first = False
-            if not self.at("+", "-"):
-                return frozenset(out)
+        return frozenset(out)
 
     def product(self) -> Terms:
         left = self.inter()
