@@ -154,3 +154,44 @@ def test_injection_attempt_is_refused_by_fit_before_anything_is_written(
     assert LOCATED.search(err) and int(LOCATED.search(err)["line"]) == FIELDS[field][2]
     assert not (tmp_path / "MARK").exists()
     assert not (tmp_path / "out").exists()
+
+
+COLUMN_SPEC = """\
+name: columns
+data: {{path: data.csv}}
+levels: [{{name: person, id: person}}]
+responses:
+  - {{name: y, family: gaussian{response_extra}}}
+fixed: "y ~ x"
+{extra}
+"""
+COLUMN_FIELDS = {  # fields that name a column: looked up, never evaluated -> (response key or None, extra lines, line)
+    "variance_by": ("variance_by", "", 5),
+    "offset": ("offset", "", 5),
+    "select": ("select", "", 5),
+    "random_terms": (None, "random: [{{level: person, terms: [1, {column}]}}]", 7),
+    "loadings_on": (None, "latent: [{{name: f, level: person, loadings: {{on: [{column}], fix: {{1: 1}}}}}}]", 7),
+    "loadings_by": (None, "latent: [{{name: f, level: person, loadings: {{by: {column}}}, variance: 1}}]", 7),
+}
+
+
+@pytest.mark.parametrize("field", sorted(COLUMN_FIELDS))
+@pytest.mark.parametrize("attempt", ["backtick_block_popen", "brace_block_open", "call_import"])
+def test_code_in_a_column_name_field_is_only_a_missing_column(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              field: str, attempt: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    BASE_DATA.to_csv(tmp_path / "data.csv", index=False)
+    column = json.dumps(ATTEMPTS[attempt].replace("MARK", str(tmp_path / "MARK")))
+    key, extra, line = COLUMN_FIELDS[field]
+    if key == "select":
+        column = "{" + column + ": [1]}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(COLUMN_SPEC.format(response_extra=f", {key}: {column}" if key else "",
+                                       extra=extra.format(column=column)))
+    code, err = run_cli(spec, "validate", capsys)
+    assert code == 2, err
+    assert "Traceback" not in err and "internal error" not in err
+    located = LOCATED.search(err)
+    assert located and int(located["line"]) == line, err
+    assert not (tmp_path / "MARK").exists()
