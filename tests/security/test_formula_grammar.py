@@ -3,6 +3,7 @@ evaluates what it accepts with nothing but the data and the allowed functions in
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
@@ -160,3 +161,68 @@ def test_tricky_legitimate_formulas_build_the_columns_computed_by_hand(tmp_path:
     assert "Intercept" not in names
     (hetero,) = [eq.hetero for eq in model.equations]
     np.testing.assert_allclose(hetero[:, 0], (item == "b").astype(float))
+
+
+def _random_formula(rng: random.Random) -> str:
+    """A formula from the documented language, drawn at random (columns x, z, `my x`, item)."""
+    def column() -> str:
+        return rng.choice(["x", "z", "`my x`", "`m-y`"])
+
+    def python(depth: int) -> str:
+        r = rng.random()
+        if depth > 3 or r < 0.3:
+            return rng.choice([column(), column(), "2", "1.5", "0.5"])
+        if r < 0.5:
+            return f"{python(depth + 1)} {rng.choice('+-*/')} {python(depth + 1)}"
+        if r < 0.6:
+            return f"-{python(depth + 1)}"
+        if r < 0.7:
+            return f"({python(depth + 1)})"
+        if r < 0.8:
+            return f"{column()}**{rng.choice(['2', '-1', '0.5', '3'])}"
+        return f"{rng.choice(['log', 'log1p', 'exp', 'sqrt', 'abs', 'center', 'scale', 'I'])}({python(depth + 1)})"
+
+    def term(depth: int) -> str:
+        r = rng.random()
+        if depth > 2 or r < 0.3:
+            return column()
+        if r < 0.4:
+            return "C(item)"
+        if r < 0.5:
+            return f"poly({column()}, {rng.randint(1, 3)})"
+        if r < 0.65:
+            return f"I({python(0)})" if r < 0.6 else f"I(item {rng.choice(['==', '!='])} '{rng.choice('abq')}')"
+        if r < 0.72:
+            return f"{rng.choice(['log', 'exp', 'sqrt', 'abs', 'center', 'scale', 'log1p'])}({python(0)})"
+        op = rng.choice([":", "*", "/", " - "])
+        if r < 0.9:
+            return f"{term(depth + 1)}{op}{term(depth + 1)}"
+        return f"({term(depth + 1)} + {term(depth + 1)}){rng.choice(['**', '^'])}{rng.randint(1, 3)}"
+
+    lead = rng.choice(["y ~ ", "~ ", "y ~ 0 + ", "y ~ -1 + ", ""])
+    return lead + " + ".join(term(0) for _ in range(rng.randint(1, 4)))
+
+
+def test_whatever_the_grammar_accepts_formulaic_parses_and_the_factor_gate_passes() -> None:
+    rng = random.Random(20261129)
+    for _ in range(300):
+        text = _random_formula(rng)
+        check_formula(text, "fixed")
+        parse_formula(text)
+
+
+def test_token_soup_is_refused_with_spec_errors_only() -> None:
+    rng = random.Random(7)
+    pieces = ["x", "z", "`my x`", "0", "1", "2", "1.5", "+", "-", "*", "/", ":", "**", "^", "(", ")", ",", "==", ">",
+              "'b'", "C(", "I(", "log(", "poly(", "~", "degree=", "`", ".", "[", "{", "__class__", "lambda", ":="]
+    accepted = 0
+    for _ in range(3000):
+        text = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        try:
+            check_formula(text, "fixed")
+        except SpecError as exc:
+            assert str(exc).startswith("fixed: ") and "; " in str(exc)
+            continue
+        parse_formula(text)
+        accepted += 1
+    assert 0 < accepted < 3000
