@@ -11,6 +11,7 @@ transforms such as `np`).
 from __future__ import annotations
 
 import ast
+import re
 
 import numpy as np
 import pandas as pd
@@ -48,12 +49,18 @@ def parse_formula(text: str, where: str = "fixed", kind: Kind = "formula") -> Fo
     try:
         formula = Formula(text)
     except Exception as exc:  # formulaic raises several parser exception types
-        detail = " ".join(str(exc).split())[:160]
+        detail = _plain(exc, 160)
         raise SpecError(f"{where}: cannot parse formula {excerpt(text)} ({detail}); "
                         "write columns joined by + - * : and the allowed functions") from None
     for factor in _factors(formula):
         check_factor(factor, text, where)
     return formula
+
+
+def _plain(exc: Exception, width: int) -> str:
+    """A formulaic error on one line, without its terminal colours and markers, at most `width` characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m|[\u29da\u29db]", "", str(exc))
+    return " ".join(text.split())[:width]
 
 
 def term_formula(term: str, where: str) -> Formula:
@@ -138,7 +145,7 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
         with np.errstate(all="ignore"):  # log(0) and the like are reported below, by term, not as warnings
             mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
     except Exception as exc:  # formulaic wraps evaluation errors in several types
-        detail = " ".join(str(exc).split())[:200]
+        detail = _plain(exc, 200)
         raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}") from None
     X = np.asarray(mm, dtype=float)
     names = tuple(str(c) for c in mm.columns)
