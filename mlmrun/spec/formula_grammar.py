@@ -15,13 +15,15 @@ comparison, unknown functions or keywords) is a SpecError naming the spec key.
     atom     := '(' sum ')' | '0' | '1' | column | call
     call     := FUNC '(' args ')'                  (FUNC in ALLOWED_FUNCTIONS; arity per function)
     args     := expr                               (poly: expr [',' ['degree' '='] INT])
-    expr     := arith [CMP (arith | STRING)]       (comparisons only inside I())
+    expr     := side [CMP side]                    (comparisons only inside I(); STRING only with == or !=)
+    side     := arith | STRING                     (STRING: a 'label' of plain characters, one side at most)
     arith    := mul (('+'|'-') mul)*
     mul      := unary (('*'|'/') unary)*
     unary    := ('+'|'-') unary | pow
     pow      := prim ['**' ['-'|'+'] NUMBER]       (|exponent| <= MAX_EXPONENT, no power in the base)
     prim     := NUMBER | column | call | '(' expr ')'
-    column   := NAME | '`' quoted name '`'       (backticks only for names that are not identifiers)
+    column   := NAME | '`' quoted name '`'       (NAME: an identifier that Unicode NFKC leaves unchanged,
+                                                  no '__', no keyword; backticks only for other names)
 
 Budgets keep the cost of reading a formula bounded whatever its text: its
 length, the digits of a number, exponents, nesting depth and the number of
