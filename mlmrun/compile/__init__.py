@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, drop_missing, numeric_column
-from mlmrun.compile.design import fixed_design, formula_variables, parse_formula
+from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel, CovBlock, Equation, LatentVar
@@ -54,31 +54,22 @@ def used_columns(spec: Spec) -> dict[str, str]:
             for c in lat.loadings.on or []:
                 if str(c) != "1":
                     cols.setdefault(str(c), f"latent.{i}.loadings.on")
-    for preds in spec.structural.Gamma.values():
+    for outcome, preds in spec.structural.Gamma.items():
         for c in preds:
-            for var in formula_variables(parse_formula(f"0 + {c}"))[1]:
-                cols.setdefault(var, "structural.Gamma")
+            for var in formula_variables(term_formula(c, f"structural.Gamma.{outcome}"))[1]:
+                cols.setdefault(var, f"structural.Gamma.{outcome}")
     return cols
 
 
 def _variance_formula(text: str, k: int):
     """Parse a `variance:` formula (one-sided, allowed functions only), errors naming responses.k.variance."""
-    try:
-        formula = parse_formula(text)
-    except SpecError as exc:
-        raise SpecError(f"responses.{k}.variance: {str(exc).removeprefix('fixed: ')}") from None
-    if hasattr(formula, "lhs"):
-        raise SpecError(f"responses.{k}.variance: {text!r} must be one-sided (no response), e.g. '~ x + C(item)'")
-    return formula
+    return parse_formula(text, f"responses.{k}.variance", "one_sided")
 
 
 def _variance_design(eq, k: int, frame: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     """The `variance:` design on the equation's rows without its intercept (the baseline SD plays that role)."""
     formula = _variance_formula(eq.variance, k)
-    try:
-        S, names = fixed_design(formula, frame.iloc[rows].reset_index(drop=True))
-    except DataError as exc:
-        raise DataError(f"responses.{k}.variance: {exc}") from None
+    S, names = fixed_design(formula, frame.iloc[rows].reset_index(drop=True), f"responses.{k}.variance")
     keep = [j for j, name in enumerate(names) if name != "Intercept"]
     S, names = S[:, keep], tuple(names[j] for j in keep)
     if not S.shape[1]:

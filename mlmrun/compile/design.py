@@ -1,62 +1,107 @@
-"""Fixed-part design matrices via formulaic, with formula functions from an allowed list only.
+"""Design matrices via formulaic, for formulas the spec grammar accepted.
 
-Specs may come from untrusted pull requests, so every factor expression of a
-formula is parsed with `ast` and rejected unless it uses column names,
-numbers, arithmetic and the functions in ALLOWED_FUNCTIONS.
+Specs may come from untrusted pull requests, and formulaic evaluates formula
+factors as Python. So a formula passes three gates before any evaluation: the
+grammar (`mlmrun.spec.formula_grammar`) on the raw text, an `ast` allow-list
+over every factor formulaic parsed from it, and evaluation in a context that
+holds only the data columns and ALLOWED_FUNCTIONS (not formulaic's own
+transforms such as `np`).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula, model_matrix
+from formulaic import Formula
+from formulaic.materializers import PandasMaterializer
+from formulaic.parser.types.factor import Factor
+from formulaic.transforms import C, center, poly, scale
+from formulaic.transforms.identity import identity
+from formulaic.utils.code import sanitize_variable_names
+from formulaic.utils.layered_mapping import LayeredMapping
 
 from mlmrun.errors import DataError, SpecError
+from mlmrun.spec.formula_grammar import ALLOWED_FUNCTIONS as GRAMMAR_FUNCTIONS
+from mlmrun.spec.formula_grammar import Kind, check_formula, excerpt
 
-ALLOWED_FUNCTIONS = {
-    "C": None, "I": None, "center": None, "scale": None, "poly": None,
+_IMPLEMENTATIONS = {
+    "C": C, "I": identity, "center": center, "scale": scale, "poly": poly,
     "log": np.log, "log1p": np.log1p, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs,
 }
+ALLOWED_FUNCTIONS = {name: _IMPLEMENTATIONS[name] for name in GRAMMAR_FUNCTIONS}
+"""The grammar's functions and what they evaluate to; nothing else is in scope when a formula is evaluated."""
+
 _OK_NODES = (ast.Expression, ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Call,
              ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd, ast.keyword, ast.Compare,
              ast.Eq, ast.NotEq, ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 
 
-def parse_formula(text: str) -> Formula:
-    """Parse a formula and check every expression in it is safe to evaluate."""
+def parse_formula(text: str, where: str = "fixed", kind: Kind = "formula") -> Formula:
+    """Check a formula against the grammar, parse it with formulaic and check every factor again.
+
+    `where` is the spec key errors name first (e.g. `responses.0.variance`), so the CLI
+    locates them; `kind` says which sides the formula may have (see `check_formula`).
+    """
+    check_formula(text, where, kind)
     try:
         formula = Formula(text)
     except Exception as exc:  # formulaic raises several parser exception types
-        raise SpecError(f"fixed: cannot parse formula {text!r}: {exc}") from None
-    for side in ([formula.lhs, formula.rhs] if hasattr(formula, "lhs") else [formula]):
-        for term in side:
-            for factor in term.factors:
-                check_expression(str(factor.expr), text)
+        detail = _plain(exc, 160)
+        raise SpecError(f"{where}: cannot parse formula {excerpt(text)} ({detail}); "
+                        "write columns joined by + - * : and the allowed functions") from None
+    for factor in _factors(formula):
+        check_factor(factor, text, where)
     return formula
 
 
-def check_expression(expr: str, formula: str) -> None:
-    """Reject anything but columns, numbers, arithmetic and allowed function calls."""
-    try:
-        tree = ast.parse(expr.strip("`"), mode="eval")
-    except SyntaxError:
-        if expr.startswith("`") or expr.replace("_", "").replace(".", "").isalnum():
+def _plain(exc: Exception, width: int) -> str:
+    """A formulaic error on one line, without its terminal colours and markers, at most `width` characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m|[\u29da\u29db]", "", str(exc))
+    return " ".join(text.split())[:width]
+
+
+def term_formula(term: str, where: str) -> Formula:
+    """A `structural.Gamma` covariate (a column or a term such as age:bus) as the formula `0 + term`."""
+    check_formula(term, where, "term")
+    return parse_formula(f"0 + {term}", where)
+
+
+def _factors(formula: Formula) -> list[Factor]:
+    sides = [formula.lhs, formula.rhs] if hasattr(formula, "lhs") else [formula]
+    return [factor for side in sides for term in side for factor in term.factors]
+
+
+def check_factor(factor: Factor, formula: str, where: str) -> None:
+    """Second gate: a factor is a column lookup, a number, or Python made only of columns, numbers,
+    arithmetic, comparisons and calls of ALLOWED_FUNCTIONS (backtick names replaced by plain names)."""
+    expr = str(factor.expr)
+    if factor.eval_method == Factor.EvalMethod.LOOKUP:
+        return
+    if factor.eval_method == Factor.EvalMethod.LITERAL:
+        if expr.replace(".", "", 1).isdigit():
             return
-        raise SpecError(f"fixed: formula {formula!r}: cannot read term {expr!r}") from None
+        raise _unsafe(where, formula, expr, "a literal that is not a number")
+    try:
+        tree = ast.parse(sanitize_variable_names(expr, {}, {}), mode="eval")
+    except SyntaxError:
+        raise _unsafe(where, formula, expr, "text that is not an expression") from None
     for node in ast.walk(tree):
         if not isinstance(node, _OK_NODES):
-            raise SpecError(
-                f"fixed: formula {formula!r}: term {expr!r} uses {type(node).__name__}, which is not allowed; "
-                f"use column names, numbers, + - * / ** and the functions {sorted(ALLOWED_FUNCTIONS)}"
-            )
-        if isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in ALLOWED_FUNCTIONS:
-                name = getattr(node.func, "id", ast.unparse(node.func))
-                raise SpecError(
-                    f"fixed: formula {formula!r}: function {name!r} is not allowed; allowed functions are {sorted(ALLOWED_FUNCTIONS)}"
-                )
+            raise _unsafe(where, formula, expr, type(node).__name__)
+        if isinstance(node, ast.Name) and "__" in node.id:
+            raise _unsafe(where, formula, expr, f"the dunder name {node.id!r}")
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in ALLOWED_FUNCTIONS):
+            raise _unsafe(where, formula, expr, f"a call of {ast.unparse(node.func)[:40]!r}")
+        if isinstance(node, ast.keyword) and node.arg != "degree":
+            raise _unsafe(where, formula, expr, f"the keyword argument {node.arg!r}")
+
+
+def _unsafe(where: str, formula: str, expr: str, what: str) -> SpecError:
+    return SpecError(f"{where}: formula {excerpt(formula)}: term {excerpt(expr, 0, 60)} uses {what}, which is not "
+                     f"allowed; use column names, numbers, + - * / ** and the functions {', '.join(ALLOWED_FUNCTIONS)}")
 
 
 def formula_variables(formula: Formula) -> tuple[str | None, set[str]]:
@@ -68,22 +113,49 @@ def formula_variables(formula: Formula) -> tuple[str | None, set[str]]:
         rhs = formula.rhs
     else:
         rhs = formula
-    needed = set(rhs.required_variables) - set(ALLOWED_FUNCTIONS)
+    needed = {str(v) for v in rhs.required_variables} - set(ALLOWED_FUNCTIONS)
     return lhs, needed
 
 
-def fixed_design(formula: Formula, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Evaluate the right-hand side into a dense design matrix and its column names."""
+class _AllowedOnly(PandasMaterializer):
+    """formulaic's pandas materializer with a context of the data and ALLOWED_FUNCTIONS only.
+
+    The stock materializer layers formulaic's transforms (np, contr, bs, ...) under the
+    context; here names resolve to data columns or allowed functions, nothing else.
+    """
+
+    def __init__(self, data: pd.DataFrame) -> None:
+        super().__init__(data, context=ALLOWED_FUNCTIONS)
+        self.layered_context = LayeredMapping(
+            LayeredMapping(self.data_context, name="data"),
+            LayeredMapping(dict(ALLOWED_FUNCTIONS), name="context"),
+        )
+
+
+def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") -> tuple[np.ndarray, tuple[str, ...]]:
+    """Evaluate the right-hand side into a dense design matrix and its column names.
+
+    Errors are DataError messages starting with `where` (the spec key of the formula).
+    """
     rhs = formula.rhs if hasattr(formula, "lhs") else formula
-    context = {k: v for k, v in ALLOWED_FUNCTIONS.items() if v is not None}
+    missing = sorted(formula_variables(formula)[1] - {str(c) for c in frame.columns})
+    if missing:
+        raise DataError(f"{where}: the formula names columns {missing} that are not in the data")
     try:
-        mm = model_matrix(rhs, frame, context=context, na_action="raise")
+        with np.errstate(all="ignore"):  # log(0) and the like are reported below, by term, not as warnings
+            mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
     except Exception as exc:  # formulaic wraps evaluation errors in several types
-        raise DataError(f"cannot build the fixed-effects design from {formula}: {exc}") from None
+        detail = _plain(exc, 200)
+        raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}") from None
     X = np.asarray(mm, dtype=float)
     names = tuple(str(c) for c in mm.columns)
+    bad = [names[j] for j in np.flatnonzero(~np.isfinite(X).all(axis=0))]
+    if bad:
+        raise DataError(f"{where}: the terms {bad[:5]} are infinite or undefined on some rows (e.g. log of 0 or "
+                        "of a negative number, or a huge power); transform the column so it stays finite")
     if X.shape[1] and np.linalg.matrix_rank(X) < X.shape[1]:
         raise DataError(
-            f"the fixed-effects design {names} is rank deficient (collinear columns); drop or recode a term"
+            f"{where}: the design columns {excerpt(', '.join(names), 0, 200)} are collinear (rank deficient); "
+            "drop or recode a term"
         )
     return X, names

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlmrun.compile.design import fixed_design, parse_formula
+from mlmrun.compile.design import fixed_design, term_formula
 from mlmrun.compile.model import CovBlock, LatentVar
 from mlmrun.compile.partable import ParTableBuilder
 from mlmrun.data.levels import LevelIndex
 from mlmrun.errors import DataError, IdentificationError, SpecError
+from mlmrun.spec.formula_grammar import excerpt
 from mlmrun.spec.model import CovarianceSpec, Spec
 
 
@@ -192,17 +193,19 @@ def _structural(spec: Spec, frame: pd.DataFrame, parts: LatentParts, pt: ParTabl
                                         pt.add(f"Gamma({outcome}<-{col})", "Gamma", value=0.0 if free else float(val),
                                                free=free, lhs=outcome, op="~", rhs=col)))
     if w_cols:
-        parts.W = np.stack([_covariate(frame, c) for c in w_cols], axis=1)
+        where = {col: f"structural.Gamma.{outcome}" for outcome, preds in spec.structural.Gamma.items() for col in preds}
+        parts.W = np.stack([_covariate(frame, c, where[c]) for c in w_cols], axis=1)
         parts.w_names = tuple(w_cols)
 
 
-def _covariate(frame: pd.DataFrame, term: str) -> np.ndarray:
-    """One numeric Gamma covariate: a column, or a formula term such as age:bus (allowed functions only)."""
+def _covariate(frame: pd.DataFrame, term: str, where: str) -> np.ndarray:
+    """One numeric Gamma covariate: a column, or a formula term such as age:bus (the formula grammar's)."""
     if term in frame.columns:
-        return _numeric(frame, term, "structural.Gamma covariate")
-    X, names = fixed_design(parse_formula(f"0 + {term}"), frame)
+        return _numeric(frame, term, f"{where}: covariate")
+    X, names = fixed_design(term_formula(term, where), frame, where)
     if X.shape[1] != 1:
-        raise SpecError(f"structural.Gamma covariate '{term}' expands to {len(names)} columns {names}; give numeric terms one at a time")
+        raise SpecError(f"{where}: covariate {excerpt(term)} expands to {len(names)} columns {list(names)[:5]}; "
+                        "give numeric terms one at a time")
     return X[:, 0]
 
 
