@@ -4,7 +4,9 @@ A spec names its data, the levels of the hierarchy, one or more response
 equations (family and link), the fixed part as a formula, random effects
 (shorthand for latent variables with loadings fixed at 1), latent variables
 with loadings, the structural model (B, Gamma), and estimation settings.
-Cross-reference checks live in named model validators; no I/O happens here.
+Cross-reference checks (declared levels, unique names, B acyclic, repeated
+items) live in mlmrun/compile/spec_checks.py, where each problem is located
+at its YAML key; no I/O happens here.
 """
 
 from __future__ import annotations
@@ -111,9 +113,9 @@ class Loadings(SpecNode):
 
     by: str | None = None
     """Loadings per category of this column (items)."""
-    on: list[Union[int, str]] | None = None
+    on: list[Union[int, str]] | None = Field(default=None, min_length=1)
     """Loadings on these numeric columns (a latent variable times a covariate); 1 is the constant."""
-    only: list[Scalar] | None = None
+    only: list[Scalar] | None = Field(default=None, min_length=1)
     """With `by`: categories the factor loads on (default: all)."""
     fix: dict[Union[int, str], float] = Field(default_factory=dict)
     """Loadings fixed at a value (category or column -> value)."""
@@ -190,6 +192,8 @@ class Estimation(SpecNode):
     """Convergence tolerance on the relative change in log likelihood."""
     exact: bool = True
     """Use the exact Gaussian likelihood when every response is gaussian/identity (false: force quadrature)."""
+    memory_budget_gib: float = Field(default=4.0, gt=0, allow_inf_nan=False)
+    """Largest memory (GiB) the quadrature may need; `mlmrun validate` refuses integration settings whose estimated peak exceeds it."""
 
 
 class Constraints(SpecNode):
@@ -243,64 +247,3 @@ class Spec(SpecNode):
     """Estimation settings."""
     report: Report = Field(default_factory=Report)
     """Report settings."""
-
-    @model_validator(mode="after")
-    def _levels_exist(self) -> Spec:
-        names = [lv.name for lv in self.levels]
-        if len(set(names)) != len(names):
-            raise ValueError(f"level names must be unique; got {names}")
-        for block in self.random:
-            if block.level not in names:
-                raise ValueError(f"random effects name level '{block.level}'; declared levels are {names}")
-        for lat in self.latent:
-            if lat.level not in names:
-                raise ValueError(f"latent variable '{lat.name}' names level '{lat.level}'; declared levels are {names}")
-        for lvl in self.covariance:
-            if lvl not in names:
-                raise ValueError(f"covariance names level '{lvl}'; declared levels are {names}")
-        return self
-
-    @model_validator(mode="after")
-    def _latent_names(self) -> Spec:
-        names = [lat.name for lat in self.latent]
-        if len(set(names)) != len(names):
-            raise ValueError(f"latent variable names must be unique; got {names}")
-        known = set(names)
-        for table, entries in (("B", self.structural.B), ("Gamma", self.structural.Gamma)):
-            for outcome, row in entries.items():
-                if outcome not in known:
-                    raise ValueError(f"structural.{table} names '{outcome}', which is not a latent variable; latent variables are {sorted(known)}")
-                if table == "B":
-                    for pred in row:
-                        if pred not in known:
-                            raise ValueError(f"structural.B[{outcome}] names '{pred}', which is not a latent variable")
-        return self
-
-    @model_validator(mode="after")
-    def _mixed_responses_select(self) -> Spec:
-        if len(self.responses) > 1:
-            if any(eq.select is None for eq in self.responses):
-                raise ValueError("with several response equations, each needs `select: {column: [values]}` saying which rows it covers")
-            if len({eq.name for eq in self.responses}) != 1:
-                raise ValueError("all response equations must name the same response column (stack the data so one column holds every response)")
-        return self
-
-    @model_validator(mode="after")
-    def _b_acyclic(self) -> Spec:
-        graph = {k: [p for p in v] for k, v in self.structural.B.items()}
-        state: dict[str, int] = {}
-
-        def visit(node: str, path: list[str]) -> None:
-            state[node] = 1
-            for nxt in graph.get(node, []):
-                if state.get(nxt) == 1:
-                    cyc = path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
-                    raise ValueError("structural.B has a cycle: " + " -> ".join(cyc) + "; B must be recursive (no latent variable may depend on itself)")
-                if state.get(nxt) is None:
-                    visit(nxt, path + [nxt])
-            state[node] = 2
-
-        for n in graph:
-            if state.get(n) is None:
-                visit(n, [n])
-        return self
