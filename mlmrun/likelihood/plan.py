@@ -84,7 +84,7 @@ def _crossed_levels(model: CompiledModel) -> None:
         why = (f"response '{eq.name}' is {eq.family}" + (f"/{eq.link}" if eq.link else "")
                + ", so the model needs quadrature; crossed random effects need every response gaussian with the "
                "identity link (exact likelihood)")
-    raise SpecError.at(("levels", crossed[0], "crossed"),
+    raise SpecError.at(("levels", crossed[0], "crossed", KEY),
                        f"level '{level.name}' is crossed and carries latent variables, which nested quadrature "
                        f"cannot integrate: {why}, or make the design nested (drop `crossed: true`)")
 
@@ -192,7 +192,7 @@ def plan_memory(plan: IntegrationPlan, sizes: PlanSizes) -> int:
       - per row and configuration: the base predictor and its gathered node chains, the score
         expectations and family-parameter scores, n S_1 (D_1 + 4 + q_0 + p), or the posterior moments
         n_0 S_1 q_0 (1 + q_0) for empirical Bayes, whichever is larger;
-      - the lowest level's moved nodes n_0 R_0 (q_0 + 2);
+      - the lowest level's moved nodes, their squares and log weights n_0 R_0 (2 q_0 + 3);
       - CHUNK_TEMPORARIES arrays of one evaluation block, at least one unit's rows x R_0.
     """
     K = len(plan.dims)
@@ -207,7 +207,7 @@ def plan_memory(plan: IntegrationPlan, sizes: PlanSizes) -> int:
     cfg, q0, n0 = S[1], q[0], units[0]
     values += n0 * cfg * (2 * q0 + D[1] + 2)
     values += max(n * cfg * (D[1] + 4 + q0 + sizes.family_params), n0 * cfg * q0 * (1 + q0))
-    values += n0 * R[0] * (q0 + 2)
+    values += n0 * R[0] * (2 * q0 + 3)
     per_block = max(1, CHUNK_ELEMENTS // max(1, n * R[0]))
     values += CHUNK_TEMPORARIES * max(CHUNK_ELEMENTS, sizes.max_unit_rows * R[0] * min(per_block, cfg))
     return int(values) * BYTES
