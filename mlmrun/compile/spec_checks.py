@@ -72,6 +72,13 @@ def _latent_names(spec: Spec) -> list[SpecError]:
                                                           f"latent.{first[lat.name]}; give every latent variable its own name"))
         else:
             first.setdefault(lat.name, j)
+    shorthand = {(block.level, "_cons" if str(t) == "1" else str(t)): i
+                 for i, block in enumerate(spec.random) for t in block.terms}
+    for j, lat in enumerate(spec.latent):
+        if (lat.level, lat.name) in shorthand:
+            out.append(SpecError.at(("latent", j, "name"), f"'{lat.name}' is also the name of a term of "
+                                                          f"random.{shorthand[lat.level, lat.name]} at level '{lat.level}' "
+                                                          "(the intercept is '_cons'); rename the latent variable"))
     known = list(first)
     for table, entries in (("B", spec.structural.B), ("Gamma", spec.structural.Gamma)):
         for outcome, row in entries.items():
@@ -111,9 +118,13 @@ def _b_cycle(spec: Spec) -> list[SpecError]:
 
 
 def _responses(spec: Spec) -> list[SpecError]:
+    out = []
+    for k, eq in enumerate(spec.responses):
+        if eq.categories is not None:
+            out += _duplicates(eq.categories, ("responses", k, "categories"), "category")
     if len(spec.responses) < 2:
-        return []
-    out = [SpecError.at(("responses", k), "with several response equations, each needs `select: {column: [values]}` "
+        return out
+    out += [SpecError.at(("responses", k), "with several response equations, each needs `select: {column: [values]}` "
                                           "saying which rows it covers")
            for k, eq in enumerate(spec.responses) if eq.select is None]
     first = spec.responses[0].name
@@ -150,8 +161,16 @@ def _loadings(spec: Spec) -> list[SpecError]:
     return out
 
 
+def _constraints(spec: Spec) -> list[SpecError]:
+    out = []
+    for g, group in enumerate(spec.constraints.equal):
+        out += _duplicates(group, ("constraints", "equal", g), "parameter")
+    return out
+
+
 def check_spec(spec: Spec) -> None:
     """Raise one SpecError listing every cross-reference problem of `spec`, each at its key."""
-    problems = _levels(spec) + _latent_names(spec) + _b_cycle(spec) + _responses(spec) + _loadings(spec)
+    problems = (_levels(spec) + _latent_names(spec) + _b_cycle(spec) + _responses(spec) + _loadings(spec)
+                + _constraints(spec))
     if problems:
         raise SpecError.many(problems)

@@ -74,6 +74,10 @@ CASES = {
     "a constraint on an unknown parameter": (
         ("covariance: {person: independent}\n", 'covariance: {person: independent}\nconstraints: {fix: {"sd(generl)@person": 1}}\n'),
         ('"sd(generl)@person"', 1), "did you mean 'sd(general)@person'?"),
+    "a parameter repeated in constraints.equal": (
+        ("covariance: {person: independent}\n",
+         'covariance: {person: independent}\nconstraints: {equal: [["sd(general)@person", "sd(general)@person"]]}\n'),
+        ('"sd(general)@person"]]', 1), "listed twice"),
     "a regression on a lower-level factor": (
         ("B: {general: {general_district: 1}}", "B: {general_district: {general: 1}}"), ("general: 1", 1),
         "same or a higher level"),
@@ -135,3 +139,29 @@ def test_several_spec_problems_are_listed_each_at_its_key(tmp_path, capsys):
     text = _edit("level: district\n", "level: distrct\n").replace("name: extreme\n", "name: general\n")
     problems = refused(write(tmp_path, text, DATA), capsys)
     assert {(line, col) for line, col, _ in problems} == {position(text, "distrct"), position(text, "general", 2)}
+
+
+def test_a_latent_variable_named_like_a_random_term_at_its_level(tmp_path, capsys):
+    """Both would make the parameter sd(_cons)@person: refused at the name, not an internal error."""
+    text = _edit("name: extreme\n", "name: _cons\n").replace(
+        "covariance: {person: independent}\n", "covariance: {person: independent}\nrandom: [{level: person, terms: [1]}]\n")
+    ((line, col, what),) = refused(write(tmp_path, text, DATA), capsys)
+    assert (line, col) == position(text, "_cons")
+    assert "also the name of a term of random.0" in what and "rename the latent variable" in what
+
+
+def test_a_repeated_ordinal_category_is_refused_at_the_item(tmp_path, capsys):
+    text = """\
+name: wine
+data: {path: wine.csv}
+levels:
+  - {name: judge, id: judge}
+responses:
+  - {name: rating, family: ordinal, categories: [1, 2, 3, 2, 5]}
+fixed: "rating ~ 0 + temp + contact"
+random:
+  - {level: judge, terms: [1]}
+"""
+    ((line, col, what),) = refused(write(tmp_path, text, ("wine.csv",)), capsys)
+    assert (line, col) == position(text, "2, 5]")
+    assert "listed twice" in what
