@@ -232,6 +232,27 @@ def _row_named(pt: ParTableBuilder, name: str, where: Loc) -> int:
     return names.index(name)
 
 
+def _apply_starts(spec: Spec, pt: ParTableBuilder) -> None:
+    """`estimation.start`: starting values by parameter name, inside each parameter's range (an SD > 0...)."""
+    for name, value in spec.estimation.start.items():
+        row = pt.rows[_row_named(pt, name, ("estimation", "start", name, KEY))]
+        where: Loc = ("estimation", "start", name)
+        if row["transform"] == "log" and not value > 0:
+            raise SpecError.at(where, f"{name} is a standard deviation or shape, estimated on the log scale; "
+                                      "start it at a positive value (e.g. 1)")
+        if not row["lower"] < value < row["upper"] and row["transform"] != "log":
+            raise SpecError.at(where, f"{name} must start strictly between {row['lower']:g} and {row['upper']:g}")
+        row["value"] = float(value)
+    for i, row in enumerate(pt.rows):
+        if row["transform"] == "ordered" and row["name"] in spec.estimation.start or (
+                i and row["transform"] == "ordered" and pt.rows[i - 1]["name"] in spec.estimation.start):
+            if not row["value"] > pt.rows[i - 1]["value"]:
+                name = row["name"] if row["name"] in spec.estimation.start else pt.rows[i - 1]["name"]
+                raise SpecError.at(("estimation", "start", name), f"thresholds must increase: {pt.rows[i - 1]['name']} "
+                                                                   f"starts at {pt.rows[i - 1]['value']:g} and "
+                                                                   f"{row['name']} at {row['value']:g}")
+
+
 def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
     """`constraints:`: fix any parameter-table row, or make groups of rows equal (lavaan's shared free index)."""
     for name, value in spec.constraints.fix.items():
@@ -280,8 +301,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     if any(eq.family.name == "ordinal" for eq in equations) and "Intercept" in x_names:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
-    for name, value in spec.estimation.start.items():
-        pt.rows[_row_named(pt, name, ("estimation", "start", name, KEY))]["value"] = float(value)
+    _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
     return CompiledModel(
         spec=spec, y=y, X=X, x_names=x_names, offset=offset, trials=trials, equations=tuple(equations),

@@ -11,13 +11,24 @@ at its YAML key; no I/O happens here.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from mlmrun.spec.base import SpecNode
 
 Scalar = Union[float, int, str]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number; write a number such as 1 or 0.5")
+    return value
+
+
+Finite = Annotated[float, AfterValidator(_finite)]
+"""A number that is not inf or nan (a parameter value: fixed, started or constrained)."""
 
 
 class RowFilter(SpecNode):
@@ -117,11 +128,11 @@ class Loadings(SpecNode):
     """Loadings on these numeric columns (a latent variable times a covariate); 1 is the constant."""
     only: list[Scalar] | None = Field(default=None, min_length=1)
     """With `by`: categories the factor loads on (default: all)."""
-    fix: dict[Union[int, str], float] = Field(default_factory=dict)
+    fix: dict[Union[int, str], Finite] = Field(default_factory=dict)
     """Loadings fixed at a value (category or column -> value)."""
     equal: list[list[Scalar]] = Field(default_factory=list)
     """Groups of categories/columns whose loadings are constrained equal."""
-    start: dict[Union[int, str], float] = Field(default_factory=dict)
+    start: dict[Union[int, str], Finite] = Field(default_factory=dict)
     """Starting values for free loadings."""
 
     @model_validator(mode="after")
@@ -140,16 +151,16 @@ class LatentVariable(SpecNode):
     """Level whose units the latent variable varies over."""
     loadings: Loadings | None = None
     """How it enters the linear predictor; omit for a latent variable that acts only through B."""
-    variance: float | None = None
+    variance: Finite | None = None
     """Fix the (disturbance) variance at this value (identification by variance); omit to estimate it."""
 
 
 class Structural(SpecNode):
     """Structural model eta = B eta + Gamma w + zeta."""
 
-    B: dict[str, dict[str, Union[float, Literal["free"]]]] = Field(default_factory=dict)
+    B: dict[str, dict[str, Union[Finite, Literal["free"]]]] = Field(default_factory=dict)
     """B[outcome][predictor]: a number (fixed) or 'free'; predictor at the same or a higher level."""
-    Gamma: dict[str, dict[str, Union[float, Literal["free"]]]] = Field(default_factory=dict)
+    Gamma: dict[str, dict[str, Union[Finite, Literal["free"]]]] = Field(default_factory=dict)
     """Gamma[latent][covariate]: a number (fixed) or 'free' (MIMIC / gllamm geqs); covariates are columns or formula terms such as age:bus."""
 
 
@@ -158,7 +169,7 @@ class CovarianceSpec(SpecNode):
 
     type: Literal["independent", "unstructured"] = "unstructured"
     """independent: zero covariances; unstructured: all covariances free."""
-    fix: dict[str, float] = Field(default_factory=dict)
+    fix: dict[str, Finite] = Field(default_factory=dict)
     """Fixed elements: 'cov(a,b)' or 'var(a)' -> value."""
 
 
@@ -182,13 +193,13 @@ class Estimation(SpecNode):
     """Integration settings for models that need quadrature."""
     check_points: list[Union[int, dict[str, int]]] | None = None
     """Re-evaluate at these points and report the change in log likelihood and estimates: a number (points per dimension at every level) or points per level name (levels not named keep their fitted points)."""
-    start: dict[str, float] = Field(default_factory=dict)
+    start: dict[str, Finite] = Field(default_factory=dict)
     """Starting values by parameter name."""
     start_from: str | None = None
     """A previous results.json (relative to the spec) to start from (gllamm's from())."""
     max_iter: int = Field(default=500, ge=1)
     """Maximum optimiser iterations."""
-    tol: float = Field(default=1e-8, gt=0)
+    tol: float = Field(default=1e-8, gt=0, allow_inf_nan=False)
     """Convergence tolerance on the relative change in log likelihood."""
     exact: bool = True
     """Use the exact Gaussian likelihood when every response is gaussian/identity (false: force quadrature)."""
@@ -199,7 +210,7 @@ class Estimation(SpecNode):
 class Constraints(SpecNode):
     """Constraints on any parameter, by its name in the parameter table (`mlmrun validate --show-partable` lists them)."""
 
-    fix: dict[str, float] = Field(default_factory=dict)
+    fix: dict[str, Finite] = Field(default_factory=dict)
     """Parameters fixed at a value, e.g. {"corr(week,_cons)@pig": 0, "x": 1}."""
     equal: list[list[str]] = Field(default_factory=list)
     """Groups of parameters constrained equal, e.g. [["sd(a)@school", "sd(b)@school"]]."""
