@@ -292,7 +292,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     X, x_names = fixed_design(formula, frame)
     if all(eq.family == "ordinal" for eq in spec.responses):
         X, x_names = _ordinal_design(X, x_names)
-    check_level_order(frame, spec.levels)
+    check_level_order(frame, spec.levels, {b.level for b in spec.random} | {lat.level for lat in spec.latent})
     levels = build_levels(frame, spec.levels)
     pt = ParTableBuilder()
     beta_rows = np.array([pt.add(name, "fixed", value=0.0, lhs=spec.responses[0].name, op="~", rhs=name)

@@ -23,16 +23,26 @@ def _most_per_unit(frame: pd.DataFrame, unit: str, other: str) -> int:
     return int(pairs.groupby("unit", sort=False)["other"].nunique().max()) if len(pairs) else 0
 
 
-def check_level_order(frame: pd.DataFrame, levels: list[Level]) -> None:
-    """SpecError at the first nested level that contains the level listed after it (levels are lowest first)."""
+def check_level_order(frame: pd.DataFrame, levels: list[Level], carrying: set[str] | None = None) -> None:
+    """SpecError at the first nested level that contains the level listed after it (levels are lowest first).
+
+    Also refuses a level in `carrying` (levels with random effects or latent
+    variables) whose every unit holds exactly one unit of the level below:
+    its effects could not be told apart from the lower level's.
+    """
     nested = [(i, lv) for i, lv in enumerate(levels) if not lv.crossed]
-    for (i, lower), (_, upper) in zip(nested, nested[1:], strict=False):
-        if lower.id == upper.id:
+    for (i, lower), (j, upper) in zip(nested, nested[1:], strict=False):
+        if lower.id != upper.id and _most_per_unit(frame, upper.id, lower.id) > 1:
             continue
-        if _most_per_unit(frame, upper.id, lower.id) == 1 and _most_per_unit(frame, lower.id, upper.id) > 1:
+        if lower.id != upper.id and _most_per_unit(frame, lower.id, upper.id) > 1:
             counts = {lv.name: frame[lv.id].astype(str).nunique() for _, lv in nested}
             order = sorted((lv for _, lv in nested), key=lambda lv: -counts[lv.name])
             written = ", ".join(f"{{name: {lv.name}, id: {lv.id}}}" for lv in order)
             raise SpecError.at(("levels", i), f"levels go lowest first, but level '{lower.name}' is listed below "
                                               f"'{upper.name}' while each '{lower.name}' unit contains several "
                                               f"'{upper.name}' units; list them lowest first: levels: [{written}]")
+        if carrying is not None and upper.name in carrying:
+            raise SpecError.at(("levels", j, "id"), f"every '{upper.name}' unit (column {upper.id}) holds exactly one "
+                                                    f"'{lower.name}' unit, so effects at '{upper.name}' cannot be told "
+                                                    f"apart from those at '{lower.name}'; a level must group several units "
+                                                    "of the level below it: check the id column or drop the level")

@@ -165,3 +165,11 @@ random:
     ((line, col, what),) = refused(write(tmp_path, text, ("wine.csv",)), capsys)
     assert (line, col) == position(text, "2, 5]")
     assert "listed twice" in what
+
+
+def test_a_level_whose_units_hold_one_lower_unit_each_is_refused(tmp_path, capsys):
+    """district ids equal to person ids: a district effect could not be told apart from the person effect."""
+    text = _edit("{name: district, id: district}", "{name: district, id: person}")
+    ((line, col, what),) = refused(write(tmp_path, text, DATA), capsys)
+    assert (line, col) == position(text, "person}")
+    assert "holds exactly one 'person' unit" in what and "check the id column or drop the level" in what
