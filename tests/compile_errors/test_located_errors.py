@@ -171,5 +171,5 @@ def test_a_level_whose_units_hold_one_lower_unit_each_is_refused(tmp_path, capsy
     """district ids equal to person ids: a district effect could not be told apart from the person effect."""
     text = _edit("{name: district, id: district}", "{name: district, id: person}")
     ((line, col, what),) = refused(write(tmp_path, text, DATA), capsys)
-    assert (line, col) == position(text, "person}")
+    assert (line, col) == position(text, "person}", 2)
     assert "holds exactly one 'person' unit" in what and "check the id column or drop the level" in what
