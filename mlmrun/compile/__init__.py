@@ -243,11 +243,12 @@ def _apply_starts(spec: Spec, pt: ParTableBuilder) -> None:
         if not row["lower"] < value < row["upper"] and row["transform"] != "log":
             raise SpecError.at(where, f"{name} must start strictly between {row['lower']:g} and {row['upper']:g}")
         row["value"] = float(value)
+    started = set(spec.estimation.start)
     for i, row in enumerate(pt.rows):
-        if row["transform"] == "ordered" and row["name"] in spec.estimation.start or (
-                i and row["transform"] == "ordered" and pt.rows[i - 1]["name"] in spec.estimation.start):
-            if not row["value"] > pt.rows[i - 1]["value"]:
-                name = row["name"] if row["name"] in spec.estimation.start else pt.rows[i - 1]["name"]
+        prev = pt.rows[i - 1] if i else None
+        if row["transform"] == "ordered" and prev is not None and {row["name"], prev["name"]} & started:
+            if not row["value"] > prev["value"]:
+                name = row["name"] if row["name"] in started else prev["name"]
                 raise SpecError.at(("estimation", "start", name), f"thresholds must increase: {pt.rows[i - 1]['name']} "
                                                                    f"starts at {pt.rows[i - 1]['value']:g} and "
                                                                    f"{row['name']} at {row['value']:g}")
