@@ -217,6 +217,15 @@ LAPLACE_START_POINTS = 5
 """Points per dimension of the adaptive stage a Laplace fit starts from (estimate.quadrature_fit.COARSE_POINTS)."""
 
 
+MAX_SUGGESTED_GIB = 4096
+"""Above this estimate the refusal does not suggest raising the budget."""
+
+
+def _num(x: int) -> str:
+    """A count in full up to a million, else with 3 significant digits (points and nodes can be huge)."""
+    return str(x) if x < 10**6 else f"{Decimal(x):.3g}"
+
+
 def gib(nbytes: int | float) -> str:
     """Bytes as GiB with 3 significant digits, for any size (big integers included)."""
     return f"{Decimal(nbytes) / GIB:.3g}"
@@ -279,14 +288,18 @@ def check_memory(model: CompiledModel, plan: IntegrationPlan) -> int:
         if need <= budget:
             continue
         nodes = [_rule_size(p, d) for p, d in zip(candidate.points, candidate.dims, strict=True)]
-        k = max(range(len(nodes)), key=lambda i: nodes[i])
+        order = sorted(range(len(nodes)), key=lambda i: -nodes[i])
+        fitting = [(i, f) for i in order if (f := _largest_fitting(candidate, sizes, i, budget))]
+        k, fits = fitting[0] if fitting else (order[0], 0)
         name = candidate.level_names[k]
-        fits = _largest_fitting(candidate, sizes, k, budget)
-        what = (f"{candidate.points[k]} points in {candidate.dims[k]} dimension(s) at level '{name}' make "
-                f"{nodes[k]:.3g} nodes per unit ({sizes.n_units[k]} units, {sizes.n_rows} rows)")
-        lower = (f"lower the points at level '{name}' to at most {fits}" if fits
-                 else f"the model is too large for this budget even with 1 point at level '{name}'")
-        raise_it = f"raise the budget (`estimation: {{memory_budget_gib: {math.ceil(need / GIB * 1.2)}}}`)"
+        what = (f"{_num(candidate.points[k])} points in {candidate.dims[k]} dimension(s) at level '{name}' make "
+                f"{_num(nodes[k])} nodes per unit ({sizes.n_units[k]} units, {sizes.n_rows} rows)")
+        if fits:
+            lower = f"lower the points at level '{name}' to at most {fits}"
+        elif len(nodes) == 1:
+            lower = f"even 1 point at level '{name}' does not fit"
+        else:
+            lower = "lower the points at every level (one level alone cannot bring it within the budget)"
         if source == "laplace":
             where: Loc = ("estimation", "integration", "method")
             head = (f"the Laplace fit starts with {LAPLACE_START_POINTS}-point adaptive quadrature, whose estimated "
@@ -300,6 +313,9 @@ def check_memory(model: CompiledModel, plan: IntegrationPlan) -> int:
         else:
             where = _where_points(model, name)
             head = f"the quadrature needs an estimated {gib(need)} GiB"
-        raise SpecError.at(where, f"{head}, over the memory budget of {gib(budget)} GiB (estimation.memory_budget_gib): "
-                                  f"{what}; {lower}, or {raise_it}")
+        over = f"over the memory budget of {gib(budget)} GiB (estimation.memory_budget_gib)"
+        if need > MAX_SUGGESTED_GIB * GIB:
+            raise SpecError.at(where, f"{head}, more memory than any machine has and {over}: {what}; {lower}")
+        raise SpecError.at(where, f"{head}, {over}: {what}; {lower}, or raise the budget "
+                                  f"(`estimation: {{memory_budget_gib: {-(-need * 6 // (5 * GIB))}}}`)")
     return worst

@@ -151,3 +151,14 @@ def test_the_estimate_matches_the_measured_peak(tmp_path, spec, points):
     assert peak > 20 * 2**20, "too small to test the estimate"
     print(f"estimate {estimate / 2**20:.1f} MiB, measured {peak / 2**20:.1f} MiB")
     assert 0.9 * peak <= estimate <= 2.0 * peak, (estimate / 2**20, peak / 2**20)
+
+
+def test_absurd_points_are_refused_without_overflow(tmp_path, capsys):
+    """Points with hundreds of digits at both levels: exit 2 (no float overflow), lower every level."""
+    text = (FIVE.replace("  - {name: person, id: person}\n", "  - {name: person, id: person}\n  - {name: district, id: district}\n")
+            .replace("covariance: {person: independent}\n", "covariance: {person: independent}\nrandom: [{level: district, terms: [1]}]\n")
+            .replace("points: 100}", f"points: {{person: {10**180}, district: {10**300}}}}}"))
+    ((line, col, what),) = refused(write(tmp_path, text, DATA), capsys)
+    assert (line, col) == position(text, str(10**180))
+    assert "more memory than any machine has" in what and "1.00e+900 nodes per unit" in what
+    assert "lower the points at every level" in what
