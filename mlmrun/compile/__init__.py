@@ -10,13 +10,15 @@ import pandas as pd
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.latent import compile_latent
+from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel, CovBlock, Equation, LatentVar
 from mlmrun.compile.partable import ParTable, ParTableBuilder
+from mlmrun.compile.spec_checks import check_spec
 from mlmrun.data.levels import build_levels
 from mlmrun.data.load import LoadedData
 from mlmrun.data.shown import columns_hint, excerpt, excerpts
-from mlmrun.errors import DataError, SpecError
+from mlmrun.errors import KEY, DataError, Loc, SpecError
 from mlmrun.families import get_family
 from mlmrun.spec.model import Spec
 
@@ -219,40 +221,64 @@ def _ordinal_design(X: np.ndarray, x_names: tuple[str, ...]) -> tuple[np.ndarray
     return X, x_names
 
 
-def _row_named(pt: ParTableBuilder, name: str, where: str) -> int:
+def _row_named(pt: ParTableBuilder, name: str, where: Loc) -> int:
     names = pt.names()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"parameters are {names}"
-        raise SpecError(f"{where} names '{name}', which is not a parameter; {hint}")
+        raise SpecError.at(where, f"'{name}' is not a parameter; {hint}")
     return names.index(name)
+
+
+def _apply_starts(spec: Spec, pt: ParTableBuilder) -> None:
+    """`estimation.start`: starting values by parameter name, inside each parameter's range (an SD > 0...)."""
+    for name, value in spec.estimation.start.items():
+        row = pt.rows[_row_named(pt, name, ("estimation", "start", name, KEY))]
+        where: Loc = ("estimation", "start", name)
+        if row["transform"] == "log" and not value > 0:
+            raise SpecError.at(where, f"{name} is a standard deviation or shape, estimated on the log scale; "
+                                      "start it at a positive value (e.g. 1)")
+        if not row["lower"] < value < row["upper"] and row["transform"] != "log":
+            raise SpecError.at(where, f"{name} must start strictly between {row['lower']:g} and {row['upper']:g}")
+        row["value"] = float(value)
+    started = set(spec.estimation.start)
+    for i, row in enumerate(pt.rows):
+        prev = pt.rows[i - 1] if i else None
+        if row["transform"] == "ordered" and prev is not None and {row["name"], prev["name"]} & started:
+            if not row["value"] > prev["value"]:
+                name = row["name"] if row["name"] in started else prev["name"]
+                raise SpecError.at(("estimation", "start", name), f"thresholds must increase: {pt.rows[i - 1]['name']} "
+                                                                   f"starts at {pt.rows[i - 1]['value']:g} and "
+                                                                   f"{row['name']} at {row['value']:g}")
 
 
 def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
     """`constraints:`: fix any parameter-table row, or make groups of rows equal (lavaan's shared free index)."""
     for name, value in spec.constraints.fix.items():
-        row = pt.rows[_row_named(pt, name, "constraints.fix")]
+        row = pt.rows[_row_named(pt, name, ("constraints", "fix", name, KEY))]
         if row["block"] in ("sd", "residual", "shape") and value < 0:
-            raise SpecError(f"constraints.fix: {name} is a standard deviation or shape; fix it at a value >= 0")
+            raise SpecError.at(("constraints", "fix", name), f"{name} is a standard deviation or shape; fix it at a value >= 0")
         if row["block"] == "corr" and not -1 <= value <= 1:
-            raise SpecError(f"constraints.fix: {name} is a correlation; fix it in [-1, 1]")
+            raise SpecError.at(("constraints", "fix", name), f"{name} is a correlation; fix it in [-1, 1]")
         pt.fix(name, value)
-    for group in spec.constraints.equal:
-        rows = [pt.rows[_row_named(pt, name, "constraints.equal")] for name in group]
+    for g, group in enumerate(spec.constraints.equal):
+        rows = [pt.rows[_row_named(pt, name, ("constraints", "equal", g, j))] for j, name in enumerate(group)]
         if len(group) < 2:
-            raise SpecError(f"constraints.equal: {group} needs at least two parameters")
+            raise SpecError.at(("constraints", "equal", g), f"{group} needs at least two parameters")
         kinds = {(r["block"] in ("sd", "residual", "shape"), r["transform"]) for r in rows}
         if len(kinds) != 1:
-            raise SpecError(f"constraints.equal: {group} mixes parameters of different kinds (e.g. an SD and a coefficient)")
-        fixed = [r["name"] for r in rows if not r["free"]]
+            raise SpecError.at(("constraints", "equal", g), f"{group} mixes parameters of different kinds (e.g. an SD and a coefficient)")
+        fixed = [j for j, r in enumerate(rows) if not r["free"]]
         if fixed:
-            raise SpecError(f"constraints.equal: {fixed} are fixed; free them or fix the whole group with constraints.fix")
+            raise SpecError.at(("constraints", "equal", g, fixed[0]), f"{[rows[j]['name'] for j in fixed]} are fixed; "
+                                                                       "free them or fix the whole group with constraints.fix")
         for name in group[1:]:
             pt.set_equal(name, group[0])
 
 
 def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     """Turn a validated spec and its loaded data into a CompiledModel with its parameter table."""
+    check_spec(spec)
     frame = data.frame
     _check_columns(spec, frame)
     cols = used_columns(spec)
@@ -262,6 +288,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     X, x_names = fixed_design(formula, frame)
     if all(eq.family == "ordinal" for eq in spec.responses):
         X, x_names = _ordinal_design(X, x_names)
+    check_level_order(frame, spec.levels, {b.level for b in spec.random} | {lat.level for lat in spec.latent})
     levels = build_levels(frame, spec.levels)
     pt = ParTableBuilder()
     beta_rows = np.array([pt.add(name, "fixed", value=0.0, lhs=spec.responses[0].name, op="~", rhs=name)
@@ -271,8 +298,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
     check_level_sizes(levels, parts.latent)
-    for name, value in spec.estimation.start.items():
-        pt.rows[_row_named(pt, name, "estimation.start")]["value"] = float(value)
+    _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
     return CompiledModel(
         spec=spec, y=y, X=X, x_names=x_names, offset=offset, trials=trials, equations=tuple(equations),

@@ -15,7 +15,7 @@ from mlmrun.compile.design import fixed_design, term_formula
 from mlmrun.compile.model import CovBlock, LatentVar
 from mlmrun.compile.partable import ParTableBuilder
 from mlmrun.data.levels import LevelIndex
-from mlmrun.errors import DataError, IdentificationError, SpecError
+from mlmrun.errors import KEY, DataError, IdentificationError, Loc, SpecError
 from mlmrun.spec.formula_grammar import excerpt
 from mlmrun.spec.model import CovarianceSpec, Spec
 
@@ -37,11 +37,11 @@ def term_name(term: int | str) -> str:
     return "_cons" if str(term) == "1" else str(term)
 
 
-def _numeric(frame: pd.DataFrame, col: str, what: str) -> np.ndarray:
+def _numeric(frame: pd.DataFrame, col: str, loc: Loc) -> np.ndarray:
     if col not in frame.columns:
-        raise DataError(f"{what}: column '{col}' is not in the data")
+        raise DataError.at(loc, f"column '{col}' is not in the data")
     if not pd.api.types.is_numeric_dtype(frame[col]):
-        raise DataError(f"{what}: column '{col}' must be numeric (found {frame[col].dtype}); use `by:` loadings for categories")
+        raise DataError.at(loc, f"column '{col}' must be numeric (found {frame[col].dtype}); use `by:` loadings for categories")
     return frame[col].to_numpy(dtype=float)
 
 
@@ -87,13 +87,14 @@ def compile_latent(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt
     level_pos = {lv.name: i for i, lv in enumerate(levels)}
     n = len(frame)
 
-    for block in spec.random:
+    for i, block in enumerate(spec.random):
         members = []
-        for term in block.terms:
+        for j, term in enumerate(block.terms):
             tname = term_name(term)
             if any(lat.name == tname and lat.level == level_pos[block.level] for lat in parts.latent):
-                raise SpecError(f"random term '{tname}' appears twice at level '{block.level}'")
-            col = np.ones(n) if str(term) == "1" else _numeric(frame, str(term), f"random term at level {block.level}")
+                raise SpecError.at(("random", i, "terms", j), f"random term '{tname}' appears twice at level "
+                                                              f"'{block.level}'; list each term once per level")
+            col = np.ones(n) if str(term) == "1" else _numeric(frame, str(term), ("random", i, "terms", j))
             row = pt.add(f"loading({tname}@{block.level})", "loading", value=1.0, free=False,
                          lhs=tname, op="=~", rhs=str(term), level=block.level, origin="shorthand")
             parts.latent.append(LatentVar(tname, level_pos[block.level], col[:, None], np.array([row]),
@@ -102,8 +103,8 @@ def compile_latent(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt
         _add_block(pt, parts, level_pos[block.level], block.level, members, block.covariance, {}, "shorthand")
 
     first_latent = len(parts.latent)
-    for lat in spec.latent:
-        Z, rows, labels = _loadings(lat, frame, pt)
+    for i, lat in enumerate(spec.latent):
+        Z, rows, labels = _loadings(i, lat, frame, pt)
         parts.latent.append(LatentVar(lat.name, level_pos[lat.level], Z, np.array(rows, dtype=int), tuple(labels), "latent"))
     _structural(spec, frame, parts, pt, first_latent)
     _identify(spec, parts, pt, first_latent)
@@ -121,11 +122,14 @@ def compile_latent(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt
             value = declared if declared is not None else from_cov
             if value is not None:
                 if value < 0:
-                    raise SpecError(f"variance of '{parts.latent[m].name}' fixed at {value}; variances must be >= 0")
+                    where: Loc = (("latent", m - first_latent, "variance") if declared is not None
+                                  else ("covariance", lvl_name, "fix", f"var({parts.latent[m].name})"))
+                    raise SpecError.at(where, f"variance of '{parts.latent[m].name}' fixed at {value}; variances must be >= 0")
                 fixed_sd[m] = float(np.sqrt(value))
         unknown = [k for k in cov.fix if not (k.startswith("var(") and k[4:-1] in {parts.latent[m].name for m in members})]
         if unknown:
-            raise SpecError(f"covariance.{lvl_name}.fix: {unknown} not understood; write 'var(NAME): value' for a latent variable at this level")
+            raise SpecError.at(("covariance", lvl_name, "fix", unknown[0], KEY),
+                               f"{unknown} not understood; write 'var(NAME): value' for a latent variable at this level")
         if cov.type == "independent":
             for m in members:
                 _add_block(pt, parts, lvl_idx, lvl_name, [m], "independent", fixed_sd, "user")
@@ -136,28 +140,35 @@ def compile_latent(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt
     return parts
 
 
-def _loadings(lat, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[np.ndarray, list[int], list[str]]:
+def _loadings(i: int, lat, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[np.ndarray, list[int], list[str]]:
     spec_l = lat.loadings
     n = len(frame)
     if spec_l is None:
         return np.zeros((n, 0)), [], []
+    base: Loc = ("latent", i, "loadings")
     if spec_l.by is not None:
         if spec_l.by not in frame.columns:
-            raise DataError(f"latent '{lat.name}': loadings.by column '{spec_l.by}' is not in the data")
+            raise DataError.at(base + ("by",), f"latent '{lat.name}': column '{spec_l.by}' is not in the data")
         cats = _category_labels(frame, spec_l.by)
         labels = [str(c) for c in spec_l.only] if spec_l.only is not None else cats
-        missing = [c for c in labels if c not in cats]
+        missing = [j for j, c in enumerate(labels) if c not in cats]
         if missing:
-            raise DataError(f"latent '{lat.name}': loadings.only names {missing}, not categories of '{spec_l.by}' ({cats})")
+            bad = [labels[j] for j in missing]
+            raise DataError.at(base + ("only", missing[0]), f"latent '{lat.name}': {bad} are not categories of "
+                                                            f"'{spec_l.by}'; its categories are {cats}")
         col = frame[spec_l.by].astype(str).to_numpy()
         Z = np.stack([(col == c).astype(float) for c in labels], axis=1)
     else:
         labels = [str(c) for c in spec_l.on or []]
-        Z = np.stack([np.ones(n) if c == "1" else _numeric(frame, c, f"latent '{lat.name}' loadings.on")
-                      for c in labels], axis=1)
-    for key in list(spec_l.fix) + list(spec_l.start) + [x for grp in spec_l.equal for x in grp]:
+        Z = np.stack([np.ones(n) if c == "1" else _numeric(frame, c, base + ("on", j))
+                      for j, c in enumerate(labels)], axis=1)
+    keys: list[tuple[object, Loc]] = ([(k, base + ("fix", k, KEY)) for k in spec_l.fix]
+                                      + [(k, base + ("start", k, KEY)) for k in spec_l.start]
+                                      + [(x, base + ("equal", g, j)) for g, grp in enumerate(spec_l.equal)
+                                         for j, x in enumerate(grp)])
+    for key, where in keys:
         if str(key) not in labels:
-            raise SpecError(f"latent '{lat.name}': loading '{key}' is not among its loadings {labels}")
+            raise SpecError.at(where, f"latent '{lat.name}': loading '{key}' is not among its loadings {labels}")
     equal_to: dict[str, str] = {}
     for grp in spec_l.equal:
         for other in grp[1:]:
@@ -179,7 +190,9 @@ def _structural(spec: Spec, frame: pd.DataFrame, parts: LatentParts, pt: ParTabl
         for pred, val in preds.items():
             i, j = index[outcome], index[pred]
             if parts.latent[j].level < parts.latent[i].level:
-                raise SpecError(f"structural.B[{outcome}][{pred}]: a latent variable can only be regressed on latent variables at the same or a higher level")
+                raise SpecError.at(("structural", "B", outcome, pred, KEY),
+                                   "a latent variable can only be regressed on latent variables at the same or a higher "
+                                   f"level ('{pred}' is at a lower level than '{outcome}')")
             free = val == "free"
             parts.B_entries.append((i, j, pt.add(f"B({outcome}<-{pred})", "B", value=0.5 if free else float(val),
                                                  free=free, lhs=outcome, op="~", rhs=pred)))
@@ -193,19 +206,25 @@ def _structural(spec: Spec, frame: pd.DataFrame, parts: LatentParts, pt: ParTabl
                                         pt.add(f"Gamma({outcome}<-{col})", "Gamma", value=0.0 if free else float(val),
                                                free=free, lhs=outcome, op="~", rhs=col)))
     if w_cols:
-        where = {col: f"structural.Gamma.{outcome}" for outcome, preds in spec.structural.Gamma.items() for col in preds}
-        parts.W = np.stack([_covariate(frame, c, where[c]) for c in w_cols], axis=1)
+        first_use = {c: o for o, preds in reversed(spec.structural.Gamma.items()) for c in preds}
+        parts.W = np.stack([_covariate(frame, c, ("structural", "Gamma", first_use[c], c, KEY)) for c in w_cols], axis=1)
         parts.w_names = tuple(w_cols)
 
 
-def _covariate(frame: pd.DataFrame, term: str, where: str) -> np.ndarray:
+def _covariate(frame: pd.DataFrame, term: str, loc: Loc) -> np.ndarray:
     """One numeric Gamma covariate: a column, or a formula term such as age:bus (the formula grammar's)."""
     if term in frame.columns:
-        return _numeric(frame, term, f"{where}: covariate")
-    X, names = fixed_design(term_formula(term, where), frame, where)
+        return _numeric(frame, term, loc)
+    where = f"structural.Gamma.{loc[2]}"
+    try:
+        X, names = fixed_design(term_formula(term, where), frame, where)
+    except SpecError as exc:
+        raise SpecError.at(loc, str(exc).removeprefix(f"{where}: ")) from None
+    except DataError as exc:
+        raise DataError.at(loc, str(exc).removeprefix(f"{where}: ")) from None
     if X.shape[1] != 1:
-        raise SpecError(f"{where}: covariate {excerpt(term)} expands to {len(names)} columns {list(names)[:5]}; "
-                        "give numeric terms one at a time")
+        raise SpecError.at(loc, f"covariate {excerpt(term)} expands to {len(names)} columns {list(names)[:5]}; "
+                           "give numeric terms one at a time")
     return X[:, 0]
 
 
@@ -218,13 +237,13 @@ def _identify(spec: Spec, parts: LatentParts, pt: ParTableBuilder, first: int) -
         free_any = any(r["free"] for r in rows)
         as_predictor = [pt.rows[row] for i, j, row in parts.B_entries if j == m]
         if rows and not free_any and not fixed_nonzero:
-            raise IdentificationError(f"latent '{lat_spec.name}': every loading is fixed at zero, so it does not enter the model; free a loading or remove it")
+            raise IdentificationError.at(("latent", k), f"latent '{lat_spec.name}': every loading is fixed at zero, so it does not enter the model; free a loading or remove it")
         if not rows and not as_predictor:
-            raise IdentificationError(f"latent '{lat_spec.name}' has no loadings and no role in structural.B; give it loadings or use it as a predictor in B")
+            raise IdentificationError.at(("latent", k), f"latent '{lat_spec.name}' has no loadings and no role in structural.B; give it loadings or use it as a predictor in B")
         scaled = (lat_spec.variance is not None or fixed_nonzero
                   or (not rows and any(not r["free"] and r["value"] != 0 for r in as_predictor)))
         if not scaled:
-            raise IdentificationError(
-                f"latent '{lat_spec.name}' has no fixed scale: every loading and its variance are free. "
+            raise IdentificationError.at(
+                ("latent", k), f"latent '{lat_spec.name}' has no fixed scale: every loading and its variance are free. "
                 f"Fix one loading (loadings: {{fix: {{ITEM: 1}}}}) or its variance (variance: 1)."
             )

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mlmrun.errors import SpecError
+
 COLUMNS = ["name", "block", "lhs", "op", "rhs", "level", "equation", "free", "value",
            "lower", "upper", "transform", "group", "origin"]
 BLOCKS = ("fixed", "loading", "sd", "corr", "B", "Gamma", "residual", "hetero", "threshold", "shape")
@@ -39,7 +41,8 @@ class ParTableBuilder:
         if block not in BLOCKS:
             raise ValueError(f"unknown parameter block {block}")
         if any(r["name"] == name for r in self.rows):
-            raise ValueError(f"duplicate parameter name {name}")
+            raise SpecError(f"two parameters would both be named '{name}' (a latent variable, random term or "
+                            "column name produces it twice); rename one of them")
         self.rows.append(dict(name=name, block=block, lhs=lhs, op=op, rhs=rhs, level=level, equation=equation,
                               free=1 if free else 0, value=float(value), lower=float(lower), upper=float(upper),
                               transform=transform, group=group, origin=origin))

@@ -4,18 +4,31 @@ A spec names its data, the levels of the hierarchy, one or more response
 equations (family and link), the fixed part as a formula, random effects
 (shorthand for latent variables with loadings fixed at 1), latent variables
 with loadings, the structural model (B, Gamma), and estimation settings.
-Cross-reference checks live in named model validators; no I/O happens here.
+Cross-reference checks (declared levels, unique names, B acyclic, repeated
+items) live in mlmrun/compile/spec_checks.py, where each problem is located
+at its YAML key; no I/O happens here.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from mlmrun.spec.base import SpecNode
 
 Scalar = Union[float, int, str]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number; write a number such as 1 or 0.5")
+    return value
+
+
+Finite = Annotated[float, AfterValidator(_finite)]
+"""A number that is not inf or nan (a parameter value: fixed, started or constrained)."""
 
 
 class RowFilter(SpecNode):
@@ -111,15 +124,15 @@ class Loadings(SpecNode):
 
     by: str | None = None
     """Loadings per category of this column (items)."""
-    on: list[Union[int, str]] | None = None
+    on: list[Union[int, str]] | None = Field(default=None, min_length=1)
     """Loadings on these numeric columns (a latent variable times a covariate); 1 is the constant."""
-    only: list[Scalar] | None = None
+    only: list[Scalar] | None = Field(default=None, min_length=1)
     """With `by`: categories the factor loads on (default: all)."""
-    fix: dict[Union[int, str], float] = Field(default_factory=dict)
+    fix: dict[Union[int, str], Finite] = Field(default_factory=dict)
     """Loadings fixed at a value (category or column -> value)."""
     equal: list[list[Scalar]] = Field(default_factory=list)
     """Groups of categories/columns whose loadings are constrained equal."""
-    start: dict[Union[int, str], float] = Field(default_factory=dict)
+    start: dict[Union[int, str], Finite] = Field(default_factory=dict)
     """Starting values for free loadings."""
 
     @model_validator(mode="after")
@@ -138,16 +151,16 @@ class LatentVariable(SpecNode):
     """Level whose units the latent variable varies over."""
     loadings: Loadings | None = None
     """How it enters the linear predictor; omit for a latent variable that acts only through B."""
-    variance: float | None = None
+    variance: Finite | None = None
     """Fix the (disturbance) variance at this value (identification by variance); omit to estimate it."""
 
 
 class Structural(SpecNode):
     """Structural model eta = B eta + Gamma w + zeta."""
 
-    B: dict[str, dict[str, Union[float, Literal["free"]]]] = Field(default_factory=dict)
+    B: dict[str, dict[str, Union[Finite, Literal["free"]]]] = Field(default_factory=dict)
     """B[outcome][predictor]: a number (fixed) or 'free'; predictor at the same or a higher level."""
-    Gamma: dict[str, dict[str, Union[float, Literal["free"]]]] = Field(default_factory=dict)
+    Gamma: dict[str, dict[str, Union[Finite, Literal["free"]]]] = Field(default_factory=dict)
     """Gamma[latent][covariate]: a number (fixed) or 'free' (MIMIC / gllamm geqs); covariates are columns or formula terms such as age:bus."""
 
 
@@ -156,7 +169,7 @@ class CovarianceSpec(SpecNode):
 
     type: Literal["independent", "unstructured"] = "unstructured"
     """independent: zero covariances; unstructured: all covariances free."""
-    fix: dict[str, float] = Field(default_factory=dict)
+    fix: dict[str, Finite] = Field(default_factory=dict)
     """Fixed elements: 'cov(a,b)' or 'var(a)' -> value."""
 
 
@@ -180,22 +193,24 @@ class Estimation(SpecNode):
     """Integration settings for models that need quadrature."""
     check_points: list[Union[int, dict[str, int]]] | None = None
     """Re-evaluate at these points and report the change in log likelihood and estimates: a number (points per dimension at every level) or points per level name (levels not named keep their fitted points)."""
-    start: dict[str, float] = Field(default_factory=dict)
+    start: dict[str, Finite] = Field(default_factory=dict)
     """Starting values by parameter name."""
     start_from: str | None = None
     """A previous results.json (relative to the spec) to start from (gllamm's from())."""
     max_iter: int = Field(default=500, ge=1)
     """Maximum optimiser iterations."""
-    tol: float = Field(default=1e-8, gt=0)
+    tol: float = Field(default=1e-8, gt=0, allow_inf_nan=False)
     """Convergence tolerance on the relative change in log likelihood."""
     exact: bool = True
     """Use the exact Gaussian likelihood when every response is gaussian/identity (false: force quadrature)."""
+    memory_budget_gib: float = Field(default=4.0, gt=0, allow_inf_nan=False)
+    """Largest memory (GiB) the quadrature may need; `mlmrun validate` refuses integration settings whose estimated peak exceeds it."""
 
 
 class Constraints(SpecNode):
     """Constraints on any parameter, by its name in the parameter table (`mlmrun validate --show-partable` lists them)."""
 
-    fix: dict[str, float] = Field(default_factory=dict)
+    fix: dict[str, Finite] = Field(default_factory=dict)
     """Parameters fixed at a value, e.g. {"corr(week,_cons)@pig": 0, "x": 1}."""
     equal: list[list[str]] = Field(default_factory=list)
     """Groups of parameters constrained equal, e.g. [["sd(a)@school", "sd(b)@school"]]."""
@@ -243,64 +258,3 @@ class Spec(SpecNode):
     """Estimation settings."""
     report: Report = Field(default_factory=Report)
     """Report settings."""
-
-    @model_validator(mode="after")
-    def _levels_exist(self) -> Spec:
-        names = [lv.name for lv in self.levels]
-        if len(set(names)) != len(names):
-            raise ValueError(f"level names must be unique; got {names}")
-        for block in self.random:
-            if block.level not in names:
-                raise ValueError(f"random effects name level '{block.level}'; declared levels are {names}")
-        for lat in self.latent:
-            if lat.level not in names:
-                raise ValueError(f"latent variable '{lat.name}' names level '{lat.level}'; declared levels are {names}")
-        for lvl in self.covariance:
-            if lvl not in names:
-                raise ValueError(f"covariance names level '{lvl}'; declared levels are {names}")
-        return self
-
-    @model_validator(mode="after")
-    def _latent_names(self) -> Spec:
-        names = [lat.name for lat in self.latent]
-        if len(set(names)) != len(names):
-            raise ValueError(f"latent variable names must be unique; got {names}")
-        known = set(names)
-        for table, entries in (("B", self.structural.B), ("Gamma", self.structural.Gamma)):
-            for outcome, row in entries.items():
-                if outcome not in known:
-                    raise ValueError(f"structural.{table} names '{outcome}', which is not a latent variable; latent variables are {sorted(known)}")
-                if table == "B":
-                    for pred in row:
-                        if pred not in known:
-                            raise ValueError(f"structural.B[{outcome}] names '{pred}', which is not a latent variable")
-        return self
-
-    @model_validator(mode="after")
-    def _mixed_responses_select(self) -> Spec:
-        if len(self.responses) > 1:
-            if any(eq.select is None for eq in self.responses):
-                raise ValueError("with several response equations, each needs `select: {column: [values]}` saying which rows it covers")
-            if len({eq.name for eq in self.responses}) != 1:
-                raise ValueError("all response equations must name the same response column (stack the data so one column holds every response)")
-        return self
-
-    @model_validator(mode="after")
-    def _b_acyclic(self) -> Spec:
-        graph = {k: [p for p in v] for k, v in self.structural.B.items()}
-        state: dict[str, int] = {}
-
-        def visit(node: str, path: list[str]) -> None:
-            state[node] = 1
-            for nxt in graph.get(node, []):
-                if state.get(nxt) == 1:
-                    cyc = path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
-                    raise ValueError("structural.B has a cycle: " + " -> ".join(cyc) + "; B must be recursive (no latent variable may depend on itself)")
-                if state.get(nxt) is None:
-                    visit(nxt, path + [nxt])
-            state[node] = 2
-
-        for n in graph:
-            if state.get(n) is None:
-                visit(n, [n])
-        return self

@@ -1,0 +1,35 @@
+"""Every check `fit` makes before optimising, as one pure function `mlmrun validate` runs too.
+
+A spec that validates must not exit 2 in `fit`. Estimation (mlmrun/estimate)
+chooses the exact Gaussian likelihood or quadrature and, for quadrature,
+builds the integration plan; each refusal on that path is here, located at
+the spec key to change: REML outside linear Gaussian models, latent variables
+at crossed levels, integration settings (likelihood/plan.py), and the memory
+the quadrature would need against `estimation.memory_budget_gib`.
+"""
+
+from __future__ import annotations
+
+from mlmrun.compile.model import CompiledModel
+from mlmrun.errors import SpecError
+from mlmrun.likelihood.plan import IntegrationPlan, check_memory, integration_plan
+
+
+def uses_exact_likelihood(model: CompiledModel) -> bool:
+    """True when estimate() fits by the exact Gaussian likelihood (no quadrature)."""
+    return model.is_linear_gaussian and model.spec.estimation.exact
+
+
+def preflight(model: CompiledModel) -> IntegrationPlan | None:
+    """Run fit's pre-optimisation checks (SpecError at the key); the integration plan, None for exact fits."""
+    if uses_exact_likelihood(model):
+        return None
+    est = model.spec.estimation
+    if est.method == "REML":
+        why = ("`exact: false` asks for quadrature" if model.is_linear_gaussian
+               else "not every response is gaussian with the identity link")
+        raise SpecError.at(("estimation", "method"), f"REML is only defined for linear Gaussian models fitted "
+                                                     f"exactly ({why}); write `method: ML`")
+    plan = integration_plan(model)
+    check_memory(model, plan)
+    return plan
