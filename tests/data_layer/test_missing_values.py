@@ -166,4 +166,6 @@ def test_no_rows_left_is_a_data_error_naming_the_cause(spec_dir, capsys):
     write_rows(spec_dir / "data" / "blank.csv", header, blanked(rows, "weight", tuple(range(len(rows)))))
     spec = write_spec(spec_dir, PIG_SPEC.format(csv="blank.csv", extra=""))
     assert cli.main(["validate", str(spec)]) == 2
-    assert "no rows left after dropping rows with missing values" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no rows left after dropping rows with a missing value" in err
+    assert "'weight' (responses.0.name) 432 missing" in err
