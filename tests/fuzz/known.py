@@ -13,6 +13,12 @@ KNOWN_FAILURES: list[tuple[str, str, str]] = [
     ("^unlocated:.*[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]", "H2 (spec/loader.py)",
      "a key or value holding a line-breaking control character (form feed, \\x1c, U+2028...) is echoed raw, so "
      "the message breaks across lines; escape or shorten echoed text (issue 7 'YAML')"),
+    (r"^unlocated:.*cannot parse formula|^unlocated:.*\x1b\[", "H1 (compile/design.py parse_formula)",
+     "formulaic's parser message is copied into the error: several lines with terminal colour codes, the later "
+     "lines unlocated; keep one line (and the column of the bad token)"),
+    (r"^exit 3.*could not convert string to float", "H3 (compile/__init__.py _equations: trials/offset/exposure)",
+     "a text value in a trials, offset or exposure column is an internal error (exit 3) instead of a DataError naming "
+     "the column (issue 7 'Data')"),
     (r"OverflowError: math range error", "H5 (report/format.py ci)",
      "a fit whose SD confidence interval overflows math.exp crashes while rendering (issue 7 'Report crash')"),
 ]

@@ -118,7 +118,7 @@ class Case:
 def mutate_spec(draw: st.DrawFn, case: Case) -> None:
     """Apply one mutation to the spec tree."""
     paths = _paths(case.tree)
-    kind = draw(st.sampled_from(["delete", "rename", "replace", "replace", "swap", "add"]))
+    kind = draw(st.sampled_from(["delete", "rename", "replace", "swap", "add", "same_type", "same_type", "same_type"]))
     path = draw(st.sampled_from(paths)) if paths else ()
     if not path:
         case.tree = draw(values)
@@ -137,6 +137,9 @@ def mutate_spec(draw: st.DrawFn, case: Case) -> None:
         new = copy.deepcopy(draw(st.sampled_from(_values(case.tree) or [None])))
         parent[key] = new
         case.actions.append(f"set {path} = {new!r} (from elsewhere in the spec)")
+    elif kind == "same_type":
+        parent[key] = _same_type(draw, parent[key], case)
+        case.actions.append(f"set {path} = {parent[key]!r} (same type)")
     elif kind == "add" and isinstance(parent[key], dict):
         new_key = draw(st.one_of(st.sampled_from(VOCABULARY), st.text(min_size=1, max_size=8)))
         parent[key][new_key] = draw(values)
@@ -146,6 +149,34 @@ def mutate_spec(draw: st.DrawFn, case: Case) -> None:
         case.actions.append(f"set {path} = {parent[key]!r}")
 
 
+def _same_type(draw: st.DrawFn, value: Any, case: Case) -> Any:
+    """A plausible value of the same type: the mistakes that pass the schema and reach compile and fit."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return draw(st.sampled_from([0, -1, 1, 2, 0.5, 1e308, -1e308, float("nan"), float("inf"), 10**6, 100]))
+    if isinstance(value, str):
+        names = [str(v) for v in _values(case.tree) if isinstance(v, str) and len(str(v)) < 40]
+        return draw(st.sampled_from(case.header + names + ["1", "free"] if case.header else names + ["1"]))
+    if isinstance(value, list):
+        edit = draw(st.sampled_from(["empty", "duplicate", "drop", "reverse", "extend"]))
+        if edit == "empty" or not value:
+            return []
+        if edit == "duplicate":
+            return value + [copy.deepcopy(value[0])]
+        if edit == "drop":
+            return value[1:]
+        if edit == "reverse":
+            return value[::-1]
+        return value + [draw(st.sampled_from(case.header or ["x"]))]
+    if isinstance(value, dict):
+        if not value:
+            return {draw(st.sampled_from(case.header or ["x"])): 1}
+        drop = draw(st.sampled_from(sorted(value, key=str)))
+        return {k: v for k, v in value.items() if k != drop}
+    return value
+
+
 cells = st.one_of(st.sampled_from(["", "NA", "nan", "inf", "-inf", "1e400", "x", "01", "1.0", "-1", "0", "TRUE"]),
                   st.text(max_size=8).filter(lambda s: "\x00" not in s), st.integers().map(str))
 
@@ -153,11 +184,13 @@ cells = st.one_of(st.sampled_from(["", "NA", "nan", "inf", "-inf", "1e400", "x",
 def mutate_data(draw: st.DrawFn, case: Case) -> None:
     """Apply one mutation to the data table."""
     kind = draw(st.sampled_from(["drop", "rename", "shuffle_columns", "cells", "blank_column", "cut_rows",
-                                 "header_only", "shuffle_rows"]))
+                                 "header_only", "shuffle_rows", "text_column", "cells"]))
     ncol = len(case.header)
-    if kind in ("drop", "rename", "cells", "blank_column") and ncol == 0:
+    if kind in ("drop", "rename", "cells", "blank_column", "text_column") and ncol == 0:
         return
-    j = draw(st.integers(0, ncol - 1)) if ncol else 0
+    text = case.spec_text()
+    used = [i for i, name in enumerate(case.header) if name and name in text]
+    j = draw(st.sampled_from(used) if used and draw(st.booleans()) else st.integers(0, ncol - 1)) if ncol else 0
     if kind == "drop":
         case.actions.append(f"data: drop column {case.header[j]!r}")
         del case.header[j]
@@ -184,6 +217,12 @@ def mutate_data(draw: st.DrawFn, case: Case) -> None:
             if j < len(row):
                 row[j] = ""
         case.actions.append(f"data: column {case.header[j]!r} all missing")
+    elif kind == "text_column":
+        word = draw(st.sampled_from(["a", "x y", "inf", "-inf", "1e400", "01", "TRUE"]))
+        for i, row in enumerate(case.rows):
+            if j < len(row) and i % 3 == 0:
+                row[j] = word
+        case.actions.append(f"data: column {case.header[j]!r} every third cell = {word!r}")
     elif kind == "cut_rows":
         keep = draw(st.integers(1, 20))
         case.rows = case.rows[:keep]
@@ -224,7 +263,7 @@ def cases(draw: st.DrawFn, fit_every: int = 0, fit_rows: int = 150) -> tuple[Cas
     case = Case(name, copy.deepcopy(tree), data_path, list(header), [list(r) for r in rows])
     if fit:
         case.rows = make_fit_friendly(case.tree, case.rows, fit_rows)
-    n_spec = draw(st.sampled_from([0, 0, 1, 1, 2] if fit else [0, 1, 1, 1, 2, 3]))
+    n_spec = draw(st.sampled_from([0, 0, 1, 1, 2] if fit else [0, 1, 1, 1, 2]))
     n_data = draw(st.sampled_from([0, 0, 0, 1] if fit else [0, 0, 1, 1, 2]))
     if n_spec + n_data == 0 and not fit:
         n_data = 1

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from tests.fuzz.mutate import Case, cases
 from tests.fuzz.runner import Outcome, run_case
 
-EXAMPLES = int(os.environ.get("MLMRUN_FUZZ_EXAMPLES", "250"))
+EXAMPLES = int(os.environ.get("MLMRUN_FUZZ_EXAMPLES", "300"))
 FIT_EVERY = int(os.environ.get("MLMRUN_FUZZ_FIT_EVERY", "25"))
 SEED = os.environ.get("MLMRUN_FUZZ_SEED")
 LOG = os.environ.get("MLMRUN_FUZZ_LOG")
