@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.fuzz.known import known_failure
-from tests.fuzz.runner import judge
+from tests.fuzz.runner import isolated, judge
 
 LOCATED = "/tmp/x/fuzz.yaml:3:5: fixed: column 'wek' is not in the data; did you mean 'week'?"
 
@@ -31,3 +33,14 @@ def test_known_failures_match_only_their_own_symptom() -> None:
     assert known_failure("exit 3", "internal error: ValueError: could not convert string to float: 'x'")
     assert known_failure("exit 3", "internal error: KeyError: 'x'") is None
     assert known_failure("unlocated: x", "fuzz.yaml:1:1: y") is None
+
+
+def test_an_overrunning_command_is_killed_and_reported() -> None:
+    def hang() -> tuple[int, str]:
+        time.sleep(30)
+        return 0, ""
+
+    start = time.monotonic()
+    assert isolated(hang, 0.5, "validate") == (-1, "<validate took more than 0.5 s>")
+    assert time.monotonic() - start < 10
+    assert isolated(lambda: (2, "x.yaml:1:1: y"), 20, "validate") == (2, "x.yaml:1:1: y")
