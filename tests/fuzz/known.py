@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 KNOWN_FAILURES: list[tuple[str, str, str]] = [
-    ("^unlocated:.*[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]", "H2 (spec/loader.py)",
-     "a key or value holding a line-breaking control character (form feed, \\x1c, U+2028...) is echoed raw, so "
+    (r"^unlocated:(.*[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]|.*(rename|add) [^\n]*\\+(n|r)[^a-z])", "H2 (spec/loader.py)",
+     "a key or value holding a newline or line-breaking control character (form feed, \\x1c, U+2028...) is echoed raw, so "
      "the message breaks across lines; escape or shorten echoed text (issue 7 'YAML')"),
     (r"^unlocated:.*cannot parse formula|^unlocated:.*\x1b\[", "H1 (compile/design.py parse_formula)",
      "formulaic's parser message is copied into the error: several lines with terminal colour codes, the later "
