@@ -39,6 +39,7 @@ class Case:
     hint: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     command: str = "validate"
+    exit_code: int = 2
     lines: tuple[int, ...] = ()
     now_at: Loc | None = None
     todo: str = ""
