@@ -7,10 +7,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from tests.fuzz.known import known_failure
+
 
 def summarize(path: Path) -> str:
     """Cases per command and exit code, known and unknown failures, and one example of each distinct failure."""
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in records:  # classified again with today's list of known failures
+        r["known"] = known_failure(r["problem"], r["stderr"], str(r["actions"])) if r["problem"] else None
     outcomes = Counter(f"{r['command']} exit {r['rc']}" for r in records)
     known = Counter(r["known"] for r in records if r["problem"] and r["known"])
     unknown = [r for r in records if r["problem"] and not r["known"]]
