@@ -22,6 +22,11 @@ KNOWN_FAILURES: list[tuple[str, str, str]] = [
     (r"^exit -1\n<validate took more than.*data: (row \d+ )?column", "H1/H3 (compile/design.py fixed_design, data/load.py)",
      "one stray text cell in a numeric covariate turns it into a factor with a level per distinct value (mresp: "
      "4000 columns); validate accepts it after ~40 s of rank check instead of naming the column and the cell"),
+    (r"^exit 3.*need at least one array to stack", "H4 (compile/latent.py _loadings)",
+     "`loadings: {only: []}` is an internal error (numpy stack of nothing) instead of a located SpecError (issue 7 'Data')"),
+    (r"^exit 3.*duplicate parameter name", "H4 (compile/latent.py, compile/partable.py)",
+     "a loadings.only (or by/on) list naming an item twice is an internal error (duplicate parameter name) "
+     "instead of a located SpecError (issue 7 'Data')"),
     (r"OverflowError: math range error", "H5 (report/format.py ci)",
      "a fit whose SD confidence interval overflows math.exp crashes while rendering (issue 7 'Report crash')"),
 ]
