@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RUN_SPEC := $(if $(wildcard specs/abortion.yaml),specs/abortion.yaml,specs/pig_slope.yaml)
 PIN_BLAS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install run test bench schema lint clean
+.PHONY: install run test fuzz bench schema lint clean
 
 install: $(STAMP)
 
@@ -21,6 +21,16 @@ run: install
 
 test: install
 	$(PIN_BLAS) $(BIN)/pytest -q
+
+# Long property-based fuzz of validate/fit on mutated specs and data (tests/fuzz); FUZZ_EXAMPLES cases,
+# every outcome logged to .fuzz/log.jsonl and counted at the end. `make test` runs a few hundred of them.
+FUZZ_EXAMPLES ?= 20000
+FUZZ_SEED ?= 1
+fuzz: install
+	mkdir -p .fuzz && rm -f .fuzz/log.jsonl
+	$(PIN_BLAS) MLMRUN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MLMRUN_FUZZ_SEED=$(FUZZ_SEED) MLMRUN_FUZZ_LOG=.fuzz/log.jsonl \
+		$(BIN)/pytest -q -s -p no:cacheprovider tests/fuzz; status=$$?; \
+		$(BIN)/python -m tests.fuzz.summary .fuzz/log.jsonl; exit $$status
 
 bench: install
 	$(PIN_BLAS) $(BIN)/python bench/run.py
@@ -38,4 +48,4 @@ lint: install
 	$(BIN)/ruff check mlmrun tests bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .bench
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .bench .fuzz

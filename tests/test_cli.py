@@ -160,8 +160,7 @@ def test_missing_spec_file_exits_2(tmp_path, capsys):
 
 
 def test_real_fit_of_pig_slope(tmp_path):
-    """End to end with the real estimator, once the exact Gaussian path is available."""
-    pytest.importorskip("mlmrun.estimate.gaussian_fit")
+    """End to end with the real estimator (the exact Gaussian path)."""
     assert cli.main(["fit", str(PIG), "--out", str(tmp_path), "--quiet"]) == 0
     doc = json.loads((tmp_path / "results.json").read_text())
     names = {p["name"] for p in doc["parameters"]}

@@ -11,6 +11,7 @@ import pytest
 from mlmrun.errors import DataError, SpecError
 from mlmrun.estimate import estimate
 from mlmrun.estimate.quadrature_fit import fit_quadrature
+from mlmrun.likelihood.gaussian import exact_loglik
 from mlmrun.likelihood.plan import integration_plan
 from mlmrun.pipeline import prepare
 from tests.conftest import write_spec
@@ -138,7 +139,6 @@ def test_gaussian_through_quadrature_reproduces_the_exact_likelihood(tmp_path: P
         "ysucc ~ x", "yg ~ x").replace("unstructured", "independent")  # the correlation would sit at -1 here
     model = make_model(tmp_path, body, "gauss", points=3)
     fit = fit_quadrature(model)
-    exact_loglik = pytest.importorskip("mlmrun.likelihood.gaussian").exact_loglik
     assert fit.loglik == pytest.approx(exact_loglik(model, fit.values), abs=1e-8)
     exact_fit = estimate(prepare(write_spec(tmp_path, "name: exact\ndata: {path: data/synthetic.csv}\n" + body)).model)
     assert fit.loglik == pytest.approx(exact_fit.loglik, abs=1e-6)

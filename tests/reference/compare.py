@@ -9,7 +9,10 @@ for a numerical failure.
 |ours - target| is within the absolute tolerance and/or within half a unit
 of the target's last significant digit (sig_digits=4: 0.6066851 -> 5e-5).
 Both criteria must hold when both are given. Arrays are compared
-elementwise and the message names the worst element.
+elementwise and the message names the worst element. A target that is
+null (None), NaN or infinite fails: a reference file with a missing number
+must never make a comparison pass vacuously (NaN compares false with any
+tolerance).
 """
 
 from __future__ import annotations
@@ -57,12 +60,22 @@ def sig_tolerance(target: float, sig_digits: int) -> float:
     return 0.5 * 10.0 ** (exponent - sig_digits + 1)
 
 
+def _no_null(name: str, target: Any) -> Any:
+    """target, unless it is or holds None (np.asarray would quietly turn None into NaN)."""
+    if target is None:
+        raise AssertionError(f"{name}: the target is null (None); fix the reference file or the key read from it")
+    if isinstance(target, list | tuple):
+        for item in target:
+            _no_null(name, item)
+    return target
+
+
 def assert_close(name: str, ours: Any, target: Any, abs_tol: float | None = None, sig_digits: int | None = None) -> None:
     """Fail unless ours agrees with target within abs_tol and/or to sig_digits significant digits."""
     if abs_tol is None and sig_digits is None:
         raise ValueError("assert_close needs abs_tol or sig_digits (say which agreement the reference supports)")
     ours_a = np.atleast_1d(np.asarray(ours, dtype=float))
-    target_a = np.atleast_1d(np.asarray(target, dtype=float))
+    target_a = np.atleast_1d(np.asarray(_no_null(name, target), dtype=float))
     if ours_a.shape != target_a.shape:
         raise AssertionError(f"{name}: shape {ours_a.shape} of ours differs from the target's {target_a.shape}")
     problems = []
@@ -70,6 +83,10 @@ def assert_close(name: str, ours: Any, target: Any, abs_tol: float | None = None
         o, t = float(ours_a[idx]), float(target_a[idx])
         diff = abs(o - t)
         where = f"[{', '.join(map(str, idx))}]" if target_a.size > 1 else ""
+        if not math.isfinite(t):
+            problems.append((math.inf, f"{name}{where}: the target is {t}, not a number to compare with; "
+                                       "fix the reference file or the key read from it"))
+            continue
         if not math.isfinite(o):
             problems.append((math.inf, f"{name}{where}: ours is {o}, target {t!r}"))
             continue

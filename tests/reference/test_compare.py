@@ -40,6 +40,22 @@ def test_fails_on_nan_and_shape_mismatch() -> None:
         assert_close("beta", [1.0, 2.0], [1.0], abs_tol=1.0)
 
 
+@pytest.mark.parametrize("target", [None, float("nan"), [1.0, None], [1.0, float("nan")], np.array([np.nan]),
+                                    float("inf"), [[1.0], [None]]])
+def test_fails_when_the_target_is_null_or_not_a_number(target) -> None:
+    """A reference value read as null or NaN must fail the comparison, whatever ours is and however wide the tolerance."""
+    ours = np.ones(np.shape(np.asarray(target, dtype=object))) if isinstance(target, list | np.ndarray) else 1.0
+    with pytest.raises(AssertionError, match="target is"):
+        assert_close("loglik", ours, target, abs_tol=1e9)
+    with pytest.raises(AssertionError, match="target is"):
+        assert_close("loglik", ours, target, sig_digits=1)
+
+
+def test_fails_when_both_are_nan() -> None:
+    with pytest.raises(AssertionError):
+        assert_close("se", float("nan"), float("nan"), abs_tol=1.0)
+
+
 def test_needs_a_tolerance() -> None:
     with pytest.raises(ValueError):
         assert_close("x", 1.0, 1.0)
