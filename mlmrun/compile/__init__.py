@@ -7,7 +7,7 @@ import difflib
 import numpy as np
 import pandas as pd
 
-from mlmrun.compile.data_checks import check_finite, check_level_sizes, drop_missing, numeric_column
+from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
@@ -284,6 +284,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     cols = used_columns(spec)
     frame, n_dropped = drop_missing(frame, cols)
     check_finite(frame, cols)
+    check_stray_text(frame, cols)
     formula = parse_formula(spec.fixed)
     X, x_names = fixed_design(formula, frame)
     if all(eq.family == "ordinal" for eq in spec.responses):

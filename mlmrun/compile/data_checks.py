@@ -49,6 +49,38 @@ def check_finite(frame: pd.DataFrame, cols: dict[str, str]) -> None:
         raise DataError("; ".join(problems))
 
 
+NUMERIC_SHARE = 0.9
+"""A text column whose non-missing values are at least this share numbers is taken for a numeric one with stray text."""
+
+_NUMERIC_ROLES = ("fixed", "responses.", "random.", "latent.", "structural.")
+
+
+def check_stray_text(frame: pd.DataFrame, cols: dict[str, str]) -> None:
+    """Refuse a covariate column of numbers with a few text cells (e.g. 'n/a', '3,5').
+
+    Read as text, such a column would become a category with one level per
+    distinct value (thousands of parameters, a slow rank check and a wrong
+    model) instead of the covariate the spec means. Level ids, `select` and
+    `variance_by` columns are categories by nature, and responses have checks of their own.
+    """
+    problems = []
+    for col, where in cols.items():
+        values = frame[col]
+        if not where.startswith(_NUMERIC_ROLES) or where.endswith((".name", ".select", ".variance_by", ".by")):
+            continue
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        present = values.dropna()
+        numbers = pd.to_numeric(present, errors="coerce")
+        bad = present[numbers.isna()]
+        if len(present) >= 2 and 0 < len(bad) <= (1.0 - NUMERIC_SHARE) * len(present):
+            problems.append(f"{where}: column {excerpt(col)} holds numbers except {len(bad)} of its {len(present)} values, "
+                            f"e.g. {excerpts(pd.unique(bad), 3)}; as text it would become a category with a level per "
+                            "distinct value, so fix those cells (leave a missing value empty)")
+    if problems:
+        raise DataError("; ".join(problems))
+
+
 def numeric_column(frame: pd.DataFrame, col: str, rows: np.ndarray, key: str) -> np.ndarray:
     """Column `col` on `rows` as floats; text that is not a number is an error naming `key` and the column."""
     values = frame[col].iloc[rows]
