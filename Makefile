@@ -45,7 +45,7 @@ schema: install
 	mv schemas/.mlmrun.schema.json.tmp schemas/mlmrun.schema.json
 
 lint: install
-	$(BIN)/ruff check mlmrun tests bench
+	$(BIN)/ruff check mlmrun tests bench tools
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .bench .fuzz
