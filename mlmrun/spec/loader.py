@@ -97,6 +97,10 @@ def _example(loc: Loc, example: str) -> str:
     return f"`{key}: {example}`" if isinstance(key, str) else f"`{example}`"
 
 
+_BOUNDS = {"less_than_equal": ("of at most", "le"), "greater_than_equal": ("of at least", "ge"),
+           "less_than": ("below", "lt"), "greater_than": ("above", "gt")}
+
+
 def _explain(err: dict[str, Any], loc: Loc) -> str:
     """`what is wrong; what to write instead` for one pydantic error at an already cleaned location."""
     kind = err["type"]
@@ -118,6 +122,14 @@ def _explain(err: dict[str, Any], loc: Loc) -> str:
         return f"{excerpt(err['input'])} is not allowed here; use only letters, digits and _ . - (e.g. my_model)"
     if kind == "too_short":
         return "this list is empty; give at least one entry"
+    if kind == "too_long":
+        most = err.get("ctx", {}).get("max_length")
+        return f"this list has too many entries (at most {most}); keep the {most} you need most"
+    if kind in _BOUNDS:
+        words, key = _BOUNDS[kind]
+        limit = err.get("ctx", {}).get(key)
+        example = f", e.g. {_example(loc, str(limit))}" if key in ("le", "ge") else ""
+        return f"{excerpt(err.get('input'))} is out of range; write a number {words} {limit}{example}"
     found = _expected(kind)
     if found is not None:
         what, example = found

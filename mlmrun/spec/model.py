@@ -191,14 +191,14 @@ class Estimation(SpecNode):
     """Maximum likelihood or restricted ML (REML: linear Gaussian models only)."""
     integration: Integration = Field(default_factory=Integration)
     """Integration settings for models that need quadrature."""
-    check_points: list[Union[int, dict[str, int]]] | None = None
-    """Re-evaluate at these points and report the change in log likelihood and estimates: a number (points per dimension at every level) or points per level name (levels not named keep their fitted points)."""
+    check_points: list[Union[int, dict[str, int]]] | None = Field(default=None, max_length=8)
+    """At most 8 entries (each costs an evaluation at the optimum). Re-evaluate at these points and report the change in log likelihood and estimates: a number (points per dimension at every level) or points per level name (levels not named keep their fitted points)."""
     start: dict[str, Finite] = Field(default_factory=dict)
     """Starting values by parameter name."""
     start_from: str | None = None
     """A previous results.json (relative to the spec) to start from (gllamm's from())."""
-    max_iter: int = Field(default=500, ge=1)
-    """Maximum optimiser iterations."""
+    max_iter: int = Field(default=500, ge=1, le=10_000)
+    """Maximum optimiser iterations (at most 10,000: a spec's cost is bounded)."""
     tol: float = Field(default=1e-8, gt=0, allow_inf_nan=False)
     """Convergence tolerance on the relative change in log likelihood."""
     exact: bool = True

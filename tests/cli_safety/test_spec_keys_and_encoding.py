@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from mlmrun import cli
 from tests.cli_safety.helpers import PIG_SPEC, located, run_cli
 from tests.conftest import write_spec
 
@@ -95,3 +96,20 @@ def test_many_repeated_keys_are_listed_up_to_a_limit(tmp_path, capsys):
     assert lines[0] == "mlmrun: 50 problems:" and len(lines) == 52
     assert lines[1] == f"{spec}:2:1: key 'name' repeats the key at line 1; keep one"
     assert lines[-1] == f"mlmrun: ... and 249 more repeated keys in {spec}"
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("max_iter: 100000000", "estimation.max_iter: 100000000 is out of range; write a number of at most 10000, e.g. `max_iter: 10000`"),
+    ("max_iter: 0", "estimation.max_iter: 0 is out of range; write a number of at least 1, e.g. `max_iter: 1`"),
+    ("tol: 0", "estimation.tol: 0 is out of range; write a number above 0"),
+    ("check_points: [1, 2, 3, 4, 5, 6, 7, 8, 9]", "estimation.check_points: this list has too many entries (at most 8)"),
+])
+def test_estimation_cost_settings_are_bounded_with_a_hint(tmp_path, capsys, setting: str, expected: str) -> None:
+    """A spec's cost is bounded: iterations and point checks have ceilings, refused at the key with the limit."""
+    spec = tmp_path / "m.yaml"
+    spec.write_text('name: m\ndata: {path: d.csv}\nresponses:\n  - {name: y, family: gaussian}\nfixed: "y ~ 1"\n'
+                    f"estimation: {{{setting}}}\n")
+    (tmp_path / "d.csv").write_text("y\n1\n2\n3\n")
+    assert cli.main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert f"m.yaml:6:{len('estimation: {') + 1 + len(setting.split(':')[0]) + 2}: {expected}" in err, err
