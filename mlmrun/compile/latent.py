@@ -148,7 +148,7 @@ def _loadings(i: int, lat, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[np
     base: Loc = ("latent", i, "loadings")
     if spec_l.by is not None:
         if spec_l.by not in frame.columns:
-            raise DataError.at(base + ("by",), f"latent '{lat.name}': column '{spec_l.by}' is not in the data")
+            raise DataError.at(base + ("by",), f"column '{spec_l.by}' is not in the data")
         cats = _category_labels(frame, spec_l.by)
         labels = [str(c) for c in spec_l.only] if spec_l.only is not None else cats
         missing = [j for j, c in enumerate(labels) if c not in cats]

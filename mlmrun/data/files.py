@@ -94,7 +94,7 @@ def _check_regular(info: os.stat_result, shown: str, key: str) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise DataError(f"{key}: {shown} is not a regular file (a pipe, device or socket); name a file")
     if info.st_size == 0:
-        raise DataError(f"{key}: {shown} is empty (0 bytes)")
+        raise DataError(f"{key}: {shown} is empty (0 bytes); name a file with a header row and data rows")
 
 
 def _reason(exc: BaseException) -> str:

@@ -80,7 +80,8 @@ def apply_filters(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
             keep &= _OPS[flt.op](frame[flt.column], flt.value).fillna(False).astype(bool)
         except TypeError:
             raise DataError(f"data.filter.{i}: {excerpt(flt.column)} {flt.op} {excerpt(flt.value)}: cannot compare "
-                            f"a column of type {frame[flt.column].dtype} with {excerpt(flt.value)}") from None
+                            f"a column of type {frame[flt.column].dtype} with {excerpt(flt.value)}; compare a text column "
+                            "with == or != and one of its values, or filter a numeric column") from None
     if not keep.any():
         raise DataError(f"data.filter: no row satisfies every filter (of {len(frame)} rows read); relax the filters")
     return frame.loc[keep].reset_index(drop=True)
