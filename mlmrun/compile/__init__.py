@@ -62,7 +62,7 @@ def used_columns(spec: Spec) -> dict[str, str]:
             try:
                 term = term_formula(c, where)
             except SpecError as exc:
-                raise SpecError.at(("structural", "Gamma", outcome, c, KEY), str(exc).removeprefix(f"{where}: ")) from None
+                raise SpecError(str(exc), loc=("structural", "Gamma", outcome, c, KEY)) from None  # at the term's key
             for var in formula_variables(term)[1]:
                 cols.setdefault(var, f"structural.Gamma.{outcome}")
     return cols
