@@ -254,7 +254,8 @@ def _apply_starts(spec: Spec, pt: ParTableBuilder) -> None:
             raise SpecError.at(where, f"{name} is a standard deviation or shape, estimated on the log scale; "
                                       "start it at a positive value (e.g. 1)")
         if not row["lower"] < value < row["upper"] and row["transform"] != "log":
-            raise SpecError.at(where, f"{name} must start strictly between {row['lower']:g} and {row['upper']:g}")
+            raise SpecError.at(where, f"{name} must start strictly between {row['lower']:g} and {row['upper']:g}; "
+                                      "start it inside that range")
         row["value"] = float(value)
     started = set(spec.estimation.start)
     for i, row in enumerate(pt.rows):
@@ -264,7 +265,7 @@ def _apply_starts(spec: Spec, pt: ParTableBuilder) -> None:
                 name = row["name"] if row["name"] in started else prev["name"]
                 raise SpecError.at(("estimation", "start", name), f"thresholds must increase: {pt.rows[i - 1]['name']} "
                                                                    f"starts at {pt.rows[i - 1]['value']:g} and "
-                                                                   f"{row['name']} at {row['value']:g}")
+                                                                   f"{row['name']} at {row['value']:g}; start them in increasing order")
 
 
 def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
@@ -279,10 +280,11 @@ def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
     for g, group in enumerate(spec.constraints.equal):
         rows = [pt.rows[_row_named(pt, name, ("constraints", "equal", g, j))] for j, name in enumerate(group)]
         if len(group) < 2:
-            raise SpecError.at(("constraints", "equal", g), f"{group} needs at least two parameters")
+            raise SpecError.at(("constraints", "equal", g), f"{group} needs at least two parameters; name two or more, or drop the group")
         kinds = {(r["block"] in ("sd", "residual", "shape"), r["transform"]) for r in rows}
         if len(kinds) != 1:
-            raise SpecError.at(("constraints", "equal", g), f"{group} mixes parameters of different kinds (e.g. an SD and a coefficient)")
+            raise SpecError.at(("constraints", "equal", g), f"{group} mixes parameters of different kinds (e.g. an SD and a coefficient); "
+                                                         "group parameters of one kind")
         fixed = [j for j, r in enumerate(rows) if not r["free"]]
         if fixed:
             raise SpecError.at(("constraints", "equal", g, fixed[0]), f"{[rows[j]['name'] for j in fixed]} are fixed; "

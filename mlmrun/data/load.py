@@ -63,9 +63,9 @@ def read_table(path: Path, key: str = "data.path") -> tuple[pd.DataFrame, str]:
                         "save it as UTF-8") from None
     except Exception as exc:  # each reader (C parser, pyarrow, Stata) raises its own types for a malformed file
         raise DataError(f"{key}: cannot read {shown} as {suffix.lstrip('.')}: "
-                        f"{printable(' '.join(str(exc).split())[:160])}") from None
+                        f"{printable(' '.join(str(exc).split())[:160])}; save it as valid {suffix.lstrip('.')}") from None
     if len(frame.columns) and not len(frame):
-        raise DataError(f"{key}: {shown} has a header ({columns_hint(frame.columns)}) but no data rows")
+        raise DataError(f"{key}: {shown} has a header ({columns_hint(frame.columns)}) but no data rows; add data rows")
     return frame, digest
 
 
