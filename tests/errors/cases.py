@@ -204,7 +204,7 @@ CASES: list[Case] = [
          hint="remove it (or write it as an escape"),
     Case("yaml_duplicate_key", ((YAML, "@run"),), PIG + "name: again\n", lines=(10,), hint="keep one"),
     Case("yaml_two_documents", ((YAML, "@fail"),), PIG + "---\nname: other\n", lines=(10,), hint="put the second model in its own file"),
-    Case("yaml_too_deep", ((YAML, "@parse_yaml"),), PIG + "x: " + "[" * 200 + "]" * 200 + "\n", lines=(10,), hint="nest"),
+    Case("yaml_too_deep", ((YAML, "@parse_yaml"),), PIG + "x: " + "[" * 200 + "]" * 200 + "\n", lines=(10,), hint="a spec needs only a few levels"),
     Case("unknown_key", ((LOADER, "@validate_spec_dict"),), PIG + "estimation: {metod: ML}\n", at=("estimation", "metod"),
          hint="did you mean 'method'?"),
     Case("value_not_finite", ((MODEL, "is not a finite number"),), PIG + "constraints: {fix: {week: .inf}}\n",
