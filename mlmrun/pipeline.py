@@ -42,7 +42,8 @@ def prepare(path: str | Path, allow_outside_data: bool = False) -> Prepared:
     try:
         data = load_data(spec.data, path.parent, allow_outside_data)
     except DataError as exc:
-        where = locate(marks, str(path), *exc.loc) if exc.loc else locate(marks, str(path), "data")
+        located = exc.loc or str(exc).startswith("data.")  # e.g. `data.filter.0: ...` points at that key
+        where = _where(marks, path, exc) if located else locate(marks, str(path), "data")
         raise DataError(f"{where}: {exc}", exc.loc) from None
     try:
         model = apply_start_from(compile_model(spec, data), path.parent, allow_outside_data)

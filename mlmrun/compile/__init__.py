@@ -58,7 +58,12 @@ def used_columns(spec: Spec) -> dict[str, str]:
                     cols.setdefault(str(c), f"latent.{i}.loadings.on")
     for outcome, preds in spec.structural.Gamma.items():
         for c in preds:
-            for var in formula_variables(term_formula(c, f"structural.Gamma.{outcome}"))[1]:
+            where = f"structural.Gamma.{outcome}"
+            try:
+                term = term_formula(c, where)
+            except SpecError as exc:
+                raise SpecError(str(exc), loc=("structural", "Gamma", outcome, c, KEY)) from None  # at the term's key
+            for var in formula_variables(term)[1]:
                 cols.setdefault(var, f"structural.Gamma.{outcome}")
     return cols
 
@@ -75,7 +80,8 @@ def _variance_design(eq, k: int, frame: pd.DataFrame, rows: np.ndarray) -> tuple
     keep = [j for j, name in enumerate(names) if name != "Intercept"]
     S, names = S[:, keep], tuple(names[j] for j in keep)
     if not S.shape[1]:
-        raise SpecError(f"responses.{k}.variance: {eq.variance!r} has no terms besides the intercept")
+        raise SpecError(f"responses.{k}.variance: {eq.variance!r} has no terms besides the intercept; "
+                          "drop `variance:` or give it a covariate (e.g. '~ x')")
     if np.linalg.matrix_rank(np.column_stack([np.ones(len(S)), S])) <= S.shape[1]:
         raise SpecError(f"responses.{k}.variance: the columns {list(names)} are collinear with the constant "
                         "(the baseline sd(Residual)); write the formula with an intercept (e.g. '~ C(item)', it is dropped)")
@@ -112,7 +118,8 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
         except ValueError as exc:
             raise SpecError(f"responses.{k}: {exc}") from None
         if eq.variance and eq.family != "gaussian":
-            raise SpecError(f"responses.{k}.variance is only for the gaussian family (found {eq.family})")
+            raise SpecError(f"responses.{k}.variance is only for the gaussian family (found {eq.family}); "
+                              "drop `variance:` or use family: gaussian")
         if eq.variance and eq.variance_by:
             raise SpecError(f"responses.{k}: give either variance_by (one SD per category) or variance "
                             "(a log-linear SD formula), not both; '~ C(col)' is the formula form of variance_by: col")
@@ -122,11 +129,14 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
         if multi:
             overlap = mask & (eq_of_row >= 0)
             if overlap.any():
-                raise SpecError(f"responses.{k}.select overlaps an earlier equation on {int(overlap.sum())} rows")
+                raise SpecError(f"responses.{k}.select overlaps an earlier equation on {int(overlap.sum())} rows; "
+                                  "give each row to one equation (make the `select:` lists disjoint)")
         mask &= eq_of_row < 0
         rows = np.flatnonzero(mask)
         if len(rows) == 0:
-            raise DataError(f"responses.{k} ({eq.family}) selects no rows")
+            where = f"responses.{k}.select" if eq.select else f"responses.{k}"
+            raise DataError(f"{where}: the {eq.family} equation selects no rows (of {n}, or none left by earlier "
+                            "equations); list values its `select:` columns have in the data")
         eq_of_row[rows] = k
         col = frame[eq.name].iloc[rows]
         categories = None
@@ -135,21 +145,23 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             lookup = {str(c): i for i, c in enumerate(cats)}
             codes = col.astype(str).map(lookup)
             if codes.isna().any():
-                raise DataError(f"responses.{k}: ordinal response column {excerpt(eq.name)} has values "
+                raise DataError(f"responses.{k}.categories: ordinal response column {excerpt(eq.name)} has values "
                                 f"{excerpts(sorted(set(col.astype(str)) - set(lookup)))} not among the categories "
-                                f"{excerpts(cats, 10)}")
+                                f"{excerpts(cats, 10)}; add them to `categories:` (or drop `categories:`)")
             y[rows] = codes.to_numpy(dtype=float)
             categories = tuple(cats)
         else:
             if not pd.api.types.is_numeric_dtype(col):
                 bad = col[pd.to_numeric(col, errors="coerce").isna()]
                 raise DataError(f"responses.{k}: response column {excerpt(eq.name)} must be numeric for family "
-                                f"{eq.family}; it holds values such as {excerpts(pd.unique(bad), 3)}")
+                                f"{eq.family}; it holds values such as {excerpts(pd.unique(bad), 3)}; "
+                                "recode it as numbers, or use family: ordinal for ordered categories")
             y[rows] = col.to_numpy(dtype=float)
         eq_trials = None
         if eq.trials:
             if eq.family != "binomial":
-                raise SpecError(f"responses.{k}.trials is only for the binomial family")
+                raise SpecError(f"responses.{k}.trials is only for the binomial family; "
+                                "drop `trials:` or use family: binomial")
             trials = np.ones(n) if trials is None else trials
             trials[rows] = numeric_column(frame, eq.trials, rows, f"responses.{k}.trials")
             eq_trials = trials[rows]
@@ -159,7 +171,8 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             expo = numeric_column(frame, eq.exposure, rows, f"responses.{k}.exposure")
             if np.any(expo <= 0):
                 raise DataError(f"responses.{k}.exposure: column {excerpt(eq.exposure)} must be positive "
-                                f"({int((expo <= 0).sum())} values are zero or negative)")
+                                f"({int((expo <= 0).sum())} values are zero or negative); "
+                                "drop those rows with data.filter or fix the column")
             offset[rows] += np.log(expo)
         try:
             family.validate(y[rows], eq_trials)
@@ -191,7 +204,8 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             counts = np.bincount(y[rows].astype(int), minlength=K)
             if (counts == 0).any():
                 empty = [categories[j] for j in np.flatnonzero(counts == 0)]
-                raise DataError(f"responses.{k}: ordinal categories {empty} of {list(categories)} never occur, so their "
+                where = f"responses.{k}.categories" if eq.categories else f"responses.{k}"
+                raise DataError(f"{where}: ordinal categories {empty} of {list(categories)} never occur, so their "
                                 "thresholds are not identified; drop them from `categories:` or merge them with a neighbour")
             cum = np.cumsum(counts)[:-1] / counts.sum()
             starts = np.log(cum / (1 - cum))
@@ -201,7 +215,8 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             threshold_rows = np.array(ids)
         equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories, hetero, hetero_rows))
     if (eq_of_row < 0).any():
-        raise DataError(f"{int((eq_of_row < 0).sum())} rows are selected by no response equation; extend the `select:` lists")
+        raise DataError.at(("responses",), f"{int((eq_of_row < 0).sum())} rows are selected by no response equation; "
+                                          "extend the `select:` lists")
     return equations, eq_of_row, y, trials, offset
 
 
@@ -239,7 +254,8 @@ def _apply_starts(spec: Spec, pt: ParTableBuilder) -> None:
             raise SpecError.at(where, f"{name} is a standard deviation or shape, estimated on the log scale; "
                                       "start it at a positive value (e.g. 1)")
         if not row["lower"] < value < row["upper"] and row["transform"] != "log":
-            raise SpecError.at(where, f"{name} must start strictly between {row['lower']:g} and {row['upper']:g}")
+            raise SpecError.at(where, f"{name} must start strictly between {row['lower']:g} and {row['upper']:g}; "
+                                      "start it inside that range")
         row["value"] = float(value)
     started = set(spec.estimation.start)
     for i, row in enumerate(pt.rows):
@@ -249,7 +265,7 @@ def _apply_starts(spec: Spec, pt: ParTableBuilder) -> None:
                 name = row["name"] if row["name"] in started else prev["name"]
                 raise SpecError.at(("estimation", "start", name), f"thresholds must increase: {pt.rows[i - 1]['name']} "
                                                                    f"starts at {pt.rows[i - 1]['value']:g} and "
-                                                                   f"{row['name']} at {row['value']:g}")
+                                                                   f"{row['name']} at {row['value']:g}; start them in increasing order")
 
 
 def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
@@ -264,10 +280,11 @@ def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
     for g, group in enumerate(spec.constraints.equal):
         rows = [pt.rows[_row_named(pt, name, ("constraints", "equal", g, j))] for j, name in enumerate(group)]
         if len(group) < 2:
-            raise SpecError.at(("constraints", "equal", g), f"{group} needs at least two parameters")
+            raise SpecError.at(("constraints", "equal", g), f"{group} needs at least two parameters; name two or more, or drop the group")
         kinds = {(r["block"] in ("sd", "residual", "shape"), r["transform"]) for r in rows}
         if len(kinds) != 1:
-            raise SpecError.at(("constraints", "equal", g), f"{group} mixes parameters of different kinds (e.g. an SD and a coefficient)")
+            raise SpecError.at(("constraints", "equal", g), f"{group} mixes parameters of different kinds (e.g. an SD and a coefficient); "
+                                                         "group parameters of one kind")
         fixed = [j for j, r in enumerate(rows) if not r["free"]]
         if fixed:
             raise SpecError.at(("constraints", "equal", g, fixed[0]), f"{[rows[j]['name'] for j in fixed]} are fixed; "

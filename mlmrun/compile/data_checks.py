@@ -91,7 +91,8 @@ def numeric_column(frame: pd.DataFrame, col: str, rows: np.ndarray, key: str) ->
     if len(bad):
         many = len(bad) > 1
         raise DataError(f"{key}: column {excerpt(col)} must be numeric; {len(bad)} of its values "
-                        f"{'are' if many else 'is'} not a number, e.g. {excerpts(pd.unique(bad), 3)}")
+                        f"{'are' if many else 'is'} not a number, e.g. {excerpts(pd.unique(bad), 3)}; "
+                        "recode the column as numbers")
     out = numbers.to_numpy(dtype=float)
     if np.isinf(out).any():
         raise DataError(f"{key}: column {excerpt(col)} has {int(np.isinf(out).sum())} infinite values; "

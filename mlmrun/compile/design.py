@@ -146,7 +146,8 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
             mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
     except Exception as exc:  # formulaic wraps evaluation errors in several types
         detail = _plain(exc, 200)
-        raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}") from None
+        raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}; check that "
+                        "every term can be computed on every row (e.g. log() needs positive values)") from None
     X = np.asarray(mm, dtype=float)
     names = tuple(str(c) for c in mm.columns)
     bad = [names[j] for j in np.flatnonzero(~np.isfinite(X).all(axis=0))]

@@ -6,6 +6,7 @@ loading fixed at 1 on the term's covariate (1 for the intercept).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,7 +125,8 @@ def compile_latent(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt
                 if value < 0:
                     where: Loc = (("latent", m - first_latent, "variance") if declared is not None
                                   else ("covariance", lvl_name, "fix", f"var({parts.latent[m].name})"))
-                    raise SpecError.at(where, f"variance of '{parts.latent[m].name}' fixed at {value}; variances must be >= 0")
+                    raise SpecError.at(where, f"variance of '{parts.latent[m].name}' fixed at {value}; variances must be >= 0: "
+                                              "fix it at 0 or more")
                 fixed_sd[m] = float(np.sqrt(value))
         unknown = [k for k in cov.fix if not (k.startswith("var(") and k[4:-1] in {parts.latent[m].name for m in members})]
         if unknown:
@@ -148,7 +150,7 @@ def _loadings(i: int, lat, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[np
     base: Loc = ("latent", i, "loadings")
     if spec_l.by is not None:
         if spec_l.by not in frame.columns:
-            raise DataError.at(base + ("by",), f"latent '{lat.name}': column '{spec_l.by}' is not in the data")
+            raise DataError.at(base + ("by",), f"column '{spec_l.by}' is not in the data")
         cats = _category_labels(frame, spec_l.by)
         labels = [str(c) for c in spec_l.only] if spec_l.only is not None else cats
         missing = [j for j, c in enumerate(labels) if c not in cats]
@@ -168,7 +170,9 @@ def _loadings(i: int, lat, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[np
                                          for j, x in enumerate(grp)])
     for key, where in keys:
         if str(key) not in labels:
-            raise SpecError.at(where, f"latent '{lat.name}': loading '{key}' is not among its loadings {labels}")
+            close = difflib.get_close_matches(str(key), labels, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise SpecError.at(where, f"latent '{lat.name}': loading '{key}' is not among its loadings {labels}{hint}")
     equal_to: dict[str, str] = {}
     for grp in spec_l.equal:
         for other in grp[1:]:
@@ -192,7 +196,8 @@ def _structural(spec: Spec, frame: pd.DataFrame, parts: LatentParts, pt: ParTabl
             if parts.latent[j].level < parts.latent[i].level:
                 raise SpecError.at(("structural", "B", outcome, pred, KEY),
                                    "a latent variable can only be regressed on latent variables at the same or a higher "
-                                   f"level ('{pred}' is at a lower level than '{outcome}')")
+                                   f"level ('{pred}' is at a lower level than '{outcome}'); reverse the arrow or move '{pred}' to a "
+                                   "level at or above its outcome's")
             free = val == "free"
             parts.B_entries.append((i, j, pt.add(f"B({outcome}<-{pred})", "B", value=0.5 if free else float(val),
                                                  free=free, lhs=outcome, op="~", rhs=pred)))

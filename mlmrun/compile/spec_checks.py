@@ -150,7 +150,8 @@ def _loadings(spec: Spec) -> list[SpecError]:
         grouped: dict[str, tuple[int, int]] = {}
         for g, group in enumerate(spec_l.equal):
             if len(group) < 2:
-                out.append(SpecError.at(base + ("equal", g), f"{group} needs at least two loadings to set equal"))
+                out.append(SpecError.at(base + ("equal", g), f"{group} needs at least two loadings to set equal; "
+                                                                   "name two or more, or drop the group"))
             for j, item in enumerate(group):
                 if str(item) in grouped:
                     g0, j0 = grouped[str(item)]

@@ -36,7 +36,8 @@ def spec_relative_path(base_dir: Path, name: str, key: str, allow_outside: bool 
         base = Path(base_dir).resolve()
         path = (base / name).resolve()
     except (OSError, RuntimeError, ValueError) as exc:
-        raise DataError(f"{key}: cannot use the path {excerpt(name, 80)}: {_reason(exc)}") from None
+        raise DataError(f"{key}: cannot use the path {excerpt(name, 80)}: {_reason(exc)}; write a plain relative "
+                        "path such as data/NAME.csv") from None
     if not allow_outside and (Path(name).is_absolute() or not path.is_relative_to(base)):
         raise DataError(
             f"{key}: {excerpt(name, 80)} is outside the spec's folder {shown_path(base)}; put the file inside it "
@@ -72,18 +73,21 @@ def read_regular_file(path: Path, key: str, what: str = "data file") -> bytes:
         raise DataError(f"{key}: {what} not found: {shown} (no file there; paths are relative to the spec "
                         "file's folder)") from None
     except OSError as exc:
-        raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}") from None
+        raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}; check the name and that the file "
+                        "can be read") from None
     _check_regular(info, shown, key)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}") from None
+        raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}; check the name and that the file "
+                        "can be read") from None
     try:
         _check_regular(os.fstat(fd), shown, key)  # the file may have been swapped since os.stat
         with os.fdopen(fd, "rb", closefd=False) as fh:
             return fh.read()
     except OSError as exc:
-        raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}") from None
+        raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}; check the name and that the file "
+                        "can be read") from None
     finally:
         os.close(fd)
 
@@ -94,7 +98,7 @@ def _check_regular(info: os.stat_result, shown: str, key: str) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise DataError(f"{key}: {shown} is not a regular file (a pipe, device or socket); name a file")
     if info.st_size == 0:
-        raise DataError(f"{key}: {shown} is empty (0 bytes)")
+        raise DataError(f"{key}: {shown} is empty (0 bytes); name a file with a header row and data rows")
 
 
 def _reason(exc: BaseException) -> str:

@@ -63,9 +63,9 @@ def read_table(path: Path, key: str = "data.path") -> tuple[pd.DataFrame, str]:
                         "save it as UTF-8") from None
     except Exception as exc:  # each reader (C parser, pyarrow, Stata) raises its own types for a malformed file
         raise DataError(f"{key}: cannot read {shown} as {suffix.lstrip('.')}: "
-                        f"{printable(' '.join(str(exc).split())[:160])}") from None
+                        f"{printable(' '.join(str(exc).split())[:160])}; save it as valid {suffix.lstrip('.')}") from None
     if len(frame.columns) and not len(frame):
-        raise DataError(f"{key}: {shown} has a header ({columns_hint(frame.columns)}) but no data rows")
+        raise DataError(f"{key}: {shown} has a header ({columns_hint(frame.columns)}) but no data rows; add data rows")
     return frame, digest
 
 
@@ -80,7 +80,8 @@ def apply_filters(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
             keep &= _OPS[flt.op](frame[flt.column], flt.value).fillna(False).astype(bool)
         except TypeError:
             raise DataError(f"data.filter.{i}: {excerpt(flt.column)} {flt.op} {excerpt(flt.value)}: cannot compare "
-                            f"a column of type {frame[flt.column].dtype} with {excerpt(flt.value)}") from None
+                            f"a column of type {frame[flt.column].dtype} with {excerpt(flt.value)}; compare a text column "
+                            "with == or != and one of its values, or filter a numeric column") from None
     if not keep.any():
         raise DataError(f"data.filter: no row satisfies every filter (of {len(frame)} rows read); relax the filters")
     return frame.loc[keep].reset_index(drop=True)

@@ -70,13 +70,23 @@ def _check(bad: NDArray[np.bool_], values: FloatArray, problem: str, label: str 
     raise DataError(f"{problem}: {idx.size} of {bad.size} rows do not; first rows (0-based): {shown}{more}")
 
 
+def _bad_shape(what: str, must: str, shape: tuple[int, ...]) -> DataError:
+    """The error for a response or trials array of the wrong shape (a caller's mistake; compile passes 1-D slices)."""
+    return DataError(f"{what} must {must}, got shape {shape}")
+
+
+def _not_numeric(what: str, dtype: np.dtype) -> DataError:
+    """The error for a response or trials array of a non-numeric dtype (one message for both)."""
+    return DataError(f"{what} must be numeric, got dtype {dtype}")
+
+
 def _response(y: ArrayLike, family: str) -> FloatArray:
     """y as a 1-D float array, rejecting wrong shapes, non-numeric types and non-finite values."""
     arr = np.asarray(y)
     if arr.ndim != 1:
-        raise DataError(f"{family} response must be one-dimensional, got shape {arr.shape}")
+        raise _bad_shape(f"{family} response", "be one-dimensional", arr.shape)
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise DataError(f"{family} response must be numeric, got dtype {arr.dtype}")
+        raise _not_numeric(f"{family} response", arr.dtype)
     arr = arr.astype(np.float64)
     _check(~np.isfinite(arr), arr, f"{family} response must be finite (no NaN or inf)")
     return arr
@@ -227,9 +237,9 @@ class Binomial(Family):
             return
         t = np.asarray(trials)
         if t.shape != y.shape:
-            raise DataError(f"binomial trials must have one value per row ({y.size}), got shape {t.shape}")
+            raise _bad_shape("binomial trials", f"have one value per row ({y.size})", t.shape)
         if not np.issubdtype(t.dtype, np.number):
-            raise DataError(f"binomial trials must be numeric, got dtype {t.dtype}")
+            raise _not_numeric("binomial trials", t.dtype)
         t = t.astype(np.float64)
         _check(~np.isfinite(t) | ~_is_integer(t) | (t < 1.0), t, "binomial trials must be integers >= 1", "trials")
         _check(~_is_integer(y) | (y < 0.0), y, "binomial response must be non-negative integers (success counts)")
@@ -354,13 +364,15 @@ class Ordinal(Family):
         _check(~_is_integer(y) | (y < 0.0), y, "ordinal response must be integer category codes 0..K-1")
         n_cat = int(y.max()) + 1 if y.size else 0
         if n_cat < 2:
-            raise DataError(f"ordinal response needs at least 2 categories, found {n_cat}")
+            raise DataError(f"ordinal response needs at least 2 categories, found {n_cat}; check data.filter "
+                            "and the column, or use another family")
         counts = np.bincount(y.astype(np.intp), minlength=n_cat)
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             raise DataError(
                 f"ordinal response codes must be 0..{n_cat - 1} with every category observed; "
-                f"{empty.size} empty categor{'y' if empty.size == 1 else 'ies'}: {', '.join(map(str, empty))}"
+                f"{empty.size} empty categor{'y' if empty.size == 1 else 'ies'}: {', '.join(map(str, empty))}; "
+                "drop empty categories from `categories:` or merge them with a neighbour"
             )
 
     @staticmethod

@@ -118,11 +118,11 @@ def integration_plan(model: CompiledModel) -> IntegrationPlan:
         default = type(integ).model_fields["points"].default
         for name, p in integ.points.items():
             if p < 1:
-                raise SpecError.at(at_points + (name,), f"need at least 1 point per dimension, got {p}")
+                raise SpecError.at(at_points + (name,), f"need at least 1 point per dimension, got {p}; write 1 or more")
         points = tuple(int(integ.points.get(n, default)) for n in names)
     else:
         if integ.points < 1:
-            raise SpecError.at(at_points, f"need at least 1 point per dimension, got {integ.points}")
+            raise SpecError.at(at_points, f"need at least 1 point per dimension, got {integ.points}; write 1 or more")
         points = (int(integ.points),) * len(levels)
     if integ.adapt == "mean" and (integ.method == "laplace" or min(points, default=2) < 2):
         raise SpecError.at(("estimation", "integration", "adapt"),
@@ -136,7 +136,7 @@ def integration_plan(model: CompiledModel) -> IntegrationPlan:
                                    f"'{k}' is not a level with latent variables; give points for {list(names)}")
             if p < 1:
                 where = ("estimation", "check_points", j) + ((k,) if isinstance(check, dict) else ())
-                raise SpecError.at(where, f"need at least 1 point per dimension, got {p}")
+                raise SpecError.at(where, f"need at least 1 point per dimension, got {p}; write 1 or more")
     return IntegrationPlan(integ.method, integ.adapt, names, dims, points)
 
 GIB = 1 << 30

@@ -126,7 +126,8 @@ def read_spec_text(path: Path, source: str) -> str:
     try:
         info = path.stat()
     except OSError as exc:
-        raise SpecError(f"{source}: cannot read spec ({exc.strerror or exc})") from None
+        raise SpecError(f"{source}: cannot read spec ({exc.strerror or exc}); check the path (relative to the "
+                        "working directory)") from None
     if stat.S_ISDIR(info.st_mode):
         raise SpecError(f"{source}: is a folder, not a spec file; name a .yaml file")
     if not stat.S_ISREG(info.st_mode):
@@ -137,7 +138,8 @@ def read_spec_text(path: Path, source: str) -> str:
         with path.open("rb") as fh:
             raw = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
-        raise SpecError(f"{source}: cannot read spec ({exc.strerror or exc})") from None
+        raise SpecError(f"{source}: cannot read spec ({exc.strerror or exc}); check the path (relative to the "
+                        "working directory)") from None
     if len(raw) > MAX_SPEC_BYTES:
         raise SpecError(_too_big(source, len(raw)))
     if b"\0" in raw:
@@ -384,15 +386,14 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Marks]:
         data = builder.run()
     except _BudgetError as exc:
         raise SpecError(f"{_at(source, exc.problem_mark)}: {exc.problem}") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+    except yaml.YAMLError as exc:  # MarkedYAMLError carries where and what; any other YAMLError only its text
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = _at(source, mark) if mark else source
-        problem = exc.problem or exc.context or "syntax error"
+        marked = isinstance(exc, yaml.MarkedYAMLError)
+        problem = (exc.problem or exc.context if marked else str(exc)) or "syntax error"
         if "nesting depth" in problem:
             raise SpecError(f"{where}: {_too_deep()}") from None
         raise SpecError(f"{where}: not valid YAML ({clip(sanitize(problem))}); check indentation and quoting") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{source}: not valid YAML ({clip(sanitize(str(exc)))})") from None
     finally:
         if loader is not None:
             loader.dispose()

@@ -27,7 +27,7 @@ def test_validate_several_specs_one_line_each_and_goes_on_after_failures(spec_di
     assert lines[1].startswith("second.yaml: OK: spec 'second'")
     assert err.splitlines() == [
         f"dup.yaml:{len(PIG_SPEC.splitlines()) + 2}:1: key 'name' repeats the key at line 3; keep one",
-        "missing.yaml: cannot read spec (No such file or directory)",
+        "missing.yaml: cannot read spec (No such file or directory); check the path (relative to the working directory)",
     ]
 
 

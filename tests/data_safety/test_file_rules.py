@@ -21,7 +21,7 @@ def test_hidden_files_and_folders_are_refused_without_quoting_them(folder, capsy
         (folder / hidden).parent.mkdir(parents=True, exist_ok=True)
         (folder / hidden).write_text(GIT_CONFIG)
     problem = run(folder, capsys, spec_for(path)).problem()
-    assert problem.startswith("model.yaml:2:7: data.path:") and "hidden" in problem
+    assert problem.startswith("model.yaml:2:14: data.path:") and "hidden" in problem
     assert SECRET not in problem and "extraheader" not in problem and "[core]" not in problem
 
 

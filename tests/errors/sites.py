@@ -1,7 +1,9 @@
 """Find every place mlmrun raises a user-facing error, with the literal text of its message, by reading the source.
 
-A raise site is `raise SpecError(...)`, `raise DataError(...)` or
-`raise IdentificationError(...)` anywhere in mlmrun/, plus `raise ValueError(...)`
+A raise site is a construction `SpecError(...)`, `DataError(...)` or
+`IdentificationError(...)` anywhere in mlmrun/, also in the located form
+`SpecError.at(loc, message)` (raised at once, returned by a helper or collected
+into a list of problems that is raised together), plus `raise ValueError(...)`
 in mlmrun/spec/ (pydantic validators, which the loader turns into located
 SpecErrors). Its `literal` is the message's constant text with every
 interpolated part replaced by NUL, so a fragment a test names matches only text
@@ -57,12 +59,18 @@ class _Finder(ast.NodeVisitor):
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scope
 
-    def visit_Raise(self, node: ast.Raise) -> None:
-        exc = node.exc
-        if isinstance(exc, ast.Call) and isinstance(exc.func, ast.Name) and exc.func.id in self.errors:
-            message = exc.args[0] if exc.args else None
-            self.sites.append(RaiseSite(self.module, node.lineno, ".".join(self.stack[1:]) or "<module>",
-                                        exc.func.id, _literal(message)))
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in self.errors:
+            error, message = func.id, node.args[0] if node.args else None
+        elif (isinstance(func, ast.Attribute) and func.attr == "at" and isinstance(func.value, ast.Name)
+              and func.value.id in self.errors):
+            error, message = func.value.id, node.args[1] if len(node.args) > 1 else None
+        else:
+            self.generic_visit(node)
+            return
+        self.sites.append(RaiseSite(self.module, node.lineno, ".".join(self.stack[1:]) or "<module>",
+                                    error, _literal(message)))
         self.generic_visit(node)
 
 

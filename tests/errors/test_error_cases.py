@@ -7,8 +7,10 @@ loader's own line map.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import yaml
 
 from mlmrun import cli
 from tests.conftest import SPECS
-from tests.errors.cases import CASES, DATA_FILES, Case, Loc
+from tests.errors.cases import CASES, DATA_FILES, FIFO, Case, Loc
 
 SPEC = "spec.yaml"
 
@@ -38,8 +40,9 @@ def _positions(text: str, loc: Loc) -> set[tuple[int, int]]:
     return found
 
 
-def run_case(case: Case, folder: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, Path]:
-    """Write the case's files next to its spec, run the CLI, return (exit, stderr, spec path)."""
+def run_case(case: Case, folder: Path, capsys: pytest.CaptureFixture[str],
+             monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, Path]:
+    """Write the case's files next to its spec, run the CLI from `folder`, return (exit, stderr, spec path)."""
     spec = folder / "cases" / SPEC
     (folder / "cases" / "data").mkdir(parents=True)
     for name in re.findall(r"data/[\w.]+\.csv", case.spec or ""):
@@ -49,19 +52,32 @@ def run_case(case: Case, folder: Path, capsys: pytest.CaptureFixture[str]) -> tu
                 target.write_text(DATA_FILES[name])
             elif (SPECS / name).exists():
                 shutil.copy(SPECS / name, target)
-    for name, text in case.files.items():
-        (folder / "cases" / name).write_text(text)
+    for name, content in case.files.items():
+        target = folder / "cases" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if content is FIFO:
+            os.mkfifo(target)
+        elif isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
     if case.spec is not None:
         spec.write_text(case.spec)
     out = folder / "out"
-    rc = cli.main([case.command, str(spec)] + (["--out", str(out), "--quiet"] if case.command == "fit" else []))
-    assert not out.exists(), "an invalid spec wrote output"
+    options = (["--out", str(out)] if case.out else []) + ["--quiet"] if case.command == "fit" else []
+    with monkeypatch.context() as patch:
+        patch.chdir(folder)
+        for module in case.no_modules:
+            patch.setitem(sys.modules, module, None)
+        rc = cli.main([case.command, str(spec)] + options)
+    assert not out.exists() and not (folder / "reports").exists(), "an invalid spec wrote output"
     return rc, capsys.readouterr().err, spec
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_error_case_exits_2_located_with_hint(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, err, spec = run_case(case, tmp_path, capsys)
+def test_error_case_exits_2_located_with_hint(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    rc, err, spec = run_case(case, tmp_path, capsys, monkeypatch)
     assert rc == case.exit_code == 2, f"exit {rc}: {err}"
     assert "Traceback" not in err and "internal error" not in err, err
     fragments = [frag for _, frag in case.covers if not frag.startswith("@")]

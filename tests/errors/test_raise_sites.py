@@ -1,7 +1,9 @@
 """Every user-facing raise site has a case in the error table (or a reasoned exemption), found by reading the source.
 
 A case covers a site when it names the site's module and a fragment of the
-site's constant message text that no other site of that module contains; "@func"
+site's constant message text that no other site of that module contains (or that
+only sites with that same whole message contain: one message built at several
+places, e.g. an undeclared level under random, latent or covariance); "@func"
 covers the message-less re-raises in `func`. test_error_cases.py checks that
 each case's stderr really contains its fragments, so a case cannot claim a site
 its input never reaches.
@@ -25,7 +27,7 @@ def test_the_lister_finds_the_known_kinds_of_site() -> None:
     errors = {s.error for s in SITES}
     assert {"SpecError", "DataError", "IdentificationError", "ValueError"} <= errors
     assert len(SITES) > 50
-    assert any(s.module == "compile/__init__.py" and "no rows left" in s.literal for s in SITES)
+    assert any(s.module == "compile/data_checks.py" and "no rows left" in s.literal for s in SITES)
 
 
 def test_every_fragment_names_exactly_one_site_or_one_function() -> None:
@@ -34,7 +36,7 @@ def test_every_fragment_names_exactly_one_site_or_one_function() -> None:
         found = _matches(module, fragment)
         if not found:
             problems.append(f"{module}: no raise site's message contains {fragment!r}")
-        elif len(found) > 1 and not fragment.startswith("@"):
+        elif len(found) > 1 and not fragment.startswith("@") and len({s.literal for s in found}) > 1:
             problems.append(f"{module}: {fragment!r} is in {len(found)} raise sites ({[s.line for s in found]}); "
                             "name a longer fragment")
     assert not problems, "\n".join(problems)

@@ -33,7 +33,11 @@ from tests.reference.test_lmm_reference import fitted as fitted_exact
 CONSERVATIVE = "Note: LR test is conservative and provided only for reference."
 
 
-@pytest.mark.parametrize("stat", [1e-3, 0.5, 2.7055, 3.84, 10.0, 472.65])
+PIG_LR = load_reference("pig__ri_ml", "other", "LR test vs linear regression chibar2(01)")
+"""Stata's printed LR statistic for pig: a large statistic of the size real fits give."""
+
+
+@pytest.mark.parametrize("stat", [1e-3, 0.5, 2.7055, 3.84, 10.0, PIG_LR])
 @pytest.mark.parametrize("df", [1, 2, 3, 6])
 def test_p_value_rule_is_scipys_chi2_or_its_halved_mixture(stat: float, df: int) -> None:
     assert lr_p_value(stat, df, False) == pytest.approx(chi2.sf(stat, df), rel=1e-12)
