@@ -317,6 +317,8 @@ CASES: list[Case] = [
          hint="fill in the missing values or drop those columns"),
     Case("covariate_infinite", ((DATA_CHECKS, "@check_finite"),), PIG_T, at=("fixed",), column="week",
          files={"data/t.csv": PIG_CSV.replace("\n1,1,", "\n1,inf,", 1)}, hint="remove or recode them"),
+    Case("covariate_stray_text", ((DATA_CHECKS, "@check_stray_text"),), PIG_T, at=("fixed",), column="week",
+         files={"data/t.csv": PIG_CSV.replace("\n1,1,", "\n1,abc,", 1)}, hint="fix those cells"),
     Case("offset_not_numeric", ((DATA_CHECKS, "must be numeric; \x00 of its values"),),
          edit(PIG, "family: gaussian}", "family: gaussian, offset: label}"), at=("responses", 0, "offset"), column="label",
          hint="recode the column as numbers"),
