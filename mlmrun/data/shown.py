@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from mlmrun.display import clip, display_path, sanitize
+
 EXCERPT_CHARS = 40
 """Longest excerpt of a value read from a file that a message quotes."""
 
@@ -28,8 +30,8 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
 
 
 def printable(text: str) -> str:
-    """`text` with every non-printable character (newline, escape codes...) written as its escape."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    """`text` with control, line-separator and bidirectional-override characters escaped (display.sanitize)."""
+    return sanitize(text)
 
 
 def excerpts(values: Iterable[object], most: int = 5) -> str:
@@ -45,13 +47,9 @@ def columns_hint(columns: Iterable[object]) -> str:
 
 
 def shown_path(path: str | Path) -> str:
-    """`path` relative to the working directory when it lies inside it, else absolute; sanitised."""
-    path = Path(path)
+    """`path` relative to the working directory when it lies inside it; sanitised and at most about 200 characters."""
     try:
-        absolute = Path(os.path.abspath(path))
-        text = str(absolute.relative_to(Path.cwd()))
-    except ValueError:
-        text = str(absolute)
-    except OSError:
-        text = str(path)
-    return printable(text if len(text) <= 200 else text[:100] + "..." + text[-100:])
+        path = os.path.abspath(path)
+    except OSError:  # the working directory is gone: show the path as given
+        pass
+    return clip(display_path(path), 200)
