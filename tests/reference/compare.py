@@ -102,3 +102,19 @@ def assert_close(name: str, ours: Any, target: Any, abs_tol: float | None = None
         problems.sort(key=lambda p: -p[0])
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise AssertionError(problems[0][1] + more)
+
+
+def printed_half_unit(printed: float) -> float:
+    """Half a unit in the last decimal of a number as printed in a reference file (0.05458 -> 5e-6)."""
+    text = repr(float(printed))
+    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 0
+    return 0.5 * 10.0 ** -decimals
+
+
+LOGLIK_FLOOR = 1e-6
+"""Agreement asked of a log likelihood whose peer printed more digits than its optimiser's convergence supports."""
+
+
+def loglik_tolerance(printed: float) -> float:
+    """The reference's own precision for a log likelihood: half its last printed unit, at least LOGLIK_FLOOR."""
+    return max(printed_half_unit(printed), LOGLIK_FLOOR)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.reference.compare import assert_close, load_reference, sig_tolerance
+from tests.reference.compare import assert_close, load_reference, loglik_tolerance, printed_half_unit, sig_tolerance
 
 
 def test_passes_within_tolerance() -> None:
@@ -74,3 +74,10 @@ def test_load_reference_walks_keys_and_explains_misses() -> None:
         load_reference("pig__ri_ml", "fixed_effect")
     with pytest.raises(FileNotFoundError, match="no reference file"):
         load_reference("pig__no_such_model")
+
+
+def test_loglik_tolerance_is_the_printed_precision_with_a_floor() -> None:
+    assert printed_half_unit(-1014.9268) == pytest.approx(5e-5)
+    assert printed_half_unit(-1013.824) == pytest.approx(5e-4)
+    assert loglik_tolerance(-1014.9268) == pytest.approx(5e-5)
+    assert loglik_tolerance(-875.969672231599) == 1e-6

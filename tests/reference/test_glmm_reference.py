@@ -31,7 +31,7 @@ from mlmrun.pipeline import prepare
 from mlmrun.report.format import z_and_p
 from mlmrun.results import FitResult
 from tests.conftest import SPECS
-from tests.reference.compare import assert_close, load_reference
+from tests.reference.compare import assert_close, load_reference, loglik_tolerance, printed_half_unit
 from tests.reference.test_lmm_reference import REFERENCE_DATA
 
 pytestmark = pytest.mark.reference
@@ -72,10 +72,12 @@ def lme4_name(name: str, factors: dict[str, str]) -> str:
 
 
 def check_peer(fit: FitResult, file: str, factors: dict[str, str], level: str, digits: int = 4,
-               se_digits: int | None = 3, loglik_tol: float = 1e-3) -> None:
+               se_digits: int | None = 3, loglik_tol: float | None = None) -> None:
+    """Compare with a peer's results file; the log likelihood to the file's own precision unless told otherwise."""
     res = load_reference(file, "results")
     assert fit.converged, fit.warnings
-    assert_close(f"{file} loglik", fit.loglik, res["loglik"], abs_tol=loglik_tol)
+    tol = loglik_tolerance(res["loglik"]) if loglik_tol is None else loglik_tol
+    assert_close(f"{file} loglik", fit.loglik, res["loglik"], abs_tol=tol)
     for fe in res["fixed_effects"]:
         ours = lme4_name(fe["name"], factors)
         assert_close(f"{file} {ours}", value(fit, ours), fe["estimate"], sig_digits=digits)
@@ -99,7 +101,8 @@ def test_cbpp_laplace_glmmtmb_and_lme4() -> None:
     fit = fitted("cbpp_laplace")
     assert fit.integration == {"method": "laplace", "points": 1}
     check_peer(fit, "cbpp__glmmtmb_laplace", {"period": "C(period)"}, "herd", loglik_tol=1e-6)
-    check_peer(fit, "cbpp__laplace", {"period": "C(period)"}, "herd", digits=3, se_digits=None)
+    # lme4's Laplace log likelihood sits 2.9e-4 below ours (its log-determinant); glmmTMB's pins ours to 1e-6 above.
+    check_peer(fit, "cbpp__laplace", {"period": "C(period)"}, "herd", digits=3, se_digits=None, loglik_tol=1e-3)
 
 
 def test_epil_agq20_lme4() -> None:
@@ -118,7 +121,7 @@ estimation: {{integration: {integration}}}
 """
 
 
-LME4_LAPLACE = dict(digits=3, se_digits=2)
+LME4_LAPLACE = dict(digits=3, se_digits=2, loglik_tol=1e-3)
 """lme4's Laplace (nAGQ = 1) against ours: the log likelihoods differ by 2.5e-4 and 3.6e-4 on epil
 (ours higher; lme4's Laplace log-determinant, as on cbpp, documented in cbpp__glmmtmb_laplace),
 which moves estimates in the 4th digit (Intercept 0.56389 vs 0.56406) and lme4's SEs, from a
@@ -184,13 +187,6 @@ estimation: {integration: {method: laplace}}
     assert_close("lme4 variance", value(fit, "sd(_cons)@subj") ** 2, lme4["var"], abs_tol=5e-4)
 
 
-def printed_half_unit(printed: float) -> float:
-    """Half a unit in the last decimal of a number as printed in a reference file (0.05458 -> 5e-6)."""
-    text = repr(float(printed))
-    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 0
-    return 0.5 * 10.0 ** -decimals
-
-
 @pytest.mark.parametrize(("spec", "file"), [("wine_logit", "wine__clmm_logit_agq10"),
                                             ("wine_probit", "wine__clmm_probit_agq10"),
                                             ("wine_logit_laplace", "wine__clmm_logit_laplace")])
@@ -201,7 +197,8 @@ def test_wine_clmm(spec: str, file: str) -> None:
         assert fit.integration == {"method": "laplace", "points": 1}
     else:
         fit = fitted(spec)
-    check_peer(fit, file, {"temp": "temp", "contact": "contact"}, "judge")
+    # ordinal's clmm Laplace agrees with ours to 3.5e-6 (its own Laplace optimum), the AGQ fits to 1e-10.
+    check_peer(fit, file, {"temp": "temp", "contact": "contact"}, "judge", loglik_tol=1e-5 if spec.endswith("_laplace") else None)
     for j, cut in enumerate(load_reference(file, "results", "thresholds")):
         assert_close(f"{file} {cut['name']}", value(fit, f"cut{j + 1}"), cut["estimate"], sig_digits=4)
         assert_close(f"{file} se({cut['name']})", se(fit, f"cut{j + 1}"), cut["se"], sig_digits=3)
@@ -254,5 +251,6 @@ def test_gaussian_through_quadrature_reproduces_the_exact_fit() -> None:
     exact = fitted("pig_intercept")
     assert fit.loglik == pytest.approx(exact.loglik, abs=1e-6)
     np.testing.assert_allclose(fit.values, exact.values, rtol=1e-4)
-    assert_close("pig loglik (Stata)", fit.loglik, load_reference("pig__ri_ml", "loglik"), abs_tol=1e-3)
+    stata = load_reference("pig__ri_ml", "loglik")
+    assert_close("pig loglik (Stata)", fit.loglik, stata, abs_tol=loglik_tolerance(stata))
     assert fit.loglik == pytest.approx(exact_loglik(fit.model, fit.values), abs=1e-8)

@@ -28,7 +28,7 @@ from mlmrun.pipeline import prepare
 from mlmrun.report.format import z_and_p
 from mlmrun.results import FitResult
 from tests.conftest import SPECS
-from tests.reference.compare import assert_close, load_reference
+from tests.reference.compare import assert_close, load_reference, loglik_tolerance
 
 pytestmark = pytest.mark.reference
 
@@ -87,7 +87,7 @@ def check_lme4(fit: FitResult, file: str, levels: dict[str, str],
     """
     res = load_reference(file, "results")
     check_converged(fit)
-    assert_close(f"{file} loglik", fit.loglik, res["loglik"], abs_tol=1e-3)
+    assert_close(f"{file} loglik", fit.loglik, res["loglik"], abs_tol=loglik_tolerance(res["loglik"]))
     for fe in res["fixed_effects"]:
         ours = "Intercept" if fe["name"] == "(Intercept)" else fe["name"]
         if combinations and fe["name"] in combinations:
@@ -115,7 +115,7 @@ def test_pig_intercept_stata() -> None:
     fit = fitted("pig_intercept")
     check_converged(fit)
     ref = "pig__ri_ml"
-    assert_close("loglik", fit.loglik, load_reference(ref, "loglik"), abs_tol=1e-3)
+    assert_close("loglik", fit.loglik, load_reference(ref, "loglik"), abs_tol=loglik_tolerance(load_reference(ref, "loglik")))
     for ours, theirs in (("week", "week"), ("Intercept", "_cons")):
         assert_close(ours, value(fit, ours), load_reference(ref, "fixed_effects", theirs, "estimate"), sig_digits=4)
         assert_close(f"se({ours})", fixed_se(fit, ours), load_reference(ref, "fixed_effects", theirs, "se"),
@@ -136,7 +136,7 @@ def test_pig_slope_independent_stata() -> None:
     fit = fitted("pig_slope")
     check_converged(fit)
     ref = "pig__rs_ind_ml"
-    assert_close("loglik", fit.loglik, load_reference(ref, "loglik"), abs_tol=1e-3)
+    assert_close("loglik", fit.loglik, load_reference(ref, "loglik"), abs_tol=loglik_tolerance(load_reference(ref, "loglik")))
     for ours, theirs in (("sd(week)@pig", "id: sd(week)"), ("sd(_cons)@pig", "id: sd(_cons)"),
                          ("sd(Residual)", "sd(Residual)")):
         assert_close(ours, value(fit, ours), load_reference(ref, "variance_components", theirs, "estimate"),
@@ -149,7 +149,7 @@ def test_pig_slope_unstructured_stata() -> None:
     fit = fitted("pig_slope_unstructured")
     check_converged(fit)
     ref = "pig__rs_un_ml"
-    assert_close("loglik", fit.loglik, load_reference(ref, "loglik"), abs_tol=1e-3)
+    assert_close("loglik", fit.loglik, load_reference(ref, "loglik"), abs_tol=loglik_tolerance(load_reference(ref, "loglik")))
     # Only the log likelihood is published; the SDs are statsmodels' fit on the same data (our_reproduction).
     for ours, theirs in (("sd(_cons)@pig", "sd(_cons)"), ("sd(week)@pig", "sd(week)"), ("sd(Residual)", "sd(Residual)")):
         assert_close(ours, value(fit, ours), load_reference(ref, "our_reproduction", theirs), sig_digits=4)
@@ -159,19 +159,24 @@ def test_pig_slope_reml_stata() -> None:
     fit = fitted("pig_slope_reml")
     check_converged(fit)
     assert fit.method == "REML"
-    assert_close("restricted loglik", fit.loglik, load_reference("pig__rs_ind_reml", "loglik"), abs_tol=1e-3)
+    assert_close("restricted loglik", fit.loglik, load_reference("pig__rs_ind_reml", "loglik"), abs_tol=loglik_tolerance(load_reference("pig__rs_ind_reml", "loglik")))
 
 
 def test_pig_crossed_stata() -> None:
     fit = fitted("pig_crossed")
     check_converged(fit)
     ref = "pig__crossed_ml"
-    # Stata prints this log likelihood to 3 decimals (-1013.824), so within 1e-3 of the printed value.
-    assert_close("loglik", fit.loglik, load_reference(ref, "loglik"), abs_tol=1e-3)
+    # Stata prints this log likelihood to 3 decimals (-1013.824): half a unit of that.
+    assert_close("loglik", fit.loglik, load_reference(ref, "loglik"), abs_tol=loglik_tolerance(load_reference(ref, "loglik")))
     for ours, theirs in (("sd(_cons)@week", "_all: sd(R.week)"), ("sd(_cons)@pig", "_all: sd(R.id)"),
                          ("sd(Residual)", "sd(Residual)")):
         assert_close(ours, value(fit, ours), load_reference(ref, "variance_components", theirs, "estimate"),
                      sig_digits=4)
+
+
+DATA_PRECISION_OFFSET = 2.5e-4
+"""Stata's productivity log likelihoods against ours on our copy of the data: offsets of 0.6e-4 to 2.0e-4
+(productivity__nested_ri_ml.json's notes), so a quarter of a thousandth and no more."""
 
 
 def test_productivity_nested_lme4() -> None:
@@ -180,7 +185,8 @@ def test_productivity_nested_lme4() -> None:
     # The Stata manual prints 1430.5017; lme4 on our copy of the data gives 1430.50159 (see the file's notes).
     published = load_reference("productivity__nested_ri_ml", "published_comparison", "comparisons", 0)
     assert published["quantity"] == "loglik"
-    assert_close("published loglik", fit.loglik, published["published"], abs_tol=1e-3)
+    # Within the documented data-precision offset (1.1e-4); lme4 on our copy pins the likelihood to 1e-6 above.
+    assert_close("published loglik", fit.loglik, published["published"], abs_tol=DATA_PRECISION_OFFSET)
 
 
 def test_productivity_nested_reml_lme4() -> None:
@@ -189,7 +195,7 @@ def test_productivity_nested_reml_lme4() -> None:
     check_lme4(fit, "productivity__nested_ri_reml", {"state:region": "state", "region": "region"})
     assert_close("published restricted loglik", fit.loglik,
                  load_reference("productivity__nested_ri_reml", "published_comparison", "comparisons", 0, "published"),
-                 abs_tol=1e-3)
+                 abs_tol=DATA_PRECISION_OFFSET)
 
 
 def test_productivity_blocks_stata() -> None:
@@ -199,7 +205,7 @@ def test_productivity_blocks_stata() -> None:
     # (xtmixed gsp private emp hwy water other unemp || region: hwy unemp, cov(identity) || region: || state:, mle):
     # log likelihood 1447.6784, as quoted in issue 2; no reference file exists for this model. Our fit on our
     # copy of the data gives 1447.6782, the same ~1e-4 data-precision offset as productivity__nested_ri_ml.
-    assert_close("loglik", fit.loglik, 1447.6784, abs_tol=1e-3)
+    assert_close("loglik", fit.loglik, 1447.6784, abs_tol=DATA_PRECISION_OFFSET)
     assert value(fit, "sd(hwy)@region") == value(fit, "sd(unemp)@region")
 
 
