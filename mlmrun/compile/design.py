@@ -132,6 +132,36 @@ class _AllowedOnly(PandasMaterializer):
         )
 
 
+MAX_DESIGN_COLUMNS = 1000
+"""Largest fixed-part design (columns) a spec may ask for: a text column read by mistake as a category with a
+level per row would otherwise cost minutes of rank checking and gigabytes before any message."""
+
+_CATEGORY_CALL = re.compile(r"^C\(\s*`?([^`()]+?)`?\s*\)$")
+
+
+def _check_design_size(rhs: Formula, frame: pd.DataFrame, where: str) -> None:
+    """Refuse, before building it, a design whose categorical terms alone exceed MAX_DESIGN_COLUMNS."""
+    total = 0
+    widest: tuple[int, str] = (0, "")
+    for term in rhs:
+        width = 1
+        for factor in term.factors:
+            expr = str(factor.expr).strip("`")
+            match = _CATEGORY_CALL.match(expr)
+            column = match.group(1) if match else expr
+            if column in frame.columns and (match or not pd.api.types.is_numeric_dtype(frame[column])):
+                levels = int(frame[column].nunique())
+                width *= max(levels - 1, 1)
+                widest = max(widest, (levels, column))
+        total += width
+    if total > MAX_DESIGN_COLUMNS:
+        levels, column = widest
+        raise DataError(f"{where}: the design would have about {total} columns, more than the budget of "
+                        f"{MAX_DESIGN_COLUMNS}; column {excerpt(column)} is a category with {levels} distinct values. "
+                        "If it holds numbers, fix the cells that are not; else use fewer categories "
+                        "(or random effects for a factor with many levels)")
+
+
 def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") -> tuple[np.ndarray, tuple[str, ...]]:
     """Evaluate the right-hand side into a dense design matrix and its column names.
 
@@ -141,6 +171,7 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
     missing = sorted(formula_variables(formula)[1] - {str(c) for c in frame.columns})
     if missing:
         raise DataError(f"{where}: the formula names columns {missing} that are not in the data")
+    _check_design_size(rhs, frame, where)
     try:
         with np.errstate(all="ignore"):  # log(0) and the like are reported below, by term, not as warnings
             mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
@@ -154,6 +185,9 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
     if bad:
         raise DataError(f"{where}: the terms {bad[:5]} are infinite or undefined on some rows (e.g. log of 0 or "
                         "of a negative number, or a huge power); transform the column so it stays finite")
+    if X.shape[1] > MAX_DESIGN_COLUMNS:
+        raise DataError(f"{where}: the design has {X.shape[1]} columns, more than the budget of {MAX_DESIGN_COLUMNS}; "
+                        "use fewer categories (or random effects for a factor with many levels)")
     if X.shape[1] and np.linalg.matrix_rank(X) < X.shape[1]:
         raise DataError(
             f"{where}: the design columns {excerpt(', '.join(names), 0, 200)} are collinear (rank deficient); "

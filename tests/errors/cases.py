@@ -176,6 +176,9 @@ def _parquet(csv: bytes, text_column: str) -> bytes:
 PIG_PARQUET = _parquet(PIG_TEXT_COLUMN, "t")
 PIG_SAME_NAME = "\n".join(f"{ln},{'sd(Residual)' if i == 0 else i % 7}" for i, ln in enumerate(PIG_CSV.splitlines())) + "\n"
 """pig.csv plus a varying column named like the residual SD parameter."""
+WIDE_CSV = "id,week,weight,code\n" + "".join(f"{i // 9 + 1},{i % 9 + 1},{20 + i % 9 * 6.5 + i % 5},c{i}\n"
+                                                  for i in range(1001))
+"""1001 rows (pigs of 9 weeks) with a text column `code` holding 1001 distinct values: 1001 categories."""
 PIG_T = edit(PIG, "data/pig.csv", "data/t.csv")
 """PIG reading data/t.csv, which a case supplies."""
 GAMMA = ("  B: {general: {general_district: 1}}\n", "  B: {general: {general_district: 1}}\n  Gamma: {general: {TERM: free}}\n")
@@ -428,6 +431,12 @@ CASES: list[Case] = [
          edit(PIG, '"weight ~ week"', '"weight ~ open(week)"'), at=("fixed",), hint="the allowed functions are"),
     Case("fixed_term_infinite", ((DESIGN, "are infinite or undefined on some rows"),),
          edit(PIG, '"weight ~ week"', '"weight ~ log(zero)"'), at=("fixed",), hint="transform the column so it stays finite"),
+    Case("fixed_design_too_many_categories", ((DESIGN, "more than the budget of \x00; column"),),
+         edit(PIG_T, '"weight ~ week"', '"weight ~ week + code"'), at=("fixed",), column="code",
+         files={"data/t.csv": WIDE_CSV}, hint="If it holds numbers, fix the cells that are not"),
+    Case("fixed_design_too_wide", ((DESIGN, "the design has \x00 columns, more than the budget"),),
+         edit(PIG_T, '"weight ~ week"', '"weight ~ 0 + C(code)"'), at=("fixed",), files={"data/t.csv": WIDE_CSV},
+         hint="use fewer categories"),
     Case("fixed_design_rank_deficient", ((DESIGN, "are collinear (rank deficient)"),),
          edit(PIG, '"weight ~ week"', '"weight ~ week + I(2 * week)"'), at=("fixed",), hint="drop or recode a term"),
     # --- compile/latent.py ----------------------------------------------------------------------------------
