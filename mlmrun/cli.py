@@ -132,7 +132,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise OutputError(f"{locate(prepared.marks, str(prepared.path), 'report', 'dir')}: report.dir: {exc}") from None
         raise
     try:
-        fit = _estimate(prepared, args.quiet)
+        fit = estimate(prepared.model, None if args.quiet else _progress)
         total = time.perf_counter() - start
         files = render_outputs(fit, prepared, total)
         write_atomic(out, files)
@@ -150,14 +150,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _err(f"mlmrun: {prepared.spec.name} did not converge; results written to {shown} and flagged (exit 1)")
         return EXIT_NOT_CONVERGED
     return EXIT_OK
-
-
-def _estimate(prepared: Prepared, quiet: bool) -> FitResult:
-    try:
-        return estimate(prepared.model, None if quiet else _progress)
-    except SpecError as exc:
-        where = locate(prepared.marks, str(prepared.path), "estimation")
-        raise SpecError(str(exc), [f"{where}: {p}" for p in exc.problems]) from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -28,7 +28,13 @@ from scipy.optimize import minimize
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.boundary import no_se_at_boundary
-from mlmrun.estimate.inference import covariance_from_hessian, hessian_forward, hessian_from_gradient, numeric_hessian
+from mlmrun.estimate.inference import (
+    covariance_from_hessian,
+    hessian_forward,
+    hessian_from_gradient,
+    lr_p_value,
+    numeric_hessian,
+)
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
 from mlmrun.likelihood.objective import QuadratureObjective
 from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
@@ -149,8 +155,6 @@ def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, 
 
 def lr_test(model: CompiledModel, loglik: float, null_loglik: float) -> dict | None:
     """LR test against the model without latent variables; chi-bar-square(0,1) for a single variance."""
-    from mlmrun.estimate.inference import lr_p_value  # the p-value rule shared with the exact engine
-
     blocks = _free_blocks(model)
     latent_params = int(np.isin(blocks, ("sd", "corr", "loading", "B", "Gamma")).sum())
     if latent_params == 0:

@@ -535,8 +535,6 @@ CASES: list[Case] = [
 EXEMPT: dict[tuple[str, str], str] = {
     ("estimate/__init__.py", "REML is only defined for linear Gaussian models; write"): "backstop for direct callers of "
         "estimate(); through the CLI, preflight (run by validate and fit) refuses the same spec first (reml_non_gaussian)",
-    ("cli.py", "@_estimate"): "re-locates SpecErrors raised inside estimate(); every such check also runs in preflight "
-                              "before fitting, so through the CLI none reaches it",
     (DESIGN, "cannot parse formula"): "formulaic backstop: the grammar (spec/formula_grammar.py) accepts only formulas "
                                       "formulaic parses; tests/security tries the injections",
     (DESIGN, "which is not allowed; use column names"): "second check of formulaic's factors after the grammar, which "
