@@ -13,6 +13,8 @@ from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel, CovBlock, Equation, LatentVar
+from mlmrun.compile.ordinal_ext import formula_of as ordinal_formula
+from mlmrun.compile.ordinal_ext import ordinal_design
 from mlmrun.compile.partable import ParTable, ParTableBuilder
 from mlmrun.compile.spec_checks import check_spec
 from mlmrun.data.levels import build_levels
@@ -20,6 +22,7 @@ from mlmrun.data.load import LoadedData
 from mlmrun.data.shown import columns_hint, excerpt, excerpts
 from mlmrun.errors import KEY, DataError, Loc, SpecError
 from mlmrun.families import get_family
+from mlmrun.families.ordinal_rows import OrdinalRows
 from mlmrun.spec.model import Spec
 
 __all__ = ["CompiledModel", "CovBlock", "Equation", "LatentVar", "MatrixGradient", "ModelMatrices", "ParTable",
@@ -43,6 +46,10 @@ def used_columns(spec: Spec) -> dict[str, str]:
         if eq.variance:
             for c in sorted(formula_variables(_variance_formula(eq.variance, i))[1]):
                 cols.setdefault(c, f"responses.{i}.variance")
+        for key in ("thresholds", "scale"):
+            if getattr(eq, key):
+                for c in sorted(formula_variables(ordinal_formula(getattr(eq, key), i, key))[1]):
+                    cols.setdefault(c, f"responses.{i}.{key}")
     for i, lv in enumerate(spec.levels):
         cols.setdefault(lv.id, f"levels.{i}.id")
     for i, block in enumerate(spec.random):
@@ -123,6 +130,10 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
         if eq.variance and eq.variance_by:
             raise SpecError(f"responses.{k}: give either variance_by (one SD per category) or variance "
                             "(a log-linear SD formula), not both; '~ C(col)' is the formula form of variance_by: col")
+        for key in ("thresholds", "scale"):
+            if getattr(eq, key) and eq.family != "ordinal":
+                raise SpecError(f"responses.{k}.{key} is only for the ordinal family (found {eq.family}); "
+                                f"drop `{key}:` or use family: ordinal")
         mask = np.ones(n, dtype=bool)
         for col, vals in (eq.select or {}).items():
             mask &= frame[col].astype(str).isin([str(v) for v in vals]).to_numpy()
@@ -179,7 +190,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
         except DataError as exc:
             raise DataError(f"responses.{k} ({eq.family}, column '{eq.name}'): {exc}") from None
         suffix = f":{eq.name}[{k}]" if multi else ""
-        scale_rows = threshold_rows = hetero = hetero_rows = None
+        scale_rows = threshold_rows = hetero = hetero_rows = ordinal = None
         if eq.family in ("gaussian", "gamma"):
             ystd = float(np.std(y[rows])) or 1.0
             if eq.family == "gaussian" and eq.variance_by:
@@ -213,7 +224,11 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
                           transform="identity" if j == 0 else "ordered", equation=eq.name, group=eq.name,
                           lhs=eq.name, op="|", rhs=f"t{j + 1}") for j in range(K - 1)]
             threshold_rows = np.array(ids)
-        equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories, hetero, hetero_rows))
+            if eq.thresholds or eq.scale:
+                ordinal = ordinal_design(eq, k, frame, rows, K - 1, suffix, pt)
+                family = OrdinalRows(eq.link)
+        equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories, hetero, hetero_rows,
+                                  ordinal))
     if (eq_of_row < 0).any():
         raise DataError.at(("responses",), f"{int((eq_of_row < 0).sum())} rows are selected by no response equation; "
                                           "extend the `select:` lists")

@@ -41,7 +41,9 @@ class EquationFamilies:
         for e, eq in enumerate(model.equations):
             idx = rows.eq_rows[e]
             self.eq_of[idx] = e
-            if eq.threshold_rows is not None:
+            if eq.ordinal is not None:
+                params, per_row = mm.thresholds[e][rows.original], True
+            elif eq.threshold_rows is not None:
                 params, per_row = mm.thresholds[e], False
             elif eq.scale_rows is not None:
                 params, per_row = mm.scale[rows.original], True
@@ -91,7 +93,7 @@ class EquationFamilies:
                 res = np.zeros((nu.shape[0],) + part.shape[1:]) if res is None else res
                 res[pos] = part
             if res is None:
-                k = len(params) if not per_row else 1
+                k = params.shape[1] if params.ndim == 2 else (len(params) if not per_row else 1)
                 res = np.zeros((nu.shape[0],) + nu.shape[2:] + (k,))
             out.append(res)
         return out
@@ -182,7 +184,11 @@ def free_gradient(model: CompiledModel, lay: Layout, pc: Pieces, es: np.ndarray,
         grad.B = pc.T.T @ (pc.Z.T @ v_s) @ pc.T.T
     for e, f in zip(pc.fam.param_eqs, fam_exp, strict=True):
         eq = model.equations[e]
-        if eq.threshold_rows is not None:
+        if eq.ordinal is not None:
+            idx = rows.eq_rows[e]
+            grad.thresholds[e] = np.zeros_like(mm.thresholds[e])
+            grad.thresholds[e][rows.original[idx]] = f[idx]
+        elif eq.threshold_rows is not None:
             grad.thresholds[e] = f.sum(axis=0)
         else:
             idx = rows.eq_rows[e]

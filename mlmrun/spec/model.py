@@ -106,6 +106,10 @@ class Equation(SpecNode):
     """Gaussian: one-sided formula ('~ x + C(item)') for the log residual SD: log sd_i = log sd(Residual) + s_i' alpha (gllamm's s(); the formula's intercept is dropped)."""
     categories: list[Scalar] | None = None
     """Ordinal: the ordered categories (default: sorted distinct values)."""
+    thresholds: str | None = None
+    """Ordinal: one-sided formula ('~ x') whose covariates shift every threshold separately (non-proportional odds; clm's nominal=, gllamm's thresh()); its intercept is dropped."""
+    scale: str | None = None
+    """Ordinal: one-sided formula ('~ z') for the log SD of the latent response (clm's scale=); its intercept is dropped."""
 
 
 class RandomBlock(SpecNode):
