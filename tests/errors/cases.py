@@ -530,6 +530,16 @@ CASES: list[Case] = [
          PIG + "report: {dir: ../../elsewhere}\n", command="fit", out=False, at=("report", "dir"), hint="choose the folder with --out"),
     Case("report_dir_unusable", (("cli.py", "is not a usable folder name"),), PIG + 'report: {dir: "reports/a\\0b"}\n',
          command="fit", out=False, at=("report", "dir"), hint="write a plain relative folder such as reports/NAME"),
+    # --- issue 10 (nominal branch): ordinal thresholds and scale ------------------------------------------------
+    Case("ordinal_thresholds_no_terms", (("compile/ordinal_ext.py", "has no terms besides the intercept"),),
+         edit(WINE, "family: ordinal}", "family: ordinal, thresholds: '~ 1'}"), at=("responses", 0, "thresholds"),
+         hint="drop `thresholds:` or give it a covariate"),
+    Case("ordinal_scale_collinear", (("compile/ordinal_ext.py", "are collinear with the constant or each other"),),
+         edit(WINE, "family: ordinal}", "family: ordinal, scale: '~ 0 + temp'}"), at=("responses", 0, "scale"),
+         hint="write the formula with an intercept"),
+    Case("thresholds_for_gaussian", ((INIT, "is only for the ordinal family"),),
+         edit(PIG, "family: gaussian}", "family: gaussian, thresholds: '~ week'}"), at=("responses", 0, "thresholds"),
+         hint="use family: ordinal"),
 ]
 
 EXEMPT: dict[tuple[str, str], str] = {
