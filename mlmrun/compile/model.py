@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlmrun.compile.choice import ChoiceDesign
 from mlmrun.compile.ordinal_ext import OrdinalDesign
 from mlmrun.compile.partable import ParTable
 from mlmrun.data.levels import LevelIndex
@@ -39,6 +40,8 @@ class Equation:
     """Partable rows of alpha (block 'hetero', one per column of `hetero`)."""
     ordinal: OrdinalDesign | None = None
     """Ordinal with `thresholds:`/`scale:`: per-row threshold shifts and latent scale (compile/ordinal_ext.py)."""
+    choice: ChoiceDesign | None = None
+    """Multinomial and ranking: the choice sets (compile/choice.py)."""
 
 
 @dataclass(frozen=True)
