@@ -194,3 +194,13 @@ def check_within_sets(spec: Spec, designs: list[tuple[int, ChoiceDesign]], X: np
             raise SpecError(f"fixed: the columns {list(flat)} do not vary within any choice set of responses.{k}, so "
                             "they cancel from the choice probabilities; move chooser covariates to "
                             f"responses.{k}.choice.case (one coefficient per alternative)")
+
+
+def n_observations(model) -> int:
+    """Independent observations for BIC and the report: rows, with each choice set counted once (not per alternative)."""
+    n = model.n
+    for eq in model.equations:
+        if eq.choice is not None:
+            sets = eq.choice.set_of_row[eq.rows]
+            n -= len(eq.rows) - len(np.unique(sets))
+    return int(n)

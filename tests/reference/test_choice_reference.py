@@ -156,3 +156,55 @@ def test_mode_and_curvature_of_a_region_match_an_independent_log_posterior() -> 
                        + log_post(mode - h * a - h * b)) / (4 * h * h) for b in eye] for a in eye])
     C = ad.chol[0][region]
     np.testing.assert_allclose(C @ C.T, np.linalg.inv(-hess), rtol=1e-5)
+
+
+def test_choice_sets_count_once_as_observations() -> None:
+    assert fitted("multinomial").n_obs == 1500
+    assert fitted("rankings").n_obs == 300
+    fit = fitted("multinomial_region")
+    assert fit.bic == pytest.approx(-2 * fit.loglik + np.log(1500) * fit.n_params, rel=1e-12)
+
+
+def test_partial_rankings_with_ties_match_an_independent_maximisation() -> None:
+    """Top-2 rankings of 4 alternatives with some ties (Breslow), fitted here by scipy on a direct likelihood."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(5)
+    n, m = 150, 4
+    price = rng.uniform(0, 3, (n, m))
+    util = -0.8 * price + np.array([0.0, 0.5, -0.3, 0.2]) + rng.gumbel(size=(n, m))
+    order = np.argsort(-util, axis=1)
+    rank = np.zeros((n, m), dtype=int)
+    rank[np.arange(n), order[:, 0]] = 1
+    rank[np.arange(n), order[:, 1]] = 2
+    tie = rng.uniform(size=n) < 0.2
+    rank[tie, order[tie, 1]] = 1  # ties at the top
+    long = pd.DataFrame({"resp": np.repeat(np.arange(n), m), "alt": np.tile(np.arange(1, m + 1), n),
+                         "price": price.ravel(), "rank": rank.ravel()})
+
+    def negll(theta: np.ndarray) -> float:
+        nu = theta[0] * price + np.r_[0.0, theta[1:]]
+        total = 0.0
+        for r in (1, 2):  # every row ranked r is chosen from the rows ranked r or later, or unranked
+            risk = (rank >= r) | (rank == 0)
+            lse = logsumexp(np.where(risk, nu, -np.inf), axis=1)
+            total += np.sum(np.where(rank == r, nu - lse[:, None], 0.0))
+        return -total
+
+    best = minimize(negll, np.zeros(4), method="BFGS", options={"gtol": 1e-9})
+    folder = Path(tempfile.mkdtemp(prefix="mlmrun-partial-"))
+    long.to_csv(folder / "partial.csv", index=False)
+    (folder / "model.yaml").write_text("""
+name: partial
+data: {path: partial.csv}
+responses:
+  - name: rank
+    family: ranking
+    choice: {layout: per_alternative, alternatives: alt, set: resp}
+fixed: "rank ~ price"
+""")
+    fit = estimate(prepare(folder / "model.yaml").model)
+    assert fit.converged
+    assert fit.loglik == pytest.approx(-best.fun, abs=1e-6)
+    ours = [value(fit, "price")] + [value(fit, f"{a}:Intercept") for a in (2, 3, 4)]
+    np.testing.assert_allclose(ours, best.x, atol=1e-4)
