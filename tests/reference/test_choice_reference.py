@@ -26,7 +26,7 @@ from mlmrun.pipeline import prepare
 from mlmrun.results import parameter_rows
 from tests.conftest import SPECS
 from tests.reference.compare import assert_close, load_reference, loglik_tolerance
-from tests.reference.test_glmm_reference import fitted, se, value
+from tests.reference.test_glmm_reference import fitted, fitted_text, se, value
 
 pytestmark = pytest.mark.reference
 
@@ -208,3 +208,23 @@ fixed: "rank ~ price"
     assert fit.loglik == pytest.approx(-best.fun, abs=1e-6)
     ours = [value(fit, "price")] + [value(fit, f"{a}:Intercept") for a in (2, 3, 4)]
     np.testing.assert_allclose(ours, best.x, atol=1e-4)
+
+
+def test_one_region_variable_shared_by_alternatives_with_a_loading() -> None:
+    """The other random-effect option: one latent variable loading on B (fixed 1) and C (free)."""
+    text = (SPECS / "multinomial_region.yaml").read_text().replace("data/", "DATA/")
+    start = text.index("latent:")
+    end = text.index("estimation:")
+    text = text[:start] + "latent:\n  - {name: R, level: region, loadings: {by: alt, only: [B, C], fix: {B: 1}}}\n" + text[end:]
+    fit = fitted_text(text)
+    assert fit.converged, fit.warnings
+    assert fit.loglik > fitted("multinomial").loglik
+    assert fit.loglik < fitted("multinomial_region").loglik + 1e-6  # a special case of the correlated pair
+    obj = QuadratureObjective(fit.model, integration_plan(fit.model))
+    x = fit.model.partable.pack(fit.values) + 0.03
+    ad = obj.adapt(x)
+    _, g = obj.frozen(x, ad)
+    h = 1e-6
+    fd = np.array([(obj.frozen(x + h * e, ad, gradient=False)[0] - obj.frozen(x - h * e, ad, gradient=False)[0]) / (2 * h)
+                   for e in np.eye(len(x))])
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-5)

@@ -18,7 +18,7 @@ from mlmrun.likelihood.objective import QuadratureObjective
 from mlmrun.likelihood.plan import integration_plan
 from tests.conftest import SPECS
 from tests.reference.compare import assert_close, load_reference, loglik_tolerance
-from tests.reference.test_glmm_reference import fitted, se, value
+from tests.reference.test_glmm_reference import fitted, fitted_text, se, value
 
 pytestmark = pytest.mark.reference
 
@@ -96,9 +96,12 @@ def test_judge_intercept_versions_converge_beat_the_fixed_fit_and_match_a_dense_
     assert fit.loglik == pytest.approx(dense, abs=1e-6)
 
 
-@pytest.mark.parametrize("spec", ["wine_thresholds_judge", "wine_scale_judge"])
-def test_quadrature_gradient_of_threshold_and_scale_models_matches_finite_differences(spec: str) -> None:
-    fit = fitted(spec)
+@pytest.mark.parametrize(("spec", "link"), [("wine_thresholds_judge", "logit"), ("wine_scale_judge", "logit"),
+                                            ("wine_thresholds_judge", "probit"), ("wine_scale_judge", "cloglog")])
+def test_quadrature_gradient_of_threshold_and_scale_models_matches_finite_differences(spec: str, link: str) -> None:
+    text = (SPECS / f"{spec}.yaml").read_text().replace("data/", "DATA/")
+    fit = fitted(spec) if link == "logit" else fitted_text(text.replace("link: logit", f"link: {link}"))
+    assert fit.converged, fit.warnings
     obj = QuadratureObjective(fit.model, integration_plan(fit.model))
     x = fit.model.partable.pack(fit.values) + 0.05 * np.sin(np.arange(len(fit.model.partable.pack(fit.values))) + 1.0)
     ad = obj.adapt(x)
