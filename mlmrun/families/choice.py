@@ -95,18 +95,30 @@ class ChoiceSets:
 
     @staticmethod
     def _probs(nu: np.ndarray, e_row: np.ndarray, by_size: list, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per stage log sum exp over the risk set, and each entry's choice probability."""
+        """Per stage log sum exp over the risk set, and each entry's choice probability.
+
+        Written as in-place passes over the (stages, L, ...) gather, slice by slice along L
+        (contiguous, and no temporaries): this is the hot loop of choice models.
+        """
         tail = nu.shape[1:]
         lse = np.empty((n_groups,) + tail)
-        p = np.empty((len(e_row),) + tail)
+        parts = []
         for L, gids, a, b in by_size:
             x = nu[e_row[a:b]].reshape((len(gids), L) + tail)
-            top = x.max(axis=1)
-            ex = np.exp(x - top[:, None])
-            total = ex.sum(axis=1)
-            lse[gids] = top + np.log(total)
-            ex /= total[:, None]
-            p[a:b] = ex.reshape((b - a,) + tail)
+            top = x[:, 0].copy()
+            for k in range(1, L):
+                np.maximum(top, x[:, k], out=top)
+            x -= top[:, None]
+            np.exp(x, out=x)
+            total = x[:, 0].copy()
+            for k in range(1, L):
+                total += x[:, k]
+            x /= total[:, None]
+            np.log(total, out=total)
+            total += top
+            lse[gids] = total
+            parts.append(x.reshape((b - a,) + tail))
+        p = parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts else np.empty((0,) + tail))
         return lse, p
 
     def _scatter(self, values: np.ndarray, e_row: np.ndarray, n: int, scatter: sp.csr_matrix | None) -> np.ndarray:
@@ -129,7 +141,8 @@ class ChoiceSets:
         d1[chosen] += 1.0
         if order < 2:
             return ll, d1, None
-        return ll, d1, -self._scatter(p * (1.0 - p), e_row, n, scatter)
+        p *= p - 1.0  # -p (1 - p), in place: p is not used again
+        return ll, d1, self._scatter(p, e_row, n, scatter)
 
     def cross(self, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """At a 1-D nu over all rows: (row, stage, probability) of every risk-set entry.
