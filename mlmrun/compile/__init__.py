@@ -271,7 +271,7 @@ def _select_rows(spec: Spec, frame: pd.DataFrame) -> list[np.ndarray]:
     for eq in spec.responses:
         mask = ~taken
         for col, vals in (eq.select or {}).items():
-            mask &= frame[col].astype(str).isin([str(v) for v in vals]).to_numpy()
+            mask = mask & frame[col].astype(str).isin([str(v) for v in vals]).to_numpy()
         out.append(np.flatnonzero(mask))
         taken |= mask
     return out
