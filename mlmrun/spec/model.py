@@ -93,7 +93,7 @@ class ChoiceSpec(SpecNode):
     set: str | None = None
     """per_alternative: the column identifying the choice set (chooser or choice occasion) of each row."""
     base: Scalar | None = None
-    """Base alternative, whose constant and case coefficients are 0 (default: the first alternative in sorted order)."""
+    """Base alternative, whose constant and case coefficients are 0 (default: the first alternative, in sorted order or as `alternatives_order` lists them)."""
     case: str = "~ 1"
     """One-sided formula of chooser (case) covariates with one coefficient per non-base alternative, named ALTERNATIVE:TERM; its intercept gives the alternative constants ('~ 0' for none)."""
     alternatives_order: list[Scalar] | None = None
