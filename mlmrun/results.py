@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlmrun.compile.choice import n_observations
 from mlmrun.compile.model import CompiledModel
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ class FitResult:
 
     @property
     def n_obs(self) -> int:
-        return self.model.n
+        """Observations: rows, a choice set counted once (compile/choice.py)."""
+        return n_observations(self.model)
 
     @property
     def aic(self) -> float:

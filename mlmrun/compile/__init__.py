@@ -7,12 +7,23 @@ import difflib
 import numpy as np
 import pandas as pd
 
+from mlmrun.compile.choice import (
+    CHOICE_FAMILIES,
+    case_design,
+    check_choice_spec,
+    check_within_sets,
+    choice_columns,
+    choice_design,
+    expand_per_choice,
+)
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel, CovBlock, Equation, LatentVar
+from mlmrun.compile.ordinal_ext import formula_of as ordinal_formula
+from mlmrun.compile.ordinal_ext import ordinal_design
 from mlmrun.compile.partable import ParTable, ParTableBuilder
 from mlmrun.compile.spec_checks import check_spec
 from mlmrun.data.levels import build_levels
@@ -20,6 +31,7 @@ from mlmrun.data.load import LoadedData
 from mlmrun.data.shown import columns_hint, excerpt, excerpts
 from mlmrun.errors import KEY, DataError, Loc, SpecError
 from mlmrun.families import get_family
+from mlmrun.families.ordinal_rows import OrdinalRows
 from mlmrun.spec.model import Spec
 
 __all__ = ["CompiledModel", "CovBlock", "Equation", "LatentVar", "MatrixGradient", "ModelMatrices", "ParTable",
@@ -43,6 +55,12 @@ def used_columns(spec: Spec) -> dict[str, str]:
         if eq.variance:
             for c in sorted(formula_variables(_variance_formula(eq.variance, i))[1]):
                 cols.setdefault(c, f"responses.{i}.variance")
+        for key in ("thresholds", "scale"):
+            if getattr(eq, key):
+                for c in sorted(formula_variables(ordinal_formula(getattr(eq, key), i, key))[1]):
+                    cols.setdefault(c, f"responses.{i}.{key}")
+    for c, where in choice_columns(spec).items():
+        cols.setdefault(c, where)
     for i, lv in enumerate(spec.levels):
         cols.setdefault(lv.id, f"levels.{i}.id")
     for i, block in enumerate(spec.random):
@@ -123,6 +141,10 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
         if eq.variance and eq.variance_by:
             raise SpecError(f"responses.{k}: give either variance_by (one SD per category) or variance "
                             "(a log-linear SD formula), not both; '~ C(col)' is the formula form of variance_by: col")
+        for key in ("thresholds", "scale"):
+            if getattr(eq, key) and eq.family != "ordinal":
+                raise SpecError(f"responses.{k}.{key} is only for the ordinal family (found {eq.family}); "
+                                f"drop `{key}:` or use family: ordinal")
         mask = np.ones(n, dtype=bool)
         for col, vals in (eq.select or {}).items():
             mask &= frame[col].astype(str).isin([str(v) for v in vals]).to_numpy()
@@ -179,7 +201,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
         except DataError as exc:
             raise DataError(f"responses.{k} ({eq.family}, column '{eq.name}'): {exc}") from None
         suffix = f":{eq.name}[{k}]" if multi else ""
-        scale_rows = threshold_rows = hetero = hetero_rows = None
+        scale_rows = threshold_rows = hetero = hetero_rows = ordinal = choice = None
         if eq.family in ("gaussian", "gamma"):
             ystd = float(np.std(y[rows])) or 1.0
             if eq.family == "gaussian" and eq.variance_by:
@@ -199,6 +221,8 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
                 hetero_rows = np.array([pt.add(f"logsd(Residual{suffix}:{nm})", "hetero", value=0.0,
                                                equation=eq.name, lhs=eq.name, op="logsd", rhs=nm)
                                         for nm in names], dtype=int)
+        if eq.family in CHOICE_FAMILIES:
+            choice = choice_design(eq, k, frame, rows, y[rows])
         if eq.family == "ordinal":
             K = len(categories)
             counts = np.bincount(y[rows].astype(int), minlength=K)
@@ -213,7 +237,11 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
                           transform="identity" if j == 0 else "ordered", equation=eq.name, group=eq.name,
                           lhs=eq.name, op="|", rhs=f"t{j + 1}") for j in range(K - 1)]
             threshold_rows = np.array(ids)
-        equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories, hetero, hetero_rows))
+            if eq.thresholds or eq.scale:
+                ordinal = ordinal_design(eq, k, frame, rows, K - 1, suffix, pt)
+                family = OrdinalRows(eq.link)
+        equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories, hetero, hetero_rows,
+                                  ordinal, choice))
     if (eq_of_row < 0).any():
         raise DataError.at(("responses",), f"{int((eq_of_row < 0).sum())} rows are selected by no response equation; "
                                           "extend the `select:` lists")
@@ -234,6 +262,30 @@ def _ordinal_design(X: np.ndarray, x_names: tuple[str, ...]) -> tuple[np.ndarray
         raise SpecError(f"fixed: the columns {list(x_names)} add up to a constant, which the ordinal thresholds already "
                         "are; write the formula with an intercept (e.g. 'y ~ temp', it is dropped) so factors get treatment coding")
     return X, x_names
+
+
+def _select_rows(spec: Spec, frame: pd.DataFrame) -> list[np.ndarray]:
+    """Each equation's rows as `_equations` assigns them (its `select:`, rows not taken by an earlier equation)."""
+    taken = np.zeros(len(frame), dtype=bool)
+    out = []
+    for eq in spec.responses:
+        mask = ~taken
+        for col, vals in (eq.select or {}).items():
+            mask = mask & frame[col].astype(str).isin([str(v) for v in vals]).to_numpy()
+        out.append(np.flatnonzero(mask))
+        taken |= mask
+    return out
+
+
+def _choice_fixed(spec: Spec, frame: pd.DataFrame, X: np.ndarray, x_names: tuple[str, ...]
+                  ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Choice equations: the intercept cancels within a set (dropped when every equation is a choice), and the
+    case covariates' alternative-specific columns are appended (compile/choice.py)."""
+    if all(eq.choice is not None for eq in spec.responses) and "Intercept" in x_names:
+        keep = [j for j, name in enumerate(x_names) if name != "Intercept"]
+        X, x_names = X[:, keep], tuple(x_names[j] for j in keep)
+    C, c_names = case_design(spec, frame, _select_rows(spec, frame))
+    return np.column_stack([X, C]), x_names + c_names
 
 
 def _row_named(pt: ParTableBuilder, name: str, where: Loc) -> int:
@@ -296,7 +348,8 @@ def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
 def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     """Turn a validated spec and its loaded data into a CompiledModel with its parameter table."""
     check_spec(spec)
-    frame = data.frame
+    check_choice_spec(spec)
+    frame = expand_per_choice(spec, data.frame)
     _check_columns(spec, frame)
     cols = used_columns(spec)
     frame, n_dropped = drop_missing(frame, cols)
@@ -306,6 +359,8 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     X, x_names = fixed_design(formula, frame)
     if all(eq.family == "ordinal" for eq in spec.responses):
         X, x_names = _ordinal_design(X, x_names)
+    if any(eq.choice is not None for eq in spec.responses):
+        X, x_names = _choice_fixed(spec, frame, X, x_names)
     check_level_order(frame, spec.levels, {b.level for b in spec.random} | {lat.level for lat in spec.latent})
     levels = build_levels(frame, spec.levels)
     pt = ParTableBuilder()
@@ -316,6 +371,8 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
     check_level_sizes(levels, parts.latent)
+    check_within_sets(spec, [(k, eq.choice) for k, eq in enumerate(equations) if eq.choice is not None], X, x_names,
+                      levels, {lat.level for lat in parts.latent})
     _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
     return CompiledModel(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlmrun.compile.model import CompiledModel, CovBlock
+from mlmrun.compile.ordinal_ext import add_row_params_gradient, row_params
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ModelMatrices:
     scale: np.ndarray
     """Per row: gaussian residual SD or gamma shape (nan for other families)."""
     thresholds: tuple[np.ndarray | None, ...]
-    """Per equation: ordinal thresholds or None."""
+    """Per equation: ordinal thresholds, or for `thresholds:`/`scale:` models (rows, K) per-row thresholds then the latent SD (nan on other equations' rows), or None."""
     valid: bool
     """False when a correlation matrix is not positive semi-definite."""
 
@@ -110,7 +111,13 @@ def model_matrices(model: CompiledModel, values: np.ndarray) -> ModelMatrices:
             scale[eq.rows] = values[eq.scale_rows]
             if eq.hetero is not None:
                 scale[eq.rows] *= np.exp(eq.hetero @ values[eq.hetero_rows])
-        thresholds.append(values[eq.threshold_rows] if eq.threshold_rows is not None else None)
+        if eq.ordinal is not None:
+            per_row = np.full((model.n, len(eq.threshold_rows) + 1), np.nan)
+            per_row[eq.rows], ok = row_params(eq.ordinal, values[eq.threshold_rows], values)
+            valid &= ok
+            thresholds.append(per_row)
+        else:
+            thresholds.append(values[eq.threshold_rows] if eq.threshold_rows is not None else None)
     return ModelMatrices(
         beta=values[model.beta_rows],
         lambdas=tuple(values[lat.loading_rows] for lat in model.latent),
@@ -214,6 +221,8 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
                 g[eq.hetero_rows] += eq.hetero.T @ (gs * values[eq.scale_rows] * mult)
                 gs = gs * mult
             np.add.at(g, eq.scale_rows, gs)
-        if eq.threshold_rows is not None and gt is not None:
+        if eq.ordinal is not None and gt is not None:
+            add_row_params_gradient(eq.ordinal, eq.threshold_rows, values, gt[eq.rows], g)
+        elif eq.threshold_rows is not None and gt is not None:
             np.add.at(g, eq.threshold_rows, gt)
     return g

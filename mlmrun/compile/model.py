@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlmrun.compile.choice import ChoiceDesign
+from mlmrun.compile.ordinal_ext import OrdinalDesign
 from mlmrun.compile.partable import ParTable
 from mlmrun.data.levels import LevelIndex
 from mlmrun.families import Family
@@ -36,6 +38,10 @@ class Equation:
     """Gaussian `variance:` design S (rows of the equation x K): residual SD = sd(Residual) * exp(S @ alpha)."""
     hetero_rows: np.ndarray | None = None
     """Partable rows of alpha (block 'hetero', one per column of `hetero`)."""
+    ordinal: OrdinalDesign | None = None
+    """Ordinal with `thresholds:`/`scale:`: per-row threshold shifts and latent scale (compile/ordinal_ext.py)."""
+    choice: ChoiceDesign | None = None
+    """Multinomial and ranking: the choice sets (compile/choice.py)."""
 
 
 @dataclass(frozen=True)

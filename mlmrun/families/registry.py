@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 
+from mlmrun.families.choice import ChoiceLogit, Multinomial
 from mlmrun.families.families import Binomial, Family, Gamma, Gaussian, Ordinal, Poisson
 
 FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Gaussian, Binomial, Poisson, Gamma, Ordinal)}
+FAMILIES |= {cls.name: cls for cls in (Multinomial, ChoiceLogit)}
 ALLOWED_LINKS: dict[str, tuple[str, ...]] = {name: cls.allowed_links for name, cls in FAMILIES.items()}
 DEFAULT_LINK: dict[str, str] = {name: cls.default_link for name, cls in FAMILIES.items()}
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmrun.likelihood.adaptive import Adaptation, Hierarchy, Predictor, RowFamily, chain_modes, evaluate
+from mlmrun.likelihood.adaptive import Adaptation, Hierarchy, Predictor, RowFamily, chain_modes, evaluate, indicator
 from mlmrun.likelihood.quadrature import Rule
 
 MIN_EIGEN = 1e-6
@@ -64,12 +64,34 @@ def predictor_at(h: Hierarchy, pred: Predictor, u: list[np.ndarray]) -> np.ndarr
     return nu
 
 
-def eliminate(h: Hierarchy, pred: Predictor, u: list[np.ndarray], d1: np.ndarray, d2: np.ndarray) -> Factors:
-    """Gradient and precision of h at u, eliminated bottom-up into per-level factors."""
+def cross_precision(h: Hierarchy, pred: Predictor, rows: np.ndarray, group: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Off-diagonal curvature of choice sets (families/choice.py), per lowest unit: sum over stages of v v'
+    minus sum over entries of p^2 a a', with v = sum of p a over a stage's entries (the negated precision part)."""
+    D, n0 = pred.A.shape[1], h.n_units[0]
+    pa = p[:, None] * pred.A[rows]
+    n_g = int(group.max()) + 1 if len(group) else 0
+    V = indicator(group, n_g) @ pa
+    unit_e = h.unit_of_row[0][rows]
+    unit_g = np.zeros(n_g, dtype=np.intp)
+    unit_g[group] = unit_e
+    vv = indicator(unit_g, n0) @ (V[:, :, None] * V[:, None, :]).reshape(n_g, D * D)
+    ee = indicator(unit_e, n0) @ (pa[:, :, None] * pa[:, None, :]).reshape(len(rows), D * D)
+    return (vv - ee).reshape(n0, D, D)
+
+
+def eliminate(h: Hierarchy, pred: Predictor, u: list[np.ndarray], d1: np.ndarray, d2: np.ndarray,
+              cross: tuple | None = None) -> Factors:
+    """Gradient and precision of h at u, eliminated bottom-up into per-level factors.
+
+    `cross` (rows, stage, probability) adds the off-diagonal curvature of choice sets, whose rows'
+    log densities are not separate (RowFamily.cross).
+    """
     n, D = pred.A.shape
     g = h.row_sum @ (d1[:, None] * pred.A)
     outer = (-d2)[:, None, None] * pred.A[:, :, None] * pred.A[:, None, :]
     P = (h.row_sum @ outer.reshape(n, D * D)).reshape(-1, D, D)
+    if cross is not None:
+        P -= cross_precision(h, pred, *cross)
     own, gain, step_own = [], [], []
     for k, q in enumerate(h.dims):
         g = g.copy()
@@ -126,16 +148,23 @@ def _objective(h: Hierarchy, tops: list, ll: np.ndarray, u: list[np.ndarray]) ->
     return val
 
 
+def _cross(fam: RowFamily, nu: np.ndarray) -> tuple | None:
+    """The family's choice-set curvature terms at nu, when it has any (families/choice.py)."""
+    cross = getattr(fam, "cross", None)
+    return None if cross is None else cross(nu)
+
+
 def find_modes(h: Hierarchy, pred: Predictor, fam: RowFamily, start: list[np.ndarray] | None = None,
                tol: float = 1e-10, max_iter: int = 60) -> tuple[list[np.ndarray], Factors, bool]:
     """Joint posterior modes of u for every top-level unit, the elimination factors there, and convergence."""
     u = [np.zeros((m, q)) for m, q in zip(h.n_units, h.dims, strict=True)] if start is None else [x.copy() for x in start]
     tops = _top_of(h)
-    ll, d1, d2 = fam.derivs(predictor_at(h, pred, u), 2)
+    nu = predictor_at(h, pred, u)
+    ll, d1, d2 = fam.derivs(nu, 2)
     value = _objective(h, tops, ll, u)
     converged = False
     for _ in range(max_iter):
-        factors = eliminate(h, pred, u, d1, d2)
+        factors = eliminate(h, pred, u, d1, d2, _cross(fam, nu))
         delta = newton_step(h, factors)
         size = max(float(np.max(np.abs(d), initial=0.0)) for d in delta)
         if not np.isfinite(size):
@@ -146,15 +175,16 @@ def find_modes(h: Hierarchy, pred: Predictor, fam: RowFamily, start: list[np.nda
         alpha = np.ones(h.n_units[-1])
         for _halving in range(40):
             trial = [x + alpha[tops[k]][:, None] * d for k, (x, d) in enumerate(zip(u, delta, strict=True))]
-            t_ll, t_d1, t_d2 = fam.derivs(predictor_at(h, pred, trial), 2)
+            t_nu = predictor_at(h, pred, trial)
+            t_ll, t_d1, t_d2 = fam.derivs(t_nu, 2)
             t_val = _objective(h, tops, t_ll, trial)
             worse = ~(t_val >= value - 1e-12 * (1.0 + np.abs(value)))
             if not worse.any():
                 break
             alpha[worse] *= 0.5
-        u, ll, d1, d2, value = trial, t_ll, t_d1, t_d2, t_val
+        u, nu, ll, d1, d2, value = trial, t_nu, t_ll, t_d1, t_d2, t_val
     else:
-        factors = eliminate(h, pred, u, d1, d2)
+        factors = eliminate(h, pred, u, d1, d2, _cross(fam, nu))
     if not converged:
         size = max(float(np.max(np.abs(d), initial=0.0)) for d in newton_step(h, factors))
         converged = size < 1e-6

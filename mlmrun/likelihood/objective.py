@@ -20,7 +20,9 @@ import numpy as np
 
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
+from mlmrun.families.choice import ChoiceSets
 from mlmrun.likelihood.adaptive import Adaptation, Evaluation, Hierarchy, Predictor, evaluate, make_hierarchy
+from mlmrun.likelihood.choice_rows import choice_sets
 from mlmrun.likelihood.kernels import kernel_for
 from mlmrun.likelihood.modes import adapt, adapt_to_means
 from mlmrun.likelihood.plan import IntegrationPlan
@@ -34,21 +36,30 @@ class EquationFamilies:
     set, so adaptive.py can evaluate cache-sized chunks of rows.
     """
 
-    def __init__(self, model: CompiledModel, rows: RowSet, mm: ModelMatrices) -> None:
+    def __init__(self, model: CompiledModel, rows: RowSet, mm: ModelMatrices,
+                 choice: dict[int, ChoiceSets] | None = None) -> None:
         self.n = rows.n
         self.eq_of = np.zeros(rows.n, dtype=np.intp)
         self.parts = []
+        self.choice: list[ChoiceSets] = []
         for e, eq in enumerate(model.equations):
             idx = rows.eq_rows[e]
             self.eq_of[idx] = e
-            if eq.threshold_rows is not None:
+            if eq.ordinal is not None:
+                params, per_row = mm.thresholds[e][rows.original], True
+            elif eq.threshold_rows is not None:
                 params, per_row = mm.thresholds[e], False
             elif eq.scale_rows is not None:
                 params, per_row = mm.scale[rows.original], True
             else:
                 params, per_row = None, False
             const = None if rows.constant is None else rows.constant
-            self.parts.append((eq.family, params, per_row, kernel_for(eq.family, rows.y, rows.trials, const)))
+            kernel = kernel_for(eq.family, rows.y, rows.trials, const)
+            if eq.choice is not None:
+                sets = choice[e] if choice and e in choice else choice_sets(eq.choice, rows, idx)
+                self.choice.append(sets)
+                kernel = sets.derivs
+            self.parts.append((eq.family, params, per_row, kernel))
         self.param_eqs = [e for e, part in enumerate(self.parts) if part[1] is not None]
         self.param_rows = [rows.eq_rows[e] for e in self.param_eqs]
         self.y, self.trials = rows.y, rows.trials
@@ -59,6 +70,15 @@ class EquationFamilies:
             return kernel(nu, order, rows)
         trials = None if self.trials is None else self.trials[rows]
         return family.loglik_derivs(self.y[rows], nu, params[rows] if per_row else params, trials, order)
+
+    def cross(self, nu: np.ndarray) -> tuple | None:
+        """Choice sets' (row, stage, probability) entries at nu for the mode finder's curvature, or None."""
+        if not self.choice:
+            return None
+        parts = [sets.cross(nu) for sets in self.choice]
+        offsets = np.cumsum([0] + [sets.n_groups for sets in self.choice])
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] + o for p, o in zip(parts, offsets, strict=False)]),
+                np.concatenate([p[2] for p in parts]))
 
     def _split(self, rows: slice | np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(equation, positions within the block, row indices) for each equation present in a block."""
@@ -91,7 +111,7 @@ class EquationFamilies:
                 res = np.zeros((nu.shape[0],) + part.shape[1:]) if res is None else res
                 res[pos] = part
             if res is None:
-                k = len(params) if not per_row else 1
+                k = params.shape[1] if params.ndim == 2 else (len(params) if not per_row else 1)
                 res = np.zeros((nu.shape[0],) + nu.shape[2:] + (k,))
             out.append(res)
         return out
@@ -107,6 +127,8 @@ class Layout:
     """Latent variable indices in chain order."""
     rows: RowSet
     hierarchy: Hierarchy | None
+    choice: dict[int, ChoiceSets] = field(default_factory=dict)
+    """Per choice equation: its sets in row order (parameter-free, built once)."""
 
 
 def layout(model: CompiledModel, merge: bool = True) -> Layout:
@@ -114,12 +136,14 @@ def layout(model: CompiledModel, merge: bool = True) -> Layout:
     levels = tuple(model.nested_levels)
     order = np.array([m for lvl in levels for m in model.latent_at(lvl)], dtype=int)
     rows = row_set(model, levels, merge)
+    choice = {e: choice_sets(eq.choice, rows, rows.eq_rows[e]) for e, eq in enumerate(model.equations)
+              if eq.choice is not None}
     if not levels:
-        return Layout((), order, rows, None)
+        return Layout((), order, rows, None, choice)
     codes = [rows.codes[lvl] for lvl in levels]
     n_units = [model.levels[lvl].n_units for lvl in levels]
     dims = [len(model.latent_at(lvl)) for lvl in levels]
-    return Layout(levels, order, rows, make_hierarchy(codes, n_units, dims))
+    return Layout(levels, order, rows, make_hierarchy(codes, n_units, dims), choice)
 
 
 @dataclass
@@ -158,7 +182,7 @@ def pieces(model: CompiledModel, lay: Layout, free: np.ndarray) -> Pieces:
     ZT = Z @ T
     fixed = rows.X @ mm.beta + rows.offset + np.einsum("im,im->i", ZT, WG)
     A = (ZT @ Lfull)[:, lay.order]
-    return Pieces(free, values, mm, Z, T, Lfull, WG, Predictor(fixed, A), EquationFamilies(model, rows, mm))
+    return Pieces(free, values, mm, Z, T, Lfull, WG, Predictor(fixed, A), EquationFamilies(model, rows, mm, lay.choice))
 
 
 def free_gradient(model: CompiledModel, lay: Layout, pc: Pieces, es: np.ndarray, esu_chain: np.ndarray,
@@ -182,7 +206,11 @@ def free_gradient(model: CompiledModel, lay: Layout, pc: Pieces, es: np.ndarray,
         grad.B = pc.T.T @ (pc.Z.T @ v_s) @ pc.T.T
     for e, f in zip(pc.fam.param_eqs, fam_exp, strict=True):
         eq = model.equations[e]
-        if eq.threshold_rows is not None:
+        if eq.ordinal is not None:
+            idx = rows.eq_rows[e]
+            grad.thresholds[e] = np.zeros_like(mm.thresholds[e])
+            grad.thresholds[e][rows.original[idx]] = f[idx]
+        elif eq.threshold_rows is not None:
             grad.thresholds[e] = f.sum(axis=0)
         else:
             idx = rows.eq_rows[e]

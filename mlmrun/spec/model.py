@@ -83,12 +83,29 @@ class Level(SpecNode):
     """True when ids restart within each unit of the level above (ids are then combined with the parent's)."""
 
 
+class ChoiceSpec(SpecNode):
+    """Multinomial and ranking responses: how the data hold choice sets (no reshaping by hand)."""
+
+    layout: Literal["per_choice", "per_alternative"]
+    """per_choice: one row per choice, the response column holds the chosen alternative (rows are expanded to one per alternative); per_alternative: one row per alternative (gllamm's expanded form), the response is 1 for the chosen row and 0 for the others (ranking: the rank, 1 = first, 0 = unranked)."""
+    alternatives: str = "alternative"
+    """per_alternative: the column naming each row's alternative; per_choice: the name of the column created for it (usable in `latent:` loadings and formulas)."""
+    set: str | None = None
+    """per_alternative: the column identifying the choice set (chooser or choice occasion) of each row."""
+    base: Scalar | None = None
+    """Base alternative, whose constant and case coefficients are 0 (default: the first alternative, in sorted order or as `alternatives_order` lists them)."""
+    case: str = "~ 1"
+    """One-sided formula of chooser (case) covariates with one coefficient per non-base alternative, named ALTERNATIVE:TERM; its intercept gives the alternative constants ('~ 0' for none)."""
+    alternatives_order: list[Scalar] | None = None
+    """per_choice: the alternatives (default: the distinct values of the response, sorted)."""
+
+
 class Equation(SpecNode):
     """A response equation: the family and link of the rows it selects."""
 
     name: str
     """Response column."""
-    family: Literal["gaussian", "binomial", "poisson", "gamma", "ordinal"] = "gaussian"
+    family: Literal["gaussian", "binomial", "poisson", "gamma", "ordinal", "multinomial", "ranking"] = "gaussian"
     """Response distribution."""
     link: Literal["identity", "log", "logit", "probit", "cloglog"] | None = None
     """Link function (default: canonical for the family; ordinal: logit)."""
@@ -106,6 +123,12 @@ class Equation(SpecNode):
     """Gaussian: one-sided formula ('~ x + C(item)') for the log residual SD: log sd_i = log sd(Residual) + s_i' alpha (gllamm's s(); the formula's intercept is dropped)."""
     categories: list[Scalar] | None = None
     """Ordinal: the ordered categories (default: sorted distinct values)."""
+    thresholds: str | None = None
+    """Ordinal: one-sided formula ('~ x') whose covariates shift every threshold separately (non-proportional odds; clm's nominal=, gllamm's thresh()); its intercept is dropped."""
+    scale: str | None = None
+    """Ordinal: one-sided formula ('~ z') for the log SD of the latent response (clm's scale=); its intercept is dropped."""
+    choice: ChoiceSpec | None = None
+    """Multinomial and ranking: the layout of the choice sets, the base alternative and the case covariates."""
 
 
 class RandomBlock(SpecNode):

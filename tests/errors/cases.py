@@ -153,6 +153,42 @@ latent:
   - {name: level, level: id, loadings: {by: itemgroup, fix: {a: 1}}}
 """
 
+RANKING = """\
+name: errors
+data: {path: data/rankings_sim.csv}
+levels:
+  - {name: resp, id: resp}
+responses:
+  - name: rank
+    family: ranking
+    choice: {layout: per_alternative, alternatives: alt, set: resp, base: 1}
+fixed: "rank ~ price + quality"
+random:
+  - {level: resp, terms: [price]}
+"""
+
+MULTINOMIAL = """\
+name: errors
+data: {path: data/multinomial_sim.csv}
+responses:
+  - name: choice
+    family: multinomial
+    choice: {layout: per_choice, alternatives: alt, base: A, case: "~ x + female"}
+fixed: "choice ~ 0"
+"""
+
+SMALL_CHOICE = """\
+name: errors
+data: {path: data/small.csv}
+responses:
+  - name: chosen
+    family: multinomial
+    choice: {layout: per_alternative, alternatives: alt, set: id}
+fixed: "chosen ~ price"
+"""
+
+CHOICE = "compile/choice.py"
+
 INIT, DESIGN, LATENT, START = "compile/__init__.py", "compile/design.py", "compile/latent.py", "compile/start_from.py"
 LOAD, LEVELS, RESHAPE, PLAN = "data/load.py", "data/levels.py", "data/reshape.py", "likelihood/plan.py"
 LOADER, MODEL, FAMILIES = "spec/loader.py", "spec/model.py", "families/families.py"
@@ -530,6 +566,56 @@ CASES: list[Case] = [
          PIG + "report: {dir: ../../elsewhere}\n", command="fit", out=False, at=("report", "dir"), hint="choose the folder with --out"),
     Case("report_dir_unusable", (("cli.py", "is not a usable folder name"),), PIG + 'report: {dir: "reports/a\\0b"}\n',
          command="fit", out=False, at=("report", "dir"), hint="write a plain relative folder such as reports/NAME"),
+    # --- issue 10 (nominal branch): ordinal thresholds and scale ------------------------------------------------
+    Case("ordinal_thresholds_no_terms", (("compile/ordinal_ext.py", "has no terms besides the intercept"),),
+         edit(WINE, "family: ordinal}", "family: ordinal, thresholds: '~ 1'}"), at=("responses", 0, "thresholds"),
+         hint="drop `thresholds:` or give it a covariate"),
+    Case("ordinal_scale_collinear", (("compile/ordinal_ext.py", "are collinear with the constant or each other"),),
+         edit(WINE, "family: ordinal}", "family: ordinal, scale: '~ 0 + temp'}"), at=("responses", 0, "scale"),
+         hint="write the formula with an intercept"),
+    Case("thresholds_for_gaussian", ((INIT, "is only for the ordinal family"),),
+         edit(PIG, "family: gaussian}", "family: gaussian, thresholds: '~ week'}"), at=("responses", 0, "thresholds"),
+         hint="use family: ordinal"),
+    # --- issue 10 (nominal branch): multinomial and ranking responses ------------------------------------------
+    Case("choice_block_missing", ((CHOICE, "needs a `choice:` block"),),
+         edit(RANKING, "    choice: {layout: per_alternative, alternatives: alt, set: resp, base: 1}\n", ""),
+         at=("responses", 0), hint="choice: {layout: per_alternative"),
+    Case("choice_for_gaussian", ((CHOICE, "is only for the multinomial and ranking families"),),
+         edit(PIG, "family: gaussian}", "family: gaussian, choice: {layout: per_choice}}"), at=("responses", 0, "choice"),
+         hint="use family: multinomial"),
+    Case("choice_set_missing", ((CHOICE, "per_alternative data need the column identifying each choice set"),),
+         edit(RANKING, ", set: resp", ""), at=("responses", 0, "choice"), hint="write set: COLUMN"),
+    Case("choice_per_choice_with_set", ((CHOICE, "every row is a choice set; drop"),),
+         edit(MULTINOMIAL, "layout: per_choice,", "layout: per_choice, set: region,"), at=("responses", 0, "choice", "set"),
+         hint="drop `set:`"),
+    Case("ranking_per_choice", ((CHOICE, "rankings need one row per alternative"),),
+         edit(RANKING, "layout: per_alternative, alternatives: alt, set: resp", "layout: per_choice, alternatives: alt2"),
+         at=("responses", 0, "choice", "layout"), hint="write layout: per_alternative"),
+    Case("per_choice_in_mixed_responses", ((CHOICE, "which mixed responses cannot share"),),
+         edit(MULTINOMIAL, 'case: "~ x + female"}', 'case: "~ x"}\n    select: {female: [0]}\n  - {name: choice, family: binomial, select: {female: [1]}}'),
+         at=("responses", 0, "choice", "layout"), hint="write the data per_alternative"),
+    Case("per_choice_column_exists", ((CHOICE, "expanding would create column"),),
+         edit(MULTINOMIAL, "alternatives: alt", "alternatives: x"), at=("responses", 0, "choice", "alternatives"),
+         hint="choose another name"),
+    Case("per_choice_alternative_unlisted", ((CHOICE, "which are not among the alternatives"),),
+         edit(MULTINOMIAL, "base: A,", "base: A, alternatives_order: [A, B],"),
+         at=("responses", 0, "choice", "alternatives_order"), hint="add them"),
+    Case("per_choice_one_alternative", ((CHOICE, "alternative; a choice needs two or more"),),
+         edit(MULTINOMIAL, "multinomial_sim.csv", "one.csv"), files={"data/one.csv": "region,x,female,choice\n1,0.1,0,A\n1,0.2,1,A\n"},
+         at=("responses", 0), hint="a choice needs two or more"),
+    Case("choice_base_unknown", ((CHOICE, "is not an alternative; alternatives are"),),
+         edit(MULTINOMIAL, "base: A", "base: D"), at=("responses", 0, "choice", "base"), hint="write one of them"),
+    Case("choice_alternative_twice", ((CHOICE, "lists an alternative twice"),), SMALL_CHOICE,
+         files={"data/small.csv": "id,alt,chosen,price\n1,a,1,1.0\n1,a,0,2.0\n1,b,0,1.5\n2,a,1,1.0\n2,b,0,2.0\n"},
+         at=("responses", 0, "choice", "set"), hint="give each alternative one row per set"),
+    Case("choice_two_chosen", (("families/choice.py", "choice set(s) where the set"),), SMALL_CHOICE,
+         files={"data/small.csv": "id,alt,chosen,price\n1,a,1,1.0\n1,b,1,2.0\n2,a,1,1.0\n2,b,0,2.0\n"},
+         at=("responses", 0, "choice", "set"), hint="mark exactly one row of each set as chosen"),
+    Case("choice_set_spans_units", ((CHOICE, "span several units of level"),),
+         edit(RANKING, "{name: resp, id: resp}", "{name: resp, id: alt}"),
+         at=("responses", 0, "choice", "set"), hint="a set must lie within one unit"),
+    Case("choice_fixed_constant_within_sets", ((CHOICE, "do not vary within any choice set"),),
+         edit(MULTINOMIAL, '"choice ~ 0"', '"choice ~ x"'), at=("fixed",), hint="move chooser covariates"),
 ]
 
 EXEMPT: dict[tuple[str, str], str] = {

@@ -55,6 +55,10 @@ def make_case(
         nu = rng.normal(0.0, 1.5, shape)
         y = np.arange(n, dtype=float) % (THRESHOLDS.size + 1)
         params = THRESHOLDS.copy()
+    elif family in ("multinomial", "ranking"):  # 4 choice sets of 3 alternatives; params are the set ids
+        nu = rng.normal(0.0, 1.5, shape)
+        params = np.repeat(np.arange(n // 3), 3)
+        y = np.tile([1.0, 0.0, 0.0] if family == "multinomial" else [2.0, 1.0, 0.0], n // 3)
     else:
         raise AssertionError(family)
     return Case(fam, y, nu, params, trials)

@@ -14,6 +14,8 @@ def test_default_links():
         "poisson": "log",
         "gamma": "log",
         "ordinal": "logit",
+        "multinomial": "logit",
+        "ranking": "logit",
     }
     for name, link in DEFAULT_LINK.items():
         fam = get_family(name, None)
@@ -28,6 +30,8 @@ def test_allowed_links():
         "poisson": ("log",),
         "gamma": ("log",),
         "ordinal": ("logit", "probit", "cloglog"),
+        "multinomial": ("logit",),
+        "ranking": ("logit",),
     }
     for name, links in ALLOWED_LINKS.items():
         for link in links:
