@@ -13,9 +13,13 @@ Progress = Callable[[int, float], None]
 
 
 def estimate(model: CompiledModel, progress: Progress | None = None) -> FitResult:
-    """Fit a compiled model by the method its spec asks for."""
+    """Fit a compiled model by the method its spec asks for.
+
+    Weighted or robust-SE linear Gaussian models go to adaptive quadrature, which integrates
+    their (Gaussian) integrand exactly, so the exact engine stays unweighted.
+    """
     spec = model.spec
-    if model.is_linear_gaussian and spec.estimation.exact:
+    if model.is_linear_gaussian and spec.estimation.exact and model.weighting is None:
         from mlmrun.estimate.gaussian_fit import fit_gaussian
 
         return fit_gaussian(model, progress)
