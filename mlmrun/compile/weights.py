@@ -22,6 +22,7 @@ each unit's log integral by its own level weight inside its parent's integral.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,14 +63,30 @@ class Weighting:
         return np.ones(n) if self.row is None else self.row
 
 
-def _column(frame: pd.DataFrame, col: str, key: tuple, integer: bool = False) -> np.ndarray:
-    """A weight column as floats: present, numeric, no missing value, non-negative (and integer for fweights)."""
+WEIGHT_EXPRESSION = re.compile(r"^\s*[^*/\s]+(\s*[*/]\s*[^*/\s]+)*\s*$")
+"""A weight is a column, or columns joined by * and / (Stata's [pw=w_fstuwt/wnrschbw]); nothing else is evaluated."""
+
+
+def _column(frame: pd.DataFrame, text: str, key: tuple, integer: bool = False) -> np.ndarray:
+    """A weight as floats: columns present and numeric, no missing value, non-negative (integer for fweights)."""
     where = ".".join(str(p) for p in key)
-    if col not in frame.columns:
-        close = difflib.get_close_matches(col, [str(c) for c in frame.columns], n=1)
-        hint = f"did you mean {excerpt(close[0])}?" if close else columns_hint(frame.columns)
-        raise DataError(f"{where}: column {excerpt(col)} is not in the data; {hint}", key)
-    values = numeric_column(frame, col, np.arange(len(frame)), where)
+    if not WEIGHT_EXPRESSION.match(text):
+        raise SpecError.at(key, f"{excerpt(text)} is not a weight: write a column name, or column names joined "
+                                "by * or / (e.g. w_student / w_school)")
+    parts = re.split(r"\s*([*/])\s*", text.strip())
+    values = np.ones(len(frame))
+    for op, col in zip(["*"] + parts[1::2], parts[::2], strict=True):
+        if col not in frame.columns:
+            close = difflib.get_close_matches(col, [str(c) for c in frame.columns], n=1)
+            hint = f"did you mean {excerpt(close[0])}?" if close else columns_hint(frame.columns)
+            raise DataError(f"{where}: column {excerpt(col)} is not in the data; {hint}", key)
+        part = numeric_column(frame, col, np.arange(len(frame)), where)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = values * part if op == "*" else values / part
+    col = text.strip()
+    if not np.all(np.isfinite(values) | np.isnan(values)):
+        raise DataError(f"{where}: weight {excerpt(col)} divides by zero in {int(np.isinf(values).sum())} rows; "
+                        "weights must be finite", key)
     missing = np.isnan(values)
     if missing.any():
         raise DataError(f"{where}: weight column {excerpt(col)} has {int(missing.sum())} missing values in the rows "

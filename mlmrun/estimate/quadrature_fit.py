@@ -36,7 +36,7 @@ from mlmrun.estimate.inference import (
     numeric_hessian,
 )
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
-from mlmrun.estimate.robust import bread, fixed_free, glm_information, robust_covariance
+from mlmrun.estimate.robust import bread, glm_information, robust_covariance
 from mlmrun.likelihood.objective import QuadratureObjective
 from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
@@ -267,8 +267,8 @@ def vce(obj: QuadratureObjective, out: Outcome, info: np.ndarray | None, cov: np
         inverse = np.linalg.inv(bread(obj.model, info))
     except np.linalg.LinAlgError:
         return cov
-    b = fixed_free(obj.model)
-    extras["fixed_vcov_model"] = inverse[np.ix_(b, b)]
+    J = obj.model.partable.jacobian(out.free)[obj.model.beta_rows]
+    extras["fixed_vcov_model"] = J @ inverse @ J.T
     if wt.vce != "robust":
         return inverse
     robust, n_clusters = robust_covariance(obj, out.free, out.adaptation, inverse)
