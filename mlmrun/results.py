@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.estimate.wald import wald_test
 
 if TYPE_CHECKING:
     from mlmrun.pipeline import Prepared
@@ -325,7 +324,7 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
     if fit.extras.get("lr_test"):
         doc["lr_test"] = lr_test(fit)
     doc["vce"] = dict(fit.extras.get("vce") or {"type": "oim"})
-    doc["wald"] = wald_test(fit)
+    doc["wald"] = fit.extras.get("wald")
     if fit.model.weighting is not None and (fit.model.weighting.sampling or fit.model.weighting.frequency):
         doc["weights"] = weights_json(prepared.spec)
     for key in JSON_EXTRAS:

@@ -10,13 +10,12 @@ statistic from the model-based covariance is recorded too: Stata's xtmixed
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.special import chdtrc
 
-if TYPE_CHECKING:
-    from mlmrun.results import FitResult
+from mlmrun.results import FitResult
 
 CONSTANT = "Intercept"
 

@@ -8,7 +8,6 @@ likelihood is a log pseudolikelihood. The Wald chi2 of the fixed part
 
 from __future__ import annotations
 
-from mlmrun.estimate.wald import wald_test
 from mlmrun.report.format import Table, fixed
 from mlmrun.results import FitResult
 from mlmrun.spec.model import Spec
@@ -48,7 +47,7 @@ def header_lines(fit: FitResult, spec: Spec) -> list[tuple[str, str]]:
     text = weights_text(spec)
     if text:
         out.append(("Weights", text))
-    wald = wald_test(fit)
+    wald = fit.extras.get("wald")
     if wald is not None:
         out.append((f"Wald chi2({wald['df']})", fixed(wald["chi2"], 2)))
         out.append(("Prob > chi2", fixed(wald["p"], 4)))
