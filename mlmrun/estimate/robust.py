@@ -11,7 +11,9 @@ the small-sample factor G/(G-1) being the one Stata's mixed and gllamm apply
 with vce(robust) / vce(cluster) and sampling weights. Scores come from the
 Fisher identity with the adaptation frozen at the optimum: the same per-row
 posterior expectations the optimiser's gradient uses (likelihood/objective.py),
-summed per cluster by `free_gradient` on each cluster's rows.
+summed per cluster by `free_gradient` on each cluster's rows. Laplace fits,
+whose objective re-places its single node at every parameter value, difference
+each cluster's re-adapted contribution instead (`laplace_cluster_scores`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,36 @@ def cluster_scores(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation | 
     return np.array(out)
 
 
+LAPLACE_STEP = 1e-5
+"""Relative step of the central differences of the Laplace clusters' log likelihoods."""
+
+
+def laplace_cluster_scores(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation,
+                           cluster_of_row: np.ndarray) -> np.ndarray:
+    """(G, n_free): scores of the re-adapted Laplace objective per cluster, by central differences.
+
+    The Laplace fit maximises (and its information differentiates) the log likelihood with the node
+    re-placed at every parameter value; one frozen node would miss the posterior spread that the
+    variance parameters' scores depend on, so each cluster's re-adapted contribution is differenced.
+    """
+    h = obj.lay.hierarchy
+    top_row = h.unit_of_row[-1]
+    codes = np.unique(cluster_of_row, return_inverse=True)[1].reshape(-1)
+    cluster_of_top = np.zeros(h.n_units[-1], dtype=np.intp)
+    cluster_of_top[top_row] = codes
+    G = int(codes.max()) + 1
+    out = np.zeros((G, len(free)))
+    for j in range(len(free)):
+        step = np.zeros(len(free))
+        step[j] = LAPLACE_STEP * max(1.0, abs(float(free[j])))
+        tops = []
+        for x in (free + step, free - step):
+            pc = obj.pieces(x)
+            tops.append(evaluate(h, pc.pred, pc.fam, obj.adapt(x, ad)).top)
+        out[:, j] = np.bincount(cluster_of_top, weights=(tops[0] - tops[1]) / (2 * step[j]), minlength=G)
+    return out
+
+
 def fixed_free(model: CompiledModel) -> np.ndarray:
     """Free-vector coordinates of the fixed effects."""
     free = model.partable.frame["free"].to_numpy()[model.beta_rows]
@@ -102,7 +134,10 @@ def robust_covariance(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation
     wt = obj.model.weighting
     original = obj.lay.rows.original
     codes = wt.cluster_codes if wt is not None and wt.cluster_codes is not None else np.arange(obj.model.n)
-    S = cluster_scores(obj, free, ad, codes[original])
+    if obj.plan.method == "laplace" and ad is not None:
+        S = laplace_cluster_scores(obj, free, ad, codes[original])
+    else:
+        S = cluster_scores(obj, free, ad, codes[original])
     G = len(S)
     factor = G / (G - 1) if G > 1 else 1.0
     V = factor * bread_inverse @ (S.T @ S) @ bread_inverse
