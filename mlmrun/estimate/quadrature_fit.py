@@ -36,7 +36,7 @@ from mlmrun.estimate.inference import (
     numeric_hessian,
 )
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
-from mlmrun.estimate.robust import bread, glm_information, robust_covariance
+from mlmrun.estimate.robust import bread, glm_information, least_squares_start, robust_covariance, weight_scale
 from mlmrun.likelihood.objective import QuadratureObjective
 from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
@@ -62,16 +62,18 @@ def fit_glm(obj: QuadratureObjective, free: np.ndarray) -> tuple[np.ndarray, flo
     full = np.asarray(free, dtype=float).copy()
     if not mask.any():
         return full, obj.glm(full)[0]
+    full = least_squares_start(obj, full)
+    scale = weight_scale(obj)  # weighted objectives on the unweighted scale, so the tolerances mean the same
 
     def neg(x: np.ndarray) -> tuple[float, np.ndarray]:
         full[mask] = x
         val, g = obj.glm(full)
-        return (-val, -g[mask]) if np.isfinite(val) else (1e300, np.zeros_like(x))
+        return (-val / scale, -g[mask] / scale) if np.isfinite(val) else (1e300, np.zeros_like(x))
 
     res = minimize(neg, full[mask], jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-9})
     full[mask] = res.x
-    return full, -float(res.fun)
+    return full, -float(res.fun) * scale
 
 
 def starting_values(obj: QuadratureObjective, glm_free: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from mlmrun.estimate.inference import hessian_from_gradient
 from mlmrun.likelihood.adaptive import Adaptation, evaluate
 from mlmrun.likelihood.objective import Layout, Pieces, QuadratureObjective, free_gradient
 from mlmrun.likelihood.rows import RowSet
+from mlmrun.likelihood.weights import row_scale
 
 
 def _row_scores(obj: QuadratureObjective, free: np.ndarray,
@@ -43,12 +44,9 @@ def _row_scores(obj: QuadratureObjective, free: np.ndarray,
     return pc, ev.es, ev.esu, ev.family or []
 
 
-def _subset(lay: Layout, pc: Pieces, idx: np.ndarray) -> tuple[Layout, Pieces]:
-    """The layout and pieces restricted to rows `idx` (what free_gradient reads)."""
+def _subset(lay: Layout, pc: Pieces, idx: np.ndarray, eq_of: np.ndarray) -> tuple[Layout, Pieces]:
+    """The layout and pieces restricted to rows `idx` (what free_gradient reads); eq_of: equation of each row."""
     rows = lay.rows
-    eq_of = np.empty(rows.n, dtype=np.intp)
-    for e, r in enumerate(rows.eq_rows):
-        eq_of[r] = e
     sub_eq = eq_of[idx]
     sub: RowSet = replace(rows, X=rows.X[idx], offset=rows.offset[idx], Z=tuple(z[idx] for z in rows.Z),
                           W=rows.W[idx], codes={k: c[idx] for k, c in rows.codes.items()}, y=rows.y[idx],
@@ -64,9 +62,12 @@ def cluster_scores(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation | 
     pc, es, esu, fam = _row_scores(obj, free, ad)
     order = np.argsort(cluster_of_row, kind="stable")
     cuts = np.flatnonzero(np.diff(cluster_of_row[order])) + 1
+    eq_of = np.empty(obj.lay.rows.n, dtype=np.intp)
+    for e, r in enumerate(obj.lay.rows.eq_rows):
+        eq_of[r] = e
     out = []
     for idx in np.split(order, cuts):
-        lay, sub = _subset(obj.lay, pc, idx)
+        lay, sub = _subset(obj.lay, pc, idx, eq_of)
         out.append(free_gradient(obj.model, lay, sub, es[idx], esu[idx], [f[idx] for f in fam]))
     return np.array(out)
 
@@ -142,6 +143,47 @@ def robust_covariance(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation
     factor = G / (G - 1) if G > 1 else 1.0
     V = factor * bread_inverse @ (S.T @ S) @ bread_inverse
     return 0.5 * (V + V.T), G
+
+
+def weight_scale(obj: QuadratureObjective) -> float:
+    """Mean total weight of a row (1 when unweighted): the factor by which weights scale the objective."""
+    if obj.model.weighting is None:
+        return 1.0
+    total = np.ones(obj.lay.rows.n) if obj.lay.row_weight is None else obj.lay.row_weight.copy()
+    if obj.lay.hierarchy is not None:
+        total *= row_scale(obj.lay.hierarchy)
+    mean = float(np.mean(total))
+    return mean if mean > 0 else 1.0
+
+
+def least_squares_start(obj: QuadratureObjective, free: np.ndarray) -> np.ndarray:
+    """A weighted linear model's GLM optimum in closed form (weighted least squares), else `free` unchanged.
+
+    The GLM fit that starts quadrature then converges at once instead of creeping along the badly scaled
+    valleys that survey weights (ratios of 60 and more) make.
+    """
+    model = obj.model
+    if model.weighting is None or not model.is_linear_gaussian or len(model.equations) != 1:
+        return free
+    eq = model.equations[0]
+    if eq.hetero is not None or eq.scale_rows is None or len(np.unique(eq.scale_rows)) != 1 or not model.X.shape[1]:
+        return free
+    rows = obj.lay.rows
+    w = np.ones(rows.n) if obj.lay.row_weight is None else obj.lay.row_weight.copy()
+    if obj.lay.hierarchy is not None:
+        w *= row_scale(obj.lay.hierarchy)
+    if not np.sum(w) > 0:
+        return free
+    y = rows.y - rows.offset
+    sw = np.sqrt(w)
+    beta = np.linalg.lstsq(rows.X * sw[:, None], y * sw, rcond=None)[0]
+    sigma = float(np.sqrt(np.sum(w * (y - rows.X @ beta) ** 2) / np.sum(w)))
+    if not sigma > 0:
+        return free
+    values = model.partable.unpack(free).copy()
+    values[model.beta_rows] = beta
+    values[int(eq.scale_rows[0])] = sigma
+    return model.partable.pack(values)
 
 
 def glm_information(obj: QuadratureObjective, free: np.ndarray) -> np.ndarray:
