@@ -22,9 +22,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from mlmrun.compile.matrices import MatrixGradient, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.inference import hessian_from_gradient
-from mlmrun.likelihood.adaptive import Adaptation, evaluate
+from mlmrun.likelihood.adaptive import Adaptation, evaluate, indicator
 from mlmrun.likelihood.objective import Layout, Pieces, QuadratureObjective, free_gradient
 from mlmrun.likelihood.rows import RowSet
 from mlmrun.likelihood.weights import row_scale
@@ -56,9 +57,9 @@ def _subset(lay: Layout, pc: Pieces, idx: np.ndarray, eq_of: np.ndarray) -> tupl
     return replace(lay, rows=sub, hierarchy=None), replace(pc, Z=pc.Z[idx], WG=pc.WG[idx])
 
 
-def cluster_scores(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation | None,
-                   cluster_of_row: np.ndarray) -> np.ndarray:
-    """(G, n_free): the analytic score of every cluster (rows in quadrature order carry `cluster_of_row`)."""
+def cluster_scores_by_subsets(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation | None,
+                              cluster_of_row: np.ndarray) -> np.ndarray:
+    """(G, n_free) cluster scores by one `free_gradient` call per cluster on its rows (simple, O(G) calls)."""
     pc, es, esu, fam = _row_scores(obj, free, ad)
     order = np.argsort(cluster_of_row, kind="stable")
     cuts = np.flatnonzero(np.diff(cluster_of_row[order])) + 1
@@ -70,6 +71,86 @@ def cluster_scores(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation | 
         lay, sub = _subset(obj.lay, pc, idx, eq_of)
         out.append(free_gradient(obj.model, lay, sub, es[idx], esu[idx], [f[idx] for f in fam]))
     return np.array(out)
+
+
+def _probe(model: CompiledModel, values: np.ndarray, mm, field: str, key: int | None = None) -> np.ndarray:
+    """The matrix of `values_gradient` restricted to one field of MatrixGradient: (field size, n_values)."""
+    template = MatrixGradient.zeros(mm)
+    target = getattr(template, field)
+    part = target if key is None else target[key]
+    rows = []
+    for j in range(part.size):
+        grad = MatrixGradient.zeros(mm)
+        holder = getattr(grad, field)
+        unit = np.zeros(part.size)
+        unit[j] = 1.0
+        if key is None:
+            setattr(grad, field, unit.reshape(part.shape))
+        else:
+            holder[key] = unit.reshape(part.shape)
+        rows.append(values_gradient(model, values, grad))
+    return np.array(rows).reshape(part.size, len(values))
+
+
+def cluster_scores(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation | None,
+                   cluster_of_row: np.ndarray) -> np.ndarray:
+    """(G, n_free): the analytic score of every cluster (rows in quadrature order carry `cluster_of_row`).
+
+    The same adjoint as likelihood/objective.free_gradient, with every sum over rows replaced by a
+    sum per cluster (a sparse indicator product), then the linear map onto the partable values
+    (`values_gradient`, probed once per matrix coordinate) and the free vector.
+    """
+    model, lay = obj.model, obj.lay
+    pc, es, esu_chain, fam = _row_scores(obj, free, ad)
+    rows, mm = lay.rows, pc.mm
+    codes = np.unique(cluster_of_row, return_inverse=True)[1].reshape(-1)
+    G = int(codes.max(initial=-1)) + 1
+    C = indicator(codes, G)
+
+    def per_cluster(per_row: np.ndarray) -> np.ndarray:
+        flat = per_row.reshape(len(per_row), -1)
+        return np.asarray(C @ flat).reshape((G,) + per_row.shape[1:])
+
+    g = per_cluster(rows.X * es[:, None]) @ _probe(model, pc.values, mm, "beta")
+    M = len(model.latent)
+    if M:
+        esu = np.zeros((rows.n, M))
+        esu[:, lay.order] = esu_chain
+        v_s = es[:, None] * pc.WG + esu @ pc.Lfull.T
+        eta_s = v_s @ pc.T.T
+        ZT = pc.Z @ pc.T
+        for m, Zm in enumerate(rows.Z):
+            if Zm.shape[1]:
+                g += per_cluster(Zm * eta_s[:, m:m + 1]) @ _probe(model, pc.values, mm, "lambdas", m)
+        for lvl in mm.L:
+            idx = model.latent_at(lvl)
+            outer = ZT[:, idx, None] * esu[:, None, idx]
+            g += per_cluster(outer).reshape(G, -1) @ _probe(model, pc.values, mm, "L", lvl)
+        if rows.W.shape[1]:
+            outer = ZT[:, :, None] * (es[:, None] * rows.W)[:, None, :]
+            g += per_cluster(outer).reshape(G, -1) @ _probe(model, pc.values, mm, "Gamma")
+        if model.B_entries:
+            zv = per_cluster(pc.Z[:, :, None] * v_s[:, None, :])
+            gB = np.einsum("ab,gbc,cd->gad", pc.T.T, zv, pc.T.T)
+            g += gB.reshape(G, -1) @ _probe(model, pc.values, mm, "B")
+    for e, f in zip(pc.fam.param_eqs, fam, strict=True):
+        eq = model.equations[e]
+        if eq.threshold_rows is not None:
+            g += per_cluster(f) @ _probe(model, pc.values, mm, "thresholds", e)
+            continue
+        r = rows.eq_rows[e]
+        position = np.empty(model.n, dtype=np.intp)
+        position[eq.rows] = np.arange(len(eq.rows))
+        j = position[rows.original[r]]
+        gs = f[r, 0]
+        contrib = np.zeros((len(r), len(pc.values)))
+        if eq.hetero is not None:
+            mult = np.exp(eq.hetero[j] @ pc.values[eq.hetero_rows])
+            contrib[:, eq.hetero_rows] += eq.hetero[j] * (gs * pc.values[eq.scale_rows[j]] * mult)[:, None]
+            gs = gs * mult
+        np.add.at(contrib, (np.arange(len(r)), eq.scale_rows[j]), gs)
+        g += np.asarray(indicator(codes[r], G) @ contrib)
+    return g @ model.partable.jacobian(free)
 
 
 LAPLACE_STEP = 1e-5

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mlmrun.estimate import estimate
-from mlmrun.estimate.robust import cluster_scores
+from mlmrun.estimate.robust import cluster_scores, cluster_scores_by_subsets
 from mlmrun.likelihood.adaptive import evaluate
 from mlmrun.likelihood.objective import QuadratureObjective
 from mlmrun.likelihood.plan import integration_plan
@@ -246,3 +246,13 @@ def test_clustering_on_the_top_level_by_name_or_column_is_the_default_robust(spe
     named = _fit(spec_dir, PIG_RI + f"estimation: {{vce: {{cluster: {cluster}}}}}\n", pig, "n")
     assert named.extras["vce"]["n_clusters"] == default.extras["vce"]["n_clusters"] == 48
     np.testing.assert_allclose(named.se(), default.se(), rtol=1e-8)
+
+
+def test_vectorised_cluster_scores_equal_one_gradient_per_cluster(spec_dir):
+    frame, model = _three_level(spec_dir)
+    obj = QuadratureObjective(model, integration_plan(model))
+    free = model.partable.pack(model.partable.start_values) + 0.05
+    ad = obj.adapt(free)
+    clusters = model.weighting.cluster_codes[obj.lay.rows.original]
+    np.testing.assert_allclose(cluster_scores(obj, free, ad, clusters),
+                               cluster_scores_by_subsets(obj, free, ad, clusters), rtol=1e-10, atol=1e-10)
