@@ -28,7 +28,6 @@ from mlmrun.estimate.inference import hessian_from_gradient
 from mlmrun.likelihood.adaptive import Adaptation, evaluate, indicator
 from mlmrun.likelihood.objective import Layout, Pieces, QuadratureObjective, free_gradient
 from mlmrun.likelihood.rows import RowSet
-from mlmrun.likelihood.weights import row_scale
 
 
 def _row_scores(obj: QuadratureObjective, free: np.ndarray,
@@ -232,7 +231,7 @@ def weight_scale(obj: QuadratureObjective) -> float:
         return 1.0
     total = np.ones(obj.lay.rows.n) if obj.lay.row_weight is None else obj.lay.row_weight.copy()
     if obj.lay.hierarchy is not None:
-        total *= row_scale(obj.lay.hierarchy)
+        total *= obj.lay.hierarchy.row_scale()
     mean = float(np.mean(total))
     return mean if mean > 0 else 1.0
 
@@ -252,7 +251,7 @@ def least_squares_start(obj: QuadratureObjective, free: np.ndarray) -> np.ndarra
     rows = obj.lay.rows
     w = np.ones(rows.n) if obj.lay.row_weight is None else obj.lay.row_weight.copy()
     if obj.lay.hierarchy is not None:
-        w *= row_scale(obj.lay.hierarchy)
+        w *= obj.lay.hierarchy.row_scale()
     if not np.sum(w) > 0:
         return free
     y = rows.y - rows.offset

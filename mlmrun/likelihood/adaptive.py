@@ -89,6 +89,14 @@ class Hierarchy:
     def n_units(self) -> tuple[int, ...]:
         return tuple(self.row_sum.shape[0] if k == 0 else self.child_sum[k].shape[0] for k in range(self.depth))
 
+    def row_scale(self) -> np.ndarray:
+        """Per row, the product of the weights of all its units, top included (ones when unweighted): the
+        factor on its score in the log pseudolikelihood (likelihood/weights.py)."""
+        scale = np.ones(self.n_rows)
+        for k, w in enumerate(self.unit_weight or ()):
+            scale *= w[self.unit_of_row[k]]
+        return scale
+
     def offset(self, k: int) -> int:
         """First column of level k in the chain (u_0, ..., u_{K-1})."""
         return int(sum(self.dims[:k]))
@@ -334,9 +342,7 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
         out.esu = np.concatenate(parts, axis=1)
         out.family = [np.einsum("is,is...->i...", wrow, f) for f in (fam_c or [])]
         if h.unit_weight is not None:
-            from mlmrun.likelihood.weights import row_scale
-
-            scale = row_scale(h)
+            scale = h.row_scale()
             out.es, out.esu = out.es * scale, out.esu * scale[:, None]
             out.family = [f * scale.reshape((-1,) + (1,) * (f.ndim - 1)) for f in out.family]
     if moments:

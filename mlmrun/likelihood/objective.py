@@ -25,7 +25,7 @@ from mlmrun.likelihood.kernels import kernel_for
 from mlmrun.likelihood.modes import adapt, adapt_to_means
 from mlmrun.likelihood.plan import IntegrationPlan
 from mlmrun.likelihood.rows import RowSet, row_set
-from mlmrun.likelihood.weights import WeightedFamilies, row_scale
+from mlmrun.likelihood.weights import WeightedFamilies
 
 
 class EquationFamilies:
@@ -269,7 +269,7 @@ class QuadratureObjective:
         self.n_evaluations += 1
         nu = pc.pred.fixed
         ll, d1, _ = pc.fam.derivs(nu, 1)
-        scale = np.ones(len(nu)) if self.lay.hierarchy is None else row_scale(self.lay.hierarchy)
+        scale = np.ones(len(nu)) if self.lay.hierarchy is None else self.lay.hierarchy.row_scale()
         ll, d1 = ll * scale, d1 * scale
         fam_exp = pc.fam.param_expect(nu[:, None], scale[:, None])
         esu = np.zeros((self.lay.rows.n, len(self.lay.order)))

@@ -11,7 +11,7 @@ weighted integrand); unit weights act where a level sums its children's log
 integrals (the weighted `child_sum` of adaptive.Hierarchy) and on the top units.
 With the adaptation frozen, d log L_top = E[sum_d w_d d log L_d], so a row's score
 expectation is scaled by the product of the weights of all its units
-(`row_scale`), and the mode search's objective by those of the units below the
+(`Hierarchy.row_scale`), and the mode search's objective by those of the units below the
 top (`below_top`).
 """
 
@@ -41,16 +41,6 @@ class WeightedFamilies:
 
     def param_expect(self, nu: np.ndarray, weight: np.ndarray, rows: slice | np.ndarray = slice(None)) -> list:
         return self.inner.param_expect(nu, weight * self._w(weight, rows), rows)
-
-
-def row_scale(h: Hierarchy) -> np.ndarray:
-    """Per row, the product of the weights of all its units (top included): the factor on its score."""
-    scale = np.ones(h.n_rows)
-    if h.unit_weight is None:
-        return scale
-    for k, w in enumerate(h.unit_weight):
-        scale *= w[h.unit_of_row[k]]
-    return scale
 
 
 def below_top(h: Hierarchy) -> tuple[list[np.ndarray], np.ndarray]:
