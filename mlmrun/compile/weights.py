@@ -58,10 +58,6 @@ class Weighting:
     def n_clusters(self) -> int:
         return 0 if self.cluster_codes is None else int(self.cluster_codes.max(initial=-1)) + 1
 
-    def row_weight(self, n: int) -> np.ndarray:
-        """Row weights with ones for an unweighted model."""
-        return np.ones(n) if self.row is None else self.row
-
 
 WEIGHT_EXPRESSION = re.compile(r"^\s*[^*/\s]+(\s*[*/]\s*[^*/\s]+)*\s*$")
 """A weight is a column, or columns joined by * and / (Stata's [pw=w_fstuwt/wnrschbw]); nothing else is evaluated."""
