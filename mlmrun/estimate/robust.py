@@ -8,10 +8,15 @@ contain whole top-level units, so the objective is the sum of these parts),
     V = G / (G - 1) * H^-1 (sum_g s_g s_g') H^-1,
 
 the small-sample factor G/(G-1) being the one Stata's mixed and gllamm apply
-with vce(robust) / vce(cluster) and sampling weights. Scores come from the
-Fisher identity with the adaptation frozen at the optimum: the same per-row
-posterior expectations the optimiser's gradient uses (likelihood/objective.py),
-summed per cluster by `free_gradient` on each cluster's rows. Laplace fits,
+with vce(robust) / vce(cluster) and sampling weights. H is `bread`: for linear
+Gaussian models Stata mixed's block form (fixed effects apart from the variance
+parameters' profile information; it reproduces Stata's pisa2000 output to 6
+digits, tests/test_pisa_weights.py), else the whole information (gllamm).
+Scores come from the Fisher identity with the adaptation frozen at the optimum:
+the same per-row posterior expectations the optimiser's gradient uses
+(likelihood/objective.py), summed per cluster through the gradient's adjoint
+(`cluster_scores`; `cluster_scores_by_subsets`, one gradient per cluster, is
+its slower twin, kept to check it). Laplace fits,
 whose objective re-places its single node at every parameter value, difference
 each cluster's re-adapted contribution instead (`laplace_cluster_scores`).
 """
@@ -22,7 +27,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from mlmrun.compile.matrices import MatrixGradient, values_gradient
+from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.inference import hessian_from_gradient
 from mlmrun.likelihood.adaptive import Adaptation, evaluate, indicator
@@ -72,7 +77,7 @@ def cluster_scores_by_subsets(obj: QuadratureObjective, free: np.ndarray, ad: Ad
     return np.array(out)
 
 
-def _probe(model: CompiledModel, values: np.ndarray, mm, field: str, key: int | None = None) -> np.ndarray:
+def _probe(model: CompiledModel, values: np.ndarray, mm: ModelMatrices, field: str, key: int | None = None) -> np.ndarray:
     """The matrix of `values_gradient` restricted to one field of MatrixGradient: (field size, n_values)."""
     template = MatrixGradient.zeros(mm)
     target = getattr(template, field)
