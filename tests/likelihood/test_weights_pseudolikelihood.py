@@ -256,3 +256,21 @@ def test_vectorised_cluster_scores_equal_one_gradient_per_cluster(spec_dir):
     clusters = model.weighting.cluster_codes[obj.lay.rows.original]
     np.testing.assert_allclose(cluster_scores(obj, free, ad, clusters),
                                cluster_scores_by_subsets(obj, free, ad, clusters), rtol=1e-10, atol=1e-10)
+
+
+def test_laplace_logit_frequency_weights_fit_as_replicated_rows(spec_dir):
+    data = _logit_data(9)
+    data["f"] = np.random.default_rng(10).integers(1, 4, len(data))
+    replicated = data.loc[data.index.repeat(data["f"])]
+    laplace = LOGIT_RI.replace("{points: 12}", "{method: laplace}")
+    rep = _fit(spec_dir, laplace, replicated, "rep")
+    fw = _fit(spec_dir, laplace + "weights: {fweight: f}\n", data, "fw")
+    _same_fit(rep, fw, se_rtol=1e-3)
+    assert "lr_test" in fw.extras and "vce" not in fw.extras  # frequency weights: a likelihood, oim SEs
+
+
+def test_robust_fits_report_no_lr_test(spec_dir):
+    data = _logit_data(12)
+    fit = _fit(spec_dir, LOGIT_RI.replace("{integration: {points: 12}}", "{vce: robust, integration: {points: 12}}"),
+               data, "rob")
+    assert fit.extras["vce"]["n_clusters"] == data.cluster.nunique() and "lr_test" not in fit.extras
