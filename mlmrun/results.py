@@ -50,7 +50,11 @@ class FitResult:
 
     @property
     def n_obs(self) -> int:
-        """Observations: rows, a choice set counted once (compile/choice.py)."""
+        """Observations: rows (a choice set counted once, compile/choice.py); with frequency weights, the
+        rows they stand for."""
+        wt = self.model.weighting
+        if wt is not None and wt.frequency and not wt.sampling and wt.row is not None:
+            return int(round(float(wt.row.sum())))
         return n_observations(self.model)
 
     @property
@@ -321,6 +325,10 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
     }
     if fit.extras.get("lr_test"):
         doc["lr_test"] = lr_test(fit)
+    doc["vce"] = dict(fit.extras.get("vce") or {"type": "oim"})
+    doc["wald"] = fit.extras.get("wald")
+    if fit.model.weighting is not None and (fit.model.weighting.sampling or fit.model.weighting.frequency):
+        doc["weights"] = weights_json(prepared.spec)
     for key in JSON_EXTRAS:
         if key in fit.extras:
             doc[key] = fit.extras[key]
@@ -328,6 +336,16 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
     if eb is not None:
         doc["empirical_bayes"] = eb
     return jsonable(doc)
+
+
+def weights_json(spec: Any) -> dict[str, Any]:
+    """The spec's weights: row fweight/pweight/pwscale and each level's pweight; the loglik is a pseudolikelihood
+    when any pweight is given."""
+    w = spec.weights
+    levels = {lv.name: lv.pweight for lv in spec.levels if lv.pweight}
+    return {"fweight": w.fweight if w else None, "pweight": w.pweight if w else None,
+            "pwscale": w.pwscale if w else None, "levels": levels,
+            "pseudolikelihood": bool(levels or (w is not None and w.pweight))}
 
 
 def results_json(doc: dict[str, Any]) -> str:

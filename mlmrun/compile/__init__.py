@@ -26,6 +26,7 @@ from mlmrun.compile.ordinal_ext import formula_of as ordinal_formula
 from mlmrun.compile.ordinal_ext import ordinal_design
 from mlmrun.compile.partable import ParTable, ParTableBuilder
 from mlmrun.compile.spec_checks import check_spec
+from mlmrun.compile.weights import compile_weights
 from mlmrun.data.levels import build_levels
 from mlmrun.data.load import LoadedData
 from mlmrun.data.shown import columns_hint, excerpt, excerpts
@@ -375,10 +376,11 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
                       levels, {lat.level for lat in parts.latent})
     _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
+    weighting = compile_weights(spec, frame, levels, [lat.level for lat in parts.latent])
     return CompiledModel(
         spec=spec, y=y, X=X, x_names=x_names, offset=offset, trials=trials, equations=tuple(equations),
         eq_of_row=eq_of_row, levels=tuple(levels), latent=tuple(parts.latent), blocks=tuple(parts.blocks),
         B_entries=tuple(parts.B_entries), W=parts.W, w_names=parts.w_names,
         Gamma_entries=tuple(parts.Gamma_entries), beta_rows=beta_rows, partable=pt.build(),
-        n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256,
+        n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256, weighting=weighting,
     )

@@ -10,6 +10,7 @@ disturbances the likelihood integrates over.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from mlmrun.compile.partable import ParTable
 from mlmrun.data.levels import LevelIndex
 from mlmrun.families import Family
 from mlmrun.spec.model import Spec
+
+if TYPE_CHECKING:
+    from mlmrun.compile.weights import Weighting
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class CompiledModel:
     n_rows_read: int
     n_dropped_missing: int
     data_sha256: str
+    weighting: Weighting | None = None
+    """Row and level weights and the vce (compile/weights.py); None: unweighted, observed-information SEs."""
 
     @property
     def n(self) -> int:

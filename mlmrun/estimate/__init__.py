@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import SpecError
+from mlmrun.estimate.wald import wald_test
 from mlmrun.results import FitResult
 
 Progress = Callable[[int, float], None]
@@ -13,14 +14,24 @@ Progress = Callable[[int, float], None]
 
 
 def estimate(model: CompiledModel, progress: Progress | None = None) -> FitResult:
-    """Fit a compiled model by the method its spec asks for."""
+    """Fit a compiled model by the method its spec asks for.
+
+    Weighted or robust-SE linear Gaussian models go to adaptive quadrature, which integrates
+    their (Gaussian) integrand exactly, so the exact engine stays unweighted.
+    """
     spec = model.spec
-    if model.is_linear_gaussian and spec.estimation.exact:
+    if model.is_linear_gaussian and spec.estimation.exact and model.weighting is None:
         from mlmrun.estimate.gaussian_fit import fit_gaussian
 
-        return fit_gaussian(model, progress)
+        return with_wald(fit_gaussian(model, progress))
     if spec.estimation.method == "REML":
         raise SpecError("estimation.method: REML is only defined for linear Gaussian models; write `method: ML`")
     from mlmrun.estimate.quadrature_fit import fit_quadrature
 
-    return fit_quadrature(model, progress)
+    return with_wald(fit_quadrature(model, progress))
+
+
+def with_wald(fit: FitResult) -> FitResult:
+    """The fit with extras['wald']: the Wald chi2 of the fixed part (estimate/wald.py), for every engine."""
+    fit.extras["wald"] = wald_test(fit)
+    return fit

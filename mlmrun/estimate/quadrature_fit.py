@@ -36,6 +36,7 @@ from mlmrun.estimate.inference import (
     numeric_hessian,
 )
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
+from mlmrun.estimate.robust import bread, glm_information, least_squares_start, robust_covariance, weight_scale
 from mlmrun.likelihood.objective import QuadratureObjective
 from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
@@ -61,16 +62,18 @@ def fit_glm(obj: QuadratureObjective, free: np.ndarray) -> tuple[np.ndarray, flo
     full = np.asarray(free, dtype=float).copy()
     if not mask.any():
         return full, obj.glm(full)[0]
+    full = least_squares_start(obj, full)
+    scale = weight_scale(obj)  # weighted objectives on the unweighted scale, so the tolerances mean the same
 
     def neg(x: np.ndarray) -> tuple[float, np.ndarray]:
         full[mask] = x
         val, g = obj.glm(full)
-        return (-val, -g[mask]) if np.isfinite(val) else (1e300, np.zeros_like(x))
+        return (-val / scale, -g[mask] / scale) if np.isfinite(val) else (1e300, np.zeros_like(x))
 
     res = minimize(neg, full[mask], jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-9})
     full[mask] = res.x
-    return full, -float(res.fun)
+    return full, -float(res.fun) * scale
 
 
 def starting_values(obj: QuadratureObjective, glm_free: np.ndarray) -> np.ndarray:
@@ -177,8 +180,10 @@ def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] 
     start = starting_values(obj, glm_free)
     if obj.lay.hierarchy is None:
         out = Outcome(glm_free, None, null_ll, True, 0)
-        info = -hessian_from_gradient(lambda x: obj.glm(x)[1], glm_free)  # no latent variables: the GLM's information
-        return _result(obj, out, covariance(obj, info, warnings), warnings, {}, t0)
+        info = glm_information(obj, glm_free)  # no latent variables: the GLM's information
+        extras: dict = {}
+        cov = vce(obj, out, info, covariance(obj, info, warnings), extras)
+        return _result(obj, out, cov, warnings, extras, t0)
     laplace_f = None
     if plan.method == "laplace":
         out, laplace_f = _laplace(obj, start, est.max_iter, progress)
@@ -198,10 +203,11 @@ def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] 
             warnings.append(f"optimisation stopped {gain:.3g} below the predicted maximum of the log likelihood")
     if est.check_points:
         extras["point_check"] = point_check(obj, out, cov, est.check_points, warnings)
+    cov = vce(obj, out, info, cov, extras)
     _boundary(model, out.free, cov, warnings)
     extras["empirical_bayes"] = {p.level: p.as_dict() for p in empirical_bayes(obj, out.free, out.adaptation)}
     test = lr_test(model, out.loglik, null_ll)
-    if test is not None:
+    if test is not None and "vce" not in extras:  # no LR test of a pseudolikelihood or with robust SEs (Stata)
         extras["lr_test"] = test
     return _result(obj, out, cov, warnings, extras, t0)
 
@@ -245,6 +251,29 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
                  first.adaptation.with_rules(plan.rules), first.information)
     out.iterations += first.iterations
     return out
+
+
+def vce(obj: QuadratureObjective, out: Outcome, info: np.ndarray | None, cov: np.ndarray | None,
+        extras: dict) -> np.ndarray | None:
+    """The covariance the SEs use for a weighted or robust fit (estimate/robust.py); `cov` otherwise.
+
+    Records extras['vce'] (robust: the clusters) and extras['fixed_vcov_model'] (the model-based
+    covariance of the fixed part, which Stata's xtmixed used for its Wald test).
+    """
+    wt = obj.model.weighting
+    if wt is None or info is None or cov is None:
+        return cov
+    try:
+        inverse = np.linalg.inv(bread(obj.model, info))
+    except np.linalg.LinAlgError:
+        return cov
+    J = obj.model.partable.jacobian(out.free)[obj.model.beta_rows]
+    extras["fixed_vcov_model"] = J @ inverse @ J.T
+    if wt.vce != "robust":
+        return inverse
+    robust, n_clusters = robust_covariance(obj, out.free, out.adaptation, inverse)
+    extras["vce"] = {"type": "robust", "cluster": wt.cluster_name, "n_clusters": n_clusters}
+    return robust
 
 
 def _boundary(model: CompiledModel, free: np.ndarray, cov: np.ndarray | None, warnings: list[str]) -> None:

@@ -77,7 +77,9 @@ class Hierarchy:
     row_start: np.ndarray
     """Rows are sorted by lowest-level unit: unit c owns rows row_start[c]:row_start[c+1]."""
     child_sum: tuple[sp.csr_matrix | None, ...]
-    """child_sum[k] (n_k x n_{k-1}) sums level k-1 units into level k units (None for k = 0)."""
+    """child_sum[k] (n_k x n_{k-1}) sums level k-1 units into level k units (None for k = 0), times their weights."""
+    unit_weight: tuple[np.ndarray, ...] | None = None
+    """Sampling weight of every unit per level, or None (likelihood/weights.py: the log pseudolikelihood)."""
 
     @property
     def depth(self) -> int:
@@ -86,6 +88,14 @@ class Hierarchy:
     @property
     def n_units(self) -> tuple[int, ...]:
         return tuple(self.row_sum.shape[0] if k == 0 else self.child_sum[k].shape[0] for k in range(self.depth))
+
+    def row_scale(self) -> np.ndarray:
+        """Per row, the product of the weights of all its units, top included (ones when unweighted): the
+        factor on its score in the log pseudolikelihood (likelihood/weights.py)."""
+        scale = np.ones(self.n_rows)
+        for k, w in enumerate(self.unit_weight or ()):
+            scale *= w[self.unit_of_row[k]]
+        return scale
 
     def offset(self, k: int) -> int:
         """First column of level k in the chain (u_0, ..., u_{K-1})."""
@@ -100,27 +110,30 @@ def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     return out + np.squeeze(top, axis=axis)
 
 
-def indicator(codes: np.ndarray, n_units: int) -> sp.csr_matrix:
-    """Sparse (n_units x len(codes)) matrix summing items into their units."""
+def indicator(codes: np.ndarray, n_units: int, weight: np.ndarray | None = None) -> sp.csr_matrix:
+    """Sparse (n_units x len(codes)) matrix summing items (times `weight`) into their units."""
     n = len(codes)
-    return sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_units, n))
+    return sp.csr_matrix((np.ones(n) if weight is None else weight, (codes, np.arange(n))), shape=(n_units, n))
 
 
-def make_hierarchy(unit_of_row: list[np.ndarray], n_units: list[int], dims: list[int]) -> Hierarchy:
+def make_hierarchy(unit_of_row: list[np.ndarray], n_units: list[int], dims: list[int],
+                   unit_weight: list[np.ndarray] | None = None) -> Hierarchy:
     """Build the index structure from each row's unit codes per level (nesting assumed checked)."""
     parents = []
     for k in range(len(dims) - 1):
         par = np.zeros(n_units[k], dtype=np.intp)
         par[unit_of_row[k]] = unit_of_row[k + 1]
         parents.append(par)
-    child = [None] + [indicator(parents[k - 1], n_units[k]) for k in range(1, len(dims))]
+    weights = (None,) * len(dims) if unit_weight is None else unit_weight
+    child = [None] + [indicator(parents[k - 1], n_units[k], weights[k - 1]) for k in range(1, len(dims))]
     lowest = np.asarray(unit_of_row[0], dtype=np.intp)
     counts = np.bincount(lowest, minlength=n_units[0])
     if np.any(np.diff(lowest) < 0) or np.any(counts == 0):
         raise ValueError("rows must be sorted by lowest-level unit and every unit must have rows")
     row_start = np.concatenate([[0], np.cumsum(counts)])
     return Hierarchy(len(lowest), tuple(dims), tuple(np.asarray(u, dtype=np.intp) for u in unit_of_row),
-                     tuple(parents), indicator(lowest, n_units[0]), row_start, tuple(child))
+                     tuple(parents), indicator(lowest, n_units[0]), row_start, tuple(child),
+                     None if unit_weight is None else tuple(unit_weight))
 
 
 @dataclass(frozen=True)
@@ -311,7 +324,7 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
         a = (lw[k] + h.child_sum[k] @ log_prev).reshape(h.n_units[k], ad.rules[k].size, -1)
         log_prev = logsumexp(a, axis=1)
         post_up[k] = np.exp(a - log_prev[:, None, :])
-    top = log_prev[:, 0]
+    top = log_prev[:, 0] if h.unit_weight is None else log_prev[:, 0] * h.unit_weight[-1]
     out = Evaluation(loglik=float(top.sum()), top=top)
     if not (gradient or moments):
         return out
@@ -328,6 +341,10 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
             parts.append(np.einsum("is,isd->id", wrow * es_c, U[1][h.unit_of_row[1]]))
         out.esu = np.concatenate(parts, axis=1)
         out.family = [np.einsum("is,is...->i...", wrow, f) for f in (fam_c or [])]
+        if h.unit_weight is not None:
+            scale = h.row_scale()
+            out.es, out.esu = out.es * scale, out.esu * scale[:, None]
+            out.family = [f * scale.reshape((-1,) + (1,) * (f.ndim - 1)) for f in out.family]
     if moments:
         out.moments = _moments(h, U, weight_ge, above0, mom_c)
     return out

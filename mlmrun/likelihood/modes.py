@@ -27,6 +27,7 @@ import numpy as np
 
 from mlmrun.likelihood.adaptive import Adaptation, Hierarchy, Predictor, RowFamily, chain_modes, evaluate, indicator
 from mlmrun.likelihood.quadrature import Rule
+from mlmrun.likelihood.weights import below_top
 
 MIN_EIGEN = 1e-6
 """Smallest eigenvalue allowed in a precision block (non-log-concave families may give indefinite curvature)."""
@@ -142,9 +143,10 @@ def _top_of(h: Hierarchy) -> list[np.ndarray]:
 def _objective(h: Hierarchy, tops: list, ll: np.ndarray, u: list[np.ndarray]) -> np.ndarray:
     """h(u) per top-level unit (up to constants)."""
     n_top = h.n_units[-1]
-    val = np.bincount(tops[-1], weights=ll, minlength=n_top)
+    units, rows = below_top(h)
+    val = np.bincount(tops[-1], weights=ll * rows, minlength=n_top)
     for k in range(h.depth):
-        val -= 0.5 * np.bincount(tops[k], weights=np.sum(u[k] ** 2, axis=1), minlength=n_top)
+        val -= 0.5 * np.bincount(tops[k], weights=units[k] * np.sum(u[k] ** 2, axis=1), minlength=n_top)
     return val
 
 

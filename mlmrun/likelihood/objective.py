@@ -27,6 +27,7 @@ from mlmrun.likelihood.kernels import kernel_for
 from mlmrun.likelihood.modes import adapt, adapt_to_means
 from mlmrun.likelihood.plan import IntegrationPlan
 from mlmrun.likelihood.rows import RowSet, row_set
+from mlmrun.likelihood.weights import WeightedFamilies
 
 
 class EquationFamilies:
@@ -129,6 +130,8 @@ class Layout:
     hierarchy: Hierarchy | None
     choice: dict[int, ChoiceSets] = field(default_factory=dict)
     """Per choice equation: its sets in row order (parameter-free, built once)."""
+    row_weight: np.ndarray | None = None
+    """Weight of every row in quadrature order (likelihood/weights.py), None when unweighted."""
 
 
 def layout(model: CompiledModel, merge: bool = True) -> Layout:
@@ -138,12 +141,17 @@ def layout(model: CompiledModel, merge: bool = True) -> Layout:
     rows = row_set(model, levels, merge)
     choice = {e: choice_sets(eq.choice, rows, rows.eq_rows[e]) for e, eq in enumerate(model.equations)
               if eq.choice is not None}
+    wt = model.weighting
+    row_w = None if wt is None or wt.row is None else wt.row[rows.original]
     if not levels:
-        return Layout((), order, rows, None, choice)
+        return Layout((), order, rows, None, choice, row_w)
     codes = [rows.codes[lvl] for lvl in levels]
     n_units = [model.levels[lvl].n_units for lvl in levels]
     dims = [len(model.latent_at(lvl)) for lvl in levels]
-    return Layout(levels, order, rows, make_hierarchy(codes, n_units, dims), choice)
+    unit_w = None
+    if wt is not None and wt.unit:
+        unit_w = [wt.unit.get(lvl, np.ones(n)) for lvl, n in zip(levels, n_units, strict=True)]
+    return Layout(levels, order, rows, make_hierarchy(codes, n_units, dims, unit_w), choice, row_w)
 
 
 @dataclass
@@ -160,7 +168,7 @@ class Pieces:
     WG: np.ndarray
     """(n, M): Gamma w_i."""
     pred: Predictor
-    fam: EquationFamilies
+    fam: EquationFamilies | WeightedFamilies
 
 
 def pieces(model: CompiledModel, lay: Layout, free: np.ndarray) -> Pieces:
@@ -182,7 +190,10 @@ def pieces(model: CompiledModel, lay: Layout, free: np.ndarray) -> Pieces:
     ZT = Z @ T
     fixed = rows.X @ mm.beta + rows.offset + np.einsum("im,im->i", ZT, WG)
     A = (ZT @ Lfull)[:, lay.order]
-    return Pieces(free, values, mm, Z, T, Lfull, WG, Predictor(fixed, A), EquationFamilies(model, rows, mm, lay.choice))
+    fam = EquationFamilies(model, rows, mm, lay.choice)
+    if lay.row_weight is not None:
+        fam = WeightedFamilies(fam, lay.row_weight)
+    return Pieces(free, values, mm, Z, T, Lfull, WG, Predictor(fixed, A), fam)
 
 
 def free_gradient(model: CompiledModel, lay: Layout, pc: Pieces, es: np.ndarray, esu_chain: np.ndarray,
@@ -286,6 +297,8 @@ class QuadratureObjective:
         self.n_evaluations += 1
         nu = pc.pred.fixed
         ll, d1, _ = pc.fam.derivs(nu, 1)
-        fam_exp = pc.fam.param_expect(nu[:, None], np.ones((len(nu), 1)))
+        scale = np.ones(len(nu)) if self.lay.hierarchy is None else self.lay.hierarchy.row_scale()
+        ll, d1 = ll * scale, d1 * scale
+        fam_exp = pc.fam.param_expect(nu[:, None], scale[:, None])
         esu = np.zeros((self.lay.rows.n, len(self.lay.order)))
         return float(ll.sum()), free_gradient(self.model, self.lay, pc, d1, esu, fam_exp)

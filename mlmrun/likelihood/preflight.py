@@ -17,7 +17,7 @@ from mlmrun.likelihood.plan import IntegrationPlan, check_memory, integration_pl
 
 def uses_exact_likelihood(model: CompiledModel) -> bool:
     """True when estimate() fits by the exact Gaussian likelihood (no quadrature)."""
-    return model.is_linear_gaussian and model.spec.estimation.exact
+    return model.is_linear_gaussian and model.spec.estimation.exact and model.weighting is None
 
 
 def preflight(model: CompiledModel) -> IntegrationPlan | None:

@@ -53,8 +53,9 @@ class RowSet:
 
 
 def mergeable(model: CompiledModel) -> bool:
-    """True when every equation's log density is linear in (y, trials): binomial (any link) or Poisson."""
-    return all(eq.family.name in ("binomial", "poisson") for eq in model.equations)
+    """True when every equation's log density is linear in (y, trials): binomial (any link) or Poisson,
+    and rows carry no weights or robust-SE clusters (merged rows would mix them)."""
+    return model.weighting is None and all(eq.family.name in ("binomial", "poisson") for eq in model.equations)
 
 
 def row_set(model: CompiledModel, levels: tuple[int, ...], merge: bool = True) -> RowSet:

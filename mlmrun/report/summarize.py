@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlmrun.pipeline import Prepared
-from mlmrun.report import tables
+from mlmrun.report import tables, vce
 from mlmrun.report.format import Table, fixed
 from mlmrun.results import FitResult, jsonable, level_summaries, lr_test, parameter_rows
+from mlmrun.spec.model import Spec
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def _header(fit: FitResult, prepared: Prepared) -> list[tuple[str, str]]:
         ("Method", "REML (restricted maximum likelihood)" if fit.method == "REML" else "ML (maximum likelihood)"),
         ("Integration", _integration_text(fit)),
     ]
+    header += vce.header_lines(fit, spec)
     if spec.data.provenance:
         header.append(("Data provenance", spec.data.provenance))
     return header
@@ -124,8 +126,8 @@ def _lr_test(fit: FitResult) -> tuple[list[str], list[str]]:
     return [line], [lr["note"]] if lr["note"] else []
 
 
-def _fit_statistics(fit: FitResult) -> Section:
-    label = "Log restricted-likelihood" if fit.method == "REML" else "Log likelihood"
+def _fit_statistics(fit: FitResult, spec: Spec) -> Section:
+    label = vce.loglik_label(fit, spec)
     table = Table(["Statistic", "Value"], [
         [label, fixed(fit.loglik, 4)],
         ["Free parameters", str(fit.n_params)],
@@ -160,7 +162,8 @@ def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = 
     """Build the report model of a fit; every number is formatted here, none in templates."""
     rows = {r.name: r for r in parameter_rows(fit)}
     model, spec = fit.model, prepared.spec
-    sections = [_groups(fit), Section("Fixed effects", [tables.fixed_effects(rows, model)])]
+    note = vce.cluster_note(fit)
+    sections = [_groups(fit), Section("Fixed effects", [tables.fixed_effects(rows, model)], notes=[note] if note else [])]
     random = tables.random_effects(rows, model)
     if random:
         sections.append(Section("Random-effects parameters", random,
@@ -170,10 +173,13 @@ def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = 
     other = tables.other_parameters(rows)
     if other is not None:
         sections.append(Section("Other parameters", [other]))
-    sections.append(_fit_statistics(fit))
+    sections.append(_fit_statistics(fit, spec))
     if "point_check" in fit.extras:
         sections.append(Section("Quadrature check", [tables.point_check(jsonable(fit.extras["point_check"]))]))
     sections.append(_estimation(fit, total_seconds))
+    for section in sections:
+        if section is not None:
+            vce.label_robust(section.tables, fit)
     gaussian = model.is_linear_gaussian and not any(lat.origin == "latent" for lat in model.latent)
     subtitle = (f"Mixed-effects {fit.method} regression" if gaussian
                 else f"Generalized linear latent and mixed model ({fit.method})")

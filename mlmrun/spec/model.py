@@ -81,6 +81,8 @@ class Level(SpecNode):
     """True for a factor crossed with the hierarchy (lme4's (1|week), Stata's _all: R.week)."""
     within_parent: bool = False
     """True when ids restart within each unit of the level above (ids are then combined with the parent's)."""
+    pweight: str | None = None
+    """Sampling weight of this level's units (inverse selection probability given the unit above): a column constant within each unit (gllamm's pweight(), Stata's `|| id:, pweight()`)."""
 
 
 class ChoiceSpec(SpecNode):
@@ -196,6 +198,24 @@ class CovarianceSpec(SpecNode):
     """Fixed elements: 'cov(a,b)' or 'var(a)' -> value."""
 
 
+class Weights(SpecNode):
+    """Row weights: frequency weights and level-1 sampling weights (level weights go on `levels[k].pweight`)."""
+
+    fweight: str | None = None
+    """Frequency weights: a column of non-negative integers, each row counting as that many identical rows."""
+    pweight: str | None = None
+    """Sampling weights of the rows (inverse selection probability given the unit above; Stata's [pw=])."""
+    pwscale: Literal["size", "effective", "gk"] | None = None
+    """Two-level models: rescale the row pweights within each unit to sum to its size (`size`), to its effective size (`effective`), or move them to the level above (`gk`, Graubard & Korn); Stata's pwscale()."""
+
+
+class VceCluster(SpecNode):
+    """Robust standard errors clustered on a level (or a column) at or above the top level."""
+
+    cluster: str
+    """A level name or a data column whose units contain whole top-level units."""
+
+
 class Integration(SpecNode):
     """Numerical integration over the latent variables (non-Gaussian models)."""
 
@@ -228,6 +248,8 @@ class Estimation(SpecNode):
     """Use the exact Gaussian likelihood when every response is gaussian/identity (false: force quadrature)."""
     memory_budget_gib: float = Field(default=4.0, gt=0, allow_inf_nan=False)
     """Largest memory (GiB) the quadrature may need; `mlmrun validate` refuses integration settings whose estimated peak exceeds it."""
+    vce: Union[Literal["oim", "robust"], VceCluster, None] = None
+    """Standard errors: `oim` (observed information), `robust` (sandwich, clustered at the top level) or `{cluster: VAR}`; default robust with sampling weights, else oim."""
 
 
 class Constraints(SpecNode):
@@ -271,6 +293,8 @@ class Spec(SpecNode):
     """Latent variables with loadings."""
     structural: Structural = Field(default_factory=Structural)
     """Structural model among latent variables."""
+    weights: Weights | None = None
+    """Frequency and sampling weights (the fit maximises the log pseudolikelihood with sampling weights)."""
     covariance: dict[str, Union[Literal["independent", "unstructured"], CovarianceSpec]] = Field(
         default_factory=dict
     )

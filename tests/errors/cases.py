@@ -91,6 +91,20 @@ random:
   - {level: pig, terms: [1, week]}
 """
 
+def _pig_weights_csv() -> str:
+    """pig.csv plus weight columns: pos (varies within pigs), one, neg (one negative), miss (one missing), zero, pen."""
+    lines = (SPECS / "data" / "pig.csv").read_text().splitlines()
+    out = [lines[0] + ",pos,one,neg,miss,zero,pen"]
+    for i, line in enumerate(lines[1:]):
+        pig = int(line.split(",")[0])
+        out.append(f"{line},{1 + i % 3 * 0.5},1,{-1 if i == 3 else 1},{'' if i == 5 else 2},{0 if i == 0 else 1},{pig // 4}")
+    return "\n".join(out) + "\n"
+
+
+PIG_W = edit(PIG, "data/pig.csv", "data/pigw.csv") + "weights: {pweight: pos}\n"
+DATA_FILES["data/pigw.csv"] = _pig_weights_csv()
+WEIGHTS = "compile/weights.py"
+
 PIG_UN = edit(PIG, "terms: [1, week]}", "terms: [1, week], covariance: unstructured}")
 
 TWO_EQ = edit(PIG, "  - {name: weight, family: gaussian}\n",
@@ -616,6 +630,46 @@ CASES: list[Case] = [
          at=("responses", 0, "choice", "set"), hint="a set must lie within one unit"),
     Case("choice_fixed_constant_within_sets", ((CHOICE, "do not vary within any choice set"),),
          edit(MULTINOMIAL, '"choice ~ 0"', '"choice ~ x"'), at=("fixed",), hint="move chooser covariates"),
+    # --- compile/weights.py: weights and vce (issue 12) --------------------------------------------------------
+    Case("weight_expression", ((WEIGHTS, "is not a weight: write a column name"),),
+         edit(PIG_W, "pweight: pos}", "pweight: \"pos + 1\"}"), at=("weights", "pweight"), hint="joined by * or /"),
+    Case("weight_column_missing", ((WEIGHTS, "is not in the data; "),), edit(PIG_W, "pweight: pos}", "pweight: poz}"),
+         at=("weights", "pweight"), column="poz", hint="did you mean 'pos'?"),
+    Case("weight_divides_by_zero", ((WEIGHTS, "divides by zero in"),), edit(PIG_W, "pweight: pos}", "pweight: pos / zero}"),
+         at=("weights", "pweight"), hint="weights must be finite"),
+    Case("weight_missing", ((WEIGHTS, "weights cannot be missing"),), edit(PIG_W, "pweight: pos}", "pweight: miss}"),
+         at=("weights", "pweight"), column="miss", hint="fill them in"),
+    Case("weight_negative", ((WEIGHTS, "weights must be zero or positive"),), edit(PIG_W, "pweight: pos}", "pweight: neg}"),
+         at=("weights", "pweight"), column="neg", hint="zero or positive"),
+    Case("fweight_not_integer", ((WEIGHTS, "must be whole numbers"),), edit(PIG_W, "pweight: pos}", "fweight: pos}"),
+         at=("weights", "fweight"), column="pos", hint="use `pweight:`"),
+    Case("level_pweight_varies", ((WEIGHTS, "varies within unit"),),
+         edit(PIG_W, "{name: pig, id: id}", "{name: pig, id: id, pweight: pos}"), at=("levels", 0, "pweight"),
+         column="pos", hint="constant within each of its units"),
+    Case("level_pweight_crossed", ((WEIGHTS, "sampling weights need nested levels"),),
+         edit(PIG_W, "{name: pig, id: id}", "{name: pig, id: id}\n  - {name: wk, id: week, crossed: true, pweight: one}"),
+         at=("levels", 1, "pweight"), hint="drop `pweight` or `crossed: true`"),
+    Case("weights_crossed_random", ((WEIGHTS, "is crossed and carries random effects; weighted fits"),),
+         edit(PIG_W, "{name: pig, id: id}", "{name: pig, id: id}\n  - {name: wk, id: week, crossed: true}",
+              "terms: [1, week]}", "terms: [1, week]}\n  - {level: wk, terms: [1]}"),
+         at=("levels", 1, "crossed"), hint="make the design nested"),
+    Case("weights_reml", ((WEIGHTS, "REML is not available with"),), PIG_W + "estimation: {method: REML}\n",
+         at=("estimation", "method"), hint="write `method: ML`"),
+    Case("pwscale_three_levels", ((WEIGHTS, "pwscale is defined for two-level models"),),
+         edit(PIG_W, "{name: pig, id: id}", "{name: pig, id: id}\n  - {name: pen, id: pen}", "pweight: pos}",
+              "pweight: pos, pwscale: size}"), at=("weights", "pwscale"), hint="drop `pwscale`"),
+    Case("pwscale_without_pweight", ((WEIGHTS, "pwscale rescales the row sampling weights"),),
+         edit(PIG_W, "pweight: pos}", "fweight: one, pwscale: size}"), at=("weights", "pwscale"),
+         hint="give them as `weights.pweight`"),
+    Case("vce_cluster_unknown", ((WEIGHTS, "is neither a level nor a data column"),),
+         PIG_W + "estimation: {vce: {cluster: pens}}\n", at=("estimation", "vce", "cluster"), hint="did you mean"),
+    Case("vce_cluster_crossed", ((WEIGHTS, "is crossed; cluster on the top nested level"),),
+         edit(PIG_W, "{name: pig, id: id}", "{name: pig, id: id}\n  - {name: wk, id: week, crossed: true}")
+         + "estimation: {vce: {cluster: wk}}\n", at=("estimation", "vce", "cluster"), hint="cluster on the top nested level"),
+    Case("vce_cluster_missing", ((WEIGHTS, "every row needs a cluster"),), PIG_W + "estimation: {vce: {cluster: miss}}\n",
+         at=("estimation", "vce", "cluster"), column="miss", hint="every row needs a cluster"),
+    Case("vce_cluster_below_top", ((WEIGHTS, "splits unit"),), PIG_W + "estimation: {vce: {cluster: week}}\n",
+         at=("estimation", "vce", "cluster"), hint="or on a level above it"),
 ]
 
 EXEMPT: dict[tuple[str, str], str] = {

@@ -98,6 +98,8 @@ def file_loglik(file: str, model: str) -> float | None:
         return doc["models"][model.split(":", 1)[1]]["loglik"]
     if isinstance(doc.get("results"), dict) and "loglik" in doc["results"]:
         return doc["results"]["loglik"]
+    if isinstance(doc.get("results"), dict) and "log_pseudolikelihood" in doc["results"]:
+        return doc["results"]["log_pseudolikelihood"]
     return doc.get("loglik")
 
 
