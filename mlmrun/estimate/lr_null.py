@@ -44,7 +44,7 @@ def null_rows(model: CompiledModel) -> np.ndarray:
     path = mean_path(model)
     for _, _, row in model.Gamma_entries:
         keep[row] = True
-    for m, k, row in model.B_entries:
+    for _, k, row in model.B_entries:
         if k in path:
             keep[row] = True
     for m in path:
