@@ -13,7 +13,17 @@ Progress = Callable[[int, float], None]
 
 
 def estimate(model: CompiledModel, progress: Progress | None = None) -> FitResult:
-    """Fit a compiled model by the method its spec asks for."""
+    """Fit a compiled model by the method its spec asks for; random-intercept models get their ICCs (extras['icc'])."""
+    from mlmrun.estimate.icc import icc_table
+
+    fit = _fit(model, progress)
+    table = icc_table(fit)
+    if table:
+        fit.extras["icc"] = table
+    return fit
+
+
+def _fit(model: CompiledModel, progress: Progress | None) -> FitResult:
     spec = model.spec
     if model.is_linear_gaussian and spec.estimation.exact:
         from mlmrun.estimate.gaussian_fit import fit_gaussian
