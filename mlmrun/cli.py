@@ -195,9 +195,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.bootstrap is not None and args.bootstrap < 1:
         raise OutputError(f"--bootstrap: {args.bootstrap} replicates; give a positive number such as 200")
     if args.json is not None:
-        prepare_json = Path(args.json).parent
-        if not prepare_json.is_dir():
-            raise OutputError(f"--json: folder {display_path(prepare_json)} does not exist; create it or choose another")
+        folder = Path(args.json).parent
+        if not folder.is_dir():
+            raise OutputError(f"--json: folder {display_path(folder)} does not exist; create it or choose another")
     models = [load_candidate(relative_path(m), args.allow_outside_data) for m in args.models]
     doc = compare(models)
     if args.bootstrap:
@@ -208,6 +208,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             write_atomic(Path(args.json).parent, {Path(args.json).name: results_json(doc)})
         except OSError as exc:
             raise OutputError(f"--json: cannot write {display_path(args.json)} ({exc.strerror or exc})") from None
+    if not all(m["converged"] in (True, None) for m in doc["models"]):
+        _err("mlmrun: a compared model did not converge (flagged in the table); its tests are unreliable (exit 1)")
+        return EXIT_NOT_CONVERGED
     return EXIT_OK
 
 

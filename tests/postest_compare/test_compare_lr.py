@@ -147,3 +147,24 @@ def test_cli_refusals_exit_2_with_the_reason(tmp_path: Path, capsys: pytest.Capt
     assert "not a results.json" in capsys.readouterr().err
     assert cli.main(["compare", PIG_RI]) == 2
     assert "at least two models" in capsys.readouterr().err
+
+
+def test_a_non_converged_model_is_flagged_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = []
+    for spec in (PIG_RI, PIG_RS_IND):
+        out = tmp_path / Path(spec).stem
+        assert cli.main(["fit", spec, "--out", str(out), "--quiet"]) == 0
+        files.append(out / "results.json")
+    doc = json.loads(files[1].read_text())
+    doc["converged"] = False
+    files[1].write_text(json.dumps(doc))
+    assert cli.main(["compare", *map(str, files)]) == 1
+    captured = capsys.readouterr()
+    assert "(NOT converged)" in captured.out and "did not converge" in captured.err
+
+
+def test_bad_options_exit_2_before_fitting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["compare", PIG_RI, PIG_RS_IND, "--json", str(tmp_path / "no" / "c.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["compare", PIG_RI, PIG_RS_IND, "--bootstrap", "0"]) == 2
+    assert "--bootstrap" in capsys.readouterr().err

@@ -46,6 +46,7 @@ def ols_loglik(folder) -> float:
 @pytest.mark.parametrize("estimation", [
     "{method: ML}",
     "{method: ML, exact: false, integration: {method: adaptive, points: 8}}",
+    "{method: ML, exact: false, integration: {method: laplace}}",
 ])
 def test_means_as_outcomes_lr_test_is_chibar2_against_regression_on_meanses(spec_dir, estimation: str) -> None:
     spec = write_spec(spec_dir, MOO.format(estimation=estimation))
