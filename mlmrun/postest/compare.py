@@ -208,23 +208,25 @@ def render_text(doc: dict[str, Any]) -> str:
         for key in ("note", "warning"):
             if t.get(key):
                 lines.append(f"  {t[key]}")
-    lines += ["", f"{'parameter':<{width}}  " + "  ".join(f"{r['model'][-14:]:>14}" for r in rows)]
+    heads = [str(r["name"] or Path(r["model"]).stem) for r in rows]
+    cols = [max(14, len(h)) for h in heads]
+    lines += ["", f"{'parameter':<{width}}  " + "  ".join(f"{h:>{c}}" for h, c in zip(heads, cols, strict=True))]
     for name, values in doc["parameters"].items():
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{_num(v, '14.6g')}" for v in values))
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{_num(v, f'{c}.6g')}" for v, c in zip(values, cols, strict=True)))
     return "\n".join(lines) + "\n"
 
 
 def load_candidate(path: str | Path, allow_outside_data: bool = False) -> Candidate:
     """A results.json file as it is, or a spec fitted here and rendered into the same document."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return Candidate(str(path), read_results(path))
     import time
 
     from mlmrun.estimate import estimate
     from mlmrun.pipeline import prepare
     from mlmrun.results import results_dict
 
-    path = Path(path)
-    if path.suffix.lower() == ".json":
-        return Candidate(str(path), read_results(path))
     start = time.perf_counter()
     prepared = prepare(path, allow_outside_data)
     fit = estimate(prepared.model)
