@@ -24,13 +24,16 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scipy.special import chdtrc
 
 from mlmrun.errors import MlmrunError
 from mlmrun.estimate.inference import LR_ZERO
 from mlmrun.results import FitResult
+
+if TYPE_CHECKING:
+    from mlmrun.pipeline import Prepared
 
 CONSERVATIVE_NOTE = ("Note: The reported degrees of freedom assumes the null hypothesis is not on the boundary of the "
                      "parameter space. If this is not true, then the reported test is conservative.")
@@ -216,6 +219,13 @@ def render_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def from_fit(label: str, fit: FitResult, prepared: Prepared, seconds: float = 0.0) -> Candidate:
+    """A fit made in this process as a Candidate (what a Python API's `Fit.compare(other)` needs)."""
+    from mlmrun.results import results_dict
+
+    return Candidate(label, results_dict(fit, prepared.path, prepared, seconds), fit)
+
+
 def load_candidate(path: str | Path, allow_outside_data: bool = False) -> Candidate:
     """A results.json file as it is, or a spec fitted here and rendered into the same document."""
     path = Path(path)
@@ -225,10 +235,8 @@ def load_candidate(path: str | Path, allow_outside_data: bool = False) -> Candid
 
     from mlmrun.estimate import estimate
     from mlmrun.pipeline import prepare
-    from mlmrun.results import results_dict
 
     start = time.perf_counter()
     prepared = prepare(path, allow_outside_data)
     fit = estimate(prepared.model)
-    doc = results_dict(fit, path, prepared, time.perf_counter() - start)
-    return Candidate(str(path), doc, fit)
+    return from_fit(str(path), fit, prepared, time.perf_counter() - start)
