@@ -1,4 +1,4 @@
-"""Command line: `mlmrun fit | validate | schema`; the only place errors become exit codes.
+"""Command line: `mlmrun fit | validate | schema | compare | simulate`; the only place errors become exit codes.
 
 Exit codes: 0 fitted and converged (or valid); 1 fitted but not converged
 (results still written, flagged); 2 invalid spec or data, or an output folder that

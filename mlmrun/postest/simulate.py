@@ -101,6 +101,8 @@ def simulate_replicates(model: CompiledModel, values: np.ndarray, seed: int, rep
 def simulated_frame(model: CompiledModel, draws: list[np.ndarray]) -> pd.DataFrame:
     """Long table of draws: replicate (1-based), obs (1-based row of the model's rows), level ids, response.
 
+    With several equations, `equation` is the 1-based position in `responses:`.
+
     Ordinal responses are written as their category labels; binomial ones as success counts.
     """
     n = model.n
@@ -110,8 +112,7 @@ def simulated_frame(model: CompiledModel, draws: list[np.ndarray]) -> pd.DataFra
         frame[lv.name] = np.tile(lv.labels[lv.codes], len(draws))
     names = {eq.name for eq in model.equations}
     if len(model.equations) > 1:
-        frame["equation"] = np.tile(np.array([model.equations[e].name for e in model.eq_of_row], dtype=object),
-                                    len(draws))
+        frame["equation"] = np.tile(model.eq_of_row + 1, len(draws))  # position in `responses:` (names may repeat)
     column = names.pop() if len(names) == 1 else "response"
     values = np.concatenate(draws) if draws else np.zeros(0)
     if any(eq.categories for eq in model.equations):

@@ -84,3 +84,17 @@ def test_bootstrap_needs_specs_and_the_same_response(tmp_path: Path, pig_pair,
     with pytest.raises(ComparisonError, match="same response rows"):
         make_task(small, other, 1)
     assert np.isfinite(large.loglik)
+
+
+def test_simulated_frame_of_mixed_responses_names_the_equation() -> None:
+    from mlmrun.postest.simulate import simulate_replicates, simulated_frame
+
+    model = prepare(SPECS / "diet.yaml").model
+    values = model.partable.start_values
+    frame = simulated_frame(model, simulate_replicates(model, values, 1, 2))
+    assert list(frame.columns) == ["replicate", "obs", "id", "equation", "y"]
+    data = pd.read_csv(SPECS / "data" / "diet.csv")
+    binary = frame["equation"].to_numpy() == 2
+    assert binary.sum() == 2 * (data["item"] == "chd").sum()
+    assert set(frame.loc[binary, "y"]) <= {0.0, 1.0}
+    assert frame.loc[~binary, "y"].nunique() > 100
