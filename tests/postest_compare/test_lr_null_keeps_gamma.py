@@ -63,3 +63,41 @@ def test_means_as_outcomes_lr_test_is_chibar2_against_regression_on_meanses(spec
     assert lr["loglik_null"] == pytest.approx(null, abs=1e-6)
     assert lr["chi2"] == pytest.approx(expected, abs=1e-3)
     assert lr["p"] == pytest.approx(0.5 * stats.chi2.sf(expected, 1), rel=1e-3)
+
+
+FACTOR = """
+name: fiber_factor
+data: {{path: data/diet.csv, filter: [{{column: item, op: "!=", value: chd}}]}}
+levels: [{{name: id, id: id}}]
+responses: [{{name: y, family: gaussian}}]
+fixed: "y ~ 0 + C(item)"
+latent: [{{name: fiber, level: id, loadings: {{by: item, fix: {{fiber1: 1}}}}}}]
+structural: {{Gamma: {{fiber: {{age: free}}}}}}
+estimation: {estimation}
+"""
+
+
+def item_slopes_ols_loglik(folder) -> float:
+    """Null of the factor model: item means plus lambda_item * gamma * age, i.e. one free age slope per item."""
+    with (folder / "data" / "diet.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["item"] != "chd"]
+    one = np.array([r["item"] == "fiber1" for r in rows], dtype=float)
+    age = np.array([float(r["age"]) for r in rows])
+    X = np.column_stack([one, 1 - one, one * age, (1 - one) * age])
+    y = np.array([float(r["y"]) for r in rows])
+    rss = float(np.sum((y - X @ np.linalg.lstsq(X, y, rcond=None)[0]) ** 2))
+    n = len(y)
+    return -0.5 * n * (1.0 + np.log(2.0 * np.pi * rss / n))
+
+
+@pytest.mark.parametrize("estimation", [
+    "{method: ML}",
+    "{method: ML, exact: false, integration: {method: adaptive, points: 8}}",
+])
+def test_free_loading_on_the_gamma_path_stays_in_the_null_model(spec_dir, estimation: str) -> None:
+    spec = write_spec(spec_dir, FACTOR.format(estimation=estimation))
+    out = spec_dir / "out"
+    assert cli.main(["fit", str(spec), "--out", str(out), "--quiet"]) == 0
+    lr = json.loads((out / "results.json").read_text())["lr_test"]
+    assert lr["loglik_null"] == pytest.approx(item_slopes_ols_loglik(spec_dir), abs=1e-5)
+    assert lr["df"] == 1 and lr["kind"] == "chibar2"  # only sd(fiber)@id is tested
