@@ -208,10 +208,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             write_atomic(Path(args.json).parent, {Path(args.json).name: results_json(doc)})
         except OSError as exc:
             raise OutputError(f"--json: cannot write {display_path(args.json)} ({exc.strerror or exc})") from None
-    if not all(m["converged"] in (True, None) for m in doc["models"]):
+    converged = all(m["converged"] in (True, None) for m in doc["models"])
+    if not converged:
         _err("mlmrun: a compared model did not converge (flagged in the table); its tests are unreliable (exit 1)")
-        return EXIT_NOT_CONVERGED
-    return EXIT_OK
+    return EXIT_OK if converged else EXIT_NOT_CONVERGED
 
 
 def _bootstrap_tests(doc: dict, models: list, replicates: int, seed: int) -> None:
