@@ -176,8 +176,12 @@ def compare(models: list[Candidate]) -> dict[str, Any]:
     estimates = {n: [next((p["estimate"] for p in m.doc["parameters"] if p["name"] == n), None) for m in models]
                  for n in names}
     first = models[0].doc["data"]
+    notes = []
+    if len({json.dumps(m.doc.get("integration"), sort_keys=True) for m in models}) > 1:
+        notes.append("The models were integrated differently (method or points): their log likelihoods carry "
+                     "different approximation errors (see each fit's point check).")
     return {"data": {"sha256": first.get("sha256"), "n_used": first.get("n_used")}, "models": rows,
-            "lr_tests": tests, "parameters": estimates}
+            "lr_tests": tests, "parameters": estimates, "notes": notes}
 
 
 def _num(x: Any, fmt: str) -> str:
@@ -213,6 +217,7 @@ def render_text(doc: dict[str, Any]) -> str:
                 lines.append(f"  {t[key]}")
     heads = [str(r["name"] or Path(r["model"]).stem) for r in rows]
     cols = [max(14, len(h)) for h in heads]
+    lines += [f"Note: {n}" for n in doc.get("notes", [])]
     lines += ["", f"{'parameter':<{width}}  " + "  ".join(f"{h:>{c}}" for h, c in zip(heads, cols, strict=True))]
     for name, values in doc["parameters"].items():
         lines.append(f"{name:<{width}}  " + "  ".join(f"{_num(v, f'{c}.6g')}" for v, c in zip(values, cols, strict=True)))

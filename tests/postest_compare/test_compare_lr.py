@@ -168,3 +168,11 @@ def test_bad_options_exit_2_before_fitting(tmp_path: Path, capsys: pytest.Captur
     assert "does not exist" in capsys.readouterr().err
     assert cli.main(["compare", PIG_RI, PIG_RS_IND, "--bootstrap", "0"]) == 2
     assert "--bootstrap" in capsys.readouterr().err
+
+
+def test_different_integration_is_noted(tmp_path: Path) -> None:
+    doc = run_compare(tmp_path, PIG_RI, str(SPECS / "pig_intercept_quadrature.yaml"))
+    assert doc["lr_tests"] == []  # same free parameters: not nested
+    assert len(doc["notes"]) == 1 and "integrated differently" in doc["notes"][0]
+    lls = [m["loglik"] for m in doc["models"]]
+    assert lls[0] == pytest.approx(lls[1], abs=1e-5)
