@@ -1,4 +1,4 @@
-"""Command line: `mlmrun fit | validate | schema`; the only place errors become exit codes.
+"""Command line: `mlmrun fit | validate | schema | compare | simulate`; the only place errors become exit codes.
 
 Exit codes: 0 fitted and converged (or valid); 1 fitted but not converged
 (results still written, flagged); 2 invalid spec or data, or an output folder that
@@ -185,6 +185,105 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- post-estimation: compare and simulate (mlmrun/postest) -------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Fit (specs) or read (results.json) every model, then print the comparison and optionally write it as JSON."""
+    from mlmrun.postest.compare import compare, load_candidate, render_text
+
+    if args.bootstrap is not None and args.bootstrap < 1:
+        raise OutputError(f"--bootstrap: {args.bootstrap} replicates; give a positive number such as 200")
+    if args.json is not None:
+        folder = Path(args.json).parent
+        if not folder.is_dir():
+            raise OutputError(f"--json: folder {display_path(folder)} does not exist; create it or choose another")
+    models = [load_candidate(relative_path(m), args.allow_outside_data) for m in args.models]
+    doc = compare(models)
+    if args.bootstrap:
+        _bootstrap_tests(doc, models, args.bootstrap, args.seed)
+    sys.stdout.write(render_text(doc))
+    if args.json is not None:
+        try:
+            write_atomic(Path(args.json).parent, {Path(args.json).name: results_json(doc)})
+        except OSError as exc:
+            raise OutputError(f"--json: cannot write {display_path(args.json)} ({exc.strerror or exc})") from None
+    converged = all(m["converged"] in (True, None) for m in doc["models"])
+    if not converged:
+        _err("mlmrun: a compared model did not converge (flagged in the table); its tests are unreliable (exit 1)")
+    return EXIT_OK if converged else EXIT_NOT_CONVERGED
+
+
+def _bootstrap_tests(doc: dict, models: list, replicates: int, seed: int) -> None:
+    """Add the parametric-bootstrap p-value to every LR test (both models must be specs fitted here)."""
+    from mlmrun.postest.bootstrap import bootstrap_p, make_task
+    from mlmrun.postest.compare import ComparisonError
+
+    fits = {m.label: m.fit for m in models}
+    for test in doc["lr_tests"]:
+        small, large = fits[test["restricted"]], fits[test["full"]]
+        if small is None or large is None:
+            raise ComparisonError("--bootstrap refits both models on simulated data, so both must be given as specs, "
+                                  f"not results.json ({test['restricted']}, {test['full']})")
+        result = bootstrap_p(make_task(small, large, seed), test["chi2"], replicates)
+        test["bootstrap"] = result
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Fit the spec, then write `--replicates` simulated response vectors (seeded per replicate) to --out."""
+    from mlmrun.postest.simulate import simulate_replicates, simulated_frame
+
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise OutputError(f"--out: {display_path(out)} must end in .csv or .parquet")
+    if not out.parent.is_dir():
+        raise OutputError(f"--out: folder {display_path(out.parent)} does not exist; create it or choose another")
+    if args.replicates < 1:
+        raise OutputError(f"--replicates: {args.replicates}; give a positive number such as 100")
+    prepared = prepare(relative_path(args.spec), args.allow_outside_data)
+    fit = estimate(prepared.model)
+    for warning in fit.warnings:
+        _err(f"warning: {warning}")
+    frame = simulated_frame(fit.model, simulate_replicates(fit.model, fit.values, args.seed, args.replicates))
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(f"--out: cannot write {display_path(out)} ({exc.strerror or exc})") from None
+    if not args.quiet:
+        print(f"{prepared.spec.name}: {'converged' if fit.converged else 'NOT converged'}, log likelihood "
+              f"{fit.loglik:.4f}; wrote {args.replicates} replicates of {fit.model.n} rows (seed {args.seed}) "
+              f"to {display_path(out)}")
+    return EXIT_OK if fit.converged else EXIT_NOT_CONVERGED
+
+
+def add_postest_commands(sub: argparse._SubParsersAction, trust: argparse.ArgumentParser) -> None:
+    """The `compare` and `simulate` subcommands."""
+    cmp = sub.add_parser("compare", parents=[trust],
+                         help="compare fitted models: loglik, AIC, BIC, parameters and LR tests of nested pairs")
+    cmp.add_argument("models", nargs="+", metavar="model", help="specs (fitted here) or results.json files")
+    cmp.add_argument("--json", help="also write the comparison as JSON to this file")
+    cmp.add_argument("--bootstrap", type=int, metavar="R",
+                     help="parametric-bootstrap p-value of each LR test from R replicates (models given as specs)")
+    cmp.add_argument("--seed", type=int, default=1, help="seed of the bootstrap replicates (default 1)")
+    cmp.set_defaults(func=cmd_compare)
+    sim = sub.add_parser("simulate", parents=[trust],
+                         help="fit a spec and simulate responses from the fitted model, keeping the design")
+    sim.add_argument("spec", help="spec file (YAML)")
+    sim.add_argument("--seed", type=int, required=True, help="seed; replicate i uses child i of SeedSequence(seed)")
+    sim.add_argument("--replicates", type=int, default=1, help="number of simulated data sets (default 1)")
+    sim.add_argument("--out", required=True, help="output file, .csv or .parquet (long: replicate, obs, ids, response)")
+    sim.add_argument("--quiet", action="store_true", help="no summary line")
+    sim.set_defaults(func=cmd_simulate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its three subcommands."""
     parser = argparse.ArgumentParser(prog="mlmrun", description="Fit GLLAMMs from declarative YAML specs.")
@@ -205,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_validate)
     sch = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     sch.set_defaults(func=cmd_schema)
+    add_postest_commands(sub, trust)
     return parser
 
 

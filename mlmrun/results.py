@@ -246,7 +246,7 @@ def lr_test(fit: FitResult) -> dict[str, Any] | None:
             "kind": kind, "note": note, "loglik_null": raw.get("loglik_null", raw.get("null_loglik"))}
 
 
-JSON_EXTRAS = ("point_check", "boundary", "optimizer")
+JSON_EXTRAS = ("point_check", "boundary", "optimizer", "icc")
 """FitResult.extras copied into results.json (small summaries; per-unit arrays such as
 the fixed-effects vcov stay out; empirical Bayes predictions go in compactly, see below)."""
 

@@ -14,11 +14,19 @@ Progress = Callable[[int, float], None]
 
 
 def estimate(model: CompiledModel, progress: Progress | None = None) -> FitResult:
-    """Fit a compiled model by the method its spec asks for.
+    """Fit a compiled model by the method its spec asks for; random-intercept models get their ICCs (extras['icc'])."""
+    from mlmrun.estimate.icc import icc_table
 
-    Weighted or robust-SE linear Gaussian models go to adaptive quadrature, which integrates
-    their (Gaussian) integrand exactly, so the exact engine stays unweighted.
-    """
+    fit = _fit(model, progress)
+    table = icc_table(fit)
+    if table:
+        fit.extras["icc"] = table
+    return fit
+
+
+def _fit(model: CompiledModel, progress: Progress | None) -> FitResult:
+    """The engine's fit. Weighted or robust-SE linear Gaussian models go to adaptive quadrature, which
+    integrates their (Gaussian) integrand exactly, so the exact engine stays unweighted."""
     spec = model.spec
     if model.is_linear_gaussian and spec.estimation.exact and model.weighting is None:
         from mlmrun.estimate.gaussian_fit import fit_gaussian

@@ -373,7 +373,7 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
                       "message": best.message,
                       "starts": len(runs), "convergence": measure},
     }
-    lr = lr_test(model, loglik, reml)
+    lr = lr_test(model, loglik, reml, values)
     if lr is not None:
         extras["lr_test"] = lr
     predictions, eb_warnings = empirical_bayes(design, model_matrices(model, values))

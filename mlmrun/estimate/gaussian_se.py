@@ -26,8 +26,9 @@ from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.boundary import no_se_at_boundary
 from mlmrun.estimate.gaussian_params import GaussianParams
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, lr_p_value, numeric_hessian
+from mlmrun.estimate.lr_null import gaussian_null_loglik, tested_free
 from mlmrun.likelihood import sparse_blocks
-from mlmrun.likelihood.gaussian import Profiled, deviance_at, profiled, regression_loglik
+from mlmrun.likelihood.gaussian import Profiled, deviance_at, profiled
 from mlmrun.likelihood.gaussian_design import GaussianDesign
 from mlmrun.likelihood.gaussian_grad import deviance_gradient, profiled_gradient
 
@@ -160,17 +161,20 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
     return cov, warnings, n_evaluations
 
 
-def lr_test(model: CompiledModel, loglik: float, reml: bool) -> dict | None:
-    """LR test against the linear regression without latent variables (Stata's 'LR test vs. linear model')."""
-    pt = model.partable
-    frame = pt.frame
-    tested = sorted({int(k) for k, blk in zip(frame["free"], frame["block"], strict=True) if k > 0 and blk not in ("fixed", "residual", "hetero")})
+def lr_test(model: CompiledModel, loglik: float, reml: bool, values: np.ndarray | None = None) -> dict | None:
+    """LR test against the linear regression without latent variables (Stata's 'LR test vs. linear model').
+
+    The regression keeps every fixed covariate, those entering through structural Gamma
+    included (estimate/lr_null.py); `values` (the estimates) start its search for free
+    loadings on a Gamma path.
+    """
+    tested, single = tested_free(model)
     if not tested:
         return None
-    blocks = {blk for k, blk in zip(frame["free"], frame["block"], strict=True) if int(k) in tested}
-    ll0 = regression_loglik(model, reml=reml)
+    values = model.partable.start_values if values is None else values
+    ll0 = gaussian_null_loglik(model, values, reml)
     chi2 = float(max(2.0 * (loglik - ll0), 0.0))
-    if len(tested) == 1 and blocks == {"sd"}:
+    if single:
         return {"chi2": chi2, "df": 1, "p": lr_p_value(chi2, 1, True), "kind": "chibar2",
                 "note": "LR test vs. linear regression: chibar2(01)", "loglik_null": float(ll0)}
     return {"chi2": chi2, "df": len(tested), "p": lr_p_value(chi2, len(tested), False), "kind": "chi2",

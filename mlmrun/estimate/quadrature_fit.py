@@ -35,6 +35,7 @@ from mlmrun.estimate.inference import (
     lr_p_value,
     numeric_hessian,
 )
+from mlmrun.estimate.lr_null import null_free_mask, tested_free
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
 from mlmrun.estimate.robust import bread, glm_information, least_squares_start, robust_covariance, weight_scale
 from mlmrun.likelihood.objective import QuadratureObjective
@@ -56,8 +57,12 @@ def _free_blocks(model: CompiledModel) -> np.ndarray:
 
 
 def fit_glm(obj: QuadratureObjective, free: np.ndarray) -> tuple[np.ndarray, float]:
-    """Maximise the likelihood with latent variables off over the fixed part and family parameters."""
-    mask = np.isin(_free_blocks(obj.model), GLM_BLOCKS)
+    """Maximise the likelihood with latent disturbances off over the null model's parameters.
+
+    These are the fixed part, the family parameters and the structural Gamma covariates
+    with their mean path (estimate/lr_null.py): the null model of the LR test.
+    """
+    mask = null_free_mask(obj.model)
     bounds = [b for b, m in zip(obj.model.partable.free_bounds(), mask, strict=True) if m]
     full = np.asarray(free, dtype=float).copy()
     if not mask.any():
@@ -157,15 +162,13 @@ def point_check(obj: QuadratureObjective, out: Outcome, cov: np.ndarray | None, 
 
 
 def lr_test(model: CompiledModel, loglik: float, null_loglik: float) -> dict | None:
-    """LR test against the model without latent variables; chi-bar-square(0,1) for a single variance."""
-    blocks = _free_blocks(model)
-    latent_params = int(np.isin(blocks, ("sd", "corr", "loading", "B", "Gamma")).sum())
-    if latent_params == 0:
+    """LR test against the model without latent disturbances; chi-bar-square(0,1) for a single variance."""
+    tested, single = tested_free(model)
+    if not tested:
         return None
     stat = max(0.0, 2.0 * (loglik - null_loglik))
-    single = latent_params == 1 and int((blocks == "sd").sum()) == 1
-    p = lr_p_value(stat, latent_params, single)
-    return {"statistic": stat, "df": latent_params, "p_value": float(p), "null_loglik": null_loglik,
+    p = lr_p_value(stat, len(tested), single)
+    return {"statistic": stat, "df": len(tested), "p_value": float(p), "null_loglik": null_loglik,
             "distribution": "chibar2(01)" if single else "chi2 (conservative: parameters on the boundary)"}
 
 

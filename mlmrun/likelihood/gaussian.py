@@ -128,12 +128,14 @@ def exact_loglik(model: CompiledModel, values: np.ndarray, design: GaussianDesig
     return -0.5 * deviance_at(design, model_matrices(model, np.asarray(values, float)))
 
 
-def regression_loglik(model: CompiledModel, *, reml: bool) -> float:
+def regression_loglik(model: CompiledModel, *, reml: bool,
+                      extra: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """(Restricted) log likelihood of the linear regression without latent variables, same residual classes.
 
     The comparison model of the LR test Stata and lme4 print. One residual SD
     has a closed form; several (variance_by) are fitted by maximising the
-    profiled (restricted) likelihood over their logs.
+    profiled (restricted) likelihood over their logs. `extra` = (columns, shift): further
+    regressors and a known offset (the structural Gamma covariates, estimate/lr_null.py).
     """
     design = GaussianDesign(model, with_levels=False)
     n, p = design.n, design.p
@@ -142,6 +144,9 @@ def regression_loglik(model: CompiledModel, *, reml: bool) -> float:
     E[-1, p] = 1.0
     F = design.F @ E
     X, y = F[:, :p], F[:, p]
+    if extra is not None:
+        X, y = np.column_stack([X, extra[0]]), y - extra[1]
+        p = X.shape[1]
     counts = design.class_counts
 
     def deviance_rows(log_sd: np.ndarray) -> float:

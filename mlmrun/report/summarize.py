@@ -139,6 +139,19 @@ def _fit_statistics(fit: FitResult, spec: Spec) -> Section:
     return Section("Model fit", [table], lines=lines, notes=notes)
 
 
+def _icc(fit: FitResult) -> Section | None:
+    """Stata's `estat icc` table: ICC per level (highest first) with SE and 95% interval."""
+    rows = fit.extras.get("icc")
+    if not rows:
+        return None
+    body = [[r["label"], fixed(r["icc"], 4), "" if r["se"] is None else fixed(r["se"], 4),
+             "" if r["ci"] is None else fixed(r["ci"][0], 4), "" if r["ci"] is None else fixed(r["ci"][1], 4)]
+            for r in rows]
+    table = Table(["Level", "ICC", "Std. err.", "[95% conf.", "interval]"], body, align=["l", "r", "r", "r", "r"])
+    return Section("Intraclass correlation", [table],
+                   notes=[f"{rows[0]['scale'][0].upper()}{rows[0]['scale'][1:]}; intervals on the logit scale."])
+
+
 def _estimation(fit: FitResult, total_seconds: float | None) -> Section:
     body = [
         ["Converged", "yes" if fit.converged else "NO"],
@@ -174,6 +187,7 @@ def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = 
     if other is not None:
         sections.append(Section("Other parameters", [other]))
     sections.append(_fit_statistics(fit, spec))
+    sections.append(_icc(fit))
     if "point_check" in fit.extras:
         sections.append(Section("Quadrature check", [tables.point_check(jsonable(fit.extras["point_check"]))]))
     sections.append(_estimation(fit, total_seconds))

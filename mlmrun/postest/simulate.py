@@ -1,0 +1,128 @@
+"""Draw latent variables and responses from a fitted model, keeping its design (gllamm's gllasim).
+
+A pure function of (compiled model, parameter values, random generator): the
+same three give the same draw, so replicates seeded by index (bootstrap.py)
+do not depend on where or in which order they run. The draw follows the
+model of mlmrun.compile.model exactly:
+
+    zeta_l = L_l u_l per unit of level l (u ~ N(0, I)), eta = T (Gamma w + zeta), T = (I - B)^-1,
+    nu_i = x_i' beta + offset_i + sum_m z_m(i) eta_m(i),   y_i ~ family(nu_i)
+
+with the family's own parameters (residual SDs with their `variance:`
+design, gamma shapes, ordinal thresholds) and binomial denominators.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mlmrun.compile.matrices import model_matrices
+from mlmrun.compile.model import CompiledModel
+from mlmrun.errors import MlmrunError
+
+SIMULATED_FAMILIES = ("gaussian", "binomial", "poisson", "gamma", "ordinal")
+
+
+class SimulationError(MlmrunError):
+    """The model cannot be simulated (a family without a sampler)."""
+
+
+def draw_latent(model: CompiledModel, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(n, M): eta of every latent variable for each row (units share their draw), structural model applied."""
+    mm = model_matrices(model, np.asarray(values, float))
+    n, M = model.n, len(model.latent)
+    zeta = np.zeros((n, M))
+    for lvl, L in mm.L.items():
+        members = model.latent_at(lvl)
+        index = model.levels[lvl]
+        u = rng.standard_normal((index.n_units, len(members)))
+        zeta[:, members] = (u @ L.T)[index.codes]
+    mean = model.W @ mm.Gamma.T if model.W.shape[1] else np.zeros((n, M))
+    return (mean + zeta) @ mm.T.T if M else zeta
+
+
+def linear_predictor(model: CompiledModel, values: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """nu per row given the latent variables eta (n, M)."""
+    mm = model_matrices(model, np.asarray(values, float))
+    nu = model.X @ mm.beta + model.offset
+    for m, lat in enumerate(model.latent):
+        if lat.Z.shape[1]:
+            nu = nu + (lat.Z @ mm.lambdas[m]) * eta[:, m]
+    return nu
+
+
+def draw_responses(model: CompiledModel, values: np.ndarray, nu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One response per row given its linear predictor, equation by equation (the model's y coding)."""
+    mm = model_matrices(model, np.asarray(values, float))
+    y = np.zeros(model.n)
+    for e, eq in enumerate(model.equations):
+        rows, fam = eq.rows, eq.family
+        v = nu[rows]
+        if fam.name == "gaussian":
+            y[rows] = fam.mean(v) + mm.scale[rows] * rng.standard_normal(len(rows))
+        elif fam.name == "binomial":
+            trials = np.ones(len(rows)) if model.trials is None else model.trials[rows]
+            y[rows] = rng.binomial(trials.astype(np.int64), np.clip(fam.mean(v), 0.0, 1.0))
+        elif fam.name == "poisson":
+            y[rows] = rng.poisson(fam.mean(v))
+        elif fam.name == "gamma":
+            shape = mm.scale[rows]
+            y[rows] = rng.gamma(shape, fam.mean(v) / shape)
+        elif fam.name == "ordinal":
+            probs = fam.probabilities(v, mm.thresholds[e])
+            cum = np.cumsum(probs, axis=1)
+            y[rows] = np.minimum((rng.random(len(rows))[:, None] > cum).sum(axis=1), probs.shape[1] - 1)
+        else:
+            raise SimulationError(f"simulate: responses of family '{fam.name}' (equation '{eq.name}') cannot be "
+                                  f"simulated yet; families with a sampler: {', '.join(SIMULATED_FAMILIES)}")
+    return y
+
+
+def simulate(model: CompiledModel, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One simulated response vector (the model's rows and coding: success counts, category codes 0..K-1)."""
+    eta = draw_latent(model, values, rng)
+    return draw_responses(model, values, linear_predictor(model, values, eta), rng)
+
+
+def replicate_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of replicate `index`: child `index` of SeedSequence(seed), as SeedSequence.spawn makes it.
+
+    Depends on (seed, index) only, so replicates give the same draws however they are distributed.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+def simulate_replicates(model: CompiledModel, values: np.ndarray, seed: int, replicates: int) -> list[np.ndarray]:
+    """`replicates` draws, replicate i from replicate_rng(seed, i): a map over indices of a pure function."""
+    return list(map(lambda i: simulate(model, values, replicate_rng(seed, i)), range(replicates)))
+
+
+def simulated_frame(model: CompiledModel, draws: list[np.ndarray]) -> pd.DataFrame:
+    """Long table of draws: replicate (1-based), obs (1-based row of the model's rows), level ids, response.
+
+    With several equations, `equation` is the 1-based position in `responses:`.
+
+    Ordinal responses are written as their category labels; binomial ones as success counts.
+    """
+    n = model.n
+    frame: dict[str, object] = {"replicate": np.repeat(np.arange(1, len(draws) + 1), n),
+                                "obs": np.tile(np.arange(1, n + 1), len(draws))}
+    for lv in model.levels:
+        frame[lv.name] = np.tile(lv.labels[lv.codes], len(draws))
+    names = {eq.name for eq in model.equations}
+    if len(model.equations) > 1:
+        frame["equation"] = np.tile(model.eq_of_row + 1, len(draws))  # position in `responses:` (names may repeat)
+    column = names.pop() if len(names) == 1 else "response"
+    values = np.concatenate(draws) if draws else np.zeros(0)
+    if any(eq.categories for eq in model.equations):
+        shown = values.astype(object)
+        for r in range(len(draws)):
+            for eq in model.equations:
+                if eq.categories:
+                    idx = r * n + eq.rows
+                    shown[idx] = np.asarray(eq.categories, dtype=object)[values[idx].astype(int)]
+        frame[column] = shown
+    else:
+        frame[column] = values
+    return pd.DataFrame(frame)
