@@ -1,0 +1,1 @@
+"""Post-estimation: what a fitted model is used for after the fit."""
