@@ -27,6 +27,7 @@ from mlmrun.compile.spec_checks import check_spec
 from mlmrun.compile.start_from import apply_start_from
 from mlmrun.data.load import LoadedData, apply_filters, load_data
 from mlmrun.data.reshape import stack_long
+from mlmrun.errors import SpecError
 from mlmrun.estimate import estimate
 from mlmrun.likelihood.preflight import preflight
 from mlmrun.pipeline import Prepared, prepare
@@ -89,7 +90,12 @@ def _prepare(spec: str | Path | dict[str, Any], data: pd.DataFrame | None) -> tu
 def fit(spec: str | Path | dict[str, Any], data: pd.DataFrame | None = None) -> Fit:
     """Fit a spec (path or dict), optionally on a DataFrame instead of its data file; see the module doc."""
     start = time.perf_counter()
-    prepared, raw, text = _prepare(spec, data)
+    try:
+        prepared, raw, text = _prepare(spec, data)
+    except SpecError as exc:
+        if len(exc.problems) > 1 or exc.problems[0] != str(exc):  # a notebook shows str(exc): every problem in it
+            exc.args = ("\n".join([str(exc), *exc.problems]),)
+        raise
     result = estimate(prepared.model)
     return Fit(result, prepared, raw, time.perf_counter() - start, hashlib.sha256(text).hexdigest())
 

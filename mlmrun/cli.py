@@ -196,7 +196,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """
     from mlmrun.postest.fitted import fitted_from_results, read_results
     from mlmrun.postest.frames import model_rows, read_data_file
-    from mlmrun.postest.newdata import new_predictions
+    from mlmrun.postest.newdata import new_predictions, read_new_data
     from mlmrun.postest.output import table_bytes, table_path, write_tables
     from mlmrun.postest.predict import Predictions, fitted_predictions, unit_table
     from mlmrun.postest.units import unit_predictions
@@ -209,9 +209,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     prepared = prepare(relative_path(args.spec), args.allow_outside_data)
     new_raw = None
     if args.data:
-        from mlmrun.data.load import read_table
-
-        new_raw, _ = read_table(relative_path(args.data), "--data")
+        new_raw = read_new_data(relative_path(args.data))
     if args.results:
         fit = fitted_from_results(prepared, read_results(relative_path(args.results)), display_path(args.results))
     else:

@@ -16,13 +16,14 @@ trials or other used columns missing from the new file.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mlmrun.compile import compile_model, used_columns
-from mlmrun.data.load import LoadedData
-from mlmrun.display import excerpt
+from mlmrun.data.load import LoadedData, read_table
+from mlmrun.display import display_path, excerpt
 from mlmrun.postest.frames import model_rows, numbered
 from mlmrun.postest.predict import Predictions, per_row_latent, row_table
 from mlmrun.postest.rows import row_predictions
@@ -33,6 +34,15 @@ from mlmrun.results import FitResult
 
 _NEW = "__mlmrun_new__"
 _DATA_DEPENDENT = re.compile(r"\b(center|scale|poly)\s*\(")
+
+
+def read_new_data(path: Path) -> pd.DataFrame:
+    """The --data table (CSV, TSV, Parquet, .dta) as read; its path is relative to the working directory."""
+    if not path.exists():
+        raise UsageError(f"--data: no file {display_path(path)} (paths on the command line are relative to the "
+                         "working directory); give the table of rows to predict for")
+    frame, _ = read_table(path, "--data")
+    return frame
 
 
 def _formulas(fit: FitResult) -> list[str]:

@@ -30,7 +30,7 @@ def table_path(value: str, flag: str) -> Path:
 
 
 def table_bytes(frame: pd.DataFrame, path: Path) -> bytes:
-    """The table in the format of `path`'s extension (CSV: UTF-8, '.' decimals, empty cells for missing)."""
+    """The table in the format of `path`'s extension (CSV: UTF-8, full precision, empty cells for missing)."""
     if path.suffix.lower() == ".parquet":
         buffer = io.BytesIO()
         try:
@@ -39,7 +39,7 @@ def table_bytes(frame: pd.DataFrame, path: Path) -> bytes:
             raise OutputError(f"{display_path(path)}: writing Parquet needs the pyarrow package, which is not "
                               "installed; install it (pip install 'pyarrow>=14') or write .csv") from None
         return buffer.getvalue()
-    return frame.to_csv(index=False, lineterminator="\n", float_format="%.12g").encode("utf-8")
+    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
 def write_tables(files: dict[Path, bytes]) -> None:

@@ -54,7 +54,7 @@ def test_posterior_means_and_sds_equal_direct_integration_after_adaptive_and_lap
         peak = optimize.minimize_scalar(lambda b, r=rows: -log_post(r, b), bounds=(-10, 10), method="bounded").x
         top = log_post(rows, peak)
 
-        def moment(k: int, r: np.ndarray = rows) -> float:
+        def moment(k: int, r: np.ndarray = rows, top: float = top, peak: float = peak) -> float:
             return integrate.quad(lambda b: b**k * np.exp(log_post(r, b) - top), -15, 15, points=[peak],
                                   epsabs=0, epsrel=1e-10, limit=200)[0]
 
