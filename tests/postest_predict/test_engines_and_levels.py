@@ -1,0 +1,34 @@
+"""Predictions read the fitted model, not the engine: a Gaussian model fitted exactly and by quadrature
+predicts the same; several levels give one EB column pair per latent variable and one by-unit block per level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tests.conftest import SPECS
+from tests.postest_predict.helpers import fit_and_predict
+
+
+def test_a_gaussian_model_predicts_the_same_fitted_exactly_or_by_adaptive_quadrature(tmp_path: Path) -> None:
+    exact_rows, exact_units = fit_and_predict(SPECS / "pig_intercept.yaml", tmp_path / "exact")
+    quad_rows, quad_units = fit_and_predict(SPECS / "pig_intercept_quadrature.yaml", tmp_path / "quad")
+    assert list(exact_rows.columns) == list(quad_rows.columns)
+    for col in ("xb", "eta", "mu", "mu_marginal", "resid", "resid_pearson", "resid_standardized"):
+        np.testing.assert_allclose(quad_rows[col], exact_rows[col], rtol=1e-5, atol=1e-5, err_msg=col)
+    for col in ("eb_mean(_cons)@pig", "eb_sd(_cons)@pig"):
+        np.testing.assert_allclose(quad_units[col], exact_units[col], rtol=1e-4, atol=1e-5, err_msg=col)
+
+
+def test_every_level_gets_its_eb_columns_and_its_block_of_units(tmp_path: Path) -> None:
+    rows, units = fit_and_predict(SPECS / "productivity.yaml", tmp_path)
+    data = pd.read_csv(SPECS / "data" / "productivity.csv")
+    assert rows["state"].tolist() == data["state"].tolist() and rows["region"].tolist() == data["region"].tolist()
+    np.testing.assert_allclose(rows["eta"], rows["xb"] + rows["eb_mean(_cons)@state"] + rows["eb_mean(_cons)@region"],
+                               rtol=1e-12)
+    assert units.groupby("level", sort=False).size().to_dict() == {"state": 48, "region": 9}
+    assert units.loc[units["level"] == "state", "unit"].tolist() == list(dict.fromkeys(data["state"]))
+    state_only = units[units["level"] == "state"]
+    assert state_only["eb_mean(_cons)@region"].isna().all() and state_only["eb_mean(_cons)@state"].notna().all()
