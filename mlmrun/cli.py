@@ -226,6 +226,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if by_unit is not None:
         files[by_unit] = table_bytes(tables.units, by_unit)
     write_tables(files)
+    if not fit.converged:
+        _err(f"warning: the fit of {prepared.spec.name} did not converge; its predictions are those of the last estimates")
+    for warning in fit.warnings if not args.results else ():
+        _err(f"warning: {warning}")
     if not args.quiet:
         print(f"{prepared.spec.name}: {len(tables.rows)} rows predicted ({args.eb}s of the latent variables) in "
               f"{time.perf_counter() - start:.2f} s; wrote {', '.join(display_path(p) for p in files)}")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
-from tests.conftest import SPECS
+from tests.conftest import SPECS, write_spec
 from tests.postest_predict.helpers import fit_and_predict
 
 
@@ -32,3 +33,21 @@ def test_every_level_gets_its_eb_columns_and_its_block_of_units(tmp_path: Path) 
     assert units.loc[units["level"] == "state", "unit"].tolist() == list(dict.fromkeys(data["state"]))
     state_only = units[units["level"] == "state"]
     assert state_only["eb_mean(_cons)@region"].isna().all() and state_only["eb_mean(_cons)@state"].notna().all()
+
+
+GLM = """\
+name: cbpp_glm
+data: {path: data/cbpp.csv}
+responses:
+  - {name: incidence, family: binomial, trials: size}
+fixed: "incidence ~ C(period)"
+"""
+
+
+def test_a_model_without_latent_variables_predicts_its_glm_means(spec_dir: Path) -> None:
+    rows, units = fit_and_predict(write_spec(spec_dir, GLM), spec_dir)
+    data = pd.read_csv(SPECS / "data" / "cbpp.csv")
+    np.testing.assert_allclose(rows["mu"], data["size"] * expit(rows["xb"]), rtol=1e-12)
+    np.testing.assert_allclose(rows["mu_marginal"], rows["mu"], rtol=1e-12)
+    np.testing.assert_allclose(rows["eta"], rows["xb"], rtol=1e-12)
+    assert not any(c.startswith("eb_") for c in rows.columns) and units.empty
