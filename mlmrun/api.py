@@ -25,13 +25,12 @@ import yaml
 from mlmrun.compile import compile_model
 from mlmrun.compile.spec_checks import check_spec
 from mlmrun.compile.start_from import apply_start_from
-from mlmrun.data.load import LoadedData, apply_filters, load_data
-from mlmrun.data.reshape import stack_long
+from mlmrun.data.load import LoadedData, load_data
 from mlmrun.errors import SpecError
 from mlmrun.estimate import estimate
 from mlmrun.likelihood.preflight import preflight
 from mlmrun.pipeline import Prepared, prepare
-from mlmrun.postest.frames import model_rows, numbered, read_data_file
+from mlmrun.postest.frames import filtered_rows, model_rows, numbered, read_data_file
 from mlmrun.postest.newdata import new_predictions
 from mlmrun.postest.predict import fitted_predictions, unit_table
 from mlmrun.postest.units import EbKind, unit_predictions
@@ -76,9 +75,7 @@ def _prepare(spec: str | Path | dict[str, Any], data: pd.DataFrame | None) -> tu
         loaded_data = load_data(loaded.data, folder)
         raw = read_data_file(loaded_data.path, loaded_data.sha256)
     else:
-        frame = apply_filters(data.reset_index(drop=True), loaded.data)
-        if loaded.data.stack is not None:
-            frame = stack_long(frame, loaded.data.stack)
+        frame = filtered_rows(loaded, data.reset_index(drop=True))
         loaded_data = LoadedData(frame=frame, sha256=frame_sha256(data), n_rows=len(frame), path="<DataFrame>")
         raw = numbered(data.reset_index(drop=True))
     model = apply_start_from(compile_model(loaded, loaded_data), folder)

@@ -33,12 +33,17 @@ def numbered(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def prepared_rows(spec: Spec, raw: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a numbered raw table that the model uses, in the model's order (filters, stack, missing)."""
+def filtered_rows(spec: Spec, raw: pd.DataFrame) -> pd.DataFrame:
+    """A raw table after the spec's filters and stacking: what load_data hands to compile_model."""
     frame = apply_filters(raw, spec.data)
     if spec.data.stack is not None:
         frame = stack_long(frame, spec.data.stack)
-    frame, _ = drop_missing(frame, used_columns(spec))
+    return frame
+
+
+def prepared_rows(spec: Spec, raw: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a numbered raw table that the model uses, in the model's order (filters, stack, missing)."""
+    frame, _ = drop_missing(filtered_rows(spec, raw), used_columns(spec))
     return frame
 
 

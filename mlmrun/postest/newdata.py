@@ -7,7 +7,8 @@ as for the fit; the estimates are then put on that model's parameter table by
 name. A response cell may be empty in the new file (there is nothing to
 predict it from): it is filled with a valid placeholder for compiling, and the
 row's residuals are left empty. The fitted data's rows do not enter the new
-predictions. Refused, with what to do: formulas with center(), scale() or
+predictions. The spec's filters and stacking apply to the new rows as to the fitted ones (a row a
+filter drops is not predicted). Refused, with what to do: formulas with center(), scale() or
 poly(), whose columns depend on the rows they are computed on; new values of a
 category (a design column the fit has no estimate for); a response column's
 trials or other used columns missing from the new file.
@@ -24,7 +25,7 @@ import pandas as pd
 from mlmrun.compile import compile_model, used_columns
 from mlmrun.data.load import LoadedData, read_table
 from mlmrun.display import display_path, excerpt
-from mlmrun.postest.frames import model_rows, numbered
+from mlmrun.postest.frames import filtered_rows, model_rows, numbered
 from mlmrun.postest.predict import Predictions, per_row_latent, row_table
 from mlmrun.postest.rows import row_predictions
 from mlmrun.postest.units import EbKind
@@ -90,7 +91,8 @@ def new_predictions(fit: FitResult, old_raw: pd.DataFrame, new_raw: pd.DataFrame
     old["__mlmrun_observed__"] = True
     both = pd.concat([old, new_raw[[c for c in new_raw.columns if c in old.columns or c.startswith("__mlmrun")]]],
                      ignore_index=True)
-    combined = compile_model(spec, LoadedData(frame=both, sha256=model.data_sha256, n_rows=len(both), path=shown))
+    filtered = filtered_rows(spec, both)
+    combined = compile_model(spec, LoadedData(frame=filtered, sha256=model.data_sha256, n_rows=len(filtered), path=shown))
     frame = model_rows(spec, both, combined.n)
     fitted_names = [str(n) for n in model.partable.names]
     extra = [str(n) for n in combined.partable.names if str(n) not in set(fitted_names)]

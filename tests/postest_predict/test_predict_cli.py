@@ -169,3 +169,19 @@ def test_bad_outputs_and_new_data_the_fit_cannot_predict_are_refused(tmp_path: P
     err = _refused(capsys, "predict", centred, "--data", new, "--out", out)
     assert "center(), scale() or poly()" in err
     assert out.read_text() == "kept\n"
+
+
+def test_new_data_go_through_the_spec_filter_and_keep_their_own_row_numbers(pig_text, tmp_path: Path) -> None:
+    spec, data = pig_text
+    fitted = tmp_path / "fitted.csv"
+    assert run("predict", spec, "--out", fitted, "--quiet") == 0
+    new = pd.DataFrame({"pig": ["p30", "p99", "p30"], "week": [9, 4, 4], "weight": [None, 30.0, None]})
+    new.to_csv(tmp_path / "new.csv", index=False)
+    assert run("predict", spec, "--data", tmp_path / "new.csv", "--out", tmp_path / "new_pred.csv", "--quiet") == 0
+    got = pd.read_csv(tmp_path / "new_pred.csv", dtype={"pig": str})
+    assert got["row"].tolist() == [2, 3] and got["pig"].tolist() == ["p99", "p30"]  # week 9 is filtered out
+    assert got["unseen@pig"].tolist() == [True, False]
+    old = pd.read_csv(fitted, dtype={"pig": str})
+    week4 = old[(old["pig"] == "p30")].iloc[3]
+    assert got.loc[1, "eta"] == pytest.approx(week4["eta"], rel=1e-12)
+    assert got.loc[0, "resid"] == pytest.approx(30.0 - got.loc[0, "xb"], rel=1e-12)
