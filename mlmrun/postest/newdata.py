@@ -1,5 +1,5 @@
 """Predictions for new rows (`mlmrun predict --data NEW`): fitted units keep their EB predictions, unseen units
-get their prior (EB = 0 for a random effect) and are flagged.
+get a zero disturbance (EB = 0 for a random effect; see predict.per_row_latent) and are flagged.
 
 The new rows are compiled together with the fitted data, so that every design
 column (categories of C(), interactions) and every unit label is built exactly
@@ -25,6 +25,7 @@ import pandas as pd
 from mlmrun.compile import compile_model, used_columns
 from mlmrun.data.load import LoadedData, read_table
 from mlmrun.display import display_path, excerpt
+from mlmrun.errors import MlmrunError
 from mlmrun.postest.frames import filtered_rows, model_rows, numbered
 from mlmrun.postest.predict import Predictions, per_row_latent, row_table
 from mlmrun.postest.rows import row_predictions
@@ -91,8 +92,12 @@ def new_predictions(fit: FitResult, old_raw: pd.DataFrame, new_raw: pd.DataFrame
     old["__mlmrun_observed__"] = True
     both = pd.concat([old, new_raw[[c for c in new_raw.columns if c in old.columns or c.startswith("__mlmrun")]]],
                      ignore_index=True)
-    filtered = filtered_rows(spec, both)
-    combined = compile_model(spec, LoadedData(frame=filtered, sha256=model.data_sha256, n_rows=len(filtered), path=shown))
+    try:
+        filtered = filtered_rows(spec, both)
+        combined = compile_model(spec, LoadedData(frame=filtered, sha256=model.data_sha256, n_rows=len(filtered),
+                                                  path=shown))
+    except MlmrunError as exc:  # the fitted rows compile: the new rows are at fault
+        raise UsageError(f"--data: {shown} with the fitted data: {exc}") from None
     frame = model_rows(spec, both, combined.n)
     fitted_names = [str(n) for n in model.partable.names]
     extra = [str(n) for n in combined.partable.names if str(n) not in set(fitted_names)]

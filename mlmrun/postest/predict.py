@@ -26,7 +26,7 @@ import pandas as pd
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.postest.frames import ROW, row_numbers
-from mlmrun.postest.rows import RowPredictions, prior_means, prior_sds, row_predictions
+from mlmrun.postest.rows import RowPredictions, latent_maps, row_predictions
 from mlmrun.postest.units import EbKind
 from mlmrun.predict import LevelPrediction
 
@@ -49,27 +49,51 @@ def eb_column(kind: EbKind, stat: str, latent: str, level: str) -> str:
 
 def per_row_latent(model: CompiledModel, values: np.ndarray, preds: list[LevelPrediction],
                    units: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(n, M) EB means and SDs of every latent variable at every row; prior mean/SD where the unit index is -1.
+    """(n, M) EB means and SDs of every latent variable at every row, for fitted and unseen units alike.
 
     `units[level name]` is, per row, the position of its unit in that level's prediction (-1: not fitted).
+    A unit's ancestors are fitted whenever it is (nesting), so a row's latent variables split into fitted
+    ones S (their EB predictions) and unseen ones U, whose disturbances zeta_U are unknown (EB = 0):
+    eta_U = T_UU (B_US eta_S + Gamma_U w + zeta_U) with T_UU = (I - B_UU)^-1, so their prediction is
+    T_UU (B_US eta^_S + Gamma_U w) and their variance M diag(sd_S^2) M' + T_UU Psi_UU T_UU' with
+    M = T_UU B_US (covariances between fitted latent variables are not kept per unit and are left out;
+    without B, as for random effects, this is exactly the prior: mean 0, SD the estimated SD).
     """
     mm = model_matrices(model, values)
-    mean = prior_means(model, mm)
-    sd = np.broadcast_to(prior_sds(model, mm), mean.shape).copy()
+    n, M = model.n, len(model.latent)
+    mean = np.full((n, M), np.nan)
+    var = np.full((n, M), np.nan)
+    unseen = np.zeros((n, M), dtype=bool)
     by_level = {p.level: p for p in preds}
     for lvl in sorted({lat.level for lat in model.latent}):
-        name = model.levels[lvl].name
         members = model.latent_at(lvl)
-        pred = by_level.get(name)
+        pred = by_level.get(model.levels[lvl].name)
         if pred is None:
-            mean[:, members] = np.nan
-            sd[:, members] = np.nan
             continue
-        idx = units[name]
+        idx = units[model.levels[lvl].name]
         seen = idx >= 0
         mean[np.ix_(seen, members)] = pred.mean[idx[seen]]
-        sd[np.ix_(seen, members)] = pred.sd[idx[seen]]
-    return mean, sd
+        var[np.ix_(seen, members)] = pred.sd[idx[seen]] ** 2
+        unseen[np.ix_(~seen, members)] = True
+    if unseen.any():
+        _, G = latent_maps(model, mm)
+        T = np.linalg.inv(np.eye(M) - mm.B)
+        psi = np.linalg.solve(T, G)
+        psi = psi @ psi.T  # Psi = L L', block diagonal by level
+        wg = model.W @ mm.Gamma.T if model.W.shape[1] else np.zeros((n, M))
+        for pattern in np.unique(unseen, axis=0):
+            if not pattern.any():
+                continue
+            rows = np.flatnonzero((unseen == pattern).all(axis=1))
+            U, S = np.flatnonzero(pattern), np.flatnonzero(~pattern)
+            T_uu = np.linalg.inv(np.eye(len(U)) - mm.B[np.ix_(U, U)])
+            link = T_uu @ mm.B[np.ix_(U, S)]
+            used = (link != 0).any(axis=0)[None, :]  # fitted latent variables the unseen ones depend on
+            eta_s = np.where(used, mean[np.ix_(rows, S)], 0.0)
+            var_s = np.where(used, var[np.ix_(rows, S)], 0.0)
+            mean[np.ix_(rows, U)] = eta_s @ link.T + wg[np.ix_(rows, U)] @ T_uu.T
+            var[np.ix_(rows, U)] = var_s @ (link**2).T + np.diag(T_uu @ psi[np.ix_(U, U)] @ T_uu.T)[None, :]
+    return mean, np.sqrt(var)
 
 
 def row_table(model: CompiledModel, frame: pd.DataFrame, rp: RowPredictions, eb_mean: np.ndarray, eb_sd: np.ndarray,

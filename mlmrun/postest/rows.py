@@ -74,12 +74,6 @@ def prior_means(model: CompiledModel, mm: ModelMatrices) -> np.ndarray:
     return model.W @ (T @ mm.Gamma).T
 
 
-def prior_sds(model: CompiledModel, mm: ModelMatrices) -> np.ndarray:
-    """(M,): prior SD of every latent variable, sqrt(diag(G G'))."""
-    _, G = latent_maps(model, mm)
-    return np.sqrt(np.einsum("mk,mk->m", G, G))
-
-
 def means(model: CompiledModel, mm: ModelMatrices, nu: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """E[y | nu] on the rows `idx` (nu shaped (len(idx), K)), on the response column's scale."""
     out = np.empty_like(nu)
