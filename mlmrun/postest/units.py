@@ -10,7 +10,7 @@ engine that fitted it:
 - other models: posterior means and SDs by nested adaptive quadrature
   (mlmrun.predict.empirical_bayes) with the fit's own rule when it was
   fitted by quadrature, else (a Laplace fit, one point) with EB_POINTS per
-  dimension; posterior modes with the curvature SDs at the mode
+  dimension (fewer when the memory budget requires, see eb_plan); posterior modes with the curvature SDs at the mode
   (mlmrun.predict.posterior_modes, lme4's `ranef(condVar = TRUE)`).
 """
 
@@ -21,10 +21,11 @@ from typing import Literal
 import numpy as np
 
 from mlmrun.compile.matrices import model_matrices
+from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.gaussian_eb import empirical_bayes as gaussian_empirical_bayes
 from mlmrun.likelihood.gaussian_design import GaussianDesign
 from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
+from mlmrun.likelihood.plan import GIB, LAPLACE_START_POINTS, IntegrationPlan, integration_plan, plan_memory, plan_sizes
 from mlmrun.predict import LevelPrediction, empirical_bayes, posterior_modes
 from mlmrun.results import FitResult
 
@@ -34,12 +35,22 @@ EB_POINTS = {1: 30, 2: 15, 3: 7}
 """Points per dimension for posterior means after a Laplace fit, by dimensions at a level (4 or more: 4)."""
 
 
-def eb_plan(plan: IntegrationPlan) -> IntegrationPlan:
-    """The rule posterior means are integrated with: the fit's own, or adaptive EB_POINTS after a Laplace fit."""
+def eb_plan(model: CompiledModel, plan: IntegrationPlan) -> IntegrationPlan:
+    """The rule posterior means are integrated with: the fit's own, or adaptive EB_POINTS after a Laplace fit.
+
+    After a Laplace fit the points are lowered, while the estimated memory exceeds the spec's budget, towards
+    the LAPLACE_START_POINTS the fit itself started with (which the pre-flight check found within it).
+    """
     if plan.method != "laplace":
         return plan
-    points = tuple(EB_POINTS.get(q, 4) for q in plan.dims)
-    return IntegrationPlan("adaptive", "mode", plan.level_names, plan.dims, points, plan.prune)
+    points = [EB_POINTS.get(q, 4) for q in plan.dims]
+    budget = model.spec.estimation.memory_budget_gib * GIB
+    sizes = plan_sizes(model)
+    while True:
+        candidate = IntegrationPlan("adaptive", "mode", plan.level_names, plan.dims, tuple(points), plan.prune)
+        if plan_memory(candidate, sizes) <= budget or max(points) <= LAPLACE_START_POINTS:
+            return candidate
+        points = [max(LAPLACE_START_POINTS, p - 1) if p > LAPLACE_START_POINTS else p for p in points]
 
 
 def unit_predictions(fit: FitResult, kind: EbKind = "mean") -> list[LevelPrediction]:
@@ -53,5 +64,5 @@ def unit_predictions(fit: FitResult, kind: EbKind = "mean") -> list[LevelPredict
     free = np.asarray(fit.free, dtype=float)
     if kind == "mode":
         return posterior_modes(QuadratureObjective(model, integration_plan(model)), free)
-    obj = QuadratureObjective(model, eb_plan(integration_plan(model)))
+    obj = QuadratureObjective(model, eb_plan(model, integration_plan(model)))
     return empirical_bayes(obj, free, obj.adapt(free))

@@ -18,7 +18,9 @@ from scipy.special import expit, gammaln, log_expit
 
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.estimate import estimate
+from mlmrun.likelihood.plan import GIB, integration_plan
 from mlmrun.pipeline import prepare
+from mlmrun.postest import units
 from mlmrun.postest.rows import row_predictions
 from mlmrun.postest.units import unit_predictions
 from mlmrun.results import FitResult
@@ -124,3 +126,15 @@ def test_poisson_marginal_mean_with_a_correlated_random_slope_is_exp_xb_plus_hal
     np.testing.assert_allclose(rp.resid_pearson, (y - np.exp(xb)) / np.sqrt(np.exp(xb)), rtol=1e-10)
     dev = 2 * (np.where(y > 0, y * np.log(np.where(y > 0, y, 1) / np.exp(xb)), 0) - (y - np.exp(xb)))
     np.testing.assert_allclose(rp.resid_deviance, np.sign(y - np.exp(xb)) * np.sqrt(dev), rtol=1e-10)
+
+
+def test_posterior_means_after_a_laplace_fit_use_fewer_points_when_the_memory_budget_requires(monkeypatch) -> None:
+    model = prepare(SPECS / "cbpp_laplace.yaml").model
+    plan = integration_plan(model)
+    assert units.eb_plan(model, plan).points == (30,) and units.eb_plan(model, plan).method == "adaptive"
+    monkeypatch.setattr(units, "plan_memory", lambda candidate, sizes: candidate.points[0] * GIB // 2)
+    assert units.eb_plan(model, plan).points == (8,)  # 4 GiB budget: 8 points need 4 GiB
+    monkeypatch.setattr(units, "plan_memory", lambda candidate, sizes: candidate.points[0] * GIB)
+    assert units.eb_plan(model, plan).points == (5,)  # never below the points the Laplace fit started with
+    adaptive = integration_plan(prepare(SPECS / "cbpp.yaml").model)
+    assert units.eb_plan(model, adaptive) is adaptive
