@@ -255,7 +255,7 @@ def add_predict_parser(sub: argparse._SubParsersAction, trust: argparse.Argument
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its three subcommands."""
+    """The argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="mlmrun", description="Fit GLLAMMs from declarative YAML specs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     trust = argparse.ArgumentParser(add_help=False)
