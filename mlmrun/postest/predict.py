@@ -1,7 +1,8 @@
 """`mlmrun predict`: one row per data row (or per unit) with predictions, residuals and EB columns.
 
 Column names (README "Predictions"):
-- `row` (1-based row of the data file), the id column of every level as it is in the data;
+- `row` (1-based row of the data file), the id column of every level as it is in the data, and for a
+  stacked file (`data.stack`) the item column, since one wide row gives several rows;
 - `xb`, `eta`, `mu`, `mu_marginal`, `resid`, `resid_pearson`, `resid_deviance`
   (rows.py), `resid_standardized` when an equation is gaussian, `equation` with several responses;
 - per latent variable NAME at level LEVEL: `eb_mean(NAME)@LEVEL` and `eb_sd(NAME)@LEVEL`, the
@@ -103,6 +104,9 @@ def row_table(model: CompiledModel, frame: pd.DataFrame, rp: RowPredictions, eb_
     for lv in model.levels:
         if lv.column not in cols:
             cols[lv.column] = frame[lv.column].to_numpy()
+    stack = model.spec.data.stack
+    if stack is not None and stack.item not in cols:
+        cols[stack.item] = frame[stack.item].to_numpy()
     if len(model.equations) > 1:
         cols["equation"] = np.array([eq.name for eq in model.equations], dtype=object)[model.eq_of_row]
     for name in PREDICTION_COLUMNS:

@@ -51,3 +51,13 @@ def test_a_model_without_latent_variables_predicts_its_glm_means(spec_dir: Path)
     np.testing.assert_allclose(rows["mu_marginal"], rows["mu"], rtol=1e-12)
     np.testing.assert_allclose(rows["eta"], rows["xb"], rtol=1e-12)
     assert not any(c.startswith("eb_") for c in rows.columns) and units.empty
+
+
+def test_a_stacked_file_gives_the_wide_row_and_the_item_of_every_prediction(tmp_path: Path) -> None:
+    rows, units = fit_and_predict(SPECS / "lsat_2pl.yaml", tmp_path)
+    wide = pd.read_csv(SPECS / "data" / "lsat.csv")
+    items = ["i1", "i2", "i3", "i4", "i5"]
+    assert rows["row"].tolist() == [r for r in range(1, len(wide) + 1) for _ in items]
+    assert rows["item"].tolist() == items * len(wide)
+    np.testing.assert_allclose(rows["resid"] + rows["mu"], wide[items].to_numpy().ravel(), atol=1e-12)
+    assert len(units) == len(wide)
