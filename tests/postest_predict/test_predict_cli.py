@@ -139,11 +139,22 @@ def test_results_of_other_data_or_another_model_are_refused(tmp_path: Path, caps
     other.write_text(spec.read_text().replace('"incidence ~ C(period)"', '"incidence ~ 1"'))
     err = _refused(capsys, "predict", other, "--results", results, "--out", out)
     assert "does not belong to this spec" in err and "C(period)[T.2]" in err and "refit" in err
+    original = json.loads(results.read_text())
     doc = json.loads(results.read_text())
     doc["data"]["sha256"] = "0" * 64
     results.write_text(json.dumps(doc))
     err = _refused(capsys, "predict", spec, "--results", results, "--out", out)
     assert "was fitted to data with SHA-256 000000000000" in err and "refit" in err
+    del doc["data"]["sha256"]
+    results.write_text(json.dumps(doc))
+    assert "records no data hash" in _refused(capsys, "predict", spec, "--results", results, "--out", out)
+    for name, value, message in (("loading(_cons@herd)", 2.0, "the spec fixes it"),
+                                 ("sd(_cons)@herd", None, "has no finite estimate")):
+        doc = json.loads(json.dumps(original))
+        next(r for r in doc["parameters"] if r["name"] == name)["estimate"] = value
+        results.write_text(json.dumps(doc))
+        err = _refused(capsys, "predict", spec, "--results", results, "--out", out)
+        assert message in err and name in err
     results.write_text("{not json")
     assert "is not a JSON file" in _refused(capsys, "predict", spec, "--results", results, "--out", out)
     assert "no file" in _refused(capsys, "predict", spec, "--results", tmp_path / "none.json", "--out", out)
