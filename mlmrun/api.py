@@ -35,7 +35,7 @@ from mlmrun.postest.newdata import new_predictions
 from mlmrun.postest.predict import fitted_predictions, unit_table
 from mlmrun.postest.units import EbKind, unit_predictions
 from mlmrun.report import render_html, render_markdown, summarize
-from mlmrun.report.format import ci
+from mlmrun.report.format import ci, z_and_p
 from mlmrun.results import FitResult, parameter_rows, results_dict, results_json
 from mlmrun.spec.loader import load_spec, validate_spec_dict
 from mlmrun.spec.yaml_read import parse_yaml
@@ -97,6 +97,7 @@ def fit(spec: str | Path | dict[str, Any], data: pd.DataFrame | None = None) -> 
     return Fit(result, prepared, raw, time.perf_counter() - start, hashlib.sha256(text).hexdigest())
 
 
+_WALD_BLOCKS = ("fixed", "loading", "B", "Gamma", "threshold", "hetero")
 _CI_SCALE = {"sd": "log", "residual": "log", "shape": "log", "variance": "log", "corr": "atanh"}
 
 
@@ -120,13 +121,16 @@ class Fit:
 
     @property
     def params(self) -> pd.DataFrame:
-        """Parameter table: name, block, estimate, se, 95% CI (log scale for SDs/variances, atanh for correlations,
-        as the report), free, derived (the var/cov rows computed from SDs and correlations)."""
+        """Parameter table: name, block, estimate, se, z and p (Wald, for coefficients: fixed effects, loadings,
+        B, Gamma, thresholds), 95% CI (log scale for SDs/variances, atanh for correlations, as the report),
+        free, derived (the var/cov rows computed from SDs and correlations)."""
         rows = parameter_rows(self.result)
         bounds = [ci(r.estimate, r.se, _CI_SCALE.get(r.block, "linear")) for r in rows]
+        wald = [z_and_p(r.estimate, r.se) if r.block in _WALD_BLOCKS else (None, None) for r in rows]
         return pd.DataFrame({
             "name": [r.name for r in rows], "block": [r.block for r in rows],
             "estimate": [r.estimate for r in rows], "se": [r.se for r in rows],
+            "z": [np.nan if z is None else z for z, _ in wald], "p": [np.nan if q is None else q for _, q in wald],
             "ci_lower": [np.nan if lo is None else lo for lo, _ in bounds],
             "ci_upper": [np.nan if hi is None else hi for _, hi in bounds],
             "free": [r.free for r in rows], "derived": [r.derived for r in rows],

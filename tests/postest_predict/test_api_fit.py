@@ -36,6 +36,8 @@ def test_fit_gives_the_report_parameter_table_predictions_and_results_json(pig_f
         assert params.loc[row["name"], "estimate"] == pytest.approx(row["estimate"], rel=1e-6, abs=1e-8)
     beta = params.loc["week"]
     assert beta["ci_lower"] == pytest.approx(beta["estimate"] - 1.959963984540054 * beta["se"], rel=1e-9)
+    assert beta["z"] == pytest.approx(beta["estimate"] / beta["se"]) and beta["p"] < 1e-12
+    assert np.isnan(params.loc["sd(_cons)@pig", "z"])  # no Wald test of an SD against 0 (a boundary)
     sd = params.loc["sd(_cons)@pig"]  # SDs: interval on the log scale, as the report
     assert sd["ci_lower"] * sd["ci_upper"] == pytest.approx(sd["estimate"] ** 2, rel=1e-9)
     assert "Fixed effects" in pig_fit.summary() and "<html" in pig_fit._repr_html_().lower()
