@@ -1,6 +1,6 @@
 """`mlmrun predict`: one row per data row (or per unit) with predictions, residuals and EB columns.
 
-Column names (README "Predictions"):
+Column names (README, "After the fit: `mlmrun predict`"):
 - `row` (1-based row of the data file), the id column of every level as it is in the data, and for a
   stacked file (`data.stack`) the item column, since one wide row gives several rows;
 - `xb`, `eta`, `mu`, `mu_marginal`, `resid`, `resid_pearson`, `resid_deviance`
@@ -10,7 +10,7 @@ Column names (README "Predictions"):
   the posterior mode and the SD from the curvature there). NAME@LEVEL is how the parameter table
   names the latent variable's SD, `sd(NAME)@LEVEL`;
 - new data only: `unseen@LEVEL`, True where the row's unit at that level was not in the fitted data
-  (its EB columns are then the prior mean and SD: zero and sd(NAME)@LEVEL for a random effect).
+  (its disturbance is taken as zero: for a random effect EB 0 and SD sd(NAME)@LEVEL; per_row_latent).
 
 The by-unit table has one row per unit and latent level, in the order units first occur in the
 data: `level`, `unit` (the id as in the data, first occurrence), `label` (results.json's unit label,
