@@ -6,6 +6,8 @@ The pipeline, each step public and testable on its own:
     model = compile_model(spec, data)  -> CompiledModel (frozen) with its ParTable
     fit   = estimate(model)            -> FitResult
 
+and for notebooks `mlmrun.fit(spec_or_dict, data=None)` -> Fit (summary, params, ranef, predict, to_json).
+
 The steps are imported on first use, so that `import mlmrun` (and the start of the
 `mlmrun` command, which guards its own heavy imports against Ctrl-C) stays cheap.
 """
@@ -22,16 +24,20 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 __version__ = "0.1.0"
-__all__ = ["FitResult", "compile_model", "estimate", "load_data", "load_spec", "prepare", "__version__"]
+__all__ = ["Fit", "FitResult", "compile_model", "estimate", "fit", "load_data", "load_fitted", "load_spec", "prepare",
+           "__version__"]
 
 _EXPORTS = {"FitResult": "mlmrun.results", "compile_model": "mlmrun.compile", "estimate": "mlmrun.estimate",
-            "load_data": "mlmrun.data", "load_spec": "mlmrun.spec", "prepare": "mlmrun.pipeline"}
+            "load_data": "mlmrun.data", "load_spec": "mlmrun.spec", "prepare": "mlmrun.pipeline",
+            "fit": "mlmrun.api", "Fit": "mlmrun.api", "load_fitted": "mlmrun.postest.fitted"}
 
 if TYPE_CHECKING:
+    from mlmrun.api import Fit, fit
     from mlmrun.compile import compile_model
     from mlmrun.data import load_data
     from mlmrun.estimate import estimate
     from mlmrun.pipeline import prepare
+    from mlmrun.postest.fitted import load_fitted
     from mlmrun.results import FitResult
     from mlmrun.spec import load_spec
 

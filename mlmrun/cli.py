@@ -230,7 +230,8 @@ def _bootstrap_tests(doc: dict, models: list, replicates: int, seed: int) -> Non
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Fit the spec, then write `--replicates` simulated response vectors (seeded per replicate) to --out."""
+    """Fit the spec (or read its fit from --results), then write `--replicates` simulated response vectors
+    (seeded per replicate) to --out."""
     from mlmrun.postest.simulate import simulate_replicates, simulated_frame
 
     out = Path(args.out)
@@ -242,9 +243,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.replicates < 1:
         raise OutputError(f"--replicates: {args.replicates}; give a positive number such as 100")
     prepared = prepare(relative_path(args.spec), args.allow_outside_data)
-    fit = estimate(prepared.model)
-    for warning in fit.warnings:
-        _err(f"warning: {warning}")
+    if args.results:
+        from mlmrun.postest.fitted import fitted_from_results, read_results
+
+        fit = fitted_from_results(prepared, read_results(relative_path(args.results)), display_path(args.results))
+    else:
+        fit = estimate(prepared.model)
+        for warning in fit.warnings:
+            _err(f"warning: {warning}")
     frame = simulated_frame(fit.model, simulate_replicates(fit.model, fit.values, args.seed, args.replicates))
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -277,15 +283,83 @@ def add_postest_commands(sub: argparse._SubParsersAction, trust: argparse.Argume
     sim = sub.add_parser("simulate", parents=[trust],
                          help="fit a spec and simulate responses from the fitted model, keeping the design")
     sim.add_argument("spec", help="spec file (YAML)")
+    sim.add_argument("--results", help="results.json of a fit of this spec (default: fit the spec first)")
     sim.add_argument("--seed", type=int, required=True, help="seed; replicate i uses child i of SeedSequence(seed)")
     sim.add_argument("--replicates", type=int, default=1, help="number of simulated data sets (default 1)")
     sim.add_argument("--out", required=True, help="output file, .csv or .parquet (long: replicate, obs, ids, response)")
     sim.add_argument("--quiet", action="store_true", help="no summary line")
     sim.set_defaults(func=cmd_simulate)
+# --- predict (post-estimation) ------------------------------------------------------------------------------
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predictions per data row (and per unit with --by-unit) from results.json, or from a fit made first.
+
+    Both output paths are checked before any (possibly long) fit; the tables are rendered in
+    memory and written together, atomically.
+    """
+    from mlmrun.postest.fitted import fitted_from_results, read_results
+    from mlmrun.postest.frames import model_rows, read_data_file
+    from mlmrun.postest.newdata import new_predictions, read_new_data
+    from mlmrun.postest.output import table_bytes, table_path, write_tables
+    from mlmrun.postest.predict import Predictions, fitted_predictions, unit_table
+    from mlmrun.postest.units import unit_predictions
+
+    start = time.perf_counter()
+    out = table_path(args.out, "--out")
+    by_unit = table_path(args.by_unit, "--by-unit") if args.by_unit else None
+    if by_unit is not None and by_unit.resolve() == out.resolve():
+        raise OutputError("--by-unit: it names the same file as --out; give two different files")
+    prepared = prepare(relative_path(args.spec), args.allow_outside_data)
+    new_raw = None
+    if args.data:
+        new_raw = read_new_data(relative_path(args.data))
+    if args.results:
+        fit = fitted_from_results(prepared, read_results(relative_path(args.results)), display_path(args.results))
+    else:
+        fit = estimate(prepared.model, None if args.quiet else _progress)
+    preds = unit_predictions(fit, args.eb)
+    old_raw = read_data_file(prepared.data.path, prepared.model.data_sha256)
+    rows = model_rows(prepared.spec, old_raw, fit.model.n)
+    if new_raw is None:
+        tables = fitted_predictions(fit.model, fit.values, rows, preds, args.eb)
+    else:
+        new = new_predictions(fit, old_raw, new_raw, preds, args.eb, display_path(args.data))
+        tables = Predictions(new.rows, unit_table(fit.model, rows, preds, args.eb))
+    files = {out: table_bytes(tables.rows, out)}
+    if by_unit is not None:
+        files[by_unit] = table_bytes(tables.units, by_unit)
+    write_tables(files)
+    if not fit.converged:
+        _err(f"warning: the fit of {prepared.spec.name} did not converge; its predictions are those of the last estimates")
+    for warning in fit.warnings if not args.results else ():
+        _err(f"warning: {warning}")
+    if not args.quiet:
+        print(f"{prepared.spec.name}: {len(tables.rows)} rows predicted ({args.eb}s of the latent variables) in "
+              f"{time.perf_counter() - start:.2f} s; wrote {', '.join(display_path(p) for p in files)}")
+    return EXIT_OK
+
+
+def add_predict_parser(sub: argparse._SubParsersAction, trust: argparse.ArgumentParser) -> None:
+    """The `predict` subcommand's arguments."""
+    pred = sub.add_parser("predict", parents=[trust],
+                          help="predictions, residuals and empirical Bayes predictions per data row (or per unit)")
+    pred.add_argument("spec", help="spec file (YAML)")
+    pred.add_argument("--results", help="results.json of a fit of this spec (default: fit the spec first)")
+    pred.add_argument("--data", help="predict for the rows of this file (CSV, TSV, Parquet, .dta) instead of the fitted data")
+    pred.add_argument("--out", required=True, help="output table, FILE.csv or FILE.parquet")
+    pred.add_argument("--eb", choices=("mean", "mode"), default="mean",
+                      help="posterior means and SDs (default; gllapred u) or posterior modes with curvature SDs "
+                           "(lme4's ranef)")
+    pred.add_argument("--by-unit", help="also write one row per unit and level with its EB columns (.csv/.parquet)")
+    pred.add_argument("--quiet", action="store_true", help="no iteration log and no summary line")
+    pred.set_defaults(func=cmd_predict)
+
+# --- end predict --------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its three subcommands."""
+    """The argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="mlmrun", description="Fit GLLAMMs from declarative YAML specs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     trust = argparse.ArgumentParser(add_help=False)
@@ -305,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     sch = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     sch.set_defaults(func=cmd_schema)
     add_postest_commands(sub, trust)
+    add_predict_parser(sub, trust)
     return parser
 
 

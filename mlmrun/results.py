@@ -295,16 +295,21 @@ def _integration(fit: FitResult) -> dict[str, Any]:
     return out
 
 
-def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, total_seconds: float) -> dict[str, Any]:
+def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, total_seconds: float,
+                 spec_sha256: str | None = None) -> dict[str, Any]:
     """The results.json document (DESIGN.md section 3) plus extra keys: n_dropped_missing, derived, extras,
-    lr_test and (quadrature fits) empirical_bayes."""
+    lr_test and (quadrature fits) empirical_bayes.
+
+    `data.sha256` is the SHA-256 of the data file's bytes (post-estimation refuses results of other data);
+    `spec_sha256` replaces the spec file's digest for a spec given as a dict (the Python API)."""
     from mlmrun import __version__
 
     model = fit.model
     rows = parameter_rows(fit)
     doc: dict[str, Any] = {
         "mlmrun_version": __version__,
-        "spec": {"name": prepared.spec.name, "sha256": hashlib.sha256(Path(spec_path).read_bytes()).hexdigest()},
+        "spec": {"name": prepared.spec.name,
+                 "sha256": spec_sha256 or hashlib.sha256(Path(spec_path).read_bytes()).hexdigest()},
         "data": {"sha256": model.data_sha256, "n_rows": int(model.n_rows_read), "n_used": int(model.n)},
         "method": fit.method,
         "integration": _integration(fit),

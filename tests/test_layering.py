@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mlmrun"
 ORDER = ["errors", "display", "spec", "data", "families", "compile", "likelihood", "pipeline", "predict", "results", "estimate",
-         "postest", "report", "io", "cli"]
+         "report", "io", "postest", "api", "cli"]
 
 
 def _stage(module: str) -> str | None:
