@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
+from mlmrun.compile.family_params import extra_columns, family_name, family_params
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
@@ -40,6 +41,8 @@ def used_columns(spec: Spec) -> dict[str, str]:
                 cols.setdefault(getattr(eq, key), f"responses.{i}.{key}")
         for c in (eq.select or {}):
             cols.setdefault(c, f"responses.{i}.select")
+        for c, where in extra_columns(eq, i).items():
+            cols.setdefault(c, where)
         if eq.variance:
             for c in sorted(formula_variables(_variance_formula(eq.variance, i))[1]):
                 cols.setdefault(c, f"responses.{i}.variance")
@@ -114,7 +117,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
     multi = len(spec.responses) > 1
     for k, eq in enumerate(spec.responses):
         try:
-            family = get_family(eq.family, eq.link)
+            family = get_family(family_name(eq, k), eq.link)
         except ValueError as exc:
             raise SpecError(f"responses.{k}: {exc}") from None
         if eq.variance and eq.family != "gaussian":
@@ -180,7 +183,8 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             raise DataError(f"responses.{k} ({eq.family}, column '{eq.name}'): {exc}") from None
         suffix = f":{eq.name}[{k}]" if multi else ""
         scale_rows = threshold_rows = hetero = hetero_rows = None
-        if eq.family in ("gaussian", "gamma"):
+        extra = family_params(eq, k, family.name, frame, rows, y[rows], pt, suffix)
+        if eq.family in ("gaussian", "gamma") and extra is None:
             ystd = float(np.std(y[rows])) or 1.0
             if eq.family == "gaussian" and eq.variance_by:
                 cats = frame[eq.variance_by].astype(str).to_numpy()[rows]
@@ -213,7 +217,8 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
                           transform="identity" if j == 0 else "ordered", equation=eq.name, group=eq.name,
                           lhs=eq.name, op="|", rhs=f"t{j + 1}") for j in range(K - 1)]
             threshold_rows = np.array(ids)
-        equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories, hetero, hetero_rows))
+        equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories, hetero, hetero_rows,
+                                  family_params=extra))
     if (eq_of_row < 0).any():
         raise DataError.at(("responses",), f"{int((eq_of_row < 0).sum())} rows are selected by no response equation; "
                                           "extend the `select:` lists")
@@ -272,7 +277,7 @@ def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
     """`constraints:`: fix any parameter-table row, or make groups of rows equal (lavaan's shared free index)."""
     for name, value in spec.constraints.fix.items():
         row = pt.rows[_row_named(pt, name, ("constraints", "fix", name, KEY))]
-        if row["block"] in ("sd", "residual", "shape") and value < 0:
+        if row["block"] in ("sd", "residual", "shape", "dispersion") and value < 0:
             raise SpecError.at(("constraints", "fix", name), f"{name} is a standard deviation or shape; fix it at a value >= 0")
         if row["block"] == "corr" and not -1 <= value <= 1:
             raise SpecError.at(("constraints", "fix", name), f"{name} is a correlation; fix it in [-1, 1]")

@@ -7,7 +7,7 @@ arrays back onto partable rows, so likelihood code never touches the table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,8 @@ class ModelMatrices:
     """Per equation: ordinal thresholds or None."""
     valid: bool
     """False when a correlation matrix is not positive semi-definite."""
+    family: tuple[np.ndarray | None, ...] = ()
+    """Per equation: its family's parameter columns (equation rows x columns) or None (compile/family_params.py)."""
 
     @property
     def T(self) -> np.ndarray:
@@ -115,6 +117,7 @@ def model_matrices(model: CompiledModel, values: np.ndarray) -> ModelMatrices:
         beta=values[model.beta_rows],
         lambdas=tuple(values[lat.loading_rows] for lat in model.latent),
         B=B, Gamma=Gamma, L=L, scale=scale, thresholds=tuple(thresholds), valid=valid,
+        family=tuple(None if eq.family_params is None else eq.family_params.values(values) for eq in model.equations),
     )
 
 
@@ -129,6 +132,7 @@ class MatrixGradient:
     L: dict[int, np.ndarray]
     scale: np.ndarray
     thresholds: list[np.ndarray | None]
+    family: list[np.ndarray | None] = field(default_factory=list)
 
     @classmethod
     def zeros(cls, mm: ModelMatrices) -> MatrixGradient:
@@ -137,6 +141,7 @@ class MatrixGradient:
             B=np.zeros_like(mm.B), Gamma=np.zeros_like(mm.Gamma),
             L={k: np.zeros_like(v) for k, v in mm.L.items()}, scale=np.zeros_like(mm.scale),
             thresholds=[None if t is None else np.zeros_like(t) for t in mm.thresholds],
+            family=[None if f is None else np.zeros_like(f) for f in mm.family],
         )
 
 
@@ -216,4 +221,7 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
             np.add.at(g, eq.scale_rows, gs)
         if eq.threshold_rows is not None and gt is not None:
             np.add.at(g, eq.threshold_rows, gt)
+    for eq, gf in zip(model.equations, grad.family, strict=False):
+        if eq.family_params is not None and gf is not None:
+            eq.family_params.adjoint(gf, g)
     return g

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlmrun.compile.family_params import FamilyParams
 from mlmrun.compile.partable import ParTable
 from mlmrun.data.levels import LevelIndex
 from mlmrun.families import Family
@@ -36,6 +37,8 @@ class Equation:
     """Gaussian `variance:` design S (rows of the equation x K): residual SD = sd(Residual) * exp(S @ alpha)."""
     hetero_rows: np.ndarray | None = None
     """Partable rows of alpha (block 'hetero', one per column of `hetero`)."""
+    family_params: FamilyParams | None = None
+    """Count and censored families: their per-row parameter columns (compile/family_params.py)."""
 
 
 @dataclass(frozen=True)

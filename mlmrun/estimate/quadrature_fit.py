@@ -41,7 +41,7 @@ from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
 from mlmrun.results import FitResult
 
-GLM_BLOCKS = ("fixed", "threshold", "residual", "hetero", "shape")
+GLM_BLOCKS = ("fixed", "threshold", "residual", "hetero", "shape", "dispersion", "zeroinfl")
 COARSE_POINTS = 5
 """Points per dimension of the cheap first stage (Laplace start; adaptive fits with more points)."""
 BOUNDARY_SD = 1e-4
@@ -177,7 +177,8 @@ def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] 
     start = starting_values(obj, glm_free)
     if obj.lay.hierarchy is None:
         out = Outcome(glm_free, None, null_ll, True, 0)
-        return _result(obj, out, None, warnings, {}, t0)
+        info = -hessian_from_gradient(lambda x: obj.glm(x)[1], glm_free)
+        return _result(obj, out, covariance(obj, info, warnings), warnings, {}, t0)
     laplace_f = None
     if plan.method == "laplace":
         out, laplace_f = _laplace(obj, start, est.max_iter, progress)

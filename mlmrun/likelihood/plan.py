@@ -173,6 +173,8 @@ def plan_sizes(model: CompiledModel) -> PlanSizes:
             params += len(eq.threshold_rows)
         elif eq.scale_rows is not None:
             params += 1
+        elif eq.family_params is not None:
+            params += len(eq.family_params.columns)
     return PlanSizes(rows.n, n_units, most, params)
 
 

@@ -83,13 +83,30 @@ class Level(SpecNode):
     """True when ids restart within each unit of the level above (ids are then combined with the parent's)."""
 
 
+class Censoring(SpecNode):
+    """Censored gaussian responses (tobit, interval regression): which rows are known only as bounds."""
+
+    left: str | None = None
+    """Column of 0/1: 1 = left-censored, the true value is at most the response (tobit at a floor)."""
+    right: str | None = None
+    """Column of 0/1: 1 = right-censored, the true value is at least the response."""
+    upper: str | None = None
+    """Column of upper bounds: the true value lies between the response and this column (equal: observed exactly)."""
+
+    @model_validator(mode="after")
+    def _some_column(self) -> Censoring:
+        if not (self.left or self.right or self.upper):
+            raise ValueError("name at least one of `left`, `right` (0/1 indicator columns) or `upper` (a bound column)")
+        return self
+
+
 class Equation(SpecNode):
     """A response equation: the family and link of the rows it selects."""
 
     name: str
     """Response column."""
-    family: Literal["gaussian", "binomial", "poisson", "gamma", "ordinal"] = "gaussian"
-    """Response distribution."""
+    family: Literal["gaussian", "binomial", "poisson", "gamma", "ordinal", "nbinom2", "nbinom1"] = "gaussian"
+    """Response distribution (nbinom2: Var = mu + mu^2/theta; nbinom1: Var = mu (1 + phi))."""
     link: Literal["identity", "log", "logit", "probit", "cloglog"] | None = None
     """Link function (default: canonical for the family; ordinal: logit)."""
     trials: str | None = None
@@ -106,6 +123,10 @@ class Equation(SpecNode):
     """Gaussian: one-sided formula ('~ x + C(item)') for the log residual SD: log sd_i = log sd(Residual) + s_i' alpha (gllamm's s(); the formula's intercept is dropped)."""
     categories: list[Scalar] | None = None
     """Ordinal: the ordered categories (default: sorted distinct values)."""
+    zero_inflation: str | None = None
+    """Poisson, nbinom2, nbinom1: one-sided formula for the logit of the structural-zero probability ('~ 1', '~ x')."""
+    censoring: Censoring | None = None
+    """Gaussian: left, right or interval censoring given by columns (tobit models)."""
 
 
 class RandomBlock(SpecNode):
