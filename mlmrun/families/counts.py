@@ -101,7 +101,7 @@ class NegBinomial1(Family):
         d1 = k * g
         if order < 2:
             return ll, d1, None
-        return ll, d1, d1 + k**2 * (sc.polygamma(1, y + k) - sc.polygamma(1, k))
+        return ll, d1, d1 + k * (k * (sc.polygamma(1, y + k) - sc.polygamma(1, k)))  # k^2 alone can overflow
 
     def param_score(self, y, nu, params=None, trials=None) -> FloatArray:
         nu, y, phi, k, g = self._terms(y, nu, params)

@@ -55,6 +55,19 @@ def make_case(
         nu = rng.normal(0.0, 1.5, shape)
         y = np.arange(n, dtype=float) % (THRESHOLDS.size + 1)
         params = THRESHOLDS.copy()
+    elif family in ("nbinom2", "nbinom1", "zip", "zinb2", "zinb1"):
+        nu = rng.normal(1.0, 0.6, shape)
+        y = rng.negative_binomial(2, 0.4, n).astype(float)
+        y[:3] = 0.0
+        cols = [rng.uniform(0.5, 5.0, n)] if family != "zip" else []
+        params = np.column_stack(cols + ([rng.normal(-1.0, 0.7, n)] if family.startswith("zi") else []))
+    elif family == "censored_gaussian":
+        nu = rng.normal(0.0, 0.7, shape)
+        y = rng.normal(1.0, 1.5, n)
+        kind = np.arange(n) % 4
+        lo = np.where(kind == 1, -np.inf, y)
+        hi = np.where(kind == 2, np.inf, np.where(kind == 3, y + 1.0, y))
+        params = np.column_stack([rng.uniform(0.5, 2.0, n), lo, hi])
     else:
         raise AssertionError(family)
     return Case(fam, y, nu, params, trials)

@@ -14,6 +14,8 @@ def test_default_links():
         "poisson": "log",
         "gamma": "log",
         "ordinal": "logit",
+        "nbinom2": "log", "nbinom1": "log", "zip": "log", "zinb2": "log", "zinb1": "log",
+        "censored_gaussian": "identity",
     }
     for name, link in DEFAULT_LINK.items():
         fam = get_family(name, None)
@@ -28,6 +30,8 @@ def test_allowed_links():
         "poisson": ("log",),
         "gamma": ("log",),
         "ordinal": ("logit", "probit", "cloglog"),
+        "nbinom2": ("log",), "nbinom1": ("log",), "zip": ("log",), "zinb2": ("log",), "zinb1": ("log",),
+        "censored_gaussian": ("identity",),
     }
     for name, links in ALLOWED_LINKS.items():
         for link in links:
