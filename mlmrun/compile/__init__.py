@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
-from mlmrun.compile.family_params import extra_columns, family_name, family_params
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
+from mlmrun.compile.family_params import extra_columns, family_params, make_family
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
@@ -20,7 +20,6 @@ from mlmrun.data.levels import build_levels
 from mlmrun.data.load import LoadedData
 from mlmrun.data.shown import columns_hint, excerpt, excerpts
 from mlmrun.errors import KEY, DataError, Loc, SpecError
-from mlmrun.families import get_family
 from mlmrun.spec.model import Spec
 
 __all__ = ["CompiledModel", "CovBlock", "Equation", "LatentVar", "MatrixGradient", "ModelMatrices", "ParTable",
@@ -117,7 +116,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
     multi = len(spec.responses) > 1
     for k, eq in enumerate(spec.responses):
         try:
-            family = get_family(family_name(eq, k), eq.link)
+            family = make_family(eq, k)
         except ValueError as exc:
             raise SpecError(f"responses.{k}: {exc}") from None
         if eq.variance and eq.family != "gaussian":

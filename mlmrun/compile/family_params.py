@@ -20,10 +20,14 @@ from mlmrun.compile.design import fixed_design, formula_variables, parse_formula
 from mlmrun.compile.partable import ParTableBuilder
 from mlmrun.data.shown import excerpt
 from mlmrun.errors import DataError, SpecError
+from mlmrun.families import Family, get_family
+from mlmrun.families.composite import Composite
 from mlmrun.spec.model import Equation as EquationSpec
 
 ZERO_INFLATED = {"poisson": "zip", "nbinom2": "zinb2", "nbinom1": "zinb1"}
-COLUMN_FAMILIES = frozenset({"nbinom2", "nbinom1", "zip", "zinb2", "zinb1", "censored_gaussian"})
+COMPOSITE = {"poisson": "composite_poisson", "gaussian": "composite_gaussian"}
+COLUMN_FAMILIES = frozenset({"nbinom2", "nbinom1", "zip", "zinb2", "zinb1", "censored_gaussian", "composite_poisson",
+                             "composite_gaussian"})
 _DISPERSION = {"nbinom2": "theta", "nbinom1": "phi"}
 _SHOWN = 5
 
@@ -55,8 +59,31 @@ class FamilyParams:
                 np.add.at(g, c.rows, c.design.T @ grad[:, j])
 
 
+def make_family(eq: EquationSpec, k: int) -> Family:
+    """The Family of a response (ValueError for a link the family lacks); composite links carry their term links."""
+    name = family_name(eq, k)
+    if eq.composite is None:
+        return get_family(name, eq.link)
+    cls = type(get_family(name))
+    assert issubclass(cls, Composite)
+    return cls(eq.link, tuple(t.link for t in eq.composite))
+
+
 def family_name(eq: EquationSpec, k: int) -> str:
-    """The registry family of a response: `zero_inflation:` and `censoring:` select the extended families."""
+    """The registry family of a response: `zero_inflation:`, `censoring:` and `composite:` select extended families."""
+    extras = [key for key in ("zero_inflation", "censoring", "composite") if getattr(eq, key) is not None]
+    if len(extras) > 1:
+        raise SpecError.at(("responses", k, extras[1]), f"give one of {' / '.join(extras)} per response, not several; "
+                                                         "keep the one the model needs")
+    if eq.composite is not None:
+        if eq.family not in COMPOSITE:
+            raise SpecError.at(("responses", k, "composite"), f"composite links are for the poisson and gaussian "
+                                                              f"families, not {eq.family}; drop `composite:` or change "
+                                                              "the family")
+        if eq.variance or eq.variance_by:
+            raise SpecError.at(("responses", k, "composite"), "a composite gaussian response has one residual SD; "
+                                                              "drop `variance:`/`variance_by:` or the composite link")
+        return COMPOSITE[eq.family]
     if eq.zero_inflation is not None:
         if eq.family not in ZERO_INFLATED:
             raise SpecError.at(("responses", k, "zero_inflation"),
@@ -80,6 +107,10 @@ def extra_columns(eq: EquationSpec, k: int) -> dict[str, str]:
     if eq.zero_inflation is not None:
         where = f"responses.{k}.zero_inflation"
         for c in sorted(formula_variables(parse_formula(eq.zero_inflation, where, "one_sided"))[1]):
+            cols.setdefault(c, where)
+    for j, term in enumerate(eq.composite or []):
+        where = f"responses.{k}.composite.{j}.formula"
+        for c in sorted(formula_variables(parse_formula(term.formula, where, "one_sided"))[1]):
             cols.setdefault(c, where)
     if eq.censoring is not None:
         for key in ("left", "right", "upper"):
@@ -143,6 +174,22 @@ def family_params(eq: EquationSpec, k: int, family: str, frame: pd.DataFrame, ro
     ones = np.ones((len(rows), 1))
     common = dict(equation=eq.name, lhs=eq.name)
     cols: list[ParamColumn] = []
+    if family.startswith("composite"):
+        if family == "composite_gaussian":
+            rid = pt.add(f"sd(Residual{suffix})", "residual", value=float(np.std(y)) or 1.0, transform="log",
+                         op="~~", rhs=eq.name, **common)
+            cols.append(ParamColumn(ones, np.array([rid])))
+        for j, term in enumerate(eq.composite):
+            where = f"responses.{k}.composite.{j}.formula"
+            D, names = fixed_design(parse_formula(term.formula, where, "one_sided"),
+                                    frame.iloc[rows].reset_index(drop=True), where)
+            if not D.shape[1]:
+                raise SpecError.at(("responses", k, "composite", j, "formula"),
+                                   f"{term.formula!r} has no terms; write '~ 1' for a constant added term")
+            ids = [pt.add(f"composite{j + 1}({nm}){suffix}", "composite", value=-1.0 if nm == "Intercept" else 0.0,
+                          op=f"composite{j + 1}", rhs=nm, **common) for nm in names]
+            cols.append(ParamColumn(D, np.array(ids)))
+        return FamilyParams(tuple(cols))
     if family == "censored_gaussian":
         rid = pt.add(f"sd(Residual{suffix})", "residual", value=float(np.std(y)) or 1.0, transform="log",
                      op="~~", rhs=eq.name, **common)

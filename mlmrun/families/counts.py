@@ -88,7 +88,7 @@ class NegBinomial1(Family):
         nu = np.asarray(nu, dtype=np.float64)
         y = _rows(np.asarray(y, dtype=np.float64), nu.ndim)
         (phi,) = columns(params, nu.shape[0], nu.ndim, 1, self.name)
-        k = np.exp(nu - np.log(phi))
+        k = np.exp(np.minimum(nu - np.log(phi), 700.0))  # a guard for wild Newton trials (mu/phi > 1e304)
         g = sc.digamma(y + k) - sc.digamma(k) - np.log1p(phi)
         return nu, y, phi, k, g
 
@@ -152,10 +152,12 @@ class ZeroInflated(Family):
         nu, _, _, ll, d1, d2, w, _ = self._mix(y, nu, params, order)
         if order < 1:
             return ll, None, None
-        g1 = w * d1
-        if order < 2:
-            return ll, g1, None
-        return ll, g1, w * d2 + w * (1.0 - w) * d1**2
+        live = w > 0.0  # w = 0 (a zero far out in the tail of the count part): its derivatives vanish, even if d1 is inf
+        with np.errstate(invalid="ignore", over="ignore"):
+            g1 = np.where(live, w * d1, 0.0)
+            if order < 2:
+                return ll, g1, None
+            return ll, g1, np.where(live, w * d2 + w * (1.0 - w) * d1**2, 0.0)
 
     def param_score(self, y, nu, params=None, trials=None) -> FloatArray:
         nu, base, zeta, _, _, _, w, _ = self._mix(y, nu, params, 0)

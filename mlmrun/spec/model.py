@@ -100,6 +100,15 @@ class Censoring(SpecNode):
         return self
 
 
+class CompositeTerm(SpecNode):
+    """One added linear predictor of a composite link: mean = g^-1(nu) + sum of h^-1(formula's predictor)."""
+
+    formula: str
+    """One-sided formula of the added predictor ('~ 1', '~ x'): fixed effects only."""
+    link: Literal["log", "logit", "identity"] = "log"
+    """Its inverse link h^-1 (poisson: log or logit, so the mean stays positive)."""
+
+
 class Equation(SpecNode):
     """A response equation: the family and link of the rows it selects."""
 
@@ -127,6 +136,8 @@ class Equation(SpecNode):
     """Poisson, nbinom2, nbinom1: one-sided formula for the logit of the structural-zero probability ('~ 1', '~ x')."""
     censoring: Censoring | None = None
     """Gaussian: left, right or interval censoring given by columns (tobit models)."""
+    composite: list[CompositeTerm] | None = Field(default=None, min_length=1, max_length=8)
+    """Poisson, gaussian: composite link (gllamm's composite()): linear predictors added to the mean, each through its own inverse link."""
 
 
 class RandomBlock(SpecNode):

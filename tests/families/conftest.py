@@ -61,6 +61,15 @@ def make_case(
         y[:3] = 0.0
         cols = [rng.uniform(0.5, 5.0, n)] if family != "zip" else []
         params = np.column_stack(cols + ([rng.normal(-1.0, 0.7, n)] if family.startswith("zi") else []))
+    elif family == "composite_poisson":
+        nu = rng.normal(1.0, 0.6, shape)
+        y = rng.poisson(3.0, n).astype(float)
+        y[:2] = 0.0
+        params = rng.normal(0.0, 0.8, (n, 1))
+    elif family == "composite_gaussian":
+        nu = rng.normal(0.0, 0.7, shape)
+        y = rng.normal(1.0, 1.5, n)
+        params = np.column_stack([rng.uniform(0.5, 2.0, n), rng.normal(0.0, 0.8, n)])
     elif family == "censored_gaussian":
         nu = rng.normal(0.0, 0.7, shape)
         y = rng.normal(1.0, 1.5, n)

@@ -1,4 +1,4 @@
-"""New families (NB2, NB1, zero-inflated, censored gaussian): densities against scipy, derivatives against differences."""
+"""New families (NB2, NB1, zero-inflated, censored gaussian, composite links): densities against scipy, derivatives against differences."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from mlmrun.families import get_family
+from mlmrun.families.composite import CompositeGaussian, CompositePoisson
 
 RNG = np.random.default_rng(7)
 Y = np.array([0, 0, 1, 2, 5, 0, 13, 3], dtype=float)
@@ -122,3 +123,34 @@ def test_zero_inflated_mean_is_shrunk_by_the_zero_probability() -> None:
     fam = get_family("zip")
     nu, zeta = np.array([0.3, 1.0]), np.array([[-1.0], [0.5]])
     np.testing.assert_allclose(fam.mean(nu, zeta), np.exp(nu) / (1 + np.exp(zeta[:, 0])))
+
+
+def _expit(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_composite_poisson_mean_is_a_sum_of_inverse_links() -> None:
+    fam = CompositePoisson("log", ("log", "logit"))
+    zeta = RNG.normal(0.0, 1.0, (len(Y), 2))
+    mu = np.exp(NU) + np.exp(zeta[:, :1]) + _expit(zeta[:, 1:])
+    ll, _, _ = fam.loglik_derivs(Y, NU, zeta)
+    np.testing.assert_allclose(ll, stats.poisson.logpmf(Y[:, None], mu), rtol=1e-12)
+    _check_derivatives(fam, Y, NU, zeta, [0, 1])
+
+
+@pytest.mark.parametrize("link", ["identity", "log"])
+def test_composite_gaussian_mean_is_a_sum_of_inverse_links(link: str) -> None:
+    fam = CompositeGaussian(link, ("identity", "log"))
+    p = np.column_stack([RNG.uniform(0.5, 2.0, len(YC)), RNG.normal(0, 1, (len(YC), 2))])
+    base = NUC if link == "identity" else np.exp(NUC)
+    mu = base + p[:, 1:2] + np.exp(p[:, 2:3])
+    ll, _, _ = fam.loglik_derivs(YC, NUC, p)
+    np.testing.assert_allclose(ll, stats.norm.logpdf(YC[:, None], mu, p[:, :1]), rtol=1e-12)
+    _check_derivatives(fam, YC, NUC, p, [0, 1, 2])
+
+
+def test_composite_families_differ_by_their_term_links() -> None:
+    assert CompositePoisson("log", ("log",)) != CompositePoisson("log", ("logit",))
+    assert CompositePoisson("log", ("log",)) == get_family("composite_poisson")
+    with pytest.raises(ValueError, match="need links among log, logit"):
+        CompositePoisson("log", ("identity",))

@@ -15,7 +15,7 @@ def test_default_links():
         "gamma": "log",
         "ordinal": "logit",
         "nbinom2": "log", "nbinom1": "log", "zip": "log", "zinb2": "log", "zinb1": "log",
-        "censored_gaussian": "identity",
+        "censored_gaussian": "identity", "composite_poisson": "log", "composite_gaussian": "identity",
     }
     for name, link in DEFAULT_LINK.items():
         fam = get_family(name, None)
@@ -31,7 +31,7 @@ def test_allowed_links():
         "gamma": ("log",),
         "ordinal": ("logit", "probit", "cloglog"),
         "nbinom2": ("log",), "nbinom1": ("log",), "zip": ("log",), "zinb2": ("log",), "zinb1": ("log",),
-        "censored_gaussian": ("identity",),
+        "censored_gaussian": ("identity",), "composite_poisson": ("log",), "composite_gaussian": ("identity", "log"),
     }
     for name, links in ALLOWED_LINKS.items():
         for link in links:

@@ -2,7 +2,7 @@
 
 The Fisher-identity gradient of the frozen-adaptation log likelihood, with
 respect to every free parameter (fixed part, random-effect SDs, loadings, the
-NB dispersion, zero-inflation coefficients, the censored residual SD), at
+NB dispersion, zero-inflation and composite-link coefficients, the censored residual SD), at
 random parameter values: single responses with a random intercept, three
 levels, and a mixed-response model (censored gaussian + zero-inflated NB2)
 sharing a factor with a free loading.
@@ -59,6 +59,10 @@ MODELS = {
     "tobit_left_right": "responses:\n  - {name: ycens, family: gaussian, censoring: {left: left, right: right}}\n"
                         "fixed: \"ycens ~ x\"\n" + RI,
     "interval": "responses:\n  - {name: yint, family: gaussian, censoring: {upper: upper}}\nfixed: \"yint ~ x\"\n" + RI,
+    "composite_poisson": "responses:\n  - {name: ycount, family: poisson, composite: [{formula: \"~ 1 + x\"}]}\n"
+                         "fixed: \"ycount ~ x\"\n" + RI,
+    "composite_gaussian_two_terms": "responses:\n  - {name: yint, family: gaussian, composite: [{formula: \"~ x\", "
+                                    "link: logit}, {formula: \"~ 1\", link: log}]}\nfixed: \"yint ~ x\"\n" + RI,
     "nbinom2_three_levels": "responses:\n  - {name: ycount, family: nbinom2}\nfixed: \"ycount ~ x\"\n" + THREE,
     "mixed_censored_zinb2_factor": """
 levels:
@@ -82,7 +86,7 @@ def make_model(folder: Path, key: str, points: int = 4) -> CompiledModel:
 
 
 RANDOM = {"fixed": (-0.5, 0.5), "sd": (0.3, 1.2), "residual": (0.5, 1.5), "loading": (0.5, 1.5),
-          "dispersion": (0.5, 4.0), "zeroinfl": (-1.5, 0.5)}
+          "dispersion": (0.5, 4.0), "zeroinfl": (-1.5, 0.5), "composite": (-1.0, 0.5)}
 
 
 def random_free(model: CompiledModel, seed: int) -> np.ndarray:
@@ -100,7 +104,7 @@ def test_gradient_of_count_and_censored_models(tmp_path: Path, key: str) -> None
     model = make_model(tmp_path, key, points=3 if "three" in key else 4)
     obj = QuadratureObjective(model, integration_plan(model))
     blocks = set(model.partable.frame["block"])
-    assert blocks & {"dispersion", "zeroinfl", "residual"}
+    assert blocks & {"dispersion", "zeroinfl", "residual", "composite"}
     for seed in (0, 1):
         free = random_free(model, seed)
         ad = obj.adapt(free)
