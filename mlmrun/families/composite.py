@@ -80,26 +80,30 @@ class CompositePoisson(Composite):
         _validate_counts(y, self.name)
 
     def _parts(self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None) -> tuple:
+        """Worked in logs, log mu = logaddexp(nu, log added), so wild trial values of nu give -inf, never nan."""
         nu = np.asarray(nu, dtype=np.float64)
         y1 = np.asarray(y, dtype=np.float64)
         zetas = columns(params, nu.shape[0], nu.ndim, len(self._terms), self.name)
         added, slopes = self._added(zetas)
-        m1 = np.exp(nu)
-        mu = m1 + added
-        return nu, y1, _rows(y1, nu.ndim), m1, mu, slopes
+        with np.errstate(divide="ignore", over="ignore"):
+            log_mu = np.logaddexp(nu, np.log(added))
+            mu = np.exp(log_mu)
+            inv_mu = np.exp(-log_mu)
+        return nu, y1, _rows(y1, nu.ndim), log_mu, mu, inv_mu, slopes
 
     def loglik_derivs(self, y, nu, params=None, trials=None, order=2) -> Derivs:
-        nu, y1, y, m1, mu, _ = self._parts(y, nu, params)
-        ll = sc.xlogy(y, mu) - mu - _rows(sc.gammaln(y1 + 1.0), nu.ndim)
+        nu, y1, y, log_mu, mu, _, _ = self._parts(y, nu, params)
+        ll = y * log_mu - mu - _rows(sc.gammaln(y1 + 1.0), nu.ndim)
         if order < 1:
             return ll, None, None
-        ratio = y / mu
-        d1 = (ratio - 1.0) * m1
-        return ll, d1, (d1 - ratio / mu * m1**2 if order >= 2 else None)
+        frac = np.exp(nu - log_mu)  # exp(nu) / mu, in [0, 1]
+        with np.errstate(over="ignore"):
+            d1 = y * frac - np.exp(nu)
+        return ll, d1, (d1 - y * frac**2 if order >= 2 else None)
 
     def param_score(self, y, nu, params=None, trials=None) -> FloatArray:
-        nu, _, y, _, mu, slopes = self._parts(y, nu, params)
-        return stack([(y / mu - 1.0) * s for s in slopes], nu.shape)
+        nu, _, y, _, _, inv_mu, slopes = self._parts(y, nu, params)
+        return stack([(y * inv_mu - 1.0) * s for s in slopes], nu.shape)
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         nu = np.asarray(nu, dtype=np.float64)

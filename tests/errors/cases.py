@@ -641,3 +641,31 @@ CASES += [
               "censoring: {left: censored, upper: hi}}"), files={"data/t2.csv": _csv_with("tobit_sim.csv", _add_upper)},
          at=("responses", 0, "censoring", "upper"), hint="give each row one kind of censoring"),
 ]
+
+COMPOSITE = """\
+name: errors
+data: {path: data/composite_sim.csv}
+levels:
+  - {name: cluster, id: cluster}
+responses:
+  - {name: y, family: poisson, composite: [{formula: "~ w"}]}
+fixed: "y ~ x"
+random:
+  - {level: cluster, terms: [1]}
+"""
+
+CASES += [
+    Case("composite_wrong_family", ((FAMILY_PARAMS, "composite links are for the poisson and gaussian"),),
+         edit(COMPOSITE, "family: poisson,", "family: nbinom2,"), at=("responses", 0, "composite"),
+         hint="drop `composite:` or change the family"),
+    Case("composite_and_zero_inflation", ((FAMILY_PARAMS, "per response, not several"),),
+         edit(COMPOSITE, "family: poisson,", "family: poisson, zero_inflation: '~ 1',"),
+         at=("responses", 0, "composite"), hint="keep the one the model needs"),
+    Case("composite_with_variance", ((FAMILY_PARAMS, "a composite gaussian response has one residual SD"),),
+         edit(COMPOSITE, "family: poisson,", "family: gaussian, variance: '~ x',"), at=("responses", 0, "composite"),
+         hint="drop `variance:`"),
+    Case("composite_no_terms", ((FAMILY_PARAMS, "for a constant added term"),),
+         edit(COMPOSITE, '"~ w"', '"~ 0"'), at=("responses", 0, "composite", 0, "formula"), hint="write '~ 1'"),
+    Case("composite_bad_term_link", ((INIT, "@_equations"),),
+         edit(COMPOSITE, '"~ w"}', '"~ w", link: identity}'), at=("responses", 0), hint="need links among log, logit"),
+]
