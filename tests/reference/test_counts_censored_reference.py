@@ -138,6 +138,8 @@ def test_tobit_cluster_recovers_the_truth() -> None:
     truth = load_reference("tobit_sim__censored_fixed", "truth")
     assert fit.converged, fit.warnings
     assert fit.loglik > fixed.loglik + 10
+    peer = load_reference("tobit_sim__censored_fixed", "results", "loglik")
+    assert fit.extras["lr_test"]["null_loglik"] == pytest.approx(peer, abs=loglik_tolerance(peer))  # random effect off
     for name, key in (("Intercept", "intercept"), ("x", "x"), ("sd(_cons)@cluster", "cluster_sd"),
                       ("sd(Residual)", "residual_sd")):
         assert abs(value(fit, name) - truth[key]) < 2.5 * se(fit, name), (name, value(fit, name), se(fit, name))
