@@ -669,3 +669,9 @@ CASES += [
     Case("composite_bad_term_link", ((INIT, "@_equations"),),
          edit(COMPOSITE, '"~ w"}', '"~ w", link: identity}'), at=("responses", 0), hint="need links among log, logit"),
 ]
+
+CASES += [
+    Case("crossed_level_censored_gaussian", ((PLAN, "which nested quadrature cannot integrate"),),
+         edit(TOBIT, "{name: cluster, id: cluster}", "{name: cluster, id: cluster, crossed: true}"),
+         at=("levels", 0, "crossed"), hint="drop `crossed: true`"),
+]
