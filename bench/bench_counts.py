@@ -1,4 +1,4 @@
-"""Benchmark: issue 10's count and censored specs (NB2, zero-inflated Poisson, tobit) beside the peers' timings.
+"""Benchmark: issue 10's count, censored and composite-link specs beside the peers' timings.
 
 For each spec, the median in-process `estimate()` time (fit alone, model
 prepared once) and the log likelihood, next to the peer's timing from the
@@ -26,6 +26,7 @@ SPECS = {
     "epil_zip": ("epil__zip_ri_laplace", "timing.median_seconds"),
     "tobit": (None, None),
     "tobit_cluster": (None, None),
+    "composite": (None, None),
 }
 TARGET_S = 1.0
 

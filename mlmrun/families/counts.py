@@ -52,11 +52,12 @@ class NegBinomial2(Family):
 
     def loglik_derivs(self, y, nu, params=None, trials=None, order=2) -> Derivs:
         nu, y, theta, z = self._terms(y, nu, params)
-        ll = (sc.gammaln(y + theta) - sc.gammaln(theta) - sc.gammaln(y + 1.0)
-              + theta * sc.log_expit(-z) + y * sc.log_expit(z))
+        log_p = sc.log_expit(z)  # log mu/(theta + mu)
+        log_q = log_p - z  # log theta/(theta + mu)
+        ll = sc.gammaln(y + theta) - sc.gammaln(theta) - sc.gammaln(y + 1.0) + theta * log_q + y * log_p
         if order < 1:
             return ll, None, None
-        p, q = sc.expit(z), sc.expit(-z)
+        p, q = np.exp(log_p), np.exp(log_q)
         d1 = y * q - theta * p
         return ll, d1, (-(y + theta) * p * q if order >= 2 else None)
 
@@ -138,26 +139,34 @@ class ZeroInflated(Family):
         return base, zeta
 
     def _mix(self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None, order: int) -> tuple:
+        """Base density, then on zero rows log(pi + (1 - pi) f0) = log pi + softplus(t), t = log((1 - pi) f0 / pi).
+
+        w = (1 - pi) f0 / P(0) = expit(t) is the posterior probability that a zero came from the count part
+        (1 on rows with y > 0); the zeta terms are per row, so only ll0 carries the node axes.
+        """
         nu = np.asarray(nu, dtype=np.float64)
         base, zeta = self._split(nu, params)
         ll0, d1, d2 = self.base.loglik_derivs(y, nu, base, None, order)
-        zero = _rows(np.asarray(y, dtype=np.float64), nu.ndim) == 0.0
-        log_keep = sc.log_expit(-zeta)
-        counted = log_keep + ll0
-        ll = np.where(zero, np.logaddexp(sc.log_expit(zeta), counted), counted)
-        w = np.where(zero, np.exp(counted - ll), 1.0)
+        log_pi = sc.log_expit(zeta)
+        counted = ll0 + (log_pi - zeta)
+        zero = _rows(np.asarray(y, dtype=np.float64) == 0.0, nu.ndim)
+        t = counted - log_pi
+        ll = np.where(zero, log_pi - sc.log_expit(-t), counted)
+        w = np.where(zero, sc.expit(t), 1.0)
         return nu, base, zeta, ll, d1, d2, w, zero
 
     def loglik_derivs(self, y, nu, params=None, trials=None, order=2) -> Derivs:
         nu, _, _, ll, d1, d2, w, _ = self._mix(y, nu, params, order)
         if order < 1:
             return ll, None, None
-        live = w > 0.0  # w = 0 (a zero far out in the tail of the count part): its derivatives vanish, even if d1 is inf
         with np.errstate(invalid="ignore", over="ignore"):
-            g1 = np.where(live, w * d1, 0.0)
-            if order < 2:
-                return ll, g1, None
-            return ll, g1, np.where(live, w * d2 + w * (1.0 - w) * d1**2, 0.0)
+            g1 = w * d1
+            g2 = None if order < 2 else w * (d2 + (1.0 - w) * d1**2)
+        if not np.isfinite(g1).all():  # w = 0 (a zero far in the count part's tail) with d1 = inf: no contribution
+            live = w > 0.0
+            g1 = np.where(live, g1, 0.0)
+            g2 = None if g2 is None else np.where(live, g2, 0.0)
+        return ll, g1, g2
 
     def param_score(self, y, nu, params=None, trials=None) -> FloatArray:
         nu, base, zeta, _, _, _, w, _ = self._mix(y, nu, params, 0)
