@@ -132,3 +132,41 @@ def test_glm_gradient_without_latent_variables(tmp_path: Path, key: str) -> None
         e[j] = 1e-6
         fd = (obj.glm(free + e)[0] - obj.glm(free - e)[0]) / 2e-6
         assert grad[j] == pytest.approx(fd, rel=1e-5, abs=1e-5), model.partable.free_names()[j]
+
+
+def test_mixed_censored_and_zinb2_factor_fit_equals_an_independent_integral(tmp_path: Path) -> None:
+    """Fitted mixed-response factor model: its log likelihood at the optimum equals a brute-force integral.
+
+    Rows of grp 0 are a left-censored gaussian, rows of grp 1 a zero-inflated NB2, one factor per unit
+    with loading 1 on grp 0 and a free loading on grp 1; the integral over the factor is a dense
+    trapezoidal rule with scipy.stats densities.
+    """
+    from scipy import integrate, stats
+
+    from mlmrun.estimate import estimate
+
+    model = make_model(tmp_path, "mixed_censored_zinb2_factor", points=12)
+    fit = estimate(model)
+    assert fit.converged, fit.warnings
+    value = {str(n): float(v) for n, v in zip(model.partable.names, fit.values, strict=True)}
+    data = frame()
+    eta = value["C(grp)[0]"] * (data["grp"] == 0) + value["C(grp)[1]"] * (data["grp"] == 1) + value["x"] * data["x"]
+    load = np.where(data["grp"] == 0, 1.0, value["loading(f->1)"])
+    sd = value["sd(f)@unit"]
+    f = np.linspace(-12 * sd, 12 * sd, 6001)
+    nu = eta.to_numpy()[:, None] + load[:, None] * f
+    y, sigma, theta = data["ymix"].to_numpy()[:, None], value["sd(Residual:ymix[0])"], value["theta:ymix[1]"]
+    pi = 1.0 / (1.0 + np.exp(-value["zi(Intercept):ymix[1]"]))
+    cens = data["lmix"].to_numpy()[:, None] == 1
+    gauss = np.where(cens, stats.norm.logcdf((y - nu) / sigma), stats.norm.logpdf(y, nu, sigma))
+    mu = np.exp(nu)
+    nb = stats.nbinom.pmf(y, theta, theta / (theta + mu))
+    with np.errstate(divide="ignore"):  # grp-0 rows hold continuous values: pmf 0 there, and unused
+        counts = np.log((1 - pi) * nb + pi * (y == 0))
+    rows = np.where(data["grp"].to_numpy()[:, None] == 0, gauss, counts)
+    units = np.zeros((data["id2"].max() + 1, len(f)))
+    np.add.at(units, data["id2"].to_numpy(), rows)
+    a = units + stats.norm.logpdf(f, 0.0, sd)
+    top = a.max(axis=1, keepdims=True)
+    brute = float((top[:, 0] + np.log(integrate.trapezoid(np.exp(a - top), f, axis=1))).sum())
+    assert fit.loglik == pytest.approx(brute, abs=1e-5)
