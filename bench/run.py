@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py", "bench_latent.py", "bench_weights.py")
+EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py", "bench_latent.py", "bench_weights.py", "bench_counts.py",
+                 "bench_predict.py")
 
 
 def time_in_process(spec: Path, repeat: int) -> dict:

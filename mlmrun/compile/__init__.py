@@ -18,6 +18,7 @@ from mlmrun.compile.choice import (
 )
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
+from mlmrun.compile.family_params import extra_columns, family_params, make_family
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
@@ -31,7 +32,6 @@ from mlmrun.data.levels import build_levels
 from mlmrun.data.load import LoadedData
 from mlmrun.data.shown import columns_hint, excerpt, excerpts
 from mlmrun.errors import KEY, DataError, Loc, SpecError
-from mlmrun.families import get_family
 from mlmrun.families.ordinal_rows import OrdinalRows
 from mlmrun.spec.model import Spec
 
@@ -53,6 +53,8 @@ def used_columns(spec: Spec) -> dict[str, str]:
                 cols.setdefault(getattr(eq, key), f"responses.{i}.{key}")
         for c in (eq.select or {}):
             cols.setdefault(c, f"responses.{i}.select")
+        for c, where in extra_columns(eq, i).items():
+            cols.setdefault(c, where)
         if eq.variance:
             for c in sorted(formula_variables(_variance_formula(eq.variance, i))[1]):
                 cols.setdefault(c, f"responses.{i}.variance")
@@ -133,7 +135,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
     multi = len(spec.responses) > 1
     for k, eq in enumerate(spec.responses):
         try:
-            family = get_family(eq.family, eq.link)
+            family = make_family(eq, k)
         except ValueError as exc:
             raise SpecError(f"responses.{k}: {exc}") from None
         if eq.variance and eq.family != "gaussian":
@@ -203,7 +205,8 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             raise DataError(f"responses.{k} ({eq.family}, column '{eq.name}'): {exc}") from None
         suffix = f":{eq.name}[{k}]" if multi else ""
         scale_rows = threshold_rows = hetero = hetero_rows = ordinal = choice = None
-        if eq.family in ("gaussian", "gamma"):
+        extra = family_params(eq, k, family.name, frame, rows, y[rows], pt, suffix)
+        if eq.family in ("gaussian", "gamma") and extra is None:
             ystd = float(np.std(y[rows])) or 1.0
             if eq.family == "gaussian" and eq.variance_by:
                 cats = frame[eq.variance_by].astype(str).to_numpy()[rows]
@@ -242,7 +245,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
                 ordinal = ordinal_design(eq, k, frame, rows, K - 1, suffix, pt)
                 family = OrdinalRows(eq.link)
         equations.append(Equation(eq.name, family, rows, scale_rows, threshold_rows, categories, hetero, hetero_rows,
-                                  ordinal, choice))
+                                  ordinal, choice, family_params=extra))
     if (eq_of_row < 0).any():
         raise DataError.at(("responses",), f"{int((eq_of_row < 0).sum())} rows are selected by no response equation; "
                                           "extend the `select:` lists")
@@ -325,7 +328,7 @@ def _apply_constraints(spec: Spec, pt: ParTableBuilder) -> None:
     """`constraints:`: fix any parameter-table row, or make groups of rows equal (lavaan's shared free index)."""
     for name, value in spec.constraints.fix.items():
         row = pt.rows[_row_named(pt, name, ("constraints", "fix", name, KEY))]
-        if row["block"] in ("sd", "residual", "shape") and value < 0:
+        if row["block"] in ("sd", "residual", "shape", "dispersion") and value < 0:
             raise SpecError.at(("constraints", "fix", name), f"{name} is a standard deviation or shape; fix it at a value >= 0")
         if row["block"] == "corr" and not -1 <= value <= 1:
             raise SpecError.at(("constraints", "fix", name), f"{name} is a correlation; fix it in [-1, 1]")

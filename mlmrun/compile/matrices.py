@@ -7,7 +7,7 @@ arrays back onto partable rows, so likelihood code never touches the table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,8 @@ class ModelMatrices:
     """Per equation: ordinal thresholds, or for `thresholds:`/`scale:` models (rows, K) per-row thresholds then the latent SD (nan on other equations' rows), or None."""
     valid: bool
     """False when a correlation matrix is not positive semi-definite."""
+    family: tuple[np.ndarray | None, ...] = ()
+    """Per equation: its family's parameter columns (equation rows x columns) or None (compile/family_params.py)."""
 
     @property
     def T(self) -> np.ndarray:
@@ -122,6 +124,7 @@ def model_matrices(model: CompiledModel, values: np.ndarray) -> ModelMatrices:
         beta=values[model.beta_rows],
         lambdas=tuple(values[lat.loading_rows] for lat in model.latent),
         B=B, Gamma=Gamma, L=L, scale=scale, thresholds=tuple(thresholds), valid=valid,
+        family=tuple(None if eq.family_params is None else eq.family_params.values(values) for eq in model.equations),
     )
 
 
@@ -136,6 +139,7 @@ class MatrixGradient:
     L: dict[int, np.ndarray]
     scale: np.ndarray
     thresholds: list[np.ndarray | None]
+    family: list[np.ndarray | None] = field(default_factory=list)
 
     @classmethod
     def zeros(cls, mm: ModelMatrices) -> MatrixGradient:
@@ -144,6 +148,7 @@ class MatrixGradient:
             B=np.zeros_like(mm.B), Gamma=np.zeros_like(mm.Gamma),
             L={k: np.zeros_like(v) for k, v in mm.L.items()}, scale=np.zeros_like(mm.scale),
             thresholds=[None if t is None else np.zeros_like(t) for t in mm.thresholds],
+            family=[None if f is None else np.zeros_like(f) for f in mm.family],
         )
 
 
@@ -225,4 +230,7 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
             add_row_params_gradient(eq.ordinal, eq.threshold_rows, values, gt[eq.rows], g)
         elif eq.threshold_rows is not None and gt is not None:
             np.add.at(g, eq.threshold_rows, gt)
+    for eq, gf in zip(model.equations, grad.family, strict=False):
+        if eq.family_params is not None and gf is not None:
+            eq.family_params.adjoint(gf, g)
     return g

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlmrun.compile.choice import ChoiceDesign
+from mlmrun.compile.family_params import FamilyParams
 from mlmrun.compile.ordinal_ext import OrdinalDesign
 from mlmrun.compile.partable import ParTable
 from mlmrun.data.levels import LevelIndex
@@ -46,6 +47,8 @@ class Equation:
     """Ordinal with `thresholds:`/`scale:`: per-row threshold shifts and latent scale (compile/ordinal_ext.py)."""
     choice: ChoiceDesign | None = None
     """Multinomial and ranking: the choice sets (compile/choice.py)."""
+    family_params: FamilyParams | None = None
+    """Count and censored families: their per-row parameter columns (compile/family_params.py)."""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
 from mlmrun.results import FitResult
 
-GLM_BLOCKS = ("fixed", "threshold", "residual", "hetero", "shape")
+GLM_BLOCKS = ("fixed", "threshold", "residual", "hetero", "shape", "dispersion", "zeroinfl", "composite")
 COARSE_POINTS = 5
 """Points per dimension of the cheap first stage (Laplace start; adaptive fits with more points)."""
 BOUNDARY_SD = 1e-4

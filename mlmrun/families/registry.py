@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from functools import cache
 
+from mlmrun.families.censored import CensoredGaussian
 from mlmrun.families.choice import ChoiceLogit, Multinomial
+from mlmrun.families.composite import CompositeGaussian, CompositePoisson
+from mlmrun.families.counts import NegBinomial1, NegBinomial2, ZINegBinomial1, ZINegBinomial2, ZIPoisson
 from mlmrun.families.families import Binomial, Family, Gamma, Gaussian, Ordinal, Poisson
 
 FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Gaussian, Binomial, Poisson, Gamma, Ordinal)}
 FAMILIES |= {cls.name: cls for cls in (Multinomial, ChoiceLogit)}
+FAMILIES.update({cls.name: cls for cls in (NegBinomial2, NegBinomial1, ZIPoisson, ZINegBinomial2, ZINegBinomial1,
+                                          CensoredGaussian, CompositePoisson, CompositeGaussian)})
 ALLOWED_LINKS: dict[str, tuple[str, ...]] = {name: cls.allowed_links for name, cls in FAMILIES.items()}
 DEFAULT_LINK: dict[str, str] = {name: cls.default_link for name, cls in FAMILIES.items()}
 

@@ -52,6 +52,9 @@ class EquationFamilies:
                 params, per_row = mm.thresholds[e], False
             elif eq.scale_rows is not None:
                 params, per_row = mm.scale[rows.original], True
+            elif eq.family_params is not None:
+                params, per_row = np.full((rows.n, mm.family[e].shape[1]), np.nan), True
+                params[rows.eq_rows[e]] = mm.family[e][np.searchsorted(eq.rows, rows.original[rows.eq_rows[e]])]
             else:
                 params, per_row = None, False
             const = None if rows.constant is None else rows.constant
@@ -112,7 +115,7 @@ class EquationFamilies:
                 res = np.zeros((nu.shape[0],) + part.shape[1:]) if res is None else res
                 res[pos] = part
             if res is None:
-                k = params.shape[1] if params.ndim == 2 else (len(params) if not per_row else 1)
+                k = len(params) if not per_row else (params.shape[1] if params.ndim == 2 else 1)
                 res = np.zeros((nu.shape[0],) + nu.shape[2:] + (k,))
             out.append(res)
         return out
@@ -223,6 +226,9 @@ def free_gradient(model: CompiledModel, lay: Layout, pc: Pieces, es: np.ndarray,
             grad.thresholds[e][rows.original[idx]] = f[idx]
         elif eq.threshold_rows is not None:
             grad.thresholds[e] = f.sum(axis=0)
+        elif eq.family_params is not None:
+            idx = rows.eq_rows[e]
+            grad.family[e][np.searchsorted(eq.rows, rows.original[idx])] = f[idx]
         else:
             idx = rows.eq_rows[e]
             grad.scale[rows.original[idx]] = f[idx, 0]

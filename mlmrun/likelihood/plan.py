@@ -77,12 +77,11 @@ def _crossed_levels(model: CompiledModel) -> None:
     if not crossed:
         return
     level = model.levels[crossed[0]]
-    spec = model.spec
     if model.is_linear_gaussian:
         why = "`estimation.exact: false` asks for quadrature; drop it (every response is gaussian/identity)"
     else:
-        eq = next(e for e in spec.responses if e.family != "gaussian" or (e.link or "identity") != "identity")
-        why = (f"response '{eq.name}' is {eq.family}" + (f"/{eq.link}" if eq.link else "")
+        eq = next(e for e in model.equations if (e.family.name, e.family.link) != ("gaussian", "identity"))
+        why = (f"response '{eq.name}' is {eq.family.name}/{eq.family.link}"
                + ", so the model needs quadrature; crossed random effects need every response gaussian with the "
                "identity link (exact likelihood)")
     raise SpecError.at(("levels", crossed[0], "crossed", KEY),
@@ -173,6 +172,8 @@ def plan_sizes(model: CompiledModel) -> PlanSizes:
             params += len(eq.threshold_rows)
         elif eq.scale_rows is not None:
             params += 1
+        elif eq.family_params is not None:
+            params += len(eq.family_params.columns)
     return PlanSizes(rows.n, n_units, most, params)
 
 

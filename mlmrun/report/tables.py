@@ -162,9 +162,10 @@ def structural(rows: dict[str, ParamRow], model: CompiledModel, block: str) -> T
 
 
 def other_parameters(rows: dict[str, ParamRow]) -> Table | None:
-    """Thresholds (ordinal) and shape (gamma) parameters."""
-    body = [estimate_line(r.name, r) for r in rows.values() if r.block in ("threshold", "shape")]
-    return Table(list(EST_COLUMNS), body, title="Thresholds and shape parameters") if body else None
+    """Thresholds (ordinal), shape (gamma), dispersion (negative binomial), zero-inflation and composite-link terms."""
+    body = [estimate_line(r.name, r) for r in rows.values() if r.block in ("threshold", "shape", "dispersion", "zeroinfl",
+                                                                           "composite")]
+    return Table(list(EST_COLUMNS), body, title="Family parameters") if body else None
 
 
 def point_check(check: object) -> Table:

@@ -102,13 +102,40 @@ class ChoiceSpec(SpecNode):
     """per_choice: the alternatives (default: the distinct values of the response, sorted)."""
 
 
+class Censoring(SpecNode):
+    """Censored gaussian responses (tobit, interval regression): which rows are known only as bounds."""
+
+    left: str | None = None
+    """Column of 0/1: 1 = left-censored, the true value is at most the response (tobit at a floor)."""
+    right: str | None = None
+    """Column of 0/1: 1 = right-censored, the true value is at least the response."""
+    upper: str | None = None
+    """Column of upper bounds: the true value lies between the response and this column (equal: observed exactly)."""
+
+    @model_validator(mode="after")
+    def _some_column(self) -> Censoring:
+        if not (self.left or self.right or self.upper):
+            raise ValueError("name at least one of `left`, `right` (0/1 indicator columns) or `upper` (a bound column)")
+        return self
+
+
+class CompositeTerm(SpecNode):
+    """One added linear predictor of a composite link: mean = g^-1(nu) + sum of h^-1(formula's predictor)."""
+
+    formula: str
+    """One-sided formula of the added predictor ('~ 1', '~ x'): fixed effects only."""
+    link: Literal["log", "logit", "identity"] = "log"
+    """Its inverse link h^-1 (poisson: log or logit, so the mean stays positive)."""
+
+
 class Equation(SpecNode):
     """A response equation: the family and link of the rows it selects."""
 
     name: str
     """Response column."""
-    family: Literal["gaussian", "binomial", "poisson", "gamma", "ordinal", "multinomial", "ranking"] = "gaussian"
-    """Response distribution."""
+    family: Literal["gaussian", "binomial", "poisson", "gamma", "ordinal", "nbinom2", "nbinom1", "multinomial",
+                    "ranking"] = "gaussian"
+    """Response distribution (nbinom2: Var = mu + mu^2/theta; nbinom1: Var = mu (1 + phi))."""
     link: Literal["identity", "log", "logit", "probit", "cloglog"] | None = None
     """Link function (default: canonical for the family; ordinal: logit)."""
     trials: str | None = None
@@ -131,6 +158,12 @@ class Equation(SpecNode):
     """Ordinal: one-sided formula ('~ z') for the log SD of the latent response (clm's scale=); its intercept is dropped."""
     choice: ChoiceSpec | None = None
     """Multinomial and ranking: the layout of the choice sets, the base alternative and the case covariates."""
+    zero_inflation: str | None = None
+    """Poisson, nbinom2, nbinom1: one-sided formula for the logit of the structural-zero probability ('~ 1', '~ x')."""
+    censoring: Censoring | None = None
+    """Gaussian: left, right or interval censoring given by columns (tobit models)."""
+    composite: list[CompositeTerm] | None = Field(default=None, min_length=1, max_length=8)
+    """Poisson, gaussian: composite link (gllamm's composite()): linear predictors added to the mean, each through its own inverse link."""
 
 
 class RandomBlock(SpecNode):

@@ -693,3 +693,125 @@ EXEMPT: dict[tuple[str, str], str] = {
                                                "first (formula budgets in tests/security)",
 }
 """Raise sites no spec can reach through the CLI, with the reason."""
+
+
+# --- issue 10: count and censored families (compile/family_params.py) --------------------------------------------
+EPIL = """\
+name: errors
+data: {path: data/epil.csv}
+levels:
+  - {name: subject, id: subject}
+responses:
+  - {name: y, family: nbinom2}
+fixed: "y ~ trt + lbase"
+random:
+  - {level: subject, terms: [1]}
+"""
+
+TOBIT = """\
+name: errors
+data: {path: data/tobit_sim.csv}
+levels:
+  - {name: cluster, id: cluster}
+responses:
+  - {name: y, family: gaussian, censoring: {left: censored}}
+fixed: "y ~ x"
+random:
+  - {level: cluster, terms: [1]}
+"""
+
+FAMILY_PARAMS = "compile/family_params.py"
+
+
+def _csv_with(name: str, change) -> str:
+    """A shipped data file with `change(frame)` applied."""
+    frame = pd.read_csv(SPECS / "data" / name)
+    change(frame)
+    return frame.to_csv(index=False)
+
+
+def _set(column: str, row: int, value: float):
+    def change(frame: pd.DataFrame) -> None:
+        frame[column] = frame[column].astype(float)
+        frame.loc[row, column] = value
+    return change
+
+
+def _add_upper(frame: pd.DataFrame) -> None:
+    frame["hi"] = frame["y"] + 1.0
+
+
+CASES += [
+    Case("nbinom_negative_count", ((INIT, ", column '"), (FAMILIES, "rows do not; first rows (0-based)")),
+         edit(EPIL, "data/epil.csv", "data/e.csv"), files={"data/e.csv": _csv_with("epil.csv", _set("y", 3, -2))},
+         at=("responses", 0), column="y", hint="must be non-negative integers (counts)"),
+    Case("nbinom_fractional_count", ((INIT, ", column '"), (FAMILIES, "rows do not; first rows (0-based)")),
+         edit(EPIL, "data/epil.csv", "data/e.csv"), files={"data/e.csv": _csv_with("epil.csv", _set("y", 3, 2.5))},
+         at=("responses", 0), column="y", hint="must be non-negative integers (counts)"),
+    Case("zip_negative_count", ((INIT, ", column '"), (FAMILIES, "rows do not; first rows (0-based)")),
+         edit(EPIL, "data/epil.csv", "data/e.csv", "family: nbinom2}", "family: poisson, zero_inflation: '~ 1'}"),
+         files={"data/e.csv": _csv_with("epil.csv", _set("y", 0, -1))},
+         at=("responses", 0), column="y", hint="must be non-negative integers (counts)"),
+    Case("zero_inflation_not_count", ((FAMILY_PARAMS, "zero_inflation is for count families"),),
+         edit(TOBIT, "censoring: {left: censored}}", "zero_inflation: '~ 1'}"), at=("responses", 0, "zero_inflation"),
+         hint="use family: poisson or nbinom2"),
+    Case("zero_inflation_no_terms", ((FAMILY_PARAMS, "for a constant zero-inflation probability"),),
+         edit(EPIL, "family: nbinom2}", "family: nbinom2, zero_inflation: '~ 0'}"),
+         at=("responses", 0, "zero_inflation"), hint="write '~ 1'"),
+    Case("censoring_not_gaussian", ((FAMILY_PARAMS, "censoring is for the gaussian family"),),
+         edit(EPIL, "family: nbinom2}", "family: nbinom2, censoring: {right: trt}}"), at=("responses", 0, "censoring"),
+         hint="use family: gaussian"),
+    Case("censoring_with_variance", ((FAMILY_PARAMS, "a censored gaussian response has one residual SD"),),
+         edit(TOBIT, "censoring: {left: censored}}", "censoring: {left: censored}, variance: '~ x'}"),
+         at=("responses", 0, "censoring"), hint="drop `variance:`"),
+    Case("censoring_no_column", ((MODEL, "name at least one of `left`"),),
+         edit(TOBIT, "censoring: {left: censored}}", "censoring: {}}"), at=("responses", 0, "censoring"),
+         hint="(0/1 indicator columns)"),
+    Case("censoring_indicator_not_0_1", ((FAMILY_PARAMS, "must hold 0 (observed) or 1 (censored)"),),
+         edit(TOBIT, "censoring: {left: censored}}", "censoring: {left: x}}"), at=("responses", 0, "censoring", "left"),
+         column="x", hint="recode it as 0/1"),
+    Case("censoring_left_and_right", ((FAMILY_PARAMS, "flagged both left- and right-censored"),),
+         edit(TOBIT, "censoring: {left: censored}}", "censoring: {left: censored, right: censored}}"),
+         at=("responses", 0, "censoring", "right"), hint="give an interval with `upper:`"),
+    Case("censoring_upper_below_response", ((FAMILY_PARAMS, "is below the response"),),
+         edit(TOBIT, "censoring: {left: censored}}", "censoring: {upper: x}}"), at=("responses", 0, "censoring", "upper"),
+         column="x", hint="swap the columns"),
+    Case("censoring_upper_on_flagged_rows", ((FAMILY_PARAMS, "also have an upper bound other than the response"),),
+         edit(TOBIT, "data/tobit_sim.csv", "data/t2.csv", "censoring: {left: censored}}",
+              "censoring: {left: censored, upper: hi}}"), files={"data/t2.csv": _csv_with("tobit_sim.csv", _add_upper)},
+         at=("responses", 0, "censoring", "upper"), hint="give each row one kind of censoring"),
+]
+
+COMPOSITE = """\
+name: errors
+data: {path: data/composite_sim.csv}
+levels:
+  - {name: cluster, id: cluster}
+responses:
+  - {name: y, family: poisson, composite: [{formula: "~ w"}]}
+fixed: "y ~ x"
+random:
+  - {level: cluster, terms: [1]}
+"""
+
+CASES += [
+    Case("composite_wrong_family", ((FAMILY_PARAMS, "composite links are for the poisson and gaussian"),),
+         edit(COMPOSITE, "family: poisson,", "family: nbinom2,"), at=("responses", 0, "composite"),
+         hint="drop `composite:` or change the family"),
+    Case("composite_and_zero_inflation", ((FAMILY_PARAMS, "per response, not several"),),
+         edit(COMPOSITE, "family: poisson,", "family: poisson, zero_inflation: '~ 1',"),
+         at=("responses", 0, "composite"), hint="keep the one the model needs"),
+    Case("composite_with_variance", ((FAMILY_PARAMS, "a composite gaussian response has one residual SD"),),
+         edit(COMPOSITE, "family: poisson,", "family: gaussian, variance: '~ x',"), at=("responses", 0, "composite"),
+         hint="drop `variance:`"),
+    Case("composite_no_terms", ((FAMILY_PARAMS, "for a constant added term"),),
+         edit(COMPOSITE, '"~ w"', '"~ 0"'), at=("responses", 0, "composite", 0, "formula"), hint="write '~ 1'"),
+    Case("composite_bad_term_link", ((INIT, "@_equations"),),
+         edit(COMPOSITE, '"~ w"}', '"~ w", link: identity}'), at=("responses", 0), hint="need links among log, logit"),
+]
+
+CASES += [
+    Case("crossed_level_censored_gaussian", ((PLAN, "which nested quadrature cannot integrate"),),
+         edit(TOBIT, "{name: cluster, id: cluster}", "{name: cluster, id: cluster, crossed: true}"),
+         at=("levels", 0, "crossed"), hint="drop `crossed: true`"),
+]

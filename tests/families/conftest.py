@@ -59,6 +59,28 @@ def make_case(
         nu = rng.normal(0.0, 1.5, shape)
         params = np.repeat(np.arange(n // 3), 3)
         y = np.tile([1.0, 0.0, 0.0] if family == "multinomial" else [2.0, 1.0, 0.0], n // 3)
+    elif family in ("nbinom2", "nbinom1", "zip", "zinb2", "zinb1"):
+        nu = rng.normal(1.0, 0.6, shape)
+        y = rng.negative_binomial(2, 0.4, n).astype(float)
+        y[:3] = 0.0
+        cols = [rng.uniform(0.5, 5.0, n)] if family != "zip" else []
+        params = np.column_stack(cols + ([rng.normal(-1.0, 0.7, n)] if family.startswith("zi") else []))
+    elif family == "composite_poisson":
+        nu = rng.normal(1.0, 0.6, shape)
+        y = rng.poisson(3.0, n).astype(float)
+        y[:2] = 0.0
+        params = rng.normal(0.0, 0.8, (n, 1))
+    elif family == "composite_gaussian":
+        nu = rng.normal(0.0, 0.7, shape)
+        y = rng.normal(1.0, 1.5, n)
+        params = np.column_stack([rng.uniform(0.5, 2.0, n), rng.normal(0.0, 0.8, n)])
+    elif family == "censored_gaussian":
+        nu = rng.normal(0.0, 0.7, shape)
+        y = rng.normal(1.0, 1.5, n)
+        kind = np.arange(n) % 4
+        lo = np.where(kind == 1, -np.inf, y)
+        hi = np.where(kind == 2, np.inf, np.where(kind == 3, y + 1.0, y))
+        params = np.column_stack([rng.uniform(0.5, 2.0, n), lo, hi])
     else:
         raise AssertionError(family)
     return Case(fam, y, nu, params, trials)

@@ -16,6 +16,8 @@ def test_default_links():
         "ordinal": "logit",
         "multinomial": "logit",
         "ranking": "logit",
+        "nbinom2": "log", "nbinom1": "log", "zip": "log", "zinb2": "log", "zinb1": "log",
+        "censored_gaussian": "identity", "composite_poisson": "log", "composite_gaussian": "identity",
     }
     for name, link in DEFAULT_LINK.items():
         fam = get_family(name, None)
@@ -32,6 +34,8 @@ def test_allowed_links():
         "ordinal": ("logit", "probit", "cloglog"),
         "multinomial": ("logit",),
         "ranking": ("logit",),
+        "nbinom2": ("log",), "nbinom1": ("log",), "zip": ("log",), "zinb2": ("log",), "zinb1": ("log",),
+        "censored_gaussian": ("identity",), "composite_poisson": ("log",), "composite_gaussian": ("identity", "log"),
     }
     for name, links in ALLOWED_LINKS.items():
         for link in links:
