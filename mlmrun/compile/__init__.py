@@ -9,6 +9,8 @@ import pandas as pd
 
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
+from mlmrun.compile.discrete import compile_discrete
+from mlmrun.compile.latent import _loadings as latent_loadings
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
@@ -315,6 +317,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     if any(eq.family.name == "ordinal" for eq in equations) and "Intercept" in x_names:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
+    discrete = compile_discrete(spec, frame, levels, pt, X, parts.class_W, latent_loadings)
     check_level_sizes(levels, parts.latent)
     _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
@@ -323,5 +326,5 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         eq_of_row=eq_of_row, levels=tuple(levels), latent=tuple(parts.latent), blocks=tuple(parts.blocks),
         B_entries=tuple(parts.B_entries), W=parts.W, w_names=parts.w_names,
         Gamma_entries=tuple(parts.Gamma_entries), beta_rows=beta_rows, partable=pt.build(),
-        n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256,
+        n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256, discrete=discrete,
     )

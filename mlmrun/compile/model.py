@@ -96,6 +96,8 @@ class CompiledModel:
     n_rows_read: int
     n_dropped_missing: int
     data_sha256: str
+    discrete: tuple = ()
+    """compile.discrete.DiscreteLevel per level whose latent variables are discrete (mass points or classes)."""
 
     @property
     def n(self) -> int:

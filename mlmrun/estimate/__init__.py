@@ -15,6 +15,10 @@ Progress = Callable[[int, float], None]
 def estimate(model: CompiledModel, progress: Progress | None = None) -> FitResult:
     """Fit a compiled model by the method its spec asks for."""
     spec = model.spec
+    if model.discrete:
+        from mlmrun.estimate.discrete_fit import fit_discrete
+
+        return fit_discrete(model, progress)
     if model.is_linear_gaussian and spec.estimation.exact:
         from mlmrun.estimate.gaussian_fit import fit_gaussian
 
