@@ -156,11 +156,12 @@ def _unit_covariates(frame: pd.DataFrame, W: np.ndarray, names: tuple[str, ...],
 
 def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt: ParTableBuilder,
                      X: np.ndarray, W_of: dict[str, tuple[np.ndarray, tuple[str, ...]]],
-                     loadings) -> tuple[DiscreteLevel, ...]:
+                     loadings, continuous: list[str]) -> tuple[DiscreteLevel, ...]:
     """Compile the discrete `latent:` entries and `random:` blocks, one DiscreteLevel per level.
 
     `W_of[name]` gives a class variable's Gamma covariates (row-level, from compile/latent.py);
-    `loadings` is compile/latent.py's loading builder (Z, partable rows, labels).
+    `loadings` is compile/latent.py's loading builder (Z, partable rows, labels); `continuous` names the
+    normal latent variables (a discrete level does not combine with them yet).
     """
     level_pos = {lv.name: i for i, lv in enumerate(levels)}
     n = len(frame)
@@ -220,6 +221,16 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
         add(lat.level, "npmle", "mass", lat.distribution.discrete, [lat.name], [Zm], [np.array(rows, dtype=int)],
             ("latent", i, "distribution", "discrete"), lat.distribution)
 
+    if len(pending) > 1:
+        second = sorted(pending.values(), key=lambda q: q.level)[1]
+        raise SpecError.at(second.where, "discrete latent variables at two levels are not supported; keep the "
+                                         "mass points (or classes) at one level and make the other level's "
+                                         "latent variables normal")
+    if pending and continuous:
+        first = next(iter(pending.values()))
+        raise SpecError.at(first.where, "a discrete latent distribution together with normal latent variables "
+                                        f"({', '.join(continuous)}) is not supported yet; make them all discrete "
+                                        "at one level or all normal")
     out = []
     for lvl, pd_ in sorted(pending.items()):
         lv = levels[lvl]

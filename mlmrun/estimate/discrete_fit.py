@@ -149,7 +149,7 @@ def fit_points(model: CompiledModel, base: np.ndarray | None, max_iter: int,
     return best
 
 
-EM_ITERATIONS = 15
+EM_ITERATIONS = 5
 """EM iterations from each start before the quasi-Newton stage."""
 
 
@@ -254,6 +254,32 @@ def auto_points(model: CompiledModel, max_iter: int, progress, warnings: list[st
     return sol, info
 
 
+def relabel(model: CompiledModel, x: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The same fit with its points in `order` (a permutation; the likelihood is unchanged): point order[0] first."""
+    dl = model.discrete[0]
+    pt = model.partable
+    values = pt.unpack(x)
+    v = values[dl.loc_rows]
+    a = np.concatenate([[0.0], values[dl.logit_rows]])
+    G = np.vstack([np.zeros((1, len(dl.w_names))), values[dl.gamma_rows]])
+    if dl.centered:
+        e, p = masses(dl, values)
+        return _set_points(model, x, e[order], p[order])
+    values[dl.loc_rows] = v[order]
+    values[dl.logit_rows] = (a[order] - a[order][0])[1:]
+    values[dl.gamma_rows] = (G[order] - G[order][0])[1:]
+    return pt.pack(values)
+
+
+def canonical(sol: Solution) -> Solution:
+    """Points in a fixed order (label switching): NPMLE masses ascending, classes by decreasing probability."""
+    e, p = masses(sol.model.discrete[0], sol.model.partable.unpack(sol.free))
+    order = np.lexsort([e[:, j] for j in range(e.shape[1] - 1, -1, -1)]) if sol.model.discrete[0].centered \
+        else np.argsort(-p, kind="stable")
+    sol.free = relabel(sol.model, sol.free, order)
+    return sol
+
+
 def _summary(sol: Solution, cov: np.ndarray | None, requested: object) -> dict:
     """results.json's `discrete` entry: masses, probabilities, implied variance, identification and starts."""
     model, dl = sol.model, sol.model.discrete[0]
@@ -299,6 +325,7 @@ def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | 
         sol = fit_points(model, None, est.max_iter, progress)
         sol = collapse(sol, est.max_iter, warnings)
         requested, extras_g = dl.K, None
+    sol = canonical(sol)
     grad = lambda x: sol.obj.evaluate(x).gradient  # noqa: E731
     info = -hessian_from_gradient(grad, sol.free)
     cov, problem = covariance_from_hessian(info, sol.model.partable.free_names())

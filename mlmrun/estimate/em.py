@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 
 from mlmrun.likelihood.discrete import DiscreteObjective
 
-M_STEP_ITERATIONS = 8
+M_STEP_ITERATIONS = 4
 
 
 def em(obj: DiscreteObjective, x: np.ndarray, weights: np.ndarray | None = None, iterations: int = 15,
