@@ -81,13 +81,13 @@ def softmax_rows(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def point_logits(dl: DiscreteLevel, values: np.ndarray) -> np.ndarray:
-    """(n_units, K) logits of the points (a single row (1, K) without covariates)."""
+def point_logits(dl: DiscreteLevel, values: np.ndarray, W: np.ndarray | None = None) -> np.ndarray:
+    """(n_units, K) logits of the points for units with covariates W (default: the level's); (1, K) without."""
     a = np.concatenate([[0.0], values[dl.logit_rows]])
     if not dl.w_names:
         return a[None, :]
     G = np.vstack([np.zeros(len(dl.w_names)), values[dl.gamma_rows]])
-    return a[None, :] + dl.W @ G.T
+    return a[None, :] + (dl.W if W is None else W) @ G.T
 
 
 def masses(dl: DiscreteLevel, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +174,7 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
         if lv.crossed:
             raise SpecError.at(where, f"level '{level_name}' is crossed; discrete latent variables (mass points or "
                                       "classes) need a nested level: make the design nested or use a normal latent variable")
-        starts, seed = (dist.starts, dist.seed) if dist is not None else (10, 1)
+        starts, seed = (dist.starts, dist.seed) if dist is not None else (5, 1)
         if lvl in pending:
             have = pending[lvl]
             if kind == "classes" or have.kind == "classes" or have.K != K:

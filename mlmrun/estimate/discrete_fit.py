@@ -3,14 +3,16 @@
 Steps:
 1. The model without latent variables (every point at 0) gives the fixed part
    and family parameters a start.
-2. `starts` starting values (distribution.starts, default 10, seeded by
+2. `starts` starting values (distribution.starts, default 5, seeded by
    distribution.seed): start 1 places NPMLE points at the K-point Gauss-Hermite
    nodes with their weights (a discretised N(0, 1)); the others (and every
    start of a latent class model) assign each unit to a point at random
    (numpy's default_rng([seed, start])) and take one M-step from that split.
-3. From each start, EM iterations (estimate/em.py) get close; L-BFGS-B with
-   the analytic gradient (likelihood/discrete.py) then converges. The best
-   log likelihood is kept; every start's is reported (the spread).
+3. From each start, EM_ITERATIONS EM iterations (estimate/em.py) get close;
+   the POLISHED starts with the highest log likelihood after EM are then
+   converged by L-BFGS-B with the analytic gradient (likelihood/discrete.py)
+   and the best is kept. Reported: every start's log likelihood after EM, the
+   converged ones and their spread (max - min).
 4. Points that coincide or carry no probability are merged (the NPMLE's
    collapse): the pair whose merging costs least is merged and the model
    with one point fewer refitted from there; accepted (with a warning) when
@@ -41,9 +43,14 @@ from mlmrun.results import FitResult
 
 MERGE_TOL = 1e-5
 """A merge of two points (or dropping an empty one) is accepted when the refitted log likelihood falls less than this."""
+MERGE_SCREEN = 0.05
+"""Merged points (not yet refitted) that lose more log likelihood than this are not tried."""
 GATEAUX_TOL = 1e-3
 """`discrete: auto` adds a point while the largest Gateaux derivative exceeds this."""
-GATEAUX_GRID = 401
+GATEAUX_GRID = 81
+"""Candidate locations per dimension (one dimension; 21 per dimension in two) spanning the masses +- max(2, range)
+for `discrete: auto`; the diagnostic reported after a fit with fixed K uses SUMMARY_GRID."""
+SUMMARY_GRID = 31
 MAX_AUTO_POINTS = 20
 START_BLOCKS = ("fixed", "threshold", "residual", "hetero", "shape", "loading")
 
@@ -59,7 +66,10 @@ class Solution:
     converged: bool
     iterations: int
     start_logliks: list[float] = field(default_factory=list)
+    """Log likelihood of every start after its EM iterations."""
     best_start: int = 0
+    polished: dict[int, float] = field(default_factory=dict)
+    """Start -> converged log likelihood, for the starts the quasi-Newton stage converged."""
 
 
 def _bounds(model: CompiledModel) -> list[tuple[float | None, float | None]]:
@@ -128,29 +138,35 @@ def _starts(model: CompiledModel, obj: DiscreteObjective, base: np.ndarray) -> l
 def fit_points(model: CompiledModel, base: np.ndarray | None, max_iter: int,
                progress: Callable[[int, float], None] | None = None,
                starts: list[np.ndarray] | None = None) -> Solution:
-    """Fit `model` (its discrete level has K points) from every start; keep the best."""
+    """Fit `model` (its discrete level has K points): EM from every start, quasi-Newton from the best POLISHED."""
     obj = DiscreteObjective(model)
     if base is None:
         base = glm_start(model, obj)
     if starts is None:
         starts = [base] if model.discrete[0].K == 1 else _starts(model, obj, base)
-    best: Solution | None = None
-    logliks = []
+    screened = []
     for s, x0 in enumerate(starts):
         x = em(obj, x0, None, iterations=EM_ITERATIONS)
+        screened.append((obj.evaluate(x, gradient=False).loglik, s, x))
+    best: Solution | None = None
+    polished: dict[int, float] = {}
+    for _ll0, s, x in sorted(screened, key=lambda t: -t[0])[:POLISHED]:
         x, ll, ok, nit = maximise(obj, x, max_iter)
-        logliks.append(ll)
+        polished[s] = ll
         if best is None or ll > best.loglik:
             best = Solution(model, obj, x, ll, ok, nit, best_start=s)
         if progress is not None:
-            progress(s + 1, ll)
+            progress(len(polished), ll)
     assert best is not None
-    best.start_logliks = logliks
+    best.start_logliks = [ll for ll, _, _ in screened]
+    best.polished = polished
     return best
 
 
-EM_ITERATIONS = 5
-"""EM iterations from each start before the quasi-Newton stage."""
+EM_ITERATIONS = 4
+"""EM iterations from each start (the screening stage)."""
+POLISHED = 2
+"""Starts whose EM result is best are each converged by the quasi-Newton stage; the best of them is kept."""
 
 
 def glm_start(model: CompiledModel, obj: DiscreteObjective) -> np.ndarray:
@@ -192,31 +208,38 @@ def _merged(sol: Solution) -> tuple[CompiledModel, np.ndarray] | None:
 
 
 def collapse(sol: Solution, max_iter: int, warnings: list[str]) -> Solution:
-    """Merge coinciding or empty points while that costs less than MERGE_TOL in log likelihood."""
+    """Merge coinciding or empty points while that costs less than MERGE_TOL in log likelihood.
+
+    A merge is refitted only when the merged points, unrefitted, already lose less than MERGE_SCREEN.
+    """
     while True:
         merged = _merged(sol)
         if merged is None:
             return sol
         small, x0 = merged
-        cand = fit_points(small, None, max_iter, starts=[x0])
+        obj = DiscreteObjective(small)
+        if obj.evaluate(x0, gradient=False).loglik < sol.loglik - MERGE_SCREEN:
+            return sol
+        x, ll, ok, nit = maximise(obj, x0, max_iter)
+        cand = Solution(small, obj, x, ll, ok, nit)
         if cand.loglik < sol.loglik - MERGE_TOL:
             return sol
         level = sol.model.levels[sol.model.discrete[0].level].name
         warnings.append(f"level '{level}': two of the {sol.model.discrete[0].K} points coincide or one is empty at the "
                         f"solution, so they were merged ({small.discrete[0].K} points; log likelihood "
                         f"{sol.loglik:.6f} -> {cand.loglik:.6f})")
-        cand.start_logliks, cand.best_start = sol.start_logliks, sol.best_start
+        cand.start_logliks, cand.best_start, cand.polished = sol.start_logliks, sol.best_start, sol.polished
         sol = cand
 
 
-def gateaux_max(sol: Solution) -> tuple[float, np.ndarray]:
+def gateaux_max(sol: Solution, size: int = GATEAUX_GRID) -> tuple[float, np.ndarray]:
     """Largest Gateaux derivative over a grid spanning the masses (one or two dimensions; else the masses' box)."""
     dl = sol.model.discrete[0]
     values = sol.model.partable.unpack(sol.free)
     e, _ = masses(dl, values)
     lo, hi = e.min(axis=0), e.max(axis=0)
     pad = np.maximum(2.0, hi - lo)
-    axes = [np.linspace(lo[j] - pad[j], hi[j] + pad[j], GATEAUX_GRID if dl.dim == 1 else 41) for j in range(dl.dim)]
+    axes = [np.linspace(lo[j] - pad[j], hi[j] + pad[j], size if dl.dim == 1 else 21) for j in range(dl.dim)]
     grid = np.stack([g.reshape(-1) for g in np.meshgrid(*axes, indexing="ij")], axis=1)
     ev = sol.obj.evaluate(sol.free, gradient=False)
     D = sol.obj.gateaux(sol.free, grid, ev.unit_loglik)
@@ -291,9 +314,10 @@ def _summary(sol: Solution, cov: np.ndarray | None, requested: object) -> dict:
            "identification": ("mean of the discrete distribution fixed at 0 (the fixed part keeps its constant; "
                               "mass + _cons gives the point's own intercept)" if dl.centered else
                               "class-specific coefficients all free; the fixed part has no term they span"),
-           "starts": {"count": len(sol.start_logliks), "seed": dl.seed, "logliks": sol.start_logliks,
+           "starts": {"count": len(sol.start_logliks), "seed": dl.seed, "em_logliks": sol.start_logliks,
+                      "converged_logliks": {str(s + 1): ll for s, ll in sol.polished.items()},
                       "best": sol.best_start + 1,
-                      "spread": float(max(sol.start_logliks) - min(sol.start_logliks)) if sol.start_logliks else 0.0}}
+                      "spread": float(max(sol.polished.values()) - min(sol.polished.values())) if sol.polished else 0.0}}
     if dl.centered:
         out["variance"] = [float(p @ (e[:, j] - mean[j]) ** 2) for j in range(dl.dim)]
         beta = dict(zip(model.x_names, values[model.beta_rows], strict=True))
@@ -308,7 +332,7 @@ def posterior_json(sol: Solution) -> dict:
     ev = sol.obj.evaluate(sol.free, gradient=False)
     level = sol.model.levels[sol.model.discrete[0].level]
     return {"level": level.name, "units": [str(u) for u in level.labels],
-            "probabilities": [[float(f"{x:.6g}") for x in row] for row in ev.posterior]}
+            "probabilities": [[float(f"{x:.6g}") for x in row] for row in sol.obj.unit_posterior(ev.posterior)]}
 
 
 def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | None = None) -> FitResult:
@@ -338,7 +362,7 @@ def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | 
         warnings.append("optimisation did not converge: the quasi-Newton stage stopped before the gradient vanished")
     extras["discrete"] = _summary(sol, cov, requested)
     if extras_g is None and dl.kind == "npmle" and dl.dim <= 2:
-        D, where = gateaux_max(sol)
+        D, where = gateaux_max(sol, SUMMARY_GRID)
         extras_g = {"max_derivative": D, "at": where.tolist(), "tolerance": GATEAUX_TOL}
     if extras_g is not None:
         extras["discrete"]["gateaux"] = extras_g

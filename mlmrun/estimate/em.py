@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 
 from mlmrun.likelihood.discrete import DiscreteObjective
 
-M_STEP_ITERATIONS = 4
+M_STEP_ITERATIONS = 2
 
 
 def em(obj: DiscreteObjective, x: np.ndarray, weights: np.ndarray | None = None, iterations: int = 15,
@@ -28,7 +28,7 @@ def em(obj: DiscreteObjective, x: np.ndarray, weights: np.ndarray | None = None,
     previous = -np.inf
     for it in range(iterations):
         if weights is None or it > 0:
-            ev = obj.evaluate(x, gradient=False)
+            ev = obj.evaluate(x)
             if abs(ev.loglik - previous) <= tol * max(1.0, abs(ev.loglik)):
                 break
             previous, weights = ev.loglik, ev.posterior

@@ -26,7 +26,7 @@ from mlmrun.compile.matrices import MatrixGradient, model_matrices, values_gradi
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.adaptive import logsumexp
 from mlmrun.likelihood.objective import EquationFamilies
-from mlmrun.likelihood.rows import row_set
+from mlmrun.likelihood.rows import RowSet, row_set
 
 
 @dataclass
@@ -49,14 +49,35 @@ class DiscreteObjective:
         self.model = model
         self.dl: DiscreteLevel = model.discrete[0]
         lvl = self.dl.level
-        self.rows = row_set(model, (lvl,), merge=False)
-        orig = self.rows.original
-        self.unit = self.rows.codes[lvl]
-        self.n_units = model.levels[lvl].n_units
+        rows = row_set(model, (lvl,), merge=False)
+        unit = rows.codes[lvl]
+        n_units = model.levels[lvl].n_units
+        self.pattern_of_unit, keep_units, self.freq = _unit_patterns(model, self.dl, rows, unit, n_units)
+        keep = np.flatnonzero(np.isin(unit, keep_units))
+        self.rows = _subset(rows, keep, len(model.equations))
+        self.unit = np.searchsorted(keep_units, unit[keep])
+        self.n_units = len(keep_units)
+        self.W = self.dl.W[keep_units]
         counts = np.bincount(self.unit, minlength=self.n_units)
         self.row_start = np.concatenate([[0], np.cumsum(counts)])[:-1]
-        self.Z = tuple(Zj[orig] for Zj in self.dl.Z)
+        self.Z = tuple(Zj[self.rows.original] for Zj in self.dl.Z)
         self.n_evaluations = 0
+        self._fam: EquationFamilies | None = None
+        self._last: tuple | None = None
+        """(free, order, arrays) of the last kernel call: EM's M-step starts where its E-step evaluated."""
+
+    def families(self, mm) -> EquationFamilies:
+        """The row families; built once when no equation has family parameters (their kernels do not change)."""
+        if self._fam is not None:
+            return self._fam
+        fam = EquationFamilies(self.model, self.rows, mm)
+        if not fam.param_eqs:
+            self._fam = fam
+        return fam
+
+    def unit_posterior(self, posterior: np.ndarray) -> np.ndarray:
+        """Posterior point probabilities of every unit of the level (patterns expanded), (n_units_level, K)."""
+        return posterior[self.pattern_of_unit]
 
     def loadings(self, values: np.ndarray) -> np.ndarray:
         """(n, d): z_j(i) = Z_j[i] @ lambda_j (weight 1 where the dimension has no loading rows)."""
@@ -65,7 +86,7 @@ class DiscreteObjective:
 
     def points(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(raw locations v (K, d), centred locations e (K, d), log probabilities (n_units or 1, K))."""
-        logits = point_logits(self.dl, values)
+        logits = point_logits(self.dl, values, self.W)
         logp = logits - logsumexp(logits, axis=1)[:, None]
         v = values[self.dl.loc_rows]
         e = v - np.exp(logp[0]) @ v if self.dl.centered else v
@@ -73,7 +94,7 @@ class DiscreteObjective:
 
     def fixed_part(self, values: np.ndarray) -> tuple[np.ndarray, EquationFamilies]:
         mm = model_matrices(self.model, values)
-        return self.rows.X @ mm.beta + self.rows.offset, EquationFamilies(self.model, self.rows, mm)
+        return self.rows.X @ mm.beta + self.rows.offset, self.families(mm)
 
     def evaluate(self, free: np.ndarray, weights: np.ndarray | None = None, gradient: bool = True) -> DiscreteEvaluation:
         """Log likelihood and gradient at `free`; with `weights` (n_units, K), EM's Q and its gradient instead."""
@@ -81,17 +102,25 @@ class DiscreteObjective:
         model, dl, rows = self.model, self.dl, self.rows
         values = model.partable.unpack(np.asarray(free, dtype=float))
         mm = model_matrices(model, values)
-        fam = EquationFamilies(model, rows, mm)
+        fam = self.families(mm)
         fixed = rows.X @ mm.beta + rows.offset
         z = self.loadings(values)
         v, e, logp = self.points(values)
-        nu = fixed[:, None] + z @ e.T
-        ll, d1, _ = fam.derivs(nu, 1 if gradient else 0)
-        a = np.add.reduceat(ll, self.row_start, axis=0) + logp
+        order = 1 if gradient else 0
+        last = self._last
+        if last is not None and last[1] >= order and np.array_equal(last[0], free):
+            nu, c, d1 = last[2]
+        else:
+            nu = fixed[:, None] + z @ e.T
+            ll, d1, _ = fam.derivs(nu, order)
+            c = np.add.reduceat(ll, self.row_start, axis=0)
+            self._last = (np.array(free, dtype=float), order, (nu, c, d1))
+        a = c + logp
         unit_ll = logsumexp(a, axis=1)
         post = np.exp(a - unit_ll[:, None])
-        loglik = float(unit_ll.sum())
-        W = post if weights is None else weights
+        f = self.freq
+        loglik = float(f @ unit_ll)
+        W = (post if weights is None else weights) * f[:, None]
         value = loglik if weights is None else float(np.sum(W * a))
         if not gradient:
             return DiscreteEvaluation(value, loglik, None, post, unit_ll)
@@ -100,20 +129,20 @@ class DiscreteObjective:
         es = Wd.sum(axis=1)
         grad = MatrixGradient.zeros(mm)
         grad.beta = rows.X.T @ es
-        for eq_i, f in zip(fam.param_eqs, fam.param_expect(nu, Wr), strict=True):
+        for eq_i, score in zip(fam.param_eqs, fam.param_expect(nu, Wr), strict=True):
             eq = model.equations[eq_i]
             if eq.threshold_rows is not None:
-                grad.thresholds[eq_i] = f.sum(axis=0)
+                grad.thresholds[eq_i] = score.sum(axis=0)
             else:
                 idx = rows.eq_rows[eq_i]
-                grad.scale[rows.original[idx]] = f[idx, 0]
+                grad.scale[rows.original[idx]] = score[idx, 0]
         g = values_gradient(model, values, grad)
         for j, (Zj, r) in enumerate(zip(self.Z, dl.loading_rows, strict=True)):
             if len(r):
                 g[r] += Zj.T @ (Wd @ e[:, j])
         G_e = Wd.T @ z
         p = np.exp(logp[0])
-        R = W - np.exp(logp)
+        R = W - f[:, None] * np.exp(logp)
         if dl.centered:
             total = G_e.sum(axis=0)
             g_v = G_e - p[:, None] * total[None, :]
@@ -125,7 +154,7 @@ class DiscreteObjective:
         g[dl.loc_rows.reshape(-1)] += g_v.reshape(-1)
         g[dl.logit_rows] += g_logit[1:]
         if dl.w_names:
-            g[dl.gamma_rows.reshape(-1)] += (dl.W.T @ R[:, 1:]).T.reshape(-1)
+            g[dl.gamma_rows.reshape(-1)] += (self.W.T @ R[:, 1:]).T.reshape(-1)
         free_grad = model.partable.jacobian(np.asarray(free, dtype=float)).T @ g
         return DiscreteEvaluation(value, loglik, free_grad, post, unit_ll)
 
@@ -139,9 +168,68 @@ class DiscreteObjective:
         fixed, fam = self.fixed_part(values)
         z = self.loadings(values)
         out = np.empty(len(candidates))
+        f = self.freq
         for s in range(0, len(candidates), 64):
             block = candidates[s:s + 64]
             ll = fam.derivs(fixed[:, None] + z @ block.T, 0)[0]
             c = np.add.reduceat(ll, self.row_start, axis=0)
-            out[s:s + 64] = np.exp(c - unit_ll[:, None]).sum(axis=0) - len(unit_ll)
+            out[s:s + 64] = f @ np.exp(c - unit_ll[:, None]) - f.sum()
         return out
+
+
+def _subset(rows: RowSet, keep: np.ndarray, n_eq: int) -> RowSet:
+    """The rows at positions `keep` (sorted) of a row set, with their original row numbers."""
+    eq_of = np.zeros(rows.n, dtype=int)
+    for e, idx in enumerate(rows.eq_rows):
+        eq_of[idx] = e
+    eq_of = eq_of[keep]
+    return RowSet(X=rows.X[keep], offset=rows.offset[keep], Z=tuple(z[keep] for z in rows.Z), W=rows.W[keep],
+                  codes={k: c[keep] for k, c in rows.codes.items()}, y=rows.y[keep],
+                  trials=None if rows.trials is None else rows.trials[keep], constant=None,
+                  eq_rows=tuple(np.flatnonzero(eq_of == e) for e in range(n_eq)), original=rows.original[keep])
+
+
+def _row_keys(M: np.ndarray) -> np.ndarray:
+    """An integer per row, equal exactly for equal rows: a random projection sorted in 1-D, verified element-wise
+    (np.unique over rows sorts them lexicographically, ~10x slower; on a collision it is used instead)."""
+    proj = M @ np.random.default_rng(0).normal(size=M.shape[1])
+    _, first, key = np.unique(proj, return_index=True, return_inverse=True)
+    key = key.reshape(-1)
+    if np.array_equal(M[first[key]], M):
+        return key
+    return np.unique(M, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _unit_patterns(model: CompiledModel, dl: DiscreteLevel, rows: RowSet, unit: np.ndarray,
+                   n_units: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Units whose rows are identical (as a multiset) and whose covariates agree share one likelihood term.
+
+    A latent class model on J binary items has at most 2^J response patterns, far fewer than persons;
+    each pattern is evaluated once and counted `freq` times. Returns (pattern of each unit,
+    representative unit of each pattern (sorted), frequency of each pattern).
+    """
+    orig = rows.original
+    cols = [rows.y[:, None], rows.X, rows.offset[:, None], model.eq_of_row[orig][:, None].astype(float)]
+    cols += [Zj[orig] for Zj in dl.Z]
+    if rows.trials is not None:
+        cols.append(rows.trials[:, None])
+    row_key = _row_keys(np.concatenate(cols, axis=1))
+    order = np.lexsort((row_key, unit))
+    bounds = np.flatnonzero(np.diff(unit[order])) + 1
+    keys = np.split(row_key[order], bounds)
+    Wu = dl.W
+    seen: dict[bytes, int] = {}
+    pattern = np.empty(n_units, dtype=np.intp)
+    reps: list[int] = []
+    for u, k in enumerate(keys):
+        sig = k.tobytes() + Wu[u].tobytes()
+        p = seen.setdefault(sig, len(reps))
+        if p == len(reps):
+            reps.append(u)
+        pattern[u] = p
+    reps_arr = np.array(reps, dtype=np.intp)
+    freq = np.bincount(pattern, minlength=len(reps)).astype(float)
+    rank = np.argsort(reps_arr)
+    position = np.empty(len(reps), dtype=np.intp)
+    position[rank] = np.arange(len(reps))
+    return position[pattern], reps_arr[rank], freq[rank]

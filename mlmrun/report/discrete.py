@@ -46,7 +46,8 @@ def discrete_tables(rows: dict[str, ParamRow], fit: FitResult) -> tuple[list[Tab
     starts = summary.get("starts", {})
     notes = [f"Identification: {summary.get('identification', '')}."]
     if starts:
-        notes.append(f"{starts['count']} starting values (seed {starts['seed']}); the best is start {starts['best']}; "
+        notes.append(f"{starts['count']} starting values (seed {starts['seed']}), EM from each; the "
+                     f"{len(starts['converged_logliks'])} best converged by quasi-Newton, best is start {starts['best']}; "
                      f"spread of their log likelihoods {num(starts['spread'])}.")
     gateaux = summary.get("gateaux")
     if isinstance(gateaux, dict):

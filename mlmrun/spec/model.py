@@ -113,7 +113,7 @@ class Distribution(SpecNode):
 
     discrete: Union[Annotated[int, Field(ge=1, le=50)], Literal["auto"], None] = None
     """Number of mass points with free locations and probabilities, or 'auto' to add points while the Gateaux derivative is positive."""
-    starts: int = Field(default=10, ge=1, le=200)
+    starts: int = Field(default=5, ge=1, le=200)
     """Seeded random starting values tried (the best log likelihood is kept; the spread is reported)."""
     seed: int = Field(default=1, ge=0)
     """Seed of the random starting values (start 1 is deterministic, starts 2.. are drawn from this seed)."""

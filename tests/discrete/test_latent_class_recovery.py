@@ -144,7 +144,7 @@ def test_posterior_class_probabilities_per_person(fit) -> None:
     assert probs.shape == (N, 3) and len(post["units"]) == N
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     summary = result.extras["discrete"]
-    assert summary["starts"]["count"] == 10 and summary["starts"]["spread"] >= 0.0
+    assert summary["starts"]["count"] == 5 and summary["starts"]["spread"] >= 0.0
     # the average posterior equals the average prior class probability at the MLE (a score equation of the logits)
     est, _ = _ours(result)
     assert np.allclose(probs.mean(axis=0), [est[f"prob{c}(class)@person"] for c in (1, 2, 3)], atol=1e-4)
