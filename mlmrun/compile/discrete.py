@@ -221,6 +221,9 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
         add(lat.level, "npmle", "mass", lat.distribution.discrete, [lat.name], [Zm], [np.array(rows, dtype=int)],
             ("latent", i, "distribution", "discrete"), lat.distribution)
 
+    if pending and spec.estimation.method == "REML":
+        raise SpecError.at(("estimation", "method"), "REML is defined for normal latent variables only; a discrete "
+                                                     "latent distribution is fitted by ML: write `method: ML`")
     if len(pending) > 1:
         second = sorted(pending.values(), key=lambda q: q.level)[1]
         raise SpecError.at(second.where, "discrete latent variables at two levels are not supported; keep the "

@@ -587,6 +587,9 @@ CASES: list[Case] = [
          edit(ABORTION, "fix: {defect: 1}}}", "fix: {defect: 1}}, distribution: {discrete: 2}}",
               "  B: {general: {general_district: 1}}\n", "  B: {general: {general_district: 1}}\n  Gamma: {extreme: {wave: free}}\n"),
          at=("structural", "Gamma", "extreme"), hint="put them in `fixed`"),
+    Case("discrete_reml", ((DISCRETE, "a discrete latent distribution is fitted by ML"),),
+         edit(CBPP_NPMLE, "estimation: {integration: {points: 5}}", "estimation: {method: REML}"),
+         at=("estimation", "method"), hint="write `method: ML`"),
 ]
 
 EXEMPT: dict[tuple[str, str], str] = {
