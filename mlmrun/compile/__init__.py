@@ -318,7 +318,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
     discrete = compile_discrete(spec, frame, levels, pt, X, parts.class_W, latent_loadings,
-                                [lat.name for lat in parts.latent])
+                                [(lat.name, lat.level) for lat in parts.latent])
     check_level_sizes(levels, parts.latent)
     _apply_starts(spec, pt)
     _apply_constraints(spec, pt)

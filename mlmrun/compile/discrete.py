@@ -156,12 +156,12 @@ def _unit_covariates(frame: pd.DataFrame, W: np.ndarray, names: tuple[str, ...],
 
 def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt: ParTableBuilder,
                      X: np.ndarray, W_of: dict[str, tuple[np.ndarray, tuple[str, ...]]],
-                     loadings, continuous: list[str]) -> tuple[DiscreteLevel, ...]:
+                     loadings, continuous: list[tuple[str, int]]) -> tuple[DiscreteLevel, ...]:
     """Compile the discrete `latent:` entries and `random:` blocks, one DiscreteLevel per level.
 
     `W_of[name]` gives a class variable's Gamma covariates (row-level, from compile/latent.py);
-    `loadings` is compile/latent.py's loading builder (Z, partable rows, labels); `continuous` names the
-    normal latent variables (a discrete level does not combine with them yet).
+    `loadings` is compile/latent.py's loading builder (Z, partable rows, labels); `continuous` gives the
+    normal latent variables (name, level index): they may only sit below the discrete level.
     """
     level_pos = {lv.name: i for i, lv in enumerate(levels)}
     n = len(frame)
@@ -229,11 +229,24 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
         raise SpecError.at(second.where, "discrete latent variables at two levels are not supported; keep the "
                                          "mass points (or classes) at one level and make the other level's "
                                          "latent variables normal")
-    if pending and continuous:
+    above = [name for name, lvl in continuous if pending and lvl >= next(iter(pending))]
+    if above:
         first = next(iter(pending.values()))
         raise SpecError.at(first.where, "a discrete latent distribution together with normal latent variables "
-                                        f"({', '.join(continuous)}) is not supported yet; make them all discrete "
-                                        "at one level or all normal")
+                                        f"at or above its level ({', '.join(above)}) is not supported yet; put the "
+                                        "mass points (or classes) at the top latent level, with normal latent "
+                                        "variables only below it")
+    if pending and continuous:
+        first = next(iter(pending.values()))
+        integ = spec.estimation.integration
+        if integ.method == "laplace":
+            raise SpecError.at(("estimation", "integration", "method"), "the levels below a discrete level are "
+                                                                        "integrated inside each of its points, by "
+                                                                        "quadrature only: write `method: adaptive`")
+        if first.K == "auto":
+            raise SpecError.at(first.where, "`discrete: auto` needs the Gateaux derivative over the levels below, "
+                                            "which is not built for normal latent variables under a discrete level; "
+                                            "give the number of points (compare fits by BIC)")
     out = []
     for lvl, pd_ in sorted(pending.items()):
         lv = levels[lvl]

@@ -82,9 +82,45 @@ def _free_of(model: CompiledModel, blocks: tuple[str, ...]) -> np.ndarray:
     return np.isin(pt.frame["block"].to_numpy()[first], blocks)
 
 
-def maximise(obj: DiscreteObjective, x: np.ndarray, max_iter: int, tol: float = 1e-10,
+def objective_for(model: CompiledModel):
+    """The discrete engine, or the mixed one when normal latent variables sit below the discrete level."""
+    if model.latent:
+        from mlmrun.likelihood.discrete_mixed import MixedObjective
+        from mlmrun.likelihood.plan import integration_plan
+
+        return MixedObjective(model, integration_plan(model))
+    return DiscreteObjective(model)
+
+
+def maximise(obj, x: np.ndarray, max_iter: int, tol: float = 1e-10,
              mask: np.ndarray | None = None) -> tuple[np.ndarray, float, bool, int]:
-    """L-BFGS-B on the log likelihood with its analytic gradient (over `mask` of the free vector)."""
+    """L-BFGS-B on the log likelihood with its analytic gradient (over `mask` of the free vector).
+
+    With normal latent variables below the discrete level, rounds: re-adapt the quadrature at x, maximise with
+    the adaptation frozen, until the re-adapted log likelihood and x stop changing (ADAPT_ROUNDS at most).
+    """
+    if not hasattr(obj, "readapt"):
+        return _lbfgs(obj, x, max_iter, tol, mask)
+    previous, nit_all = -np.inf, 0
+    for _ in range(ADAPT_ROUNDS):
+        obj.readapt(x)
+        start = x
+        x, ll, ok, nit = _lbfgs(obj, x, max_iter, tol, mask)
+        nit_all += nit
+        obj.readapt(x)
+        ll = obj.evaluate(x, gradient=False).loglik
+        if abs(ll - previous) <= 1e-9 * max(1.0, abs(ll)) and float(np.max(np.abs(x - start), initial=0.0)) < 1e-5:
+            return x, ll, ok, nit_all
+        previous = ll
+    return x, ll, False, nit_all
+
+
+ADAPT_ROUNDS = 20
+
+
+def _lbfgs(obj, x: np.ndarray, max_iter: int, tol: float = 1e-10,
+           mask: np.ndarray | None = None) -> tuple[np.ndarray, float, bool, int]:
+    """L-BFGS-B on the (frozen) log likelihood with its analytic gradient (over `mask` of the free vector)."""
     full = np.asarray(x, dtype=float).copy()
     mask = np.ones(len(full), dtype=bool) if mask is None else mask
     bounds = [b for b, m in zip(_bounds(obj.model), mask, strict=True) if m]
@@ -139,7 +175,7 @@ def fit_points(model: CompiledModel, base: np.ndarray | None, max_iter: int,
                progress: Callable[[int, float], None] | None = None,
                starts: list[np.ndarray] | None = None) -> Solution:
     """Fit `model` (its discrete level has K points): EM from every start, quasi-Newton from the best POLISHED."""
-    obj = DiscreteObjective(model)
+    obj = objective_for(model)
     if base is None:
         base = glm_start(model, obj)
     if starts is None:
@@ -169,7 +205,7 @@ POLISHED = 2
 """Starts whose EM result is best are each converged by the quasi-Newton stage; the best of them is kept."""
 
 
-def glm_start(model: CompiledModel, obj: DiscreteObjective) -> np.ndarray:
+def glm_start(model: CompiledModel, obj) -> np.ndarray:
     """Fixed part and family parameters fitted with every point at 0 (the model without latent variables)."""
     pt = model.partable
     values = pt.start_values
@@ -217,7 +253,7 @@ def collapse(sol: Solution, max_iter: int, warnings: list[str]) -> Solution:
         if merged is None:
             return sol
         small, x0 = merged
-        obj = DiscreteObjective(small)
+        obj = objective_for(small)
         if obj.evaluate(x0, gradient=False).loglik < sol.loglik - MERGE_SCREEN:
             return sol
         x, ll, ok, nit = maximise(obj, x0, max_iter)
@@ -350,6 +386,9 @@ def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | 
         sol = collapse(sol, est.max_iter, warnings)
         requested, extras_g = dl.K, None
     sol = canonical(sol)
+    if hasattr(sol.obj, "readapt"):
+        sol.obj.readapt(sol.free)
+        sol.loglik = sol.obj.evaluate(sol.free, gradient=False).loglik
     grad = lambda x: sol.obj.evaluate(x).gradient  # noqa: E731
     info = -hessian_from_gradient(grad, sol.free)
     cov, problem = covariance_from_hessian(info, sol.model.partable.free_names())
@@ -361,14 +400,17 @@ def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | 
     if not sol.converged:
         warnings.append("optimisation did not converge: the quasi-Newton stage stopped before the gradient vanished")
     extras["discrete"] = _summary(sol, cov, requested)
-    if extras_g is None and dl.kind == "npmle" and dl.dim <= 2:
+    if extras_g is None and dl.kind == "npmle" and dl.dim <= 2 and isinstance(sol.obj, DiscreteObjective):
         D, where = gateaux_max(sol, SUMMARY_GRID)
         extras_g = {"max_derivative": D, "at": where.tolist(), "tolerance": GATEAUX_TOL}
     if extras_g is not None:
         extras["discrete"]["gateaux"] = extras_g
     extras["class_posterior"] = posterior_json(sol)
     m = sol.model
+    integration = {"method": "discrete", "points": m.discrete[0].K}
+    if m.latent:
+        integration = {**sol.obj.quad.plan.describe(), "discrete_points": m.discrete[0].K}
     return FitResult(model=m, values=m.partable.unpack(sol.free), free=sol.free, cov_free=cov, loglik=sol.loglik,
-                     method="ML", integration={"method": "discrete", "points": m.discrete[0].K},
+                     method="ML", integration=integration,
                      converged=sol.converged, iterations=sol.iterations, n_evaluations=sol.obj.n_evaluations,
                      fit_seconds=time.perf_counter() - t0, warnings=tuple(warnings), extras=extras)

@@ -14,11 +14,12 @@ import numpy as np
 from scipy.optimize import minimize
 
 from mlmrun.likelihood.discrete import DiscreteObjective
+from mlmrun.likelihood.discrete_mixed import MixedObjective
 
 M_STEP_ITERATIONS = 2
 
 
-def em(obj: DiscreteObjective, x: np.ndarray, weights: np.ndarray | None = None, iterations: int = 15,
+def em(obj: DiscreteObjective | MixedObjective, x: np.ndarray, weights: np.ndarray | None = None, iterations: int = 15,
        tol: float = 1e-8) -> np.ndarray:
     """`iterations` EM steps from `x` (the first M-step uses `weights` when given); returns the free vector."""
     x = np.asarray(x, dtype=float).copy()
@@ -28,6 +29,8 @@ def em(obj: DiscreteObjective, x: np.ndarray, weights: np.ndarray | None = None,
     previous = -np.inf
     for it in range(iterations):
         if weights is None or it > 0:
+            if hasattr(obj, "readapt"):
+                obj.readapt(x)
             ev = obj.evaluate(x)
             if abs(ev.loglik - previous) <= tol * max(1.0, abs(ev.loglik)):
                 break

@@ -55,7 +55,10 @@ def _integration_text(fit: FitResult) -> str:
         "laplace": "Laplace approximation (one adaptive point)",
         "discrete": f"discrete latent distribution, {points} points (exact sum)",
     }.get(method, str(method))
-    return f"{text}, {per}" if per and method in ("adaptive", "ghq") else text
+    out = f"{text}, {per}" if per and method in ("adaptive", "ghq") else text
+    if fit.integration.get("discrete_points"):
+        out += f"; discrete level: {fit.integration['discrete_points']} points (exact sum)"
+    return out
 
 
 def _header(fit: FitResult, prepared: Prepared) -> list[tuple[str, str]]:

@@ -50,3 +50,16 @@ def compiled(folder: Path, spec: str, frame: pd.DataFrame) -> CompiledModel:
     frame.to_csv(folder / "data.csv", index=False)
     (folder / "spec.yaml").write_text(spec)
     return prepare(folder / "spec.yaml").model
+
+
+def three_level_data(clusters: int, seed: int) -> pd.DataFrame:
+    """Binary rows (3 per person, 4 persons per cluster): a two-point cluster effect and a normal person effect."""
+    rng = np.random.default_rng(seed)
+    c_eff = np.where(rng.random(clusters) < 0.4, 1.0, -0.7)
+    persons = clusters * 4
+    p_eff = rng.normal(scale=0.8, size=persons)
+    x = rng.normal(size=(persons, 3))
+    nu = -0.2 + 0.6 * x + p_eff[:, None] + np.repeat(c_eff, 4)[:, None]
+    y = (rng.random((persons, 3)) < 1.0 / (1.0 + np.exp(-nu))).astype(int)
+    return pd.DataFrame({"cluster": np.repeat(np.arange(1, clusters + 1), 12), "person": np.repeat(np.arange(1, persons + 1), 3),
+                         "x": x.reshape(-1), "y": y.reshape(-1)})

@@ -573,7 +573,16 @@ CASES: list[Case] = [
          at=("latent", 1, "distribution", "discrete"), hint="make the other level's latent variables normal"),
     Case("discrete_with_normal_latent", ((DISCRETE, "together with normal latent variables"),),
          LCA + "random:\n  - {level: district, terms: [1]}\n", at=("latent", 0, "classes"),
-         hint="make them all discrete at one level or all normal"),
+         hint="with normal latent variables only below it"),
+    Case("discrete_over_normal_laplace", ((DISCRETE, "by quadrature only: write `method: adaptive`"),),
+         edit(LCA, "level: person, classes: 2", "level: district, classes: 2") + "random:\n  - {level: person, terms: [1]}\n"
+         + "estimation: {integration: {method: laplace}}\n",
+         at=("estimation", "integration", "method"), hint="write `method: adaptive`"),
+    Case("discrete_auto_over_normal", ((DISCRETE, "needs the Gateaux derivative over the levels below"),),
+         edit(LCA, "  - {name: class, level: person, classes: 2, loadings: {by: item}}\n",
+              "  - {name: d, level: district, loadings: {on: [1], fix: {1: 1}}, distribution: {discrete: auto}}\n")
+         + "random:\n  - {level: person, terms: [1]}\n",
+         at=("latent", 0, "distribution", "discrete"), hint="give the number of points"),
     Case("discrete_more_points_than_units", ((DISCRETE, "points but level"),),
          edit(CBPP_NPMLE, "discrete: 2", "discrete: 16"), at=("random", 0, "distribution", "discrete"),
          hint="use at most 15 points"),
