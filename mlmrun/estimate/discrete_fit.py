@@ -363,6 +363,20 @@ def _summary(sol: Solution, cov: np.ndarray | None, requested: object) -> dict:
     return out
 
 
+def empirical_bayes_points(sol: Solution) -> dict:
+    """Posterior means and SDs of the discrete latent variables per unit (sum over points), in results.json's layout."""
+    dl = sol.model.discrete[0]
+    level = sol.model.levels[dl.level]
+    post = sol.obj.unit_posterior(sol.obj.evaluate(sol.free, gradient=False).posterior)
+    e, _ = masses(dl, sol.model.partable.unpack(sol.free))
+    mean = post @ e
+    var = post @ (e**2) - mean**2
+    out: dict = {"units": [str(u) for u in level.labels]}
+    for j, name in enumerate(dl.names):
+        out[name] = {"mean": mean[:, j].tolist(), "sd": np.sqrt(np.clip(var[:, j], 0.0, None)).tolist()}
+    return {level.name: out}
+
+
 def posterior_json(sol: Solution) -> dict:
     """Posterior point (class) probabilities per unit, 6 significant digits, units labelled as in results.json."""
     ev = sol.obj.evaluate(sol.free, gradient=False)
@@ -406,6 +420,8 @@ def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | 
     if extras_g is not None:
         extras["discrete"]["gateaux"] = extras_g
     extras["class_posterior"] = posterior_json(sol)
+    if dl.kind == "npmle":
+        extras["empirical_bayes"] = empirical_bayes_points(sol)
     m = sol.model
     integration = {"method": "discrete", "points": m.discrete[0].K}
     if m.latent:

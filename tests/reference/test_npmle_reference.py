@@ -96,3 +96,27 @@ def test_gateaux_search_stops_at_two_points() -> None:
     assert [step["points"] for step in gateaux["path"]] == [1, 2]
     assert gateaux["path"][0]["max_derivative"] > gateaux["tolerance"]
     assert gateaux["max_derivative"] <= gateaux["tolerance"]
+
+
+def test_posterior_point_probabilities_follow_bayes_rule_at_the_estimates() -> None:
+    """class_posterior and the empirical Bayes means, recomputed here from the data and the fitted parameters."""
+    import pandas as pd
+    from scipy.stats import binom
+
+    fit = fitted("cbpp_npmle")
+    rows = {r.name: r.estimate for r in parameter_rows(fit)}
+    data = pd.read_csv(SPECS / "data" / "cbpp.csv")
+    period = [0.0] + [rows[f"C(period)[T.{k}]"] for k in (2, 3, 4)]
+    masses = np.array([rows["mass1(_cons)@herd"], rows["mass2(_cons)@herd"]])
+    probs = np.array([rows["prob1@herd"], rows["prob2@herd"]])
+    post = fit.extras["class_posterior"]
+    eb = fit.extras["empirical_bayes"]["herd"]
+    for herd, group in data.groupby("herd"):
+        nu = rows["Intercept"] + np.array([period[p - 1] for p in group["period"]])[:, None] + masses[None, :]
+        loglik = binom.logpmf(group["incidence"].to_numpy()[:, None], group["size"].to_numpy()[:, None],
+                              1.0 / (1.0 + np.exp(-nu))).sum(axis=0)
+        w = probs * np.exp(loglik - loglik.max())
+        w /= w.sum()
+        i = post["units"].index(str(herd))
+        assert np.allclose(post["probabilities"][i], w, atol=1e-5)
+        assert abs(eb["_cons"]["mean"][i] - w @ masses) < 1e-5
