@@ -58,8 +58,8 @@ class DiscreteObjective:
         self.unit = np.searchsorted(keep_units, unit[keep])
         self.n_units = len(keep_units)
         self.W = self.dl.W[keep_units]
-        counts = np.bincount(self.unit, minlength=self.n_units)
-        self.row_start = np.concatenate([[0], np.cumsum(counts)])[:-1]
+        self.counts = np.bincount(self.unit, minlength=self.n_units)
+        self.row_start = np.concatenate([[0], np.cumsum(self.counts)])[:-1]
         self.Z = tuple(Zj[self.rows.original] for Zj in self.dl.Z)
         self.n_evaluations = 0
         self._fam: EquationFamilies | None = None
@@ -124,7 +124,7 @@ class DiscreteObjective:
         value = loglik if weights is None else float(np.sum(W * a))
         if not gradient:
             return DiscreteEvaluation(value, loglik, None, post, unit_ll)
-        Wr = W[self.unit]
+        Wr = np.repeat(W, self.counts, axis=0)  # rows are sorted by unit
         Wd = Wr * d1
         es = Wd.sum(axis=1)
         grad = MatrixGradient.zeros(mm)
