@@ -199,7 +199,7 @@ def fit_points(model: CompiledModel, base: np.ndarray | None, max_iter: int,
     return best
 
 
-EM_ITERATIONS = 4
+EM_ITERATIONS = 5
 """EM iterations from each start (the screening stage)."""
 POLISHED = 2
 """Starts whose EM result is best are each converged by the quasi-Newton stage; the best of them is kept."""
@@ -217,7 +217,11 @@ def glm_start(model: CompiledModel, obj) -> np.ndarray:
 
 
 def _merged(sol: Solution) -> tuple[CompiledModel, np.ndarray] | None:
-    """The model with one point fewer, started from the cheapest merge of two points (or drop of an empty one)."""
+    """The model with one point fewer, started from the cheapest merge of two points (or drop of an empty one).
+
+    None when there is nothing to merge, or when the merge, evaluated in the current model with both points
+    moved to their weighted mean (one evaluation, no new model), loses more than MERGE_SCREEN.
+    """
     model, dl = sol.model, sol.model.discrete[0]
     if dl.K < 2:
         return None
@@ -237,6 +241,16 @@ def _merged(sol: Solution) -> tuple[CompiledModel, np.ndarray] | None:
     e_ab = (p[a] * e[a] + p[b] * e[b]) / (p[a] + p[b])
     e_new = np.vstack([e_ab] + [e[k] for k in keep])
     p_new = np.concatenate([[p[a] + p[b]], p[keep]])
+    both = e.copy()
+    both[[a, b]] = e_ab
+    if dl.centered:
+        screen = _set_points(model, sol.free, both, p)
+    else:
+        moved = values.copy()
+        moved[dl.loc_rows] = both
+        screen = model.partable.pack(moved)
+    if sol.obj.evaluate(screen, gradient=False).loglik < sol.loglik - MERGE_SCREEN:
+        return None
     small = resize(model, K - 1)
     head = small.partable.pack(np.concatenate([values[:len(values) - len(discrete_rows(dl))],
                                                np.zeros(len(discrete_rows(small.discrete[0])))]))
@@ -246,7 +260,7 @@ def _merged(sol: Solution) -> tuple[CompiledModel, np.ndarray] | None:
 def collapse(sol: Solution, max_iter: int, warnings: list[str]) -> Solution:
     """Merge coinciding or empty points while that costs less than MERGE_TOL in log likelihood.
 
-    A merge is refitted only when the merged points, unrefitted, already lose less than MERGE_SCREEN.
+    A merge is refitted only when the merged points, unrefitted, already lose less than MERGE_SCREEN (`_merged`).
     """
     while True:
         merged = _merged(sol)
@@ -254,8 +268,6 @@ def collapse(sol: Solution, max_iter: int, warnings: list[str]) -> Solution:
             return sol
         small, x0 = merged
         obj = objective_for(small)
-        if obj.evaluate(x0, gradient=False).loglik < sol.loglik - MERGE_SCREEN:
-            return sol
         x, ll, ok, nit = maximise(obj, x0, max_iter)
         cand = Solution(small, obj, x, ll, ok, nit)
         if cand.loglik < sol.loglik - MERGE_TOL:

@@ -16,7 +16,7 @@ from scipy.optimize import minimize
 from mlmrun.likelihood.discrete import DiscreteObjective
 from mlmrun.likelihood.discrete_mixed import MixedObjective
 
-M_STEP_ITERATIONS = 2
+M_STEP_ITERATIONS = 1
 
 
 def em(obj: DiscreteObjective | MixedObjective, x: np.ndarray, weights: np.ndarray | None = None, iterations: int = 15,
