@@ -406,6 +406,7 @@ def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | 
     extras: dict = {}
     if dl.auto:
         sol, extras_g = auto_points(model, est.max_iter, progress, warnings)
+        sol = collapse(sol, est.max_iter, warnings)
         requested: object = "auto"
     else:
         sol = fit_points(model, None, est.max_iter, progress)
