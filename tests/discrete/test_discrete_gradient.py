@@ -104,3 +104,15 @@ def test_em_objective_gradient_matches_finite_differences(name: str, tmp_path: P
     # at the weights' own point, Q and the log likelihood share their gradient (Fisher identity)
     x8 = _random_point(model, 8)
     assert np.allclose(obj.evaluate(x8, weights=weights).gradient, obj.evaluate(x8).gradient, atol=1e-8)
+
+
+def test_bernoulli_fast_path_equals_the_binomial_kernel() -> None:
+    from mlmrun.likelihood.discrete import BernoulliLogit
+    from mlmrun.likelihood.kernels import binomial_logit
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(500) < 0.4).astype(float)
+    nu = rng.normal(scale=8.0, size=(500, 3))
+    ours = BernoulliLogit(y).derivs(nu.copy(), 1)
+    ref = binomial_logit(y, None)(nu.copy(), 1)
+    assert np.allclose(ours[0], ref[0], rtol=1e-13, atol=1e-13) and np.allclose(ours[1], ref[1], rtol=1e-13, atol=1e-13)
