@@ -28,7 +28,7 @@ import pandas as pd
 
 from mlmrun.compile.partable import ParTableBuilder
 from mlmrun.data.levels import LevelIndex
-from mlmrun.errors import KEY, DataError, IdentificationError, Loc, SpecError
+from mlmrun.errors import KEY, DataError, IdentificationError, Loc, SpecError, dotted
 from mlmrun.spec.model import Spec
 
 
@@ -179,7 +179,7 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
             have = pending[lvl]
             if kind == "classes" or have.kind == "classes" or have.K != K:
                 raise SpecError.at(where, f"level '{level_name}' already has a discrete distribution with "
-                                          f"{have.K} points ({dotted_where(have.where)}); discrete latent variables at "
+                                          f"{have.K} points ({dotted(have.where)}); discrete latent variables at "
                                           "one level share their points: give them the same `discrete:` (one class variable per level)")
             have.names += names
             have.Z += Z
@@ -317,6 +317,3 @@ def resize(model, K: int):
     new_dl = dataclasses.replace(dl, K=K, loc_rows=loc, logit_rows=logit, gamma_rows=gamma)
     return dataclasses.replace(model, partable=ParTable(new), discrete=(new_dl,) + tuple(model.discrete[1:]))
 
-
-def dotted_where(loc: Loc) -> str:
-    return ".".join(str(p) for p in loc if p != KEY)
