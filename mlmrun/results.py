@@ -130,6 +130,10 @@ def _derivations(model: CompiledModel) -> list[Derivation]:
             sa, sb = int(block.sd_rows[a]), int(block.sd_rows[b])
             out.append((covariance_name(str(names[row])), "covariance", [int(row), sa, sb],
                         lambda v, r=int(row), sa=sa, sb=sb: float(v[r] * v[sa] * v[sb])))
+    for dl in model.discrete:
+        from mlmrun.compile.discrete import derivations
+
+        out += derivations(dl, model.levels[dl.level].name)
     return out
 
 
@@ -246,7 +250,7 @@ def lr_test(fit: FitResult) -> dict[str, Any] | None:
             "kind": kind, "note": note, "loglik_null": raw.get("loglik_null", raw.get("null_loglik"))}
 
 
-JSON_EXTRAS = ("point_check", "boundary", "optimizer", "icc")
+JSON_EXTRAS = ("point_check", "boundary", "optimizer", "icc", "discrete")
 """FitResult.extras copied into results.json (small summaries; per-unit arrays such as
 the fixed-effects vcov stay out; empirical Bayes predictions go in compactly, see below)."""
 
@@ -337,6 +341,9 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
     for key in JSON_EXTRAS:
         if key in fit.extras:
             doc[key] = fit.extras[key]
+    posterior = fit.extras.get("class_posterior")
+    if posterior and len(posterior["units"]) * len(posterior["probabilities"][0]) <= EB_MAX_VALUES:
+        doc["class_posterior"] = posterior
     eb = empirical_bayes_json(fit)
     if eb is not None:
         doc["empirical_bayes"] = eb

@@ -18,7 +18,9 @@ from mlmrun.compile.choice import (
 )
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
+from mlmrun.compile.discrete import compile_discrete
 from mlmrun.compile.family_params import extra_columns, family_params, make_family
+from mlmrun.compile.latent import _loadings as latent_loadings
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
@@ -374,16 +376,24 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     if any(eq.family.name == "ordinal" for eq in equations) and "Intercept" in x_names:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
+    discrete = compile_discrete(spec, frame, levels, pt, X, parts.class_W, latent_loadings,
+                                [(lat.name, lat.level) for lat in parts.latent])
     check_level_sizes(levels, parts.latent)
     check_within_sets(spec, [(k, eq.choice) for k, eq in enumerate(equations) if eq.choice is not None], X, x_names,
                       levels, {lat.level for lat in parts.latent})
     _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
     weighting = compile_weights(spec, frame, levels, [lat.level for lat in parts.latent])
+    if discrete and weighting is not None:
+        where = ("weights",) if spec.weights is not None else ("estimation", "vce")
+        raise SpecError.at(where, "weights and robust standard errors are not available with discrete latent "
+                                  "distributions (mass points or classes) yet; drop them, or give the latent "
+                                  "variables a normal distribution")
     return CompiledModel(
         spec=spec, y=y, X=X, x_names=x_names, offset=offset, trials=trials, equations=tuple(equations),
         eq_of_row=eq_of_row, levels=tuple(levels), latent=tuple(parts.latent), blocks=tuple(parts.blocks),
         B_entries=tuple(parts.B_entries), W=parts.W, w_names=parts.w_names,
         Gamma_entries=tuple(parts.Gamma_entries), beta_rows=beta_rows, partable=pt.build(),
         n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256, weighting=weighting,
+        discrete=discrete,
     )

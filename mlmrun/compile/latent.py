@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlmrun.compile.design import fixed_design, term_formula
+from mlmrun.compile.discrete import is_discrete
 from mlmrun.compile.model import CovBlock, LatentVar
 from mlmrun.compile.partable import ParTableBuilder
 from mlmrun.data.levels import LevelIndex
@@ -31,6 +32,10 @@ class LatentParts:
     Gamma_entries: list[tuple[int, int, int]] = field(default_factory=list)
     W: np.ndarray | None = None
     w_names: tuple[str, ...] = ()
+    spec_of: dict[int, int] = field(default_factory=dict)
+    """Latent index -> position in spec.latent (discrete entries are compiled by compile/discrete.py)."""
+    class_W: dict[str, tuple[np.ndarray, tuple[str, ...]]] = field(default_factory=dict)
+    """Per latent class variable: its Gamma covariates (row-level) and their names."""
 
 
 def term_name(term: int | str) -> str:
@@ -89,6 +94,8 @@ def compile_latent(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt
     n = len(frame)
 
     for i, block in enumerate(spec.random):
+        if is_discrete(block):
+            continue
         members = []
         for j, term in enumerate(block.terms):
             tname = term_name(term)
@@ -105,7 +112,10 @@ def compile_latent(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt
 
     first_latent = len(parts.latent)
     for i, lat in enumerate(spec.latent):
+        if is_discrete(lat):
+            continue
         Z, rows, labels = _loadings(i, lat, frame, pt)
+        parts.spec_of[len(parts.latent)] = i
         parts.latent.append(LatentVar(lat.name, level_pos[lat.level], Z, np.array(rows, dtype=int), tuple(labels), "latent"))
     _structural(spec, frame, parts, pt, first_latent)
     _identify(spec, parts, pt, first_latent)
@@ -118,12 +128,12 @@ def compile_latent(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], pt
         cov = cov if isinstance(cov, CovarianceSpec) else CovarianceSpec(type=cov)
         fixed_sd = {}
         for m in members:
-            declared = spec.latent[m - first_latent].variance
+            declared = spec.latent[parts.spec_of[m]].variance
             from_cov = cov.fix.get(f"var({parts.latent[m].name})")
             value = declared if declared is not None else from_cov
             if value is not None:
                 if value < 0:
-                    where: Loc = (("latent", m - first_latent, "variance") if declared is not None
+                    where: Loc = (("latent", parts.spec_of[m], "variance") if declared is not None
                                   else ("covariance", lvl_name, "fix", f"var({parts.latent[m].name})"))
                     raise SpecError.at(where, f"variance of '{parts.latent[m].name}' fixed at {value}; variances must be >= 0: "
                                               "fix it at 0 or more")
@@ -190,8 +200,13 @@ def _loadings(i: int, lat, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[np
 
 def _structural(spec: Spec, frame: pd.DataFrame, parts: LatentParts, pt: ParTableBuilder, first: int) -> None:
     index = {parts.latent[m].name: m for m in range(first, len(parts.latent))}
+    discrete = {lat.name: lat for lat in spec.latent if is_discrete(lat)}
     for outcome, preds in spec.structural.B.items():
         for pred, val in preds.items():
+            if outcome in discrete or pred in discrete:
+                raise SpecError.at(("structural", "B", outcome, pred, KEY),
+                                   f"'{outcome if outcome in discrete else pred}' is discrete (mass points or classes) and "
+                                   "cannot enter structural.B; drop this entry or give it a normal distribution")
             i, j = index[outcome], index[pred]
             if parts.latent[j].level < parts.latent[i].level:
                 raise SpecError.at(("structural", "B", outcome, pred, KEY),
@@ -203,6 +218,15 @@ def _structural(spec: Spec, frame: pd.DataFrame, parts: LatentParts, pt: ParTabl
                                                  free=free, lhs=outcome, op="~", rhs=pred)))
     w_cols: list[str] = []
     for outcome, preds in spec.structural.Gamma.items():
+        if outcome in discrete:
+            if discrete[outcome].classes is None:
+                raise SpecError.at(("structural", "Gamma", outcome, KEY),
+                                   f"'{outcome}' has discrete mass points, whose mean is fixed at 0; covariates of a "
+                                   "discrete distribution are only for latent classes (`classes: K`): put them in `fixed`")
+            names = tuple(str(c) for c in preds)
+            W = [_covariate(frame, c, ("structural", "Gamma", outcome, c, KEY)) for c in names]
+            parts.class_W[outcome] = (np.stack(W, axis=1) if W else np.zeros((len(frame), 0)), names)
+            continue
         for col, val in preds.items():
             if col not in w_cols:
                 w_cols.append(col)
@@ -235,8 +259,8 @@ def _covariate(frame: pd.DataFrame, term: str, loc: Loc) -> np.ndarray:
 
 def _identify(spec: Spec, parts: LatentParts, pt: ParTableBuilder, first: int) -> None:
     """Obvious identification failures, caught before any fitting."""
-    for k, lat_spec in enumerate(spec.latent):
-        m = first + k
+    for m, k in parts.spec_of.items():
+        lat_spec = spec.latent[k]
         rows = [pt.rows[r] for r in parts.latent[m].loading_rows]
         fixed_nonzero = any(not r["free"] and r["value"] != 0 for r in rows)
         free_any = any(r["free"] for r in rows)

@@ -111,6 +111,8 @@ class CompiledModel:
     data_sha256: str
     weighting: Weighting | None = None
     """Row and level weights and the vce (compile/weights.py); None: unweighted, observed-information SEs."""
+    discrete: tuple = ()
+    """compile.discrete.DiscreteLevel per level whose latent variables are discrete (mass points or classes)."""
 
     @property
     def n(self) -> int:

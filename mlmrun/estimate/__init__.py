@@ -28,6 +28,10 @@ def _fit(model: CompiledModel, progress: Progress | None) -> FitResult:
     """The engine's fit. Weighted or robust-SE linear Gaussian models go to adaptive quadrature, which
     integrates their (Gaussian) integrand exactly, so the exact engine stays unweighted."""
     spec = model.spec
+    if model.discrete:
+        from mlmrun.estimate.discrete_fit import fit_discrete
+
+        return with_wald(fit_discrete(model, progress))
     if model.is_linear_gaussian and spec.estimation.exact and model.weighting is None:
         from mlmrun.estimate.gaussian_fit import fit_gaussian
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from mlmrun.pipeline import Prepared
 from mlmrun.report import tables, vce
+from mlmrun.report.discrete import discrete_tables
 from mlmrun.report.format import Table, fixed
 from mlmrun.results import FitResult, jsonable, level_summaries, lr_test, parameter_rows
 from mlmrun.spec.model import Spec
@@ -53,8 +54,12 @@ def _integration_text(fit: FitResult) -> str:
         "adaptive": "adaptive Gauss–Hermite quadrature",
         "ghq": "Gauss–Hermite quadrature (non-adaptive)",
         "laplace": "Laplace approximation (one adaptive point)",
+        "discrete": f"discrete latent distribution, {points} points (exact sum)",
     }.get(method, str(method))
-    return f"{text}, {per}" if per and method in ("adaptive", "ghq") else text
+    out = f"{text}, {per}" if per and method in ("adaptive", "ghq") else text
+    if fit.integration.get("discrete_points"):
+        out += f"; discrete level: {fit.integration['discrete_points']} points (exact sum)"
+    return out
 
 
 def _header(fit: FitResult, prepared: Prepared) -> list[tuple[str, str]]:
@@ -183,6 +188,9 @@ def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = 
                                 notes=["Intervals for SDs and variances are on the log scale, for correlations "
                                        "on the atanh scale (as Stata mixed)."]))
     sections.append(_latent(rows, fit, prepared))
+    discrete = discrete_tables(rows, fit)
+    if discrete is not None:
+        sections.append(Section("Discrete latent distribution", discrete[0], notes=discrete[1]))
     other = tables.other_parameters(rows)
     if other is not None:
         sections.append(Section("Other parameters", [other]))

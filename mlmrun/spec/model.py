@@ -166,6 +166,17 @@ class Equation(SpecNode):
     """Poisson, gaussian: composite link (gllamm's composite()): linear predictors added to the mean, each through its own inverse link."""
 
 
+class Distribution(SpecNode):
+    """The distribution of a latent variable: normal (default) or discrete mass points (NPMLE, gllamm's ip(f))."""
+
+    discrete: Union[Annotated[int, Field(ge=1, le=50)], Literal["auto"], None] = None
+    """Number of mass points with free locations and probabilities, or 'auto' to add points while the Gateaux derivative is positive."""
+    starts: int = Field(default=5, ge=1, le=200)
+    """Seeded random starting values tried (the best log likelihood is kept; the spread is reported)."""
+    seed: int = Field(default=1, ge=0)
+    """Seed of the random starting values (start 1 is deterministic, starts 2.. are drawn from this seed)."""
+
+
 class RandomBlock(SpecNode):
     """Random intercepts/coefficients varying over a level: latent variables with loadings fixed at 1."""
 
@@ -175,6 +186,8 @@ class RandomBlock(SpecNode):
     """1 for the intercept, otherwise numeric column names (random slopes)."""
     covariance: Literal["independent", "identity", "exchangeable", "unstructured"] = "independent"
     """Covariance structure of the block (Stata mixed: cov())."""
+    distribution: Distribution | None = None
+    """`{discrete: K}`: the block's terms take K mass-point vectors with free locations and probabilities (normal if omitted)."""
 
 
 class Loadings(SpecNode):
@@ -211,6 +224,10 @@ class LatentVariable(SpecNode):
     """How it enters the linear predictor; omit for a latent variable that acts only through B."""
     variance: Finite | None = None
     """Fix the (disturbance) variance at this value (identification by variance); omit to estimate it."""
+    distribution: Distribution | None = None
+    """`{discrete: K}` or `{discrete: auto}`: K mass points with free locations and probabilities (NPMLE; normal if omitted)."""
+    classes: Annotated[int, Field(ge=2, le=50)] | None = None
+    """A latent class variable with this many classes: `loadings` name the class-specific intercepts (`by: item`) or coefficients (`on: [1, x]`); Gamma gives a multinomial logit for the class probabilities."""
 
 
 class Structural(SpecNode):

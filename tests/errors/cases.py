@@ -203,6 +203,22 @@ fixed: "chosen ~ price"
 
 CHOICE = "compile/choice.py"
 
+CBPP_NPMLE = edit(CBPP, "terms: [1]}", "terms: [1], distribution: {discrete: 2}}")
+
+LCA = """\
+name: errors
+data: {path: data/abortion_sim.csv}
+levels:
+  - {name: person, id: person}
+  - {name: district, id: district}
+responses:
+  - {name: resp, family: binomial}
+fixed: "resp ~ 0"
+latent:
+  - {name: class, level: person, classes: 2, loadings: {by: item}}
+"""
+
+DISCRETE = "compile/discrete.py"
 INIT, DESIGN, LATENT, START = "compile/__init__.py", "compile/design.py", "compile/latent.py", "compile/start_from.py"
 LOAD, LEVELS, RESHAPE, PLAN = "data/load.py", "data/levels.py", "data/reshape.py", "likelihood/plan.py"
 LOADER, MODEL, FAMILIES = "spec/loader.py", "spec/model.py", "families/families.py"
@@ -670,6 +686,62 @@ CASES: list[Case] = [
          at=("estimation", "vce", "cluster"), column="miss", hint="every row needs a cluster"),
     Case("vce_cluster_below_top", ((WEIGHTS, "splits unit"),), PIG_W + "estimation: {vce: {cluster: week}}\n",
          at=("estimation", "vce", "cluster"), hint="or on a level above it"),
+    # --- compile/discrete.py and compile/latent.py: discrete latent distributions (issue 13) ------------------
+    Case("class_covariate_varies_within_unit", ((DISCRETE, "of the class probabilities varies within units"),),
+         LCA + "structural: {Gamma: {class: {wave: free}}}\n", at=("structural", "Gamma", "class", "wave"),
+         hint="use a covariate constant within each unit"),
+    Case("discrete_at_crossed_level", ((DISCRETE, "discrete latent variables (mass points or classes) need a nested level"),),
+         edit(CBPP_NPMLE, "{name: herd, id: herd}", "{name: herd, id: herd, crossed: true}"),
+         at=("random", 0, "distribution", "discrete"), hint="make the design nested"),
+    Case("discrete_points_differ_at_level", ((DISCRETE, "discrete latent variables at one level share their points"),),
+         CBPP_NPMLE + "latent:\n  - {name: h2, level: herd, loadings: {on: [1], fix: {1: 1}}, distribution: {discrete: 3}}\n",
+         at=("latent", 0, "distribution", "discrete"), hint="give them the same `discrete:`"),
+    Case("classes_without_loadings", ((DISCRETE, "has no `loadings`; give the class-specific terms"),),
+         edit(LCA, ", loadings: {by: item}}", "}"), at=("latent", 0, "classes"), hint="loadings: {by: item}"),
+    Case("classes_loadings_fixed", ((DISCRETE, "its loadings are class-specific coefficients, all free"),),
+         edit(LCA, "loadings: {by: item}", "loadings: {by: item, fix: {woman: 1}}"), at=("latent", 0, "loadings"),
+         hint="drop `fix`, `equal` and `start`"),
+    Case("discrete_latent_without_loadings", ((DISCRETE, "has no loadings; give it loadings"),),
+         edit(CBPP_NPMLE, "random:\n  - {level: herd, terms: [1], distribution: {discrete: 2}}",
+              "latent:\n  - {name: h, level: herd, distribution: {discrete: 2}}"),
+         at=("latent", 0), hint="loadings: {on: [1]}"),
+    Case("discrete_latent_without_scale", ((DISCRETE, "its mass points are free, so fix one loading"),),
+         edit(LCA, "classes: 2, loadings: {by: item}", "loadings: {by: item}, distribution: {discrete: 2}"),
+         at=("latent", 0, "loadings"), hint="loadings: {fix: {ITEM: 1}}"),
+    Case("discrete_at_two_levels", ((DISCRETE, "discrete latent variables at two levels are not supported"),),
+         LCA + "  - {name: d, level: district, loadings: {on: [1], fix: {1: 1}}, distribution: {discrete: 2}}\n",
+         at=("latent", 1, "distribution", "discrete"), hint="make the other level's latent variables normal"),
+    Case("discrete_with_normal_latent", ((DISCRETE, "together with normal latent variables"),),
+         LCA + "random:\n  - {level: district, terms: [1]}\n", at=("latent", 0, "classes"),
+         hint="with normal latent variables only below it"),
+    Case("discrete_over_normal_laplace", ((DISCRETE, "by quadrature only: write `method: adaptive`"),),
+         edit(LCA, "level: person, classes: 2", "level: district, classes: 2") + "random:\n  - {level: person, terms: [1]}\n"
+         + "estimation: {integration: {method: laplace}}\n",
+         at=("estimation", "integration", "method"), hint="write `method: adaptive`"),
+    Case("discrete_auto_over_normal", ((DISCRETE, "needs the Gateaux derivative over the levels below"),),
+         edit(LCA, "  - {name: class, level: person, classes: 2, loadings: {by: item}}\n",
+              "  - {name: d, level: district, loadings: {on: [1], fix: {1: 1}}, distribution: {discrete: auto}}\n")
+         + "random:\n  - {level: person, terms: [1]}\n",
+         at=("latent", 0, "distribution", "discrete"), hint="give the number of points"),
+    Case("discrete_more_points_than_units", ((DISCRETE, "points but level"),),
+         edit(CBPP_NPMLE, "discrete: 2", "discrete: 16"), at=("random", 0, "distribution", "discrete"),
+         hint="use at most 15 points"),
+    Case("classes_overlap_fixed_part", ((DISCRETE, "overlap the fixed part"),),
+         edit(LCA, '"resp ~ 0"', '"resp ~ 0 + C(item)"'), at=("latent", 0, "classes"), hint="drop those terms from `fixed`"),
+    Case("discrete_in_structural_b", ((LATENT, "cannot enter structural.B"),),
+         edit(ABORTION, "{name: general_district, level: district}",
+              "{name: general_district, level: district, distribution: {discrete: 2}}"),
+         at=("structural", "B", "general", "general_district"), hint="give it a normal distribution"),
+    Case("discrete_mass_points_with_gamma", ((LATENT, "covariates of a discrete distribution are only for latent classes"),),
+         edit(ABORTION, "fix: {defect: 1}}}", "fix: {defect: 1}}, distribution: {discrete: 2}}",
+              "  B: {general: {general_district: 1}}\n", "  B: {general: {general_district: 1}}\n  Gamma: {extreme: {wave: free}}\n"),
+         at=("structural", "Gamma", "extreme"), hint="put them in `fixed`"),
+    Case("discrete_reml", ((DISCRETE, "a discrete latent distribution is fitted by ML"),),
+         edit(CBPP_NPMLE, "estimation: {integration: {points: 5}}", "estimation: {method: REML}"),
+         at=("estimation", "method"), hint="write `method: ML`"),
+    Case("discrete_with_robust_vce", (("compile/__init__.py", "are not available with discrete latent"),),
+         edit(CBPP_NPMLE, "estimation: {integration: {points: 5}}", "estimation: {integration: {points: 5}, vce: robust}"),
+         at=("estimation", "vce"), hint="give the latent variables a normal distribution"),
 ]
 
 EXEMPT: dict[tuple[str, str], str] = {

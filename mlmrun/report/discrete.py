@@ -1,0 +1,56 @@
+"""Report tables of a discrete latent distribution: mass points or classes, probabilities, implied variance.
+
+Reads the estimates list (results.parameter_rows: masses, probabilities and
+variances are derived rows with delta-method SEs) and the fit's `discrete`
+summary (identification, starts, Gateaux derivative).
+"""
+
+from __future__ import annotations
+
+from mlmrun.report.format import Table, num
+from mlmrun.report.tables import EST_COLUMNS, estimate_line, wald_line
+from mlmrun.results import FitResult, ParamRow
+
+
+def discrete_tables(rows: dict[str, ParamRow], fit: FitResult) -> tuple[list[Table], list[str]] | None:
+    """(tables, notes) for the discrete level of `fit`, or None when it has none."""
+    summary = fit.extras.get("discrete")
+    if not fit.model.discrete or not isinstance(summary, dict):
+        return None
+    dl = fit.model.discrete[0]
+    level = fit.model.levels[dl.level].name
+    tables = []
+    if dl.kind == "npmle":
+        body = [estimate_line(f"mass{k + 1}({nm})", rows[f"mass{k + 1}({nm})@{level}"])
+                for k in range(dl.K) for nm in dl.names]
+        body += [estimate_line(f"prob{k + 1}", rows[f"prob{k + 1}@{level}"]) for k in range(dl.K)]
+        body += [estimate_line(f"var({nm}) implied", rows[f"var({nm})@{level}"]) for nm in dl.names]
+        tables.append(Table(list(EST_COLUMNS), body, title=f"Discrete distribution at level {level} "
+                                                           f"({dl.K} mass points)"))
+        if "intercepts" in summary:
+            tables.append(Table(["Point", "Intercept (mass + _cons)", "Probability"],
+                                [[str(k + 1), num(b), num(p)] for k, (b, p) in
+                                 enumerate(zip(summary["intercepts"], summary["probabilities"], strict=True))],
+                                title="Point-specific intercepts"))
+    else:
+        body = [estimate_line(f"{dl.tag}{k + 1}({nm})", rows[f"{dl.tag}{k + 1}({nm})@{level}"])
+                for k in range(dl.K) for nm in dl.names]
+        tables.append(Table(list(EST_COLUMNS), body, title=f"Class-specific coefficients ({dl.K} classes at level {level})"))
+        probs = [estimate_line(f"prob{k + 1}({dl.tag})", rows[f"prob{k + 1}({dl.tag})@{level}"]) for k in range(dl.K)]
+        tables.append(Table(list(EST_COLUMNS), probs, title="Class probabilities"
+                                                              + (" (averaged over units)" if dl.w_names else "")))
+    logits = [wald_line(r.name, r) for r in rows.values() if r.block in ("logit", "class_gamma")]
+    if logits:
+        tables.append(Table(["Parameter", "Estimate", "Std. err.", "z", "P>|z|", "[95% conf.", "interval]"], logits,
+                            title="Multinomial logit of the point probabilities (point 1 is the reference)"))
+    starts = summary.get("starts", {})
+    notes = [f"Identification: {summary.get('identification', '')}."]
+    if starts:
+        notes.append(f"{starts['count']} starting values (seed {starts['seed']}), EM from each; the "
+                     f"{len(starts['converged_logliks'])} best converged by quasi-Newton, best is start {starts['best']}; "
+                     f"spread of their log likelihoods {num(starts['spread'])}.")
+    gateaux = summary.get("gateaux")
+    if isinstance(gateaux, dict):
+        notes.append(f"Largest Gateaux derivative at the solution: {num(gateaux['max_derivative'])} "
+                     f"(a point is added while it exceeds {num(gateaux['tolerance'])}).")
+    return tables, notes
