@@ -57,7 +57,7 @@ class FitResult:
 
     @property
     def bic(self) -> float:
-        return -2 * self.loglik + np.log(self.n_obs) * self.n_params
+        return -2 * self.loglik + np.log(self.extras.get("n_independent", self.n_obs)) * self.n_params
 
     def se(self) -> np.ndarray:
         """Standard error of every partable row (nan for fixed rows or when unavailable)."""
@@ -240,7 +240,7 @@ def lr_test(fit: FitResult) -> dict[str, Any] | None:
             "kind": kind, "note": note, "loglik_null": raw.get("loglik_null", raw.get("null_loglik"))}
 
 
-JSON_EXTRAS = ("point_check", "boundary", "optimizer")
+JSON_EXTRAS = ("point_check", "boundary", "optimizer", "fit_measures", "standardized")
 """FitResult.extras copied into results.json (small summaries; per-unit arrays such as
 the fixed-effects vcov stay out; empirical Bayes predictions go in compactly, see below)."""
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
+from mlmrun.compile.items import compile_items
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
@@ -56,6 +57,8 @@ def used_columns(spec: Spec) -> dict[str, str]:
             for c in lat.loadings.on or []:
                 if str(c) != "1":
                     cols.setdefault(str(c), f"latent.{i}.loadings.on")
+    if spec.residual_covariances is not None and spec.residual_covariances.by:
+        cols.setdefault(spec.residual_covariances.by, "residual_covariances.by")
     for outcome, preds in spec.structural.Gamma.items():
         for c in preds:
             where = f"structural.Gamma.{outcome}"
@@ -316,6 +319,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
     check_level_sizes(levels, parts.latent)
+    items = compile_items(spec, frame, pt)
     _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
     return CompiledModel(
@@ -324,4 +328,5 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         B_entries=tuple(parts.B_entries), W=parts.W, w_names=parts.w_names,
         Gamma_entries=tuple(parts.Gamma_entries), beta_rows=beta_rows, partable=pt.build(),
         n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256,
+        item_codes=items.codes, item_labels=items.labels, rescov=items.rescov,
     )

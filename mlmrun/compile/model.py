@@ -96,6 +96,11 @@ class CompiledModel:
     n_rows_read: int
     n_dropped_missing: int
     data_sha256: str
+    item_codes: np.ndarray | None = None
+    """Item of every row (codes into item_labels; mlmrun.compile.items), None when no column names items."""
+    item_labels: tuple[str, ...] = ()
+    rescov: tuple[tuple[int, int, int], ...] = ()
+    """Residual covariances: (item a, item b, partable row)."""
 
     @property
     def n(self) -> int:
