@@ -115,7 +115,7 @@ def _derivations(model: CompiledModel) -> list[Derivation]:
     out: list[Derivation] = []
     for i in list(pt.rows_of("sd")) + list(pt.rows_of("residual")):
         out.append((variance_name(str(names[i])), "variance" if pt.frame.at[i, "block"] == "sd" else "residual",
-                    [int(i)], lambda v, i=int(i): float(v[i] ** 2)))
+                    [int(i)], lambda v, i=int(i): float(v[i] * abs(v[i]))))  # signed: a Heywood case stays negative
     for block in model.blocks:
         if not len(block.corr_rows):
             continue

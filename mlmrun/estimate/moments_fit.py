@@ -63,6 +63,10 @@ def start_theta(model: CompiledModel, mm: MomentsModel, data: MomentsData) -> np
             theta[k] = 0.5 * float(np.mean(var[d.scale_row == r]))
         elif kind == "sd":
             theta[k] = np.sqrt(0.05)
+        elif kind == "lvar":
+            theta[k] = 0.05
+        elif kind == "lcov":
+            theta[k] = 0.0
     return theta
 
 
@@ -155,16 +159,20 @@ def _result_partable(model: CompiledModel, active: np.ndarray, values: np.ndarra
 
 
 def _natural_cov(mm: MomentsModel, theta: np.ndarray, active: np.ndarray, cov_theta: np.ndarray | None,
-                 values: np.ndarray) -> np.ndarray | None:
-    """Covariance of the reported free values: the delta method through sd = signed sqrt(variance)."""
+                 first: np.ndarray) -> np.ndarray | None:
+    """Covariance of the reported free values (first row of each active free number): the delta method
+    through the map from coordinates (variances, covariances) to partable values (SDs, correlations)."""
     if cov_theta is None:
         return None
-    scale = np.ones(mm.n_theta)
-    for r in mm.free_rows:
-        if mm.residual[r]:
-            scale[mm.free[r] - 1] = 1.0 / (2.0 * abs(values[r])) if values[r] != 0 else np.nan
-    s = scale[active]
-    return cov_theta * s[:, None] * s[None, :]
+    idx = np.flatnonzero(active)
+    J = np.zeros((len(first), len(idx)))
+    for j, k in enumerate(idx):
+        h = 1e-6 * max(1.0, abs(theta[k]))
+        up, down = theta.copy(), theta.copy()
+        up[k] += h
+        down[k] -= h
+        J[:, j] = (mm.values(up)[first] - mm.values(down)[first]) / (2 * h)
+    return J @ cov_theta @ J.T
 
 
 def _warnings(model: CompiledModel, mm: MomentsModel, values: np.ndarray, converged: bool,
@@ -173,9 +181,9 @@ def _warnings(model: CompiledModel, mm: MomentsModel, values: np.ndarray, conver
     if not converged:
         out.append(f"the optimiser did not converge (Newton decrement {decrement:.3g}); estimates may be unreliable")
     names = model.partable.names
-    negative = [f"{names[r]} = {values[r]:.4g}" for r in np.flatnonzero(mm.residual) if values[r] < 0]
+    negative = [f"{names[r]} = {values[r]:.4g}" for r in np.flatnonzero(mm.var_rows) if values[r] < 0]
     if negative:
-        out.append("some residual variances are negative (a Heywood case; shown as a negative signed root sd and a "
+        out.append("some variances are negative (a Heywood case; shown as a negative signed root sd and a "
                    "negative var): " + ", ".join(negative) + "; the model may be misspecified")
     return out
 
@@ -191,7 +199,14 @@ def fit_moments(model: CompiledModel, data: MomentsData, progress=None) -> FitRe
         beta = saturated_means(model, data)
         free = model.partable.frame["free"].to_numpy()
         theta[free[model.beta_rows] - 1] = beta
-    theta, ev, iterations, n_eval, decrement = _fisher(mm, theta, active, est.max_iter, progress)
+    iterations = n_eval = 0
+    rescov = np.zeros(mm.n_theta, dtype=bool)
+    for r in mm.free_rows:
+        rescov[mm.free[r] - 1] |= mm.row_kind(int(r)) == "rescov"
+    if rescov.any() and est.start_from is None:  # residual covariances start from the model without them
+        theta, _, iterations, n_eval, _ = _fisher(mm, theta, active & ~rescov, est.max_iter, progress)
+    theta, ev, more, n_more, decrement = _fisher(mm, theta, active, est.max_iter, progress)
+    iterations, n_eval = iterations + more, n_eval + n_more
     converged = bool(np.isfinite(ev.loglik) and decrement < 1e-6)
     values = mm.values(theta)
     cov_theta = None
@@ -207,6 +222,7 @@ def fit_moments(model: CompiledModel, data: MomentsData, progress=None) -> FitRe
         warnings.append("the information matrix is singular at the estimates: standard errors are not available")
         cov_theta = None
     pt = _result_partable(model, active, values)
+    first = _first_rows(pt)
     reported = dataclasses.replace(model, partable=pt)
     imp = ev.implied if ev.implied is not None else mm.implied(theta)
     extras = {
@@ -220,7 +236,7 @@ def fit_moments(model: CompiledModel, data: MomentsData, progress=None) -> FitRe
         "empirical_bayes": factor_scores(model, data, imp),
     }
     return FitResult(
-        model=reported, values=values, free=values[_first_rows(pt)], cov_free=_natural_cov(mm, theta, active, cov_theta, values),
+        model=reported, values=values, free=values[first], cov_free=_natural_cov(mm, theta, active, cov_theta, first),
         loglik=float(ev.loglik), method="ML", integration={"method": "moments", "points": None}, converged=converged,
         iterations=int(iterations), n_evaluations=int(n_eval), fit_seconds=time.perf_counter() - t0,
         warnings=tuple(warnings), extras=extras,

@@ -58,17 +58,18 @@ class MomentsModel:
         self.block = frame["block"].to_numpy()
         self.n_theta = pt.n_free
         self.residual = self.block == "residual"
-        base = pt.start_values
-        self.fixed_coord = np.where(self.residual, np.sign(base) * base ** 2, base)
         free_rows = np.flatnonzero(self.free > 0)
         self.free_rows = free_rows
+        self._covariance_blocks()
+        base = pt.start_values
+        self.fixed_coord = np.where(self.var_rows, np.sign(base) * base ** 2, base)
         lo = frame["lower"].to_numpy(dtype=float)
         hi = frame["upper"].to_numpy(dtype=float)
         self.lower = np.full(self.n_theta, -np.inf)
         self.upper = np.full(self.n_theta, np.inf)
         for r in free_rows:
             k = self.free[r] - 1
-            if not self.residual[r]:
+            if not (self.var_rows[r] or self.cov_rows[r]):
                 self.lower[k] = max(self.lower[k], lo[r])
                 self.upper[k] = min(self.upper[k], hi[r])
         d = data.design
@@ -76,6 +77,28 @@ class MomentsModel:
         self.M = len(model.latent)
         self._row_kind = self._kinds()
         self._prepare_derivatives()
+
+    def _covariance_blocks(self) -> None:
+        """Which latent covariance blocks are parametrised by variances and covariances (as lavaan's Psi).
+
+        A block qualifies when each of its correlations is free and shares its free number with no other row
+        (a fixed or equal correlation is a constraint on the correlation scale, kept there).
+        """
+        counts = np.bincount(self.free, minlength=self.n_theta + 1)
+        self.var_rows = self.residual.copy()
+        self.cov_rows = np.zeros(len(self.free), dtype=bool)
+        self.qualifies = []
+        self._cov_pairs: dict[int, tuple[int, int]] = {}
+        for block in self.model.blocks:
+            ok = all(self.free[r] > 0 and counts[self.free[r]] == 1 for r in block.corr_rows)
+            self.qualifies.append(ok)
+            if not ok:
+                continue
+            self.var_rows[block.sd_rows] = True
+            rows, cols = np.tril_indices(len(block.members), -1)
+            for r, a, b in zip(block.corr_rows, rows, cols, strict=True):
+                self.cov_rows[r] = True
+                self._cov_pairs[int(r)] = (int(block.sd_rows[a]), int(block.sd_rows[b]))
 
     def _kinds(self) -> dict[int, tuple]:
         """What each partable row is in the model matrices (for the forward derivatives)."""
@@ -88,11 +111,12 @@ class MomentsModel:
         for i, j, r in self.model.B_entries:
             kinds[int(r)] = ("B", i, j)
         for bi, block in enumerate(self.model.blocks):
+            q = self.qualifies[bi]
             for a, r in enumerate(block.sd_rows):
-                kinds[int(r)] = ("sd", bi, a)
+                kinds[int(r)] = ("lvar" if q else "sd", bi, a)
             rows, cols = np.tril_indices(len(block.members), -1)
             for r, a, b in zip(block.corr_rows, rows, cols, strict=True):
-                kinds[int(r)] = ("corr", bi, int(a), int(b))
+                kinds[int(r)] = ("lcov" if q else "corr", bi, int(a), int(b))
         for r in np.flatnonzero(self.residual):
             kinds[int(r)] = ("residual",)
         for a, b, r in self.data.rescov:
@@ -100,7 +124,7 @@ class MomentsModel:
         return kinds
 
     def row_kind(self, row: int) -> str:
-        """'beta', 'loading', 'B', 'sd', 'corr', 'residual' or 'rescov'."""
+        """'beta', 'loading', 'B', 'sd', 'corr', 'lvar', 'lcov', 'residual' or 'rescov'."""
         return self._row_kind[row][0]
 
     # --- coordinates <-> partable values ------------------------------------------------------------------
@@ -111,10 +135,13 @@ class MomentsModel:
         return rv
 
     def values(self, theta: np.ndarray) -> np.ndarray:
-        """Natural partable values (residual SDs as signed square roots of the variances)."""
+        """Natural partable values: SDs as signed square roots of the variances, correlations from covariances."""
         rv = self.coords(theta)
         out = rv.copy()
-        out[self.residual] = np.sign(rv[self.residual]) * np.sqrt(np.abs(rv[self.residual]))
+        out[self.var_rows] = np.sign(rv[self.var_rows]) * np.sqrt(np.abs(rv[self.var_rows]))
+        for r, (sa, sb) in self._cov_pairs.items():
+            scale = np.sqrt(abs(rv[sa]) * abs(rv[sb]))
+            out[r] = rv[r] / scale if scale > 0 else 0.0
         return out
 
     def theta_of(self, values: np.ndarray) -> np.ndarray:
@@ -122,7 +149,12 @@ class MomentsModel:
         theta = np.zeros(self.n_theta)
         for r in self.free_rows[::-1]:
             v = values[r]
-            theta[self.free[r] - 1] = np.sign(v) * v * v if self.residual[r] else v
+            if self.var_rows[r]:
+                v = np.sign(v) * v * v
+            elif self.cov_rows[r]:
+                sa, sb = self._cov_pairs[int(r)]
+                v = v * abs(values[sa]) * abs(values[sb])
+            theta[self.free[r] - 1] = v
         return theta
 
     # --- implied moments -----------------------------------------------------------------------------------
@@ -144,6 +176,8 @@ class MomentsModel:
         for r, a, b in self._corr_index:
             R[a, b] = R[b, a] = rv[r]
         Psi = np.outer(sd, sd) * R
+        Psi[self._qvar_members, self._qvar_members] = rv[self._qvar_rows]
+        Psi[self._qcov_a, self._qcov_b] = Psi[self._qcov_b, self._qcov_a] = rv[self._qcov_rows]
         Theta = np.diag(rv[d.scale_row])
         for a, b, r in self.data.rescov:
             Theta[a, b] = Theta[b, a] = rv[r]
@@ -157,7 +191,7 @@ class MomentsModel:
         k, p = self.n_theta, self.p
         self.dmu_const = np.zeros((k, p))
         self.dS_const = np.zeros((k, p, p))
-        outer: dict[str, list] = {"loading": [], "B": [], "sd": [], "corr": []}
+        outer: dict[str, list] = {"loading": [], "B": [], "sd": [], "corr": [], "lvar": [], "lcov": []}
         for r in self.free_rows:
             kk = self.free[r] - 1
             kind = self._row_kind[int(r)]
@@ -172,9 +206,11 @@ class MomentsModel:
                 self.dS_const[kk][kind[2], kind[1]] += 1.0
             elif tag == "sd":
                 outer["sd"].append((kk, self.model.blocks[kind[1]].members[kind[2]]))
-            elif tag == "corr":
+            elif tag in ("corr", "lcov"):
                 block = self.model.blocks[kind[1]]
-                outer["corr"].append((kk, block.members[kind[2]], block.members[kind[3]]))
+                outer[tag].append((kk, block.members[kind[2]], block.members[kind[3]]))
+            elif tag == "lvar":
+                outer["lvar"].append((kk, self.model.blocks[kind[1]].members[kind[2]]))
             else:
                 outer[tag].append((kk,) + tuple(kind[1:]))
         self._load_k = np.array([o[0] for o in outer["loading"]], dtype=int)
@@ -184,17 +220,31 @@ class MomentsModel:
         self._B = np.array([o for o in outer["B"]], dtype=int).reshape(-1, 3)
         self._sd = np.array(outer["sd"], dtype=int).reshape(-1, 2)
         self._corr = np.array(outer["corr"], dtype=int).reshape(-1, 3)
-        ks = np.concatenate([self._load_k, self._B[:, 0], self._sd[:, 0], self._corr[:, 0]])
+        self._lvar = np.array(outer["lvar"], dtype=int).reshape(-1, 2)
+        self._lcov = np.array(outer["lcov"], dtype=int).reshape(-1, 3)
+        ks = np.concatenate([self._load_k, self._B[:, 0], self._sd[:, 0], self._corr[:, 0], self._lvar[:, 0],
+                             self._lcov[:, 0]])
         self._outer_map = np.zeros((k, len(ks)))
         self._outer_map[ks, np.arange(len(ks))] = 1.0
         self._latent_sd_rows = np.zeros(self.M, dtype=int)
         self._corr_index: list[tuple[int, int, int]] = []
-        for block in self.model.blocks:
+        qvar, qcov = [], []
+        for bi, block in enumerate(self.model.blocks):
             for a, r in zip(block.members, block.sd_rows, strict=True):
                 self._latent_sd_rows[a] = r
+                if self.qualifies[bi]:
+                    qvar.append((a, int(r)))
             rows, cols = np.tril_indices(len(block.members), -1)
             for r, a, b in zip(block.corr_rows, rows, cols, strict=True):
-                self._corr_index.append((int(r), block.members[a], block.members[b]))
+                if self.qualifies[bi]:
+                    qcov.append((block.members[a], block.members[b], int(r)))
+                else:
+                    self._corr_index.append((int(r), block.members[a], block.members[b]))
+        self._qvar_members = np.array([a for a, _ in qvar], dtype=int)
+        self._qvar_rows = np.array([r for _, r in qvar], dtype=int)
+        self._qcov_a = np.array([a for a, _, _ in qcov], dtype=int)
+        self._qcov_b = np.array([b for _, b, _ in qcov], dtype=int)
+        self._qcov_rows = np.array([r for _, _, r in qcov], dtype=int)
 
     def derivatives(self, theta: np.ndarray, imp: Implied | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(dmu (k, p), dSigma (k, p, p)): derivatives of the implied moments in each coordinate."""
@@ -217,6 +267,12 @@ class MomentsModel:
             a, b = self._corr[:, 1], self._corr[:, 2]
             U.append(A[:, a].T * (sd[a] * sd[b])[:, None])
             W.append(A[:, b].T)
+        if len(self._lvar):
+            U.append(A[:, self._lvar[:, 1]].T)
+            W.append(0.5 * A[:, self._lvar[:, 1]].T)
+        if len(self._lcov):
+            U.append(A[:, self._lcov[:, 1]].T)
+            W.append(A[:, self._lcov[:, 2]].T)
         Uall, Wall = np.concatenate(U), np.concatenate(W)
         O = Uall[:, :, None] * Wall[:, None, :]
         O = O + O.transpose(0, 2, 1)
