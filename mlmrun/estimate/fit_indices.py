@@ -61,41 +61,43 @@ def _available(data: MomentsData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def saturated(data: MomentsData, max_iter: int = 2000, tol: float = 1e-10) -> tuple[float, np.ndarray, np.ndarray]:
-    """(logl_h1, means, covariance) of the unrestricted model: sample moments, or EM over the patterns."""
+    """(logl_h1, means, covariance) of the unrestricted model: sample moments, or EM over the patterns
+    (until no mean or covariance moves by more than `tol` relative to the largest covariance)."""
     if data.complete:
         pat = data.patterns[0]
         return pattern_loglik(data, pat.mean, pat.cov), pat.mean.copy(), pat.cov.copy()
     p = data.p
     _, mu, var = _available(data)
     S = np.diag(var)
-    ll = pattern_loglik(data, mu, S)
     N = sum(pat.n for pat in data.patterns)
+    parts = []
+    for pat in data.patterns:
+        o = pat.items
+        m = np.setdiff1d(np.arange(p), o)
+        parts.append((pat, o, m, np.ix_(o, o), np.ix_(o, m), np.ix_(m, m), np.ix_(m, o),
+                      pat.cov + np.outer(pat.mean, pat.mean)))
     for _ in range(max_iter):
         T1, T2 = np.zeros(p), np.zeros((p, p))
-        for pat in data.patterns:
-            o = pat.items
-            m = np.setdiff1d(np.arange(p), o)
-            second = pat.cov + np.outer(pat.mean, pat.mean)
+        for pat, o, m, oo, om, mm_, mo, second in parts:
             T1[o] += pat.n * pat.mean
-            T2[np.ix_(o, o)] += pat.n * second
+            T2[oo] += pat.n * second
             if not len(m):
                 continue
-            B = np.linalg.solve(S[np.ix_(o, o)], S[np.ix_(o, m)]).T
+            B = np.linalg.solve(S[oo], S[om]).T
             a = mu[m] - B @ mu[o]
             c = a + B @ pat.mean
             T1[m] += pat.n * c
-            T2[np.ix_(m, m)] += pat.n * (np.outer(c, c) + B @ pat.cov @ B.T + S[np.ix_(m, m)] - B @ S[np.ix_(o, m)])
+            T2[mm_] += pat.n * (np.outer(c, c) + B @ pat.cov @ B.T + S[mm_] - B @ S[om])
             cross = pat.n * (second @ B.T + np.outer(pat.mean, a))
-            T2[np.ix_(o, m)] += cross
-            T2[np.ix_(m, o)] += cross.T
-        mu = T1 / N
-        S = T2 / N - np.outer(mu, mu)
-        new = pattern_loglik(data, mu, S)
-        if abs(new - ll) < tol * max(1.0, abs(new)):
-            ll = new
+            T2[om] += cross
+            T2[mo] += cross.T
+        new_mu = T1 / N
+        new_S = T2 / N - np.outer(new_mu, new_mu)
+        change = max(np.max(np.abs(new_mu - mu)), np.max(np.abs(new_S - S)))
+        mu, S = new_mu, new_S
+        if change < tol * max(1.0, float(np.max(np.abs(S)))):
             break
-        ll = new
-    return ll, mu, S
+    return pattern_loglik(data, mu, S), mu, S
 
 
 def baseline_loglik(data: MomentsData) -> float:
@@ -133,12 +135,13 @@ def srmr(S: np.ndarray, m: np.ndarray, imp: Implied, means: bool) -> float:
     return float(np.sqrt(np.mean(res ** 2)))
 
 
-def fit_measures(model: CompiledModel, data: MomentsData, imp: Implied, loglik: float, npar: int) -> dict[str, Any]:
-    """lavaan's default fitMeasures (names as lavaan's) at the estimates."""
+def fit_measures(model: CompiledModel, data: MomentsData, imp: Implied, loglik: float, npar: int,
+                 h1: tuple[float, np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """lavaan's default fitMeasures (names as lavaan's) at the estimates; `h1` is `saturated(data)` when known."""
     p, N = data.p, data.n_units
     means = bool(model.spec.estimation.meanstructure)
     moments = p * (p + 1) // 2 + (p if means else 0)
-    ll_h1, m1, S1 = saturated(data)
+    ll_h1, m1, S1 = h1 if h1 is not None else saturated(data)
     ll_b = baseline_loglik(data)
     df = moments - npar
     df_b = moments - 2 * p if means else moments - p

@@ -19,12 +19,12 @@ import numpy as np
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.compile.partable import ParTable
-from mlmrun.estimate.fit_indices import fit_measures
+from mlmrun.estimate.fit_indices import fit_measures, saturated
 from mlmrun.estimate.moments_eb import factor_scores
 from mlmrun.estimate.standardized import standardized
 from mlmrun.likelihood.moments import Evaluation, MomentsModel, evaluate
 from mlmrun.likelihood.moments_checks import active_coordinates, saturated_means
-from mlmrun.likelihood.moments_data import MomentsData
+from mlmrun.likelihood.moments_data import MomentsData, Pattern
 from mlmrun.results import FitResult
 
 
@@ -200,11 +200,18 @@ def fit_moments(model: CompiledModel, data: MomentsData, progress=None) -> FitRe
         free = model.partable.frame["free"].to_numpy()
         theta[free[model.beta_rows] - 1] = beta
     iterations = n_eval = 0
+    h1 = saturated(data)
+    staged = mm
+    if not data.complete:  # start FIML from the fit to the EM estimates of the saturated moments
+        whole = Pattern(np.arange(data.p), data.n_units, h1[1], h1[2], np.arange(data.n_units))
+        staged = MomentsModel(model, dataclasses.replace(data, patterns=(whole,)))
     rescov = np.zeros(mm.n_theta, dtype=bool)
     for r in mm.free_rows:
         rescov[mm.free[r] - 1] |= mm.row_kind(int(r)) == "rescov"
-    if rescov.any() and est.start_from is None:  # residual covariances start from the model without them
-        theta, _, iterations, n_eval, _ = _fisher(mm, theta, active & ~rescov, est.max_iter, progress)
+    if est.start_from is None:
+        for stage in ([active & ~rescov] if rescov.any() else []) + ([active] if staged is not mm else []):
+            theta, _, more, n_more, _ = _fisher(staged, theta, stage, est.max_iter, progress)
+            iterations, n_eval = iterations + more, n_eval + n_more
     theta, ev, more, n_more, decrement = _fisher(mm, theta, active, est.max_iter, progress)
     iterations, n_eval = iterations + more, n_eval + n_more
     converged = bool(np.isfinite(ev.loglik) and decrement < 1e-6)
@@ -231,7 +238,7 @@ def fit_moments(model: CompiledModel, data: MomentsData, progress=None) -> FitRe
                       "newton_decrement": decrement,
                       "information": "expected" if data.complete else "observed"},
         "n_independent": data.n_units,
-        "fit_measures": fit_measures(model, data, imp, ev.loglik, int(pt.n_free)),
+        "fit_measures": fit_measures(model, data, imp, ev.loglik, int(pt.n_free), h1),
         "standardized": standardized(model, mm, data, imp, values),
         "empirical_bayes": factor_scores(model, data, imp),
     }

@@ -77,6 +77,7 @@ class MomentsModel:
         self.M = len(model.latent)
         self._row_kind = self._kinds()
         self._prepare_derivatives()
+        self.blocks_oo = [np.ix_(pat.items, pat.items) for pat in data.patterns]
 
     def _covariance_blocks(self) -> None:
         """Which latent covariance blocks are parametrised by variances and covariances (as lavaan's Psi).
@@ -291,19 +292,24 @@ class Evaluation:
 
 
 def evaluate(mm: MomentsModel, theta: np.ndarray, grad: bool = False, info: bool = False) -> Evaluation:
-    """Log likelihood over the patterns (-inf where an implied covariance is not positive definite)."""
+    """Log likelihood over the patterns (-inf where the implied covariance is not positive definite)."""
     imp = mm.implied(theta)
     p = mm.p
     G = np.zeros((p, p))
     gmu = np.zeros(p)
     ll = 0.0
     need = grad or info
+    if not mm.data.complete:  # the whole implied covariance must be one, not only its observed blocks
+        try:
+            np.linalg.cholesky(imp.Sigma)
+        except np.linalg.LinAlgError:
+            return Evaluation(-np.inf, implied=imp)
     if need:
         dmu, dS = mm.derivatives(theta, imp)
         I = np.zeros((mm.n_theta, mm.n_theta)) if info else None
-    for pat in mm.data.patterns:
+    for pat, oo in zip(mm.data.patterns, mm.blocks_oo, strict=True):
         o = pat.items
-        S_oo = imp.Sigma[np.ix_(o, o)]
+        S_oo = imp.Sigma[oo]
         try:
             C = np.linalg.cholesky(S_oo)
         except np.linalg.LinAlgError:
@@ -318,7 +324,7 @@ def evaluate(mm: MomentsModel, theta: np.ndarray, grad: bool = False, info: bool
         Sid = Si @ dev
         if grad:
             Gg = 0.5 * pat.n * (Si @ (pat.cov + np.outer(dev, dev)) @ Si - Si)
-            G[np.ix_(o, o)] += Gg
+            G[oo] += Gg
             gmu[o] += pat.n * Sid
         if info:
             dSo = dS[:, o][:, :, o]

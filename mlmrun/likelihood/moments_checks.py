@@ -96,8 +96,8 @@ def check_identified(model: CompiledModel, data: MomentsData) -> None:
     rows, cols = np.tril_indices(mm.p)
     J = np.concatenate([dmu, dS[:, rows, cols]], axis=1)[active]
     scale = np.maximum(np.abs(J).max(axis=1, keepdims=True), 1e-300)
-    s, vt = np.linalg.svd(J / scale, full_matrices=False)[1:]
-    if s[-1] > 1e-8 * s[0]:
+    s, vt = np.linalg.svd((J / scale).T)[1:]
+    if np.sum(s > 1e-8 * s[0]) == len(J):
         return
     null = vt[-1]
     names = model.partable.free_names()
