@@ -275,9 +275,9 @@ class MomentsModel:
             U.append(A[:, self._lcov[:, 1]].T)
             W.append(A[:, self._lcov[:, 2]].T)
         Uall, Wall = np.concatenate(U), np.concatenate(W)
-        O = Uall[:, :, None] * Wall[:, None, :]
-        O = O + O.transpose(0, 2, 1)
-        dS = self.dS_const + (self._outer_map @ O.reshape(len(O), -1)).reshape(self.n_theta, self.p, self.p)
+        outer = Uall[:, :, None] * Wall[:, None, :]
+        outer = outer + outer.transpose(0, 2, 1)
+        dS = self.dS_const + (self._outer_map @ outer.reshape(len(outer), -1)).reshape(self.n_theta, self.p, self.p)
         return self.dmu_const, dS
 
 
@@ -306,7 +306,7 @@ def evaluate(mm: MomentsModel, theta: np.ndarray, grad: bool = False, info: bool
             return Evaluation(-np.inf, implied=imp)
     if need:
         dmu, dS = mm.derivatives(theta, imp)
-        I = np.zeros((mm.n_theta, mm.n_theta)) if info else None
+        info_m = np.zeros((mm.n_theta, mm.n_theta)) if info else None
     for pat, oo in zip(mm.data.patterns, mm.blocks_oo, strict=True):
         o = pat.items
         S_oo = imp.Sigma[oo]
@@ -330,10 +330,10 @@ def evaluate(mm: MomentsModel, theta: np.ndarray, grad: bool = False, info: bool
             dSo = dS[:, o][:, :, o]
             Ak = (Si @ dSo).reshape(len(dSo), -1)
             AkT = (dSo @ Si).reshape(len(dSo), -1)
-            I += 0.5 * pat.n * (Ak @ AkT.T)
+            info_m += 0.5 * pat.n * (Ak @ AkT.T)
             dmo = dmu[:, o]
-            I += pat.n * dmo @ Si @ dmo.T
+            info_m += pat.n * dmo @ Si @ dmo.T
     g = None
     if grad:
         g = np.einsum("kij,ij->k", dS, G) + dmu @ gmu
-    return Evaluation(float(ll), g, I if info else None, imp)
+    return Evaluation(float(ll), g, info_m, imp)

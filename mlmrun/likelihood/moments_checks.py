@@ -49,7 +49,7 @@ def plan_moments(model: CompiledModel, identify: bool = True) -> MomentsData | N
 
 def _check_rescov_items(model: CompiledModel, data: MomentsData) -> None:
     labels = data.design.labels
-    for j, (a, b, row) in enumerate(model.rescov):
+    for j, (a, b, _) in enumerate(model.rescov):
         for item in (a, b):
             name = model.item_labels[item]
             if sum(1 for lab in labels if lab == name or lab.startswith(name + "#")) != 1:
