@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.moments import LOG2PI, Implied
@@ -149,9 +149,9 @@ def fit_measures(model: CompiledModel, data: MomentsData, imp: Implied, loglik: 
     chisq_b = 2.0 * (ll_h1 - ll_b)
     out: dict[str, Any] = {"npar": npar, "ntotal": N, "logl": loglik, "unrestricted.logl": ll_h1,
                            "baseline.logl": ll_b, "chisq": chisq, "df": df,
-                           "pvalue": float(stats.chi2.sf(chisq, df)) if df > 0 else None,
+                           "pvalue": float(special.chdtrc(df, chisq)) if df > 0 else None,
                            "baseline.chisq": chisq_b, "baseline.df": df_b,
-                           "baseline.pvalue": float(stats.chi2.sf(chisq_b, df_b)) if df_b > 0 else None}
+                           "baseline.pvalue": float(special.chdtrc(df_b, chisq_b)) if df_b > 0 else None}
     d, d_b = chisq - df, chisq_b - df_b
     denom = max(d, d_b, 0.0)
     out["cfi"] = 1.0 - max(d, 0.0) / denom if denom > 0 else 1.0
