@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py", "bench_latent.py")
+EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py", "bench_latent.py", "bench_sem.py")
 
 
 def time_in_process(spec: Path, repeat: int) -> dict:

@@ -33,5 +33,5 @@ def factor_scores(model: CompiledModel, data: MomentsData, imp: Implied) -> dict
     level = model.levels[data.unit_level]
     out: dict[str, Any] = {"units": [str(x) for x in level.labels]}
     for m, lat in enumerate(model.latent):
-        out[lat.name] = {"mean": mean[:, m].tolist(), "sd": sd[:, m].tolist()}
+        out[lat.name] = {"mean": mean[:, m], "sd": sd[:, m]}
     return {level.name: out}

@@ -299,6 +299,7 @@ def evaluate(mm: MomentsModel, theta: np.ndarray, grad: bool = False, info: bool
     gmu = np.zeros(p)
     ll = 0.0
     need = grad or info
+    info_m = None
     if not mm.data.complete:  # the whole implied covariance must be one, not only its observed blocks
         try:
             np.linalg.cholesky(imp.Sigma)

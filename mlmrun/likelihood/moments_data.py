@@ -18,6 +18,7 @@ not apply (a sentence).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -73,7 +74,7 @@ class MomentsData:
     def p(self) -> int:
         return len(self.design.labels)
 
-    @property
+    @cached_property
     def complete(self) -> bool:
         return len(self.patterns) == 1 and len(self.patterns[0].items) == self.p
 
@@ -113,31 +114,53 @@ def _row_scale(model: CompiledModel) -> np.ndarray:
     return scale
 
 
-def _signatures(model: CompiledModel, scale: np.ndarray, seed: int) -> np.ndarray:
-    """A random projection of each row's whole design (fixed part, loadings, offset, residual SD, item)."""
-    rng = np.random.default_rng(seed)
-    h = model.X @ rng.uniform(1, 2, model.X.shape[1]) if model.X.shape[1] else np.zeros(model.n)
+def _signatures(model: CompiledModel, scale: np.ndarray, k: int = 1) -> np.ndarray:
+    """k random projections of each row's whole design (fixed part, loadings, offset, residual SD, equation),
+    shape (n, k); each design array is read once."""
+    rng = np.random.default_rng(20261129)
+    h = model.X @ rng.uniform(1, 2, (model.X.shape[1], k)) if model.X.shape[1] else np.zeros((model.n, k))
     for lat in model.latent:
         if lat.Z.shape[1]:
-            h = h + lat.Z @ rng.uniform(1, 2, lat.Z.shape[1])
-    h = h + model.offset * rng.uniform(1, 2) + scale * rng.uniform(1, 2) + model.eq_of_row * rng.uniform(1, 2)
-    if model.item_codes is not None:
-        h = h + model.item_codes * rng.uniform(1, 2)
+            h += lat.Z @ rng.uniform(1, 2, (lat.Z.shape[1], k))
+    for column in (model.offset, scale, model.eq_of_row):
+        h += column[:, None] * rng.uniform(1, 2, k)
     return h
 
 
+def _constant_within(h: np.ndarray, codes: np.ndarray, rep: np.ndarray) -> bool:
+    """True when h is the same (to rounding) on every row of each group."""
+    return bool(np.max(np.abs(h - h[rep][codes]), initial=0.0) <= 1e-9 * max(1.0, float(np.max(np.abs(h), initial=0.0))))
+
+
+def _first_rows(codes: np.ndarray, n_groups: int) -> np.ndarray:
+    rep = np.zeros(n_groups, dtype=np.intp)
+    rep[codes[::-1]] = np.arange(len(codes))[::-1]
+    return rep
+
+
 def _items(model: CompiledModel) -> tuple[np.ndarray, np.ndarray] | str:
-    """(item of every row, one representative row per item), or why rows do not fall into few items."""
+    """(item of every row, one representative row per item), or why rows do not fall into few items.
+
+    Rows are grouped by the item column when the model has one (a random projection of the whole design
+    then checks that each item has one design), else by that projection (a second one checks the grouping).
+    """
     scale = _row_scale(model)
-    h1 = _signatures(model, scale, 1)
-    codes, uniques = pd.factorize(np.round(h1, 8))
+    if model.item_codes is not None:
+        h = _signatures(model, scale, 1)[:, 0]
+        codes = model.item_codes
+        n_groups = int(codes.max(initial=-1)) + 1
+        rep = _first_rows(codes, n_groups)
+        if _constant_within(h, codes, rep):
+            return codes.astype(np.intp), rep
+    h2 = _signatures(model, scale, 2)
+    if model.item_codes is not None:
+        h2[:, 0] += model.item_codes * np.pi
+    codes, uniques = pd.factorize(np.round(h2[:, 0], 8))
     if len(uniques) > MAX_ITEMS:
         return (f"its rows have {len(uniques)} distinct designs (more than {MAX_ITEMS} items: a covariate varies "
                 "from row to row)")
-    rep = np.zeros(len(uniques), dtype=np.intp)
-    rep[codes[::-1]] = np.arange(model.n)[::-1]
-    h2 = _signatures(model, scale, 2)
-    if np.max(np.abs(h2 - h2[rep][codes]), initial=0.0) > 1e-8 * max(1.0, float(np.max(np.abs(h2)))):
+    rep = _first_rows(codes, len(uniques))
+    if not _constant_within(h2[:, 1], codes, rep):
         return "rows of one apparent item differ in design"
     return codes.astype(np.intp), rep
 
@@ -156,8 +179,9 @@ def _pattern_codes(observed: np.ndarray) -> np.ndarray:
     for start in range(0, p, 50):
         chunk = observed[:, start:start + 50]
         words.append(chunk @ (2.0 ** np.arange(chunk.shape[1])))
-    keys = np.stack(words, axis=1)
-    return np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
+    if len(words) == 1:
+        return np.unique(words[0], return_inverse=True)[1].reshape(-1)
+    return np.unique(np.stack(words, axis=1), axis=0, return_inverse=True)[1].reshape(-1)
 
 
 def moments_data(model: CompiledModel) -> MomentsData | str:
