@@ -80,7 +80,7 @@ def generic_point(mm: MomentsModel, seed: int = 7) -> np.ndarray:
     for r in mm.free_rows:
         k = mm.free[r] - 1
         tag = mm.row_kind(int(r))
-        theta[k] = {"corr": rng.uniform(-0.3, 0.3), "rescov": rng.uniform(-0.2, 0.2), "B": rng.uniform(0.1, 0.4),
+        theta[k] = {"corr": rng.uniform(-0.3, 0.3), "lcov": rng.uniform(-0.3, 0.3), "rescov": rng.uniform(-0.2, 0.2), "B": rng.uniform(0.1, 0.4),
                     "beta": rng.uniform(-1, 1)}.get(tag, rng.uniform(0.6, 1.4))
     return theta
 

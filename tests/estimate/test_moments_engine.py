@@ -19,6 +19,7 @@ from mlmrun.likelihood.moments import MomentsModel, evaluate
 from mlmrun.likelihood.moments_checks import generic_point, plan_moments
 from mlmrun.likelihood.moments_data import moments_data
 from mlmrun.pipeline import prepare
+from mlmrun.results import parameter_rows
 from tests.conftest import SPECS, write_spec
 
 ITEMS = [f"x{j}" for j in range(1, 10)]
@@ -143,3 +144,44 @@ def test_saturated_model_by_em_is_the_maximum_of_the_missing_data_likelihood(tmp
     best = optimize.minimize(negll, start, method="BFGS", options={"gtol": 1e-7, "maxiter": 5000})
     assert -best.fun <= ll_em + 1e-6
     assert abs(-best.fun - ll_em) < 1e-9 * abs(ll_em)
+
+
+RESCOV = SPECS / "holzinger_swineford_rescov.yaml"
+
+
+def test_long_data_gives_the_same_fit_as_stacked_wide_data(tmp_path: Path) -> None:
+    """The same residual-covariance model from a long CSV (one row per child and test) as from data.stack."""
+    wide = pd.read_csv(SPECS / "data" / "holzinger_swineford.csv")
+    long = wide.melt(id_vars=["id"], value_vars=ITEMS, var_name="test", value_name="score").sample(frac=1, random_state=1)
+    (tmp_path / "data").mkdir()
+    long.to_csv(tmp_path / "data" / "hs_long.csv", index=False)
+    text = RESCOV.read_text().split("\n", 1)[1]
+    text = text.replace("  path: data/holzinger_swineford.csv\n  stack: {columns: [x1, x2, x3, x4, x5, x6, x7, x8, x9], "
+                        "item: test, value: score}\n", "  path: data/hs_long.csv\n")
+    long_fit = estimate(prepare(write_spec(tmp_path, text)).model)
+    wide_fit = estimate(prepare(RESCOV).model)
+    assert long_fit.integration["method"] == "moments"
+    assert abs(long_fit.loglik - wide_fit.loglik) < 1e-8 * abs(wide_fit.loglik)
+    assert long_fit.n_params == wide_fit.n_params == 32
+
+
+def test_fixed_residual_covariance_at_lavaans_estimate_reproduces_lavaans_likelihood(tmp_path: Path) -> None:
+    """Fixing x7 ~~ x8 at lavaan's estimate leaves 31 free parameters and lavaan's maximum log likelihood."""
+    text = RESCOV.read_text().split("\n", 1)[1].replace("data/holzinger_swineford.csv", str(SPECS / "data" / "holzinger_swineford.csv"))
+    text = text.replace("    - [x7, x8]", "    - {between: [x7, x8], fix: -0.44690262578029}")
+    fit = estimate(prepare(write_spec(tmp_path, text), allow_outside_data=True).model)
+    assert fit.n_params == 31
+    assert abs(fit.loglik - (-3721.23367402518)) < 1e-6
+    row = next(r for r in parameter_rows(fit)
+               if r.name == "cov(Residual:x7,x8)")
+    assert not row.free and row.estimate == -0.44690262578029
+
+
+def test_residual_covariances_set_equal_share_one_parameter(tmp_path: Path) -> None:
+    text = BASE.read_text().split("\n", 1)[1].replace("data/holzinger_swineford.csv", str(SPECS / "data" / "holzinger_swineford.csv"))
+    text += ("residual_covariances: {pairs: [[x1, x2], [x4, x5]]}\n"
+             "constraints: {equal: [[\"cov(Residual:x1,x2)\", \"cov(Residual:x4,x5)\"]]}\n")
+    fit = estimate(prepare(write_spec(tmp_path, text), allow_outside_data=True).model)
+    assert fit.converged and fit.n_params == 31
+    a, b = (fit.values[fit.model.partable.index(n)] for n in ("cov(Residual:x1,x2)", "cov(Residual:x4,x5)"))
+    assert a == b and a != 0
