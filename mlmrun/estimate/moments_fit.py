@@ -146,15 +146,11 @@ def _observed_information(mm: MomentsModel, theta: np.ndarray, active: np.ndarra
 def _result_partable(model: CompiledModel, active: np.ndarray, values: np.ndarray) -> ParTable:
     """The parameter table as reported: identity transforms, values at the estimates, item means fixed
     under `meanstructure: false` (lavaan does not count them)."""
-    frame = model.partable.frame.copy()
-    frame["transform"] = "identity"
-    frame["value"] = values
-    old = frame["free"].to_numpy(dtype=int)
+    old = model.partable.frame["free"].to_numpy(dtype=int)
     renumber = np.zeros(len(active) + 1, dtype=int)
     renumber[1:][active] = np.arange(1, int(active.sum()) + 1)
-    frame["free"] = renumber[old]
-    frame["lower"] = -np.inf
-    frame["upper"] = np.inf
+    frame = model.partable.frame.assign(transform="identity", value=values, free=renumber[old], lower=-np.inf,
+                                        upper=np.inf)
     return ParTable(frame)
 
 

@@ -55,9 +55,9 @@ class MomentsModel:
         pt = model.partable
         frame = pt.frame
         self.free = frame["free"].to_numpy(dtype=int)
-        self.block = frame["block"].to_numpy()
         self.n_theta = pt.n_free
-        self.residual = self.block == "residual"
+        self.residual = np.zeros(len(self.free), dtype=bool)
+        self.residual[pt.rows_of("residual")] = True
         free_rows = np.flatnonzero(self.free > 0)
         self.free_rows = free_rows
         self._covariance_blocks()
