@@ -141,8 +141,8 @@ class MomentsModel:
         out = rv.copy()
         out[self.var_rows] = np.sign(rv[self.var_rows]) * np.sqrt(np.abs(rv[self.var_rows]))
         for r, (sa, sb) in self._cov_pairs.items():
-            scale = np.sqrt(abs(rv[sa]) * abs(rv[sb]))
-            out[r] = rv[r] / scale if scale > 0 else 0.0
+            scale = out[sa] * out[sb]  # signed roots: corr * sd_a * sd_b gives back the covariance
+            out[r] = rv[r] / scale if scale != 0 else 0.0
         return out
 
     def theta_of(self, values: np.ndarray) -> np.ndarray:
@@ -154,7 +154,7 @@ class MomentsModel:
                 v = np.sign(v) * v * v
             elif self.cov_rows[r]:
                 sa, sb = self._cov_pairs[int(r)]
-                v = v * abs(values[sa]) * abs(values[sb])
+                v = v * values[sa] * values[sb]
             theta[self.free[r] - 1] = v
         return theta
 

@@ -21,6 +21,7 @@ from mlmrun.likelihood.moments_data import moments_data
 from mlmrun.pipeline import prepare
 from mlmrun.results import parameter_rows
 from tests.conftest import SPECS, write_spec
+from tests.reference.compare import load_reference
 
 ITEMS = [f"x{j}" for j in range(1, 10)]
 BASE = SPECS / "holzinger_swineford.yaml"
@@ -167,14 +168,15 @@ def test_long_data_gives_the_same_fit_as_stacked_wide_data(tmp_path: Path) -> No
 
 def test_fixed_residual_covariance_at_lavaans_estimate_reproduces_lavaans_likelihood(tmp_path: Path) -> None:
     """Fixing x7 ~~ x8 at lavaan's estimate leaves 31 free parameters and lavaan's maximum log likelihood."""
+    res = load_reference("holzinger_swineford__cfa3_crossload_rescov_ml", "results")
+    target = next(p["estimate"] for p in res["parameters"] if (p["lhs"], p["op"], p["rhs"]) == ("x7", "~~", "x8"))
     text = RESCOV.read_text().split("\n", 1)[1].replace("data/holzinger_swineford.csv", str(SPECS / "data" / "holzinger_swineford.csv"))
-    text = text.replace("    - [x7, x8]", "    - {between: [x7, x8], fix: -0.44690262578029}")
+    text = text.replace("    - [x7, x8]", f"    - {{between: [x7, x8], fix: {target!r}}}")
     fit = estimate(prepare(write_spec(tmp_path, text), allow_outside_data=True).model)
     assert fit.n_params == 31
-    assert abs(fit.loglik - (-3721.23367402518)) < 1e-6
-    row = next(r for r in parameter_rows(fit)
-               if r.name == "cov(Residual:x7,x8)")
-    assert not row.free and row.estimate == -0.44690262578029
+    assert abs(fit.loglik - res["loglik"]) < 1e-6
+    row = next(r for r in parameter_rows(fit) if r.name == "cov(Residual:x7,x8)")
+    assert not row.free and row.estimate == target
 
 
 def test_residual_covariances_set_equal_share_one_parameter(tmp_path: Path) -> None:
@@ -185,3 +187,19 @@ def test_residual_covariances_set_equal_share_one_parameter(tmp_path: Path) -> N
     assert fit.converged and fit.n_params == 31
     a, b = (fit.values[fit.model.partable.index(n)] for n in ("cov(Residual:x1,x2)", "cov(Residual:x4,x5)"))
     assert a == b and a != 0
+
+
+def test_a_negative_latent_variance_round_trips_through_the_reported_values() -> None:
+    """Heywood case of a factor: var = signed sd^2 and cov = corr * sd_a * sd_b give back Psi exactly."""
+    model = prepare(BASE).model
+    mm = MomentsModel(model, plan_moments(model))
+    pt = model.partable
+    sd_v, sd_t, corr = (pt.index(n) for n in ("sd(visual)@child", "sd(textual)@child", "corr(textual,visual)@child"))
+    theta = generic_point(mm)
+    theta[pt.frame.at[sd_v, "free"] - 1] = -0.3
+    values = mm.values(theta)
+    assert values[sd_v] < 0
+    np.testing.assert_allclose(mm.theta_of(values), theta, rtol=1e-12, atol=1e-15)
+    psi = mm.implied(theta).Psi
+    assert np.isclose(values[sd_v] * abs(values[sd_v]), psi[0, 0])
+    assert np.isclose(values[corr] * values[sd_t] * values[sd_v], psi[1, 0])
