@@ -63,7 +63,7 @@ class FitResult:
 
     @property
     def bic(self) -> float:
-        return -2 * self.loglik + np.log(self.n_obs) * self.n_params
+        return -2 * self.loglik + np.log(self.extras.get("n_independent", self.n_obs)) * self.n_params
 
     def se(self) -> np.ndarray:
         """Standard error of every partable row (nan for fixed rows or when unavailable)."""
@@ -121,7 +121,7 @@ def _derivations(model: CompiledModel) -> list[Derivation]:
     out: list[Derivation] = []
     for i in list(pt.rows_of("sd")) + list(pt.rows_of("residual")):
         out.append((variance_name(str(names[i])), "variance" if pt.frame.at[i, "block"] == "sd" else "residual",
-                    [int(i)], lambda v, i=int(i): float(v[i] ** 2)))
+                    [int(i)], lambda v, i=int(i): float(v[i] * abs(v[i]))))  # signed: a Heywood case stays negative
     for block in model.blocks:
         if not len(block.corr_rows):
             continue
@@ -250,7 +250,7 @@ def lr_test(fit: FitResult) -> dict[str, Any] | None:
             "kind": kind, "note": note, "loglik_null": raw.get("loglik_null", raw.get("null_loglik"))}
 
 
-JSON_EXTRAS = ("point_check", "boundary", "optimizer", "icc", "discrete")
+JSON_EXTRAS = ("point_check", "boundary", "optimizer", "icc", "discrete", "fit_measures", "standardized")
 """FitResult.extras copied into results.json (small summaries; per-unit arrays such as
 the fixed-effects vcov stay out; empirical Bayes predictions go in compactly, see below)."""
 

@@ -20,6 +20,7 @@ from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_st
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.discrete import compile_discrete
 from mlmrun.compile.family_params import extra_columns, family_params, make_family
+from mlmrun.compile.items import compile_items
 from mlmrun.compile.latent import _loadings as latent_loadings
 from mlmrun.compile.latent import compile_latent
 from mlmrun.compile.level_order import check_level_order
@@ -79,6 +80,8 @@ def used_columns(spec: Spec) -> dict[str, str]:
             for c in lat.loadings.on or []:
                 if str(c) != "1":
                     cols.setdefault(str(c), f"latent.{i}.loadings.on")
+    if spec.residual_covariances is not None and spec.residual_covariances.by:
+        cols.setdefault(spec.residual_covariances.by, "residual_covariances.by")
     for outcome, preds in spec.structural.Gamma.items():
         for c in preds:
             where = f"structural.Gamma.{outcome}"
@@ -381,6 +384,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     check_level_sizes(levels, parts.latent)
     check_within_sets(spec, [(k, eq.choice) for k, eq in enumerate(equations) if eq.choice is not None], X, x_names,
                       levels, {lat.level for lat in parts.latent})
+    items = compile_items(spec, frame, pt)
     _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
     weighting = compile_weights(spec, frame, levels, [lat.level for lat in parts.latent])
@@ -389,11 +393,14 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         raise SpecError.at(where, "weights and robust standard errors are not available with discrete latent "
                                   "distributions (mass points or classes) yet; drop them, or give the latent "
                                   "variables a normal distribution")
+    if weighting is not None and items.rescov:
+        raise SpecError.at(("residual_covariances",), "residual covariances are not available with weights or "
+                                                      "robust standard errors yet; drop one or the other")
     return CompiledModel(
         spec=spec, y=y, X=X, x_names=x_names, offset=offset, trials=trials, equations=tuple(equations),
         eq_of_row=eq_of_row, levels=tuple(levels), latent=tuple(parts.latent), blocks=tuple(parts.blocks),
         B_entries=tuple(parts.B_entries), W=parts.W, w_names=parts.w_names,
         Gamma_entries=tuple(parts.Gamma_entries), beta_rows=beta_rows, partable=pt.build(),
         n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256, weighting=weighting,
-        discrete=discrete,
+        discrete=discrete, item_codes=items.codes, item_labels=items.labels, rescov=items.rescov,
     )

@@ -113,6 +113,11 @@ class CompiledModel:
     """Row and level weights and the vce (compile/weights.py); None: unweighted, observed-information SEs."""
     discrete: tuple = ()
     """compile.discrete.DiscreteLevel per level whose latent variables are discrete (mass points or classes)."""
+    item_codes: np.ndarray | None = None
+    """Item of every row (codes into item_labels; mlmrun.compile.items), None when no column names items."""
+    item_labels: tuple[str, ...] = ()
+    rescov: tuple[tuple[int, int, int], ...] = ()
+    """Residual covariances: (item a, item b, partable row)."""
 
     @property
     def n(self) -> int:

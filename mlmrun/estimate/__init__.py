@@ -1,4 +1,5 @@
-"""Estimation: exact profiled ML/REML for linear Gaussian models, adaptive quadrature otherwise."""
+"""Estimation: the moments engine (sufficient statistics) for all-gaussian factor models, exact profiled
+ML/REML for other linear Gaussian models, adaptive quadrature otherwise."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import SpecError
 from mlmrun.estimate.wald import wald_test
+from mlmrun.likelihood.moments_checks import needs_moments, plan_moments
 from mlmrun.results import FitResult
 
 Progress = Callable[[int, float], None]
@@ -32,7 +34,14 @@ def _fit(model: CompiledModel, progress: Progress | None) -> FitResult:
         from mlmrun.estimate.discrete_fit import fit_discrete
 
         return with_wald(fit_discrete(model, progress))
-    if model.is_linear_gaussian and spec.estimation.exact and model.weighting is None:
+    exact = model.is_linear_gaussian and spec.estimation.exact and model.weighting is None
+    if exact or needs_moments(model):
+        data = plan_moments(model, identify=False)  # refuses residual covariances the moments engine cannot fit
+        if data is not None:
+            from mlmrun.estimate.moments_fit import fit_moments
+
+            return fit_moments(model, data, progress)
+    if exact:
         from mlmrun.estimate.gaussian_fit import fit_gaussian
 
         return with_wald(fit_gaussian(model, progress))

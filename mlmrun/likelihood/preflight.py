@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import SpecError
+from mlmrun.likelihood.moments_checks import needs_moments, plan_moments
 from mlmrun.likelihood.plan import IntegrationPlan, check_memory, integration_plan
 
 
@@ -22,6 +23,8 @@ def uses_exact_likelihood(model: CompiledModel) -> bool:
 
 def preflight(model: CompiledModel) -> IntegrationPlan | None:
     """Run fit's pre-optimisation checks (SpecError at the key); the integration plan, None for exact fits."""
+    if uses_exact_likelihood(model) or needs_moments(model):
+        plan_moments(model)  # the moments engine's checks: residual covariances, meanstructure, identification
     if uses_exact_likelihood(model):
         return None
     est = model.spec.estimation

@@ -16,6 +16,7 @@ from mlmrun.pipeline import Prepared
 from mlmrun.report import tables, vce
 from mlmrun.report.discrete import discrete_tables
 from mlmrun.report.format import Table, fixed
+from mlmrun.report.sem import sem_sections
 from mlmrun.results import FitResult, jsonable, level_summaries, lr_test, parameter_rows
 from mlmrun.spec.model import Spec
 
@@ -51,6 +52,7 @@ def _integration_text(fit: FitResult) -> str:
            else ", ".join(f"{k}: {v} points" for k, v in points.items()) if isinstance(points, dict) else "")
     text = {
         "exact": "exact (Gaussian marginal likelihood, no quadrature)",
+        "moments": "exact, from the sufficient statistics (per missing-data pattern: sample means and covariances)",
         "adaptive": "adaptive Gauss–Hermite quadrature",
         "ghq": "Gauss–Hermite quadrature (non-adaptive)",
         "laplace": "Laplace approximation (one adaptive point)",
@@ -196,6 +198,7 @@ def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = 
         sections.append(Section("Other parameters", [other]))
     sections.append(_fit_statistics(fit, spec))
     sections.append(_icc(fit))
+    sections += [Section(heading, tables_, notes=notes) for heading, tables_, notes in sem_sections(fit, rows)]
     if "point_check" in fit.extras:
         sections.append(Section("Quadrature check", [tables.point_check(jsonable(fit.extras["point_check"]))]))
     sections.append(_estimation(fit, total_seconds))

@@ -300,6 +300,8 @@ class Estimation(SpecNode):
     """Largest memory (GiB) the quadrature may need; `mlmrun validate` refuses integration settings whose estimated peak exceeds it."""
     vce: Union[Literal["oim", "robust"], VceCluster, None] = None
     """Standard errors: `oim` (observed information), `robust` (sandwich, clustered at the top level) or `{cluster: VAR}`; default robust with sampling weights, else oim."""
+    meanstructure: bool = True
+    """false: no item intercepts are estimated (lavaan's default for complete data): the means are the sample means and are not counted as parameters, so n_params, AIC and BIC match lavaan's. Needs complete data and a fixed part that gives every item its own mean (e.g. '~ 0 + C(item)')."""
 
 
 class Constraints(SpecNode):
@@ -309,6 +311,30 @@ class Constraints(SpecNode):
     """Parameters fixed at a value, e.g. {"corr(week,_cons)@pig": 0, "x": 1}."""
     equal: list[list[str]] = Field(default_factory=list)
     """Groups of parameters constrained equal, e.g. [["sd(a)@school", "sd(b)@school"]]."""
+
+
+class ResidualPair(SpecNode):
+    """One residual covariance between two items of a unit (lavaan's `y1 ~~ y5`)."""
+
+    between: list[Scalar] = Field(min_length=2, max_length=2)
+    """The two items (categories of `residual_covariances.by`)."""
+    fix: Finite | None = None
+    """Fix the covariance at this value (any sign); omit to estimate it."""
+    start: Finite | None = None
+    """Starting value of a free covariance (default 0)."""
+
+
+class ResidualCovariances(SpecNode):
+    """Covariances between the residuals of a unit's gaussian responses (items), lavaan's `y1 ~~ y5`.
+
+    Each pair adds one parameter `cov(Residual:A,B)`, free unless fixed here; set pairs equal
+    with `constraints.equal` and fix them with `constraints.fix` by that name, as any parameter.
+    """
+
+    by: str | None = None
+    """Column naming the item of each row (default: the response's `variance_by`, else data.stack.item)."""
+    pairs: list[Union[list[Scalar], ResidualPair]] = Field(min_length=1)
+    """Pairs of items, [A, B] (free) or {between: [A, B], fix: value}."""
 
 
 class Report(SpecNode):
@@ -351,6 +377,8 @@ class Spec(SpecNode):
     """Covariance structure of the `latent:` variables per level (default unstructured)."""
     constraints: Constraints = Field(default_factory=Constraints)
     """Fix any parameter or set parameters equal, by parameter-table name."""
+    residual_covariances: ResidualCovariances | None = None
+    """Residual covariances between items within a unit (gaussian responses; the moments engine fits them)."""
     estimation: Estimation = Field(default_factory=Estimation)
     """Estimation settings."""
     report: Report = Field(default_factory=Report)

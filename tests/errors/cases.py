@@ -224,6 +224,28 @@ LOAD, LEVELS, RESHAPE, PLAN = "data/load.py", "data/levels.py", "data/reshape.py
 LOADER, MODEL, FAMILIES = "spec/loader.py", "spec/model.py", "families/families.py"
 YAML, GRAMMAR, CHECKS, FILES = "spec/yaml_read.py", "spec/formula_grammar.py", "compile/spec_checks.py", "data/files.py"
 DATA_CHECKS, ORDER, PREFLIGHT = "compile/data_checks.py", "compile/level_order.py", "likelihood/preflight.py"
+ITEMS, MOMENTS = "compile/items.py", "likelihood/moments_checks.py"
+
+HS = """\
+name: errors
+data:
+  path: data/holzinger_swineford.csv
+  stack: {columns: [x1, x2, x3, x4, x5, x6], item: test, value: score}
+levels:
+  - {name: child, id: id}
+responses:
+  - {name: score, family: gaussian, variance_by: test}
+fixed: "score ~ 0 + C(test)"
+latent:
+  - {name: visual, level: child, loadings: {by: test, only: [x1, x2, x3], fix: {x1: 1}}}
+  - {name: textual, level: child, loadings: {by: test, only: [x4, x5, x6], fix: {x4: 1}}}
+"""
+
+HS_RC = HS + "residual_covariances:\n  pairs:\n    - [x1, x4]\n"
+
+HS_MISSING = "\n".join(ln if i % 7 != 3 else ",".join(ln.split(",")[:6] + [""] + ln.split(",")[7:])
+                       for i, ln in enumerate((SPECS / "data" / "holzinger_swineford.csv").read_text().splitlines())) + "\n"
+"""Holzinger-Swineford with x1 blanked on every 7th row (missing responses)."""
 PIG_CSV = DATA_FILES["data/pig.csv"]
 PIG_TEXT_COLUMN = "\n".join(f"{ln},{'t' if i == 0 else 'inf' if i == 1 else i % 7}"
                              for i, ln in enumerate(PIG_CSV.splitlines())).encode()
@@ -742,6 +764,48 @@ CASES: list[Case] = [
     Case("discrete_with_robust_vce", (("compile/__init__.py", "are not available with discrete latent"),),
          edit(CBPP_NPMLE, "estimation: {integration: {points: 5}}", "estimation: {integration: {points: 5}, vce: robust}"),
          at=("estimation", "vce"), hint="give the latent variables a normal distribution"),
+    # --- issue 9: residual covariances and the moments engine (compile/items.py, likelihood/moments_checks.py) ---
+    Case("rescov_no_item_column", ((ITEMS, "no column names the item of each row"),),
+         edit(PIG, "random:\n  - {level: pig, terms: [1, week]}\n",
+              "latent:\n  - {name: f, level: pig, loadings: {on: [1], fix: {1: 1}}}\n"
+              "residual_covariances: {pairs: [[a, b]]}\n"),
+         at=("residual_covariances",), hint="write `by: COLUMN`"),
+    Case("rescov_not_gaussian", ((ITEMS, "residual covariances are only defined between"),),
+         ABORTION + "residual_covariances: {by: item, pairs: [[woman, defect]]}\n",
+         at=("responses", 0, "family"), hint="use family: gaussian"),
+    Case("rescov_latent_levels", ((ITEMS, "the latent variables must all vary over one level"),),
+         edit(HS_RC, "  - {name: child, id: id}\n", "  - {name: child, id: id}\n  - {name: school, id: school}\n",
+              "  - {name: textual, level: child", "  - {name: textual, level: school"),
+         at=("residual_covariances",), hint="put the latent variables at one level"),
+    Case("rescov_three_items", ((ITEMS, "a residual covariance joins two items"),), edit(HS_RC, "[x1, x4]", "[x1, x4, x5]"),
+         at=("residual_covariances", "pairs", 0), hint="write [A, B]"),
+    Case("rescov_unknown_item", ((ITEMS, "is not an item (a value of column"),), edit(HS_RC, "[x1, x4]", "[x1, x44]"),
+         at=("residual_covariances", "pairs", 0, 1), hint="did you mean 'x4'?"),
+    Case("rescov_same_item", ((ITEMS, "names one item twice"),), edit(HS_RC, "[x1, x4]", "[x4, x4]"),
+         at=("residual_covariances", "pairs", 0), hint="a covariance needs two different items"),
+    Case("rescov_repeated_pair", ((ITEMS, "list each pair once"),), edit(HS_RC, "[x1, x4]", "[x1, x4]\n    - [x4, x1]"),
+         at=("residual_covariances", "pairs", 1), hint="list each pair once"),
+    Case("rescov_engine_refused", ((MOMENTS, "residual covariances are fitted by the moments engine"),),
+         HS_RC + "estimation: {exact: false}\n", at=("residual_covariances",), hint="drop `residual_covariances:`"),
+    Case("meanstructure_needs_moments", ((MOMENTS, "`meanstructure: false` needs the moments engine"),),
+         PIG + "estimation: {meanstructure: false}\n", at=("estimation", "meanstructure"), hint="drop it"),
+    Case("rescov_item_two_designs", ((MOMENTS, "differ in design"),),
+         edit(HS_RC, 'fixed: "score ~ 0 + C(test)"', 'fixed: "score ~ 0 + C(test) + C(test):sex"'),
+         at=("residual_covariances", "pairs", 0), hint="give its rows one design"),
+    Case("meanstructure_missing_data", ((MOMENTS, "`meanstructure: false` needs complete data"),),
+         edit(HS, "data/holzinger_swineford.csv", "data/hs_missing.csv") + "estimation: {meanstructure: false}\n",
+         files={"data/hs_missing.csv": HS_MISSING}, at=("estimation", "meanstructure"),
+         hint="drop it (the means are then estimated by full-information ML)"),
+    Case("meanstructure_unsaturated_means", ((MOMENTS, "which needs a fixed part with one free mean per item"),),
+         edit(HS, 'fixed: "score ~ 0 + C(test)"', 'fixed: "score ~ 1"') + "estimation: {meanstructure: false}\n",
+         at=("estimation", "meanstructure"), hint="write the fixed part as '~ 0 + C(ITEM)'"),
+    Case("rescov_not_identified", ((MOMENTS, "the model is not identified"),),
+         edit(HS_RC, "[x1, x2, x3, x4, x5, x6]", "[x1, x2, x3]",
+              "  - {name: textual, level: child, loadings: {by: test, only: [x4, x5, x6], fix: {x4: 1}}}\n", "",
+              "[x1, x4]", "[x1, x2]"),
+         at=("residual_covariances",), hint="fix one of them (constraints.fix)"),
+    Case("rescov_with_robust_vce", (("compile/__init__.py", "residual covariances are not available with weights"),),
+         HS_RC + "estimation: {vce: robust}\n", at=("residual_covariances",), hint="drop one or the other"),
 ]
 
 EXEMPT: dict[tuple[str, str], str] = {
