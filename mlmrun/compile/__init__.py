@@ -14,6 +14,7 @@ from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel, CovBlock, Equation, LatentVar
 from mlmrun.compile.partable import ParTable, ParTableBuilder
+from mlmrun.compile.residuals import compile_residuals, is_structured, residual_columns
 from mlmrun.compile.spec_checks import check_spec
 from mlmrun.data.levels import build_levels
 from mlmrun.data.load import LoadedData
@@ -45,6 +46,8 @@ def used_columns(spec: Spec) -> dict[str, str]:
                 cols.setdefault(c, f"responses.{i}.variance")
     for i, lv in enumerate(spec.levels):
         cols.setdefault(lv.id, f"levels.{i}.id")
+    for c, where in residual_columns(spec).items():
+        cols.setdefault(c, where)
     for i, block in enumerate(spec.random):
         for t in block.terms:
             if str(t) != "1":
@@ -180,7 +183,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             raise DataError(f"responses.{k} ({eq.family}, column '{eq.name}'): {exc}") from None
         suffix = f":{eq.name}[{k}]" if multi else ""
         scale_rows = threshold_rows = hetero = hetero_rows = None
-        if eq.family in ("gaussian", "gamma"):
+        if eq.family in ("gaussian", "gamma") and not is_structured(eq):  # residuals: compile/residuals.py
             ystd = float(np.std(y[rows])) or 1.0
             if eq.family == "gaussian" and eq.variance_by:
                 cats = frame[eq.variance_by].astype(str).to_numpy()[rows]
@@ -312,6 +315,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     beta_rows = np.array([pt.add(name, "fixed", value=0.0, lhs=spec.responses[0].name, op="~", rhs=name)
                           for name in x_names], dtype=int)
     equations, eq_of_row, y, trials, offset = _equations(spec, frame, pt)
+    equations, residual = compile_residuals(spec, frame, levels, equations, y, pt)
     if any(eq.family.name == "ordinal" for eq in equations) and "Intercept" in x_names:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
@@ -323,5 +327,5 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         eq_of_row=eq_of_row, levels=tuple(levels), latent=tuple(parts.latent), blocks=tuple(parts.blocks),
         B_entries=tuple(parts.B_entries), W=parts.W, w_names=parts.w_names,
         Gamma_entries=tuple(parts.Gamma_entries), beta_rows=beta_rows, partable=pt.build(),
-        n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256,
+        n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256, residual=residual,
     )

@@ -30,6 +30,8 @@ class ModelMatrices:
     """Per equation: ordinal thresholds or None."""
     valid: bool
     """False when a correlation matrix is not positive semi-definite."""
+    values: np.ndarray | None = None
+    """The natural values they came from (residual covariance structures read their rows here)."""
 
     @property
     def T(self) -> np.ndarray:
@@ -114,7 +116,7 @@ def model_matrices(model: CompiledModel, values: np.ndarray) -> ModelMatrices:
     return ModelMatrices(
         beta=values[model.beta_rows],
         lambdas=tuple(values[lat.loading_rows] for lat in model.latent),
-        B=B, Gamma=Gamma, L=L, scale=scale, thresholds=tuple(thresholds), valid=valid,
+        B=B, Gamma=Gamma, L=L, scale=scale, thresholds=tuple(thresholds), valid=valid, values=values,
     )
 
 
@@ -129,6 +131,8 @@ class MatrixGradient:
     L: dict[int, np.ndarray]
     scale: np.ndarray
     thresholds: list[np.ndarray | None]
+    residual: np.ndarray | None = None
+    """Gradient on partable rows of a residual covariance structure (likelihood/residual_structures.py), or None."""
 
     @classmethod
     def zeros(cls, mm: ModelMatrices) -> MatrixGradient:
@@ -216,4 +220,6 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
             np.add.at(g, eq.scale_rows, gs)
         if eq.threshold_rows is not None and gt is not None:
             np.add.at(g, eq.threshold_rows, gt)
+    if grad.residual is not None:
+        g += grad.residual
     return g

@@ -10,6 +10,7 @@ disturbances the likelihood integrates over.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from mlmrun.compile.partable import ParTable
 from mlmrun.data.levels import LevelIndex
 from mlmrun.families import Family
 from mlmrun.spec.model import Spec
+
+if TYPE_CHECKING:
+    from mlmrun.compile.residuals import ResidualStructure
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class CompiledModel:
     n_rows_read: int
     n_dropped_missing: int
     data_sha256: str
+    residual: ResidualStructure | None = None
+    """A gaussian equation's residual covariance structure (compile/residuals.py), None for independent residuals."""
 
     @property
     def n(self) -> int:

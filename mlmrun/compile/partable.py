@@ -23,7 +23,7 @@ from mlmrun.errors import SpecError
 
 COLUMNS = ["name", "block", "lhs", "op", "rhs", "level", "equation", "free", "value",
            "lower", "upper", "transform", "group", "origin"]
-BLOCKS = ("fixed", "loading", "sd", "corr", "B", "Gamma", "residual", "hetero", "threshold", "shape")
+BLOCKS = ("fixed", "loading", "sd", "corr", "B", "Gamma", "residual", "hetero", "threshold", "shape", "rescorr")
 
 
 @dataclass

@@ -84,8 +84,12 @@ def _raw_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, wei
 
 
 def _row_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, weights: np.ndarray,
-                 sg: SystemGradient) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """dD/dH_l, dD/dE, dD/dw row by row (the Fisher identity's per-row expectations)."""
+                 sg: SystemGradient, per_row: dict | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """dD/dH_l, dD/dE, dD/dw row by row (the Fisher identity's per-row expectations).
+
+    `per_row`, when given, receives dD/d(F E) ('Fe', n x c) and dD/d(xi_l H_l) per level ('coef'): the
+    derivatives with respect to the rows themselves, which residual structures carry back through whitening.
+    """
     w = weights[design.classes]
     Fe = design.F @ E
     coef = [lv.xi @ Hl for lv, Hl in zip(design.levels, H, strict=True)]
@@ -106,11 +110,14 @@ def _row_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, wei
         dcoef[a] += w[:, None] * t
         dcoef[b] += w[:, None] * np.einsum("iab,ia->ib", Gab, coef[a])
     dH = [lv.xi.T @ dc for lv, dc in zip(design.levels, dcoef, strict=True)]
+    if per_row is not None:
+        per_row["Fe"], per_row["coef"] = dFe, dcoef
     return dH, design.F.T @ dFe, np.bincount(design.classes, weights=dwi, minlength=len(weights))
 
 
 def system_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, weights: np.ndarray,
-                   sg: SystemGradient, need_weights: bool = True) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+                   sg: SystemGradient, need_weights: bool = True, per_row: dict | None = None
+                   ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """dD/dH_l (K_l x k_l), dD/dE and dD/dw_g through `design.system` (same raw/row-wise choice).
 
     Without `need_weights` (sigma profiled: the weights are not parameters)
@@ -118,7 +125,7 @@ def system_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, w
     """
     if design.raw:
         return _raw_adjoint(design, H, E, weights, sg, need_weights)
-    return _row_adjoint(design, H, E, weights, sg)
+    return _row_adjoint(design, H, E, weights, sg, per_row)
 
 
 def matrix_gradient(design: GaussianDesign, mats: ModelMatrices, dH: list[np.ndarray], dE: np.ndarray,

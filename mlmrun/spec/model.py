@@ -83,6 +83,20 @@ class Level(SpecNode):
     """True when ids restart within each unit of the level above (ids are then combined with the parent's)."""
 
 
+class Residuals(SpecNode):
+    """Covariance of a gaussian equation's residuals within the units of the lowest level (Stata mixed: residuals())."""
+
+    structure: Literal["independent", "exchangeable", "ar", "ma", "unstructured", "banded", "toeplitz",
+                       "exponential"] = "independent"
+    """independent (default), exchangeable, ar (order p), ma (order q), unstructured, banded (order q), toeplitz (order q) or exponential."""
+    time: str | None = None
+    """Time column: integer for ar, ma, banded, toeplitz and unstructured (lags are differences of its values, so gaps count); real for exponential."""
+    by: str | None = None
+    """Estimate a separate set of residual parameters per category of this column (Stata's by())."""
+    order: int | None = Field(default=None, ge=1, le=100)
+    """Order of ar, ma, banded and toeplitz (default 1); smaller than the largest cluster size."""
+
+
 class Equation(SpecNode):
     """A response equation: the family and link of the rows it selects."""
 
@@ -106,6 +120,8 @@ class Equation(SpecNode):
     """Gaussian: one-sided formula ('~ x + C(item)') for the log residual SD: log sd_i = log sd(Residual) + s_i' alpha (gllamm's s(); the formula's intercept is dropped)."""
     categories: list[Scalar] | None = None
     """Ordinal: the ordered categories (default: sorted distinct values)."""
+    residuals: Residuals | None = None
+    """Gaussian: residual covariance structure within the units of the lowest level (default independent)."""
 
 
 class RandomBlock(SpecNode):
