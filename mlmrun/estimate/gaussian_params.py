@@ -227,6 +227,55 @@ def start_values(model: CompiledModel, params: GaussianParams) -> tuple[np.ndarr
         if pt.names[r] not in user:
             values[r] = np.sqrt(within)
     values[model.beta_rows] = np.where([pt.names[r] in user for r in model.beta_rows], values[model.beta_rows], beta)
+    if model.residual is not None:
+        _residual_starts(model, e, values, user)
     free = pt.pack(values)
     sigma = float(np.exp(free[params.residual_idx[0]])) if params.profile_sigma else 1.0
     return free, sigma
+
+
+def _residual_starts(model: CompiledModel, e: np.ndarray, values: np.ndarray, user: set[str]) -> None:
+    """Moment starts of unstructured, banded and exchangeable residual parameters from the OLS residuals.
+
+    Per `by` group: each time value's residual SD, and the correlations of
+    residuals of one cluster, shrunk towards 0 until the matrix is positive
+    definite (a start far inside the space saves the optimiser dozens of steps).
+    """
+    st = model.residual
+    names = model.partable.names
+    if st.structure not in ("unstructured", "banded", "exchangeable"):
+        return
+    for g, grp in enumerate(st.groups):
+        rows = np.flatnonzero(st.group == g)
+        clusters, cl = np.unique(st.cluster[rows], return_inverse=True)
+        if st.structure == "exchangeable":
+            sums = np.bincount(cl, weights=e[rows], minlength=len(clusters))
+            sizes = np.bincount(cl, minlength=len(clusters))
+            pairs = float(np.sum(sizes * (sizes - 1)))
+            var = float(np.mean(e[rows] ** 2)) or 1.0
+            rho = float(np.sum(sums**2 - np.bincount(cl, weights=e[rows] ** 2, minlength=len(clusters)))) / \
+                max(pairs, 1.0) / var
+            low = -0.5 / max(int(sizes.max()) - 1, 1)
+            if str(names[grp.par_rows[0]]) not in user:
+                values[grp.par_rows[0]] = float(np.clip(rho, low, 0.9))
+            continue
+        T = len(grp.sd_rows)
+        E = np.full((len(clusters), T), np.nan)
+        E[cl, st.time_index[rows]] = e[rows]
+        sd = np.sqrt(np.nanmean(E**2, axis=0))
+        sd = np.where(np.isfinite(sd) & (sd > 0), sd, float(np.sqrt(np.mean(e[rows] ** 2))) or 1.0)
+        C = np.eye(T)
+        for (a, b) in grp.pairs:
+            both = ~np.isnan(E[:, a]) & ~np.isnan(E[:, b])
+            if both.sum() >= 2:
+                C[a, b] = C[b, a] = float(np.clip(np.mean(E[both, a] * E[both, b]) / (sd[a] * sd[b]), -0.9, 0.9))
+        shrink = 1.0
+        while np.linalg.eigvalsh(shrink * C + (1 - shrink) * np.eye(T)).min() < 0.05 and shrink > 0:
+            shrink -= 0.1
+        C = max(shrink, 0.0) * C + (1 - max(shrink, 0.0)) * np.eye(T)
+        for r, t in zip(grp.sd_rows, range(T), strict=True):
+            if str(names[r]) not in user:
+                values[r] = sd[t]
+        for r, (a, b) in zip(grp.par_rows, grp.pairs, strict=True):
+            if str(names[r]) not in user:
+                values[r] = C[a, b]

@@ -165,6 +165,10 @@ def lr_test(model: CompiledModel, loglik: float, reml: bool) -> dict | None:
     pt = model.partable
     frame = pt.frame
     tested = sorted({int(k) for k, blk in zip(frame["free"], frame["block"], strict=True) if k > 0 and blk not in ("fixed", "residual", "hetero")})
+    if model.residual is not None:  # the null model has one residual SD: every other variance parameter is tested
+        free_resid = sorted({int(k) for k, blk in zip(frame["free"], frame["block"], strict=True)
+                             if k > 0 and blk == "residual"})
+        tested = sorted(set(tested) | set(free_resid[1:]))
     if not tested:
         return None
     blocks = {blk for k, blk in zip(frame["free"], frame["block"], strict=True) if int(k) in tested}

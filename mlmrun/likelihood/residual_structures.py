@@ -10,8 +10,9 @@ every level above it (the clusters are the lowest level), so whitening keeps
 the block structure of A and nothing n x n is ever formed.
 
 Clusters with the same time values (and `by` group) share R_j: they form a
-pattern, factorised once per evaluation; clusters are whitened in batches of
-equal size. R_j = D C D with D the rows' residual SDs and C the structure's
+pattern, factorised once per evaluation. Clusters are whitened in one batch,
+smaller ones padded with independent all-zero rows (which add nothing), or in
+batches of equal size where padding would more than double the rows. R_j = D C D with D the rows' residual SDs and C the structure's
 correlation matrix (`correlation`): AR(p) autocorrelations from the
 Yule-Walker equations, MA(q) from the theta weights, Toeplitz and banded
 correlations given directly, exponential rho^|t_a - t_b|, exchangeable and
@@ -21,9 +22,10 @@ The gradient: with G the deviance's derivative with respect to the whitened
 rows X* (gaussian_adjoint's row-wise adjoint), dD = sum_j tr(G_j' dX*_j) +
 d log|R|, dX*_j = -L_j^-1 dL_j X*_j, so dD/dL_j = -L_j^-T G_j X*_j' +
 2 diag(1/L_j,ii); the Cholesky adjoint (as in compile/matrices.block_L_adjoint)
-turns it into dD/dR_j, summed per pattern, and the entries of R_p are
-differentiated in each partable row by central differences of this small,
-cheap function (the data enter only through the summed dD/dR_p).
+turns it into dD/dR_j, summed per pattern, and with R_p = D C D it is carried
+analytically onto the SDs and correlations; only the map from AR or MA
+coefficients to autocorrelations is differentiated by central differences
+(a function of a few numbers; the data enter only through dD/dR_p summed by lag).
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ class SizeBatch:
     time_index: np.ndarray
     """(n_patterns, s): positions of those times among the structure's time values."""
     group: np.ndarray
-    """(n_patterns, s): `by` group of the pattern's rows."""
+    """(n_patterns, s): `by` group of the pattern's rows (-1 for padding)."""
+    valid: np.ndarray
+    """(n_patterns, s): False where a smaller cluster is padded to the batch size (row number n, all zeros)."""
 
 
 class ResidualPlan:
@@ -98,27 +102,43 @@ class ResidualPlan:
 
     def __init__(self, structure: ResidualStructure, n: int):
         self.structure = structure
+        self.n = n
         st = structure
         order = np.lexsort((np.arange(n), st.cluster))
         sizes = np.bincount(st.cluster)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        present = sizes[sizes > 0]
+        # One batch, smaller clusters padded with independent zero rows, unless that more than doubles the rows.
+        if int(present.max()) * len(present) <= 2 * n:
+            spans = [(np.flatnonzero(sizes > 0), int(present.max()))]
+        else:
+            spans = [(np.flatnonzero(sizes == s), int(s)) for s in np.unique(present)]
+        time = np.append(st.time, 0.0)
+        time_index = np.append(st.time_index, -1)
+        group = np.append(st.group, -1)
         self.batches: list[SizeBatch] = []
-        for s in np.unique(sizes[sizes > 0]):
-            clusters = np.flatnonzero(sizes == s)
-            rows = order[starts[clusters][:, None] + np.arange(s)[None, :]]
-            key = np.concatenate([st.time_index[rows], st.group[rows]], axis=1)
+        for clusters, s in spans:
+            pos = np.arange(s)[None, :]
+            rows = np.where(pos < sizes[clusters][:, None], order[np.minimum(starts[clusters][:, None] + pos, n - 1)], n)
+            key = np.concatenate([time_index[rows], group[rows]], axis=1)
             uniq, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
             rep = rows[first]
             self.batches.append(SizeBatch(rows, inverse.ravel(), np.bincount(inverse.ravel(), minlength=len(uniq)),
-                                          st.time[rep], st.time_index[rep], st.group[rep]))
-        lags = [np.abs(b.time[:, :, None] - b.time[:, None, :]) for b in self.batches]
+                                          time[rep], time_index[rep], group[rep], rep < n))
+        lags = [np.where(b.valid[:, :, None] & b.valid[:, None, :],
+                         np.abs(b.time[:, :, None] - b.time[:, None, :]), 0.0) for b in self.batches]
         self.max_lag = int(max((float(x.max()) for x in lags), default=0.0))
         self.rows = structure.rows
 
     def covariances(self, values: np.ndarray) -> list[np.ndarray]:
         """R_p for every pattern of every batch, shape (n_patterns, s, s) per batch."""
         st = self.structure
-        return [self._batch_cov(st, b, values) for b in self.batches]
+        acf = [self._group_correlation(g, values) for g in range(len(st.groups))]
+        out = []
+        for b in self.batches:
+            sd, C = self._batch_parts(st, b, values, acf)
+            out.append(sd[:, :, None] * C * sd[:, None, :])
+        return out
 
     def _group_correlation(self, g: int, values: np.ndarray) -> np.ndarray | None:
         """Autocorrelations rho_0..rho_max_lag of group g (ar, ma, toeplitz), else None."""
@@ -136,8 +156,9 @@ class ResidualPlan:
             return rho
         return None
 
-    def _batch_cov(self, st: ResidualStructure, b: SizeBatch, values: np.ndarray) -> np.ndarray:
-        """R_p = D C D for the patterns of one batch."""
+    def _batch_parts(self, st: ResidualStructure, b: SizeBatch, values: np.ndarray,
+                     acfs: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(D, C) with R_p = D C D for the patterns of one batch: row SDs (P, s) and correlations (P, s, s)."""
         P, s = b.time.shape
         diff = b.time[:, :, None] - b.time[:, None, :]
         off = ~np.eye(s, dtype=bool)[None]
@@ -171,17 +192,21 @@ class ResidualPlan:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     C[sel] = np.where(off, np.power(rho, np.abs(diff[sel])), 1.0)
             else:
-                acf = self._group_correlation(g, values)
-                lag = np.rint(np.abs(diff[sel])).astype(int)
-                C[sel] = acf[lag]
-        return sd[:, :, None] * C * sd[:, None, :]
+                lag = np.minimum(np.rint(np.abs(diff[sel])).astype(int), self.max_lag)
+                C[sel] = acfs[g][lag]
+        if not b.valid.all():
+            both = b.valid[:, :, None] & b.valid[:, None, :]
+            C = np.where(both, C, np.eye(s)[None])
+            sd = np.where(b.valid, sd, 1.0)
+        return sd, C
 
     def whiten(self, values: np.ndarray, arrays: np.ndarray) -> tuple[np.ndarray, float, list[tuple[np.ndarray, np.ndarray]]]:
         """L_j^-1 applied to the rows of every cluster of `arrays` (n, m); log|R|; per batch (L, L^-1) by pattern.
 
         Raises LinAlgError where some R_p is not positive definite.
         """
-        out = np.empty_like(arrays)
+        ext = np.vstack([arrays, np.zeros((1, arrays.shape[1]))])
+        out = np.empty_like(ext)
         logdet = 0.0
         factors = []
         for b, R in zip(self.batches, self.covariances(values), strict=True):
@@ -192,51 +217,96 @@ class ResidualPlan:
             logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
             Linv = np.linalg.inv(L)
             factors.append((L, Linv))
-            X = arrays[b.rows]
+            X = ext[b.rows]
             out[b.rows] = Linv[0] @ X if len(b.counts) == 1 else Linv[b.pattern] @ X
-        return out, logdet, factors
+        return out[:self.n], logdet, factors
 
     def values_gradient(self, values: np.ndarray, factors: list[tuple[np.ndarray, np.ndarray]], G: np.ndarray,
                         Xw: np.ndarray) -> np.ndarray:
         """d deviance / d value of every partable row of the structure (zeros elsewhere).
 
-        G (n, m): d deviance / d whitened rows Xw (n, m).
+        G (n, m): d deviance / d whitened rows Xw (n, m). dD/dR_p per pattern
+        (Cholesky adjoint), then with R = D C D: dD/dsd_a = 2 sum_b dR_ab C_ab sd_b
+        and dD/dC_ab = dR_ab sd_a sd_b, scattered onto the structure's parameters.
         """
-        bars = []
-        for b, (L, Linv) in zip(self.batches, factors, strict=True):
-            Gc, Xc = G[b.rows], Xw[b.rows]
-            P, s = b.time.shape
-            if P == 1:
-                Q = np.tensordot(Gc, Xc, axes=([0, 2], [0, 2]))[None]
-            else:
-                Q = np.zeros((P, s, s))
-                np.add.at(Q, b.pattern, Gc @ np.swapaxes(Xc, 1, 2))
-            LinvT = np.swapaxes(Linv, 1, 2)
-            barL = -LinvT @ Q
-            idx = np.arange(s)
-            barL[:, idx, idx] += 2.0 * b.counts[:, None] / L[:, idx, idx]
-            barL = np.tril(barL)
-            phi = np.tril(np.swapaxes(L, 1, 2) @ barL)
-            phi[:, idx, idx] *= 0.5
-            S = LinvT @ phi @ Linv
-            bars.append(0.5 * (S + np.swapaxes(S, 1, 2)))
+        st = self.structure
+        acfs = [self._group_correlation(g, values) for g in range(len(st.groups))]
         grad = np.zeros(len(values))
-        for r in self.rows:
-            h = STEP * max(1.0, abs(float(values[r])))
-            up, down = values.copy(), values.copy()
-            up[r] += h
-            down[r] -= h
-            Rup, Rdown = self._safe(up), self._safe(down)
-            if Rup is None or Rdown is None:  # a step outside the valid region (a bound): one-sided
-                Rup, Rdown, h = (self.covariances(values), Rdown, h / 2) if Rup is None else \
-                                (Rup, self.covariances(values), h / 2)
-            grad[r] = sum(float(np.sum(bar * (a - c))) for bar, a, c in zip(bars, Rup, Rdown, strict=True)) / (2 * h)
+        by_lag = [np.zeros(self.max_lag + 1) for _ in st.groups]
+        for b, (L, Linv) in zip(self.batches, factors, strict=True):
+            bar = self._bar_R(b, L, Linv, G, Xw)
+            bar = np.where(b.valid[:, :, None] & b.valid[:, None, :], bar, 0.0)
+            sd, C = self._batch_parts(st, b, values, acfs)
+            g_sd = 2.0 * np.einsum("pab,pab,pb->pa", bar, C, sd)
+            dC = bar * sd[:, :, None] * sd[:, None, :]
+            P, s = sd.shape
+            off = ~np.eye(s, dtype=bool)
+            for g, grp in enumerate(st.groups):
+                rows_g = b.group == g
+                if len(grp.sd_rows) > 1:
+                    np.add.at(grad, grp.sd_rows[b.time_index[rows_g]], g_sd[rows_g])
+                else:
+                    grad[grp.sd_rows[0]] += float(g_sd[rows_g].sum())
+                if st.structure == "independent":
+                    continue
+                sel = b.group[:, 0] == g
+                if not sel.any():
+                    continue
+                dCg = np.where(off[None], dC[sel], 0.0)
+                kind = st.structure
+                if kind == "exchangeable":
+                    grad[grp.par_rows[0]] += float(dCg.sum())
+                elif kind == "exponential":
+                    rho = values[grp.par_rows[0]]
+                    t = b.time[sel]
+                    lag = np.abs(t[:, :, None] - t[:, None, :])
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        d = np.where(off[None] & (lag > 0), lag * np.power(rho, lag - 1.0), 0.0)
+                    grad[grp.par_rows[0]] += float(np.sum(dCg * d))
+                elif kind in ("unstructured", "banded"):
+                    T = len(grp.sd_rows)
+                    lookup = np.full((T, T), -1)
+                    lookup[grp.pairs[:, 0], grp.pairs[:, 1]] = grp.par_rows
+                    lookup[grp.pairs[:, 1], grp.pairs[:, 0]] = grp.par_rows
+                    ti = b.time_index[sel]
+                    target = lookup[ti[:, :, None], ti[:, None, :]]
+                    keep = target >= 0
+                    np.add.at(grad, target[keep], dCg[keep])
+                else:
+                    t = b.time[sel]
+                    lag = np.minimum(np.rint(np.abs(t[:, :, None] - t[:, None, :])).astype(int), self.max_lag)
+                    by_lag[g] += np.bincount(lag.ravel(), weights=dCg.ravel(), minlength=self.max_lag + 1)
+        if st.structure in ("ar", "ma", "toeplitz"):
+            for g, grp in enumerate(st.groups):
+                for r in grp.par_rows:
+                    h = STEP * max(1.0, abs(float(values[r])))
+                    up, down = values.copy(), values.copy()
+                    up[r] += h
+                    down[r] -= h
+                    try:
+                        d = (self._group_correlation(g, up) - self._group_correlation(g, down)) / (2 * h)
+                    except np.linalg.LinAlgError:  # at the edge of the stationary region: one-sided
+                        d = (self._group_correlation(g, values) - self._group_correlation(g, down)) / h
+                    grad[r] += float(by_lag[g] @ d)
         return grad
 
-    def _safe(self, values: np.ndarray) -> list[np.ndarray] | None:
-        """covariances(values), or None where they are not defined or not finite there."""
-        try:
-            R = self.covariances(values)
-        except np.linalg.LinAlgError:
-            return None
-        return R if all(np.all(np.isfinite(x)) for x in R) else None
+    @staticmethod
+    def _bar_R(b: SizeBatch, L: np.ndarray, Linv: np.ndarray, G: np.ndarray, Xw: np.ndarray) -> np.ndarray:
+        """dD/dR_p (symmetric) of every pattern of a batch, from dD/d(whitened rows) (module docstring)."""
+        pad = np.zeros((1, G.shape[1]))
+        Gc, Xc = np.vstack([G, pad])[b.rows], np.vstack([Xw, pad])[b.rows]
+        P, s = b.time.shape
+        if P == 1:
+            Q = np.tensordot(Gc, Xc, axes=([0, 2], [0, 2]))[None]
+        else:
+            Q = np.zeros((P, s, s))
+            np.add.at(Q, b.pattern, Gc @ np.swapaxes(Xc, 1, 2))
+        LinvT = np.swapaxes(Linv, 1, 2)
+        barL = -LinvT @ Q
+        idx = np.arange(s)
+        barL[:, idx, idx] += 2.0 * b.counts[:, None] / L[:, idx, idx]
+        barL = np.tril(barL)
+        phi = np.tril(np.swapaxes(L, 1, 2) @ barL)
+        phi[:, idx, idx] *= 0.5
+        S = LinvT @ phi @ Linv
+        return 0.5 * (S + np.swapaxes(S, 1, 2))
