@@ -79,6 +79,8 @@ def _pig_csv() -> str:
 DATA_FILES = {"data/pig.csv": _pig_csv()}
 """Data written instead of the shipped file of the same name; other data/*.csv a spec names are copied."""
 
+RESID = "compile/residuals.py"
+
 PIG = """\
 name: errors
 data: {path: data/pig.csv}
@@ -187,6 +189,42 @@ GAMMA = ("  B: {general: {general_district: 1}}\n", "  B: {general: {general_dis
 def gamma(term: str) -> str:
     """ABORTION with one structural.Gamma covariate term of `general`."""
     return edit(ABORTION, GAMMA[0], GAMMA[1].replace("TERM", term))
+
+
+
+OVARY = """\
+name: errors
+data: {path: data/ovary.csv}
+levels:
+  - {name: mare, id: mare}
+responses:
+  - name: follicles
+    family: gaussian
+    residuals: {structure: ar, order: 2, time: time}
+fixed: "follicles ~ sin1 + cos1"
+random:
+  - {level: mare, terms: [1]}
+"""
+
+
+def _ovary_csv(edit_row) -> str:
+    """ovary.csv with `edit_row(i, fields)` applied to every data row (fields: mare, time, stime, follicles, sin1, cos1)."""
+    lines = (SPECS / "data" / "ovary.csv").read_text().splitlines()
+    out = [lines[0]]
+    for i, line in enumerate(lines[1:]):
+        fields = line.split(",")
+        edit_row(i, fields)
+        out.append(",".join(fields))
+    return "\n".join(out) + "\n"
+
+
+def _text_time(i: int, f: list[str]) -> None:
+    f[1] = f'"t{f[1]}"'
+
+
+def _duplicate_time(i: int, f: list[str]) -> None:
+    if i == 1:
+        f[1] = "1"
 
 
 CASES: list[Case] = [
@@ -530,6 +568,51 @@ CASES: list[Case] = [
          PIG + "report: {dir: ../../elsewhere}\n", command="fit", out=False, at=("report", "dir"), hint="choose the folder with --out"),
     Case("report_dir_unusable", (("cli.py", "is not a usable folder name"),), PIG + 'report: {dir: "reports/a\\0b"}\n',
          command="fit", out=False, at=("report", "dir"), hint="write a plain relative folder such as reports/NAME"),
+    # --- compile/residuals.py: residual covariance structures (issue 12) --------------------------------------
+    Case("resid_not_gaussian", ((RESID, "residual structures are for gaussian responses"),),
+         edit(OVARY, "family: gaussian", "family: poisson"), at=("responses", 0, "residuals"), hint="use family: gaussian"),
+    Case("resid_two_equations", ((RESID, "residual structures need a model with one response equation"),),
+         edit(OVARY, "    family: gaussian\n", "    family: gaussian\n    select: {mare: [1, 2, 3]}\n",
+              "time: time}\n", "time: time}\n  - {name: follicles, family: gaussian, select: {mare: [4, 5, 6, 7, 8, 9, 10, 11]}}\n"),
+         at=("responses", 0, "residuals"), hint="fit the equations separately"),
+    Case("resid_not_exact", ((RESID, "residual structures are fitted by the exact gaussian likelihood only"),),
+         OVARY + "estimation: {exact: false}\n", at=("responses", 0, "residuals"), hint="drop `estimation.exact: false`"),
+    Case("resid_with_variance_by", ((RESID, "give either `residuals:` or variance_by/variance, not both"),),
+         edit(OVARY, "    family: gaussian\n", "    family: gaussian\n    variance_by: mare\n"),
+         at=("responses", 0, "residuals"), hint="is variance_by: COLUMN"),
+    Case("resid_no_time", ((RESID, "needs a time column; add `time: COLUMN`"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: ar}"),
+         at=("responses", 0, "residuals", "structure"), hint="add `time: COLUMN`"),
+    Case("resid_order_without_use", ((RESID, "has no order; drop `order:`"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: exponential, order: 2, time: stime}"),
+         at=("responses", 0, "residuals", "order"), hint="drop `order:`"),
+    Case("resid_no_level", ((RESID, "no (nested) level is declared"),),
+         edit(OVARY, "levels:\n  - {name: mare, id: mare}\n", "", "random:\n  - {level: mare, terms: [1]}\n", ""),
+         at=("responses", 0, "residuals"), hint="add one under `levels:`"),
+    Case("resid_intercept_not_identified", ((RESID, "residuals within '\x00' is not identified"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: unstructured, time: time}"),
+         at=("random", 0, "level"), hint="drop the random intercept"),
+    Case("resid_time_not_numeric", ((RESID, "must be numeric; it holds values such as"),),
+         edit(OVARY, "data/ovary.csv", "data/ovary_text.csv"), files={"data/ovary_text.csv": _ovary_csv(_text_time)},
+         at=("responses", 0, "residuals", "time"), column="time", hint="recode it as numbers"),
+    Case("resid_time_not_integer", ((RESID, "needs integer time values"),),
+         edit(OVARY, "time: time}", "time: stime}"), at=("responses", 0, "residuals", "time"), column="stime",
+         hint="use structure: exponential"),
+    Case("resid_duplicate_time", ((RESID, "twice within"),),
+         edit(OVARY, "data/ovary.csv", "data/ovary_dup.csv"), files={"data/ovary_dup.csv": _ovary_csv(_duplicate_time)},
+         at=("responses", 0, "residuals", "time"), column="time", hint="needs its own time value"),
+    Case("resid_order_too_large", ((RESID, "is not smaller than the largest"),),
+         edit(OVARY, "order: 2", "order: 31"), at=("responses", 0, "residuals", "order"), hint="lower `order:` to at most 30"),
+    Case("resid_by_varies_within_cluster", ((RESID, "varies within"),),
+         edit(OVARY, "time: time}", "time: time, by: follicles}"), at=("responses", 0, "residuals", "by"),
+         column="follicles", hint="only structure: independent allows it to vary"),
+    Case("resid_by_group_lacks_times", ((RESID, "has no rows at time values"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: unstructured, time: time, by: mare}",
+              "random:\n  - {level: mare, terms: [1]}\n", ""),
+         at=("responses", 0, "residuals", "by"), hint="drop those times"),
+    Case("resid_time_column_missing", ((INIT, "@_check_columns"),),
+         edit(OVARY, "time: time}", "time: tme}"), at=("responses", 0, "residuals", "time"), column="tme",
+         hint="did you mean 'time'?"),
 ]
 
 EXEMPT: dict[tuple[str, str], str] = {
