@@ -124,6 +124,24 @@ def _derivations(model: CompiledModel) -> list[Derivation]:
             sa, sb = int(block.sd_rows[a]), int(block.sd_rows[b])
             out.append((covariance_name(str(names[row])), "covariance", [int(row), sa, sb],
                         lambda v, r=int(row), sa=sa, sb=sb: float(v[r] * v[sa] * v[sb])))
+    for row, sa, sb in residual_correlations(model):  # exchangeable corr(e), unstructured/banded corr(e0,e4)
+        out.append((covariance_name(str(names[row])), "rescorr", [row, sa, sb],
+                    lambda v, r=row, sa=sa, sb=sb: float(v[r] * v[sa] * v[sb])))
+    return out
+
+
+def residual_correlations(model: CompiledModel) -> list[tuple[int, int, int]]:
+    """(correlation row, SD row, SD row) of every residual correlation of a residual covariance structure."""
+    st = model.residual
+    if st is None or st.structure not in ("exchangeable", "unstructured", "banded"):
+        return []
+    out = []
+    for grp in st.groups:
+        if st.structure == "exchangeable":
+            out.append((int(grp.par_rows[0]), int(grp.sd_rows[0]), int(grp.sd_rows[0])))
+        else:
+            out += [(int(r), int(grp.sd_rows[a]), int(grp.sd_rows[b])) for r, (a, b) in zip(grp.par_rows, grp.pairs,
+                                                                                         strict=True)]
     return out
 
 
