@@ -37,7 +37,22 @@ import numpy as np
 from mlmrun.compile.residuals import ResidualStructure
 
 STEP = 1e-6
-"""Central-difference step of the small map from parameter values to R_p."""
+"""Central-difference step of the map from AR/MA coefficients to autocorrelations."""
+MAX_LOOPED_PATTERNS = 256
+"""Up to this many patterns per batch, each pattern is one matrix product over its clusters; beyond, batched."""
+
+
+def _apply(M: np.ndarray, arrays: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """out[rows[c]] = M @ arrays[rows[c]] for every cluster c (rows (c, s)), as one matrix product."""
+    s = rows.shape[1]
+    X = arrays[rows.T]  # (s, c, m): contiguous, so the reshape below costs nothing
+    out[rows.T] = (M @ X.reshape(s, -1)).reshape(X.shape)
+
+
+def _gram(G: np.ndarray, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """sum_c G[rows[c]] X[rows[c]]' (s x s), as one matrix product."""
+    s = rows.shape[1]
+    return G[rows.T].reshape(s, -1) @ X[rows.T].reshape(s, -1).T
 
 
 def ar_autocorrelation(phi: np.ndarray, max_lag: int) -> np.ndarray:
@@ -95,6 +110,8 @@ class SizeBatch:
     """(n_patterns, s): `by` group of the pattern's rows (-1 for padding)."""
     valid: np.ndarray
     """(n_patterns, s): False where a smaller cluster is padded to the batch size (row number n, all zeros)."""
+    members: list[np.ndarray] | None
+    """Clusters (positions in `rows`) of each pattern when there are few patterns (one matrix product each)."""
 
 
 class ResidualPlan:
@@ -123,8 +140,13 @@ class ResidualPlan:
             key = np.concatenate([time_index[rows], group[rows]], axis=1)
             uniq, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
             rep = rows[first]
-            self.batches.append(SizeBatch(rows, inverse.ravel(), np.bincount(inverse.ravel(), minlength=len(uniq)),
-                                          time[rep], time_index[rep], group[rep], rep < n))
+            inverse = inverse.ravel()
+            members = None
+            if len(uniq) <= MAX_LOOPED_PATTERNS:
+                by_pattern = np.argsort(inverse, kind="stable")
+                members = np.split(by_pattern, np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1])
+            self.batches.append(SizeBatch(rows, inverse, np.bincount(inverse, minlength=len(uniq)),
+                                          time[rep], time_index[rep], group[rep], rep < n, members))
         lags = [np.where(b.valid[:, :, None] & b.valid[:, None, :],
                          np.abs(b.time[:, :, None] - b.time[:, None, :]), 0.0) for b in self.batches]
         self.max_lag = int(max((float(x.max()) for x in lags), default=0.0))
@@ -205,8 +227,8 @@ class ResidualPlan:
 
         Raises LinAlgError where some R_p is not positive definite.
         """
-        ext = np.vstack([arrays, np.zeros((1, arrays.shape[1]))])
-        out = np.empty_like(ext)
+        ext = None
+        out = np.empty((len(arrays) + 1, arrays.shape[1]))
         logdet = 0.0
         factors = []
         for b, R in zip(self.batches, self.covariances(values), strict=True):
@@ -217,8 +239,14 @@ class ResidualPlan:
             logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
             Linv = np.linalg.inv(L)
             factors.append((L, Linv))
-            X = ext[b.rows]
-            out[b.rows] = Linv[0] @ X if len(b.counts) == 1 else Linv[b.pattern] @ X
+            if b.members is not None:  # padding rows (identity blocks of R) are left out of each pattern
+                for p, mem in enumerate(b.members):
+                    v = np.flatnonzero(b.valid[p])
+                    _apply(Linv[p][np.ix_(v, v)], arrays, b.rows[mem][:, v], out)
+            else:
+                if ext is None:
+                    ext = np.vstack([arrays, np.zeros((1, arrays.shape[1]))])
+                out[b.rows] = Linv[b.pattern] @ ext[b.rows]
         return out[:self.n], logdet, factors
 
     def values_gradient(self, values: np.ndarray, factors: list[tuple[np.ndarray, np.ndarray]], G: np.ndarray,
@@ -293,12 +321,15 @@ class ResidualPlan:
     @staticmethod
     def _bar_R(b: SizeBatch, L: np.ndarray, Linv: np.ndarray, G: np.ndarray, Xw: np.ndarray) -> np.ndarray:
         """dD/dR_p (symmetric) of every pattern of a batch, from dD/d(whitened rows) (module docstring)."""
-        pad = np.zeros((1, G.shape[1]))
-        Gc, Xc = np.vstack([G, pad])[b.rows], np.vstack([Xw, pad])[b.rows]
         P, s = b.time.shape
-        if P == 1:
-            Q = np.tensordot(Gc, Xc, axes=([0, 2], [0, 2]))[None]
+        if b.members is not None:
+            Q = np.zeros((P, s, s))
+            for p, mem in enumerate(b.members):
+                v = np.flatnonzero(b.valid[p])
+                Q[p][np.ix_(v, v)] = _gram(G, Xw, b.rows[mem][:, v])
         else:
+            pad = np.zeros((1, G.shape[1]))
+            Gc, Xc = np.vstack([G, pad])[b.rows], np.vstack([Xw, pad])[b.rows]
             Q = np.zeros((P, s, s))
             np.add.at(Q, b.pattern, Gc @ np.swapaxes(Xc, 1, 2))
         LinvT = np.swapaxes(Linv, 1, 2)
