@@ -228,22 +228,44 @@ class GaussianDesign:
         if self.residual is None or self.is_whitened:
             return self
         _ = self.inverse_plan  # built once on the base design, shared by every whitened copy
-        arrays = np.hstack([self.F] + [lv.xi for lv in self.levels])
-        rows, logdet, factors = self.residual.whiten(mats.values, arrays)
+        layout = self._whitening_layout()
+        rows, logdet, factors = self.residual.whiten(mats.values, layout["arrays"])
         out = copy.copy(self)
         c = self.F.shape[1]
         out.F = rows[:, :c]
         levels, start = [], c
-        for lv in self.levels:
+        for lv, codes in zip(self.levels, layout["codes"], strict=True):
             K = lv.xi.shape[1]
-            levels.append(replace(lv, xi=rows[:, start:start + K]))
+            levels.append(replace(lv, xi=rows[:, start:start + K], codes=codes))
             start += K
         out.levels = levels
+        out.agg_level, out.agg_pair, out.row_pair = layout["agg_level"], layout["agg_pair"], layout["row_pair"]
         out.is_whitened = True
         out.residual_logdet = logdet
         out.residual_factors = factors
         out.whitened_rows = rows
         return out
+
+    def _whitening_layout(self) -> dict:
+        """The rows to whiten, [F, xi...], and the level codes and aggregation matrices in the same row order.
+
+        Built once. When the residual plan orders rows by pattern blocks (`perm`), everything row-wise is
+        permuted to that order, so each evaluation whitens contiguous slices.
+        """
+        if getattr(self, "_layout", None) is None:
+            arrays = np.hstack([self.F] + [lv.xi for lv in self.levels])
+            perm = self.residual.perm
+            if perm is None:
+                self._layout = {"arrays": arrays, "codes": [lv.codes for lv in self.levels],
+                                "agg_level": self.agg_level, "agg_pair": self.agg_pair, "row_pair": self.row_pair}
+            else:
+                codes = [lv.codes[perm] for lv in self.levels]
+                row_pair = {p: r[perm] for p, r in self.row_pair.items()}
+                self._layout = {"arrays": arrays[perm], "codes": codes,
+                                "agg_level": [self._agg(cd, lv.n_units) for cd, lv in zip(codes, self.levels, strict=True)],
+                                "agg_pair": {p: self._agg(r, len(self.pairs[p][0])) for p, r in row_pair.items()},
+                                "row_pair": row_pair}
+        return self._layout
 
     def loading_maps(self, mats: ModelMatrices) -> list[np.ndarray]:
         """H_l (K_l x k_l) with a_l(i) = H_l' xi_{l,i}: loadings times G = T blockdiag(L)."""

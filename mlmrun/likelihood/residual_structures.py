@@ -151,6 +151,27 @@ class ResidualPlan:
                          np.abs(b.time[:, :, None] - b.time[:, None, :]), 0.0) for b in self.batches]
         self.max_lag = int(max((float(x.max()) for x in lags), default=0.0))
         self.rows = structure.rows
+        self._segments()
+
+    def _segments(self) -> None:
+        """With few patterns: a row order in which every pattern's rows form one block (time position, cluster).
+
+        `perm[k]` is the data row at position k; `segments` lists (batch, pattern, valid positions, start, stop).
+        Whitening a block is then one matrix product on a contiguous slice, with no gathering of rows.
+        """
+        self.perm: np.ndarray | None = None
+        self.segments: list[tuple[int, int, np.ndarray, int, int]] = []
+        if any(b.members is None for b in self.batches):
+            return
+        pieces, start = [], 0
+        for i, b in enumerate(self.batches):
+            for p, mem in enumerate(b.members):
+                v = np.flatnonzero(b.valid[p])
+                piece = b.rows[mem][:, v].T.ravel()
+                pieces.append(piece)
+                self.segments.append((i, p, v, start, start + len(piece)))
+                start += len(piece)
+        self.perm = np.concatenate(pieces)
 
     def covariances(self, values: np.ndarray) -> list[np.ndarray]:
         """R_p for every pattern of every batch, shape (n_patterns, s, s) per batch."""
@@ -225,8 +246,11 @@ class ResidualPlan:
     def whiten(self, values: np.ndarray, arrays: np.ndarray) -> tuple[np.ndarray, float, list[tuple[np.ndarray, np.ndarray]]]:
         """L_j^-1 applied to the rows of every cluster of `arrays` (n, m); log|R|; per batch (L, L^-1) by pattern.
 
-        Raises LinAlgError where some R_p is not positive definite.
+        With `perm` (few patterns), `arrays` and the result are in that row order. Raises LinAlgError where
+        some R_p is not positive definite.
         """
+        if self.perm is not None:
+            return self._whiten_blocks(values, arrays)
         ext = None
         out = np.empty((len(arrays) + 1, arrays.shape[1]))
         logdet = 0.0
@@ -249,6 +273,30 @@ class ResidualPlan:
                 out[b.rows] = Linv[b.pattern] @ ext[b.rows]
         return out[:self.n], logdet, factors
 
+    def _factors(self, values: np.ndarray) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+        """log|R| and (L, L^-1) per batch (patterns stacked)."""
+        logdet = 0.0
+        factors = []
+        for b, R in zip(self.batches, self.covariances(values), strict=True):
+            if not np.all(np.isfinite(R)):
+                raise np.linalg.LinAlgError("residual covariance is not finite")
+            L = np.linalg.cholesky(R)
+            diag = np.diagonal(L, axis1=1, axis2=2)
+            logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
+            factors.append((L, np.linalg.inv(L)))
+        return logdet, factors
+
+    def _whiten_blocks(self, values: np.ndarray, arrays: np.ndarray
+                       ) -> tuple[np.ndarray, float, list[tuple[np.ndarray, np.ndarray]]]:
+        """`whiten` in the `perm` order: one product per pattern block."""
+        logdet, factors = self._factors(values)
+        out = np.empty_like(arrays)
+        m = arrays.shape[1]
+        for i, p, v, start, stop in self.segments:
+            Linv = factors[i][1][p][np.ix_(v, v)]
+            out[start:stop] = (Linv @ arrays[start:stop].reshape(len(v), -1)).reshape(-1, m)
+        return out, logdet, factors
+
     def values_gradient(self, values: np.ndarray, factors: list[tuple[np.ndarray, np.ndarray]], G: np.ndarray,
                         Xw: np.ndarray) -> np.ndarray:
         """d deviance / d value of every partable row of the structure (zeros elsewhere).
@@ -261,8 +309,9 @@ class ResidualPlan:
         acfs = [self._group_correlation(g, values) for g in range(len(st.groups))]
         grad = np.zeros(len(values))
         by_lag = [np.zeros(self.max_lag + 1) for _ in st.groups]
-        for b, (L, Linv) in zip(self.batches, factors, strict=True):
-            bar = self._bar_R(b, L, Linv, G, Xw)
+        blocks = self._block_grams(G, Xw) if self.perm is not None else None
+        for i, (b, (L, Linv)) in enumerate(zip(self.batches, factors, strict=True)):
+            bar = self._bar_R(b, L, Linv, G, Xw, None if blocks is None else blocks[i])
             bar = np.where(b.valid[:, :, None] & b.valid[:, None, :], bar, 0.0)
             sd, C = self._batch_parts(st, b, values, acfs)
             g_sd = 2.0 * np.einsum("pab,pab,pb->pa", bar, C, sd)
@@ -318,11 +367,21 @@ class ResidualPlan:
                     grad[r] += float(by_lag[g] @ d)
         return grad
 
+    def _block_grams(self, G: np.ndarray, Xw: np.ndarray) -> list[np.ndarray]:
+        """Per batch, sum_c G_c X_c' of every pattern from the contiguous blocks of the `perm` order."""
+        out = [np.zeros(b.time.shape + (b.time.shape[1],)) for b in self.batches]
+        for i, p, v, start, stop in self.segments:
+            out[i][p][np.ix_(v, v)] = G[start:stop].reshape(len(v), -1) @ Xw[start:stop].reshape(len(v), -1).T
+        return out
+
     @staticmethod
-    def _bar_R(b: SizeBatch, L: np.ndarray, Linv: np.ndarray, G: np.ndarray, Xw: np.ndarray) -> np.ndarray:
+    def _bar_R(b: SizeBatch, L: np.ndarray, Linv: np.ndarray, G: np.ndarray, Xw: np.ndarray,
+               Q: np.ndarray | None = None) -> np.ndarray:
         """dD/dR_p (symmetric) of every pattern of a batch, from dD/d(whitened rows) (module docstring)."""
         P, s = b.time.shape
-        if b.members is not None:
+        if Q is not None:
+            pass
+        elif b.members is not None:
             Q = np.zeros((P, s, s))
             for p, mem in enumerate(b.members):
                 v = np.flatnonzero(b.valid[p])
