@@ -25,6 +25,74 @@ from mlmrun.compile.model import CompiledModel
 
 
 @dataclass(frozen=True)
+class ResidualChol:
+    """An unstructured residual covariance (one `by` group) on the lower Cholesky factor of its covariance.
+
+    The free vector holds log SDs and correlations; phi the factor's rows
+    (0,0), (1,0), (1,1), ...: every phi gives a positive semi-definite
+    covariance, so the optimiser never meets an invalid one (as lme4 does for
+    random effects); the correlations near +-1 of repeated measures are then
+    ordinary coordinates.
+    """
+
+    sd_idx: np.ndarray
+    corr_idx: np.ndarray
+    pairs: np.ndarray
+    """(len(corr_idx), 2): time positions (a, b) of each correlation."""
+    pos: np.ndarray
+
+    def natural(self, lam: np.ndarray) -> np.ndarray:
+        """[log SDs, correlations] from the factor's entries."""
+        T = len(self.sd_idx)
+        Lam = np.zeros((T, T))
+        Lam[np.tril_indices(T)] = lam
+        Sigma = Lam @ Lam.T
+        sd = np.sqrt(np.maximum(np.diag(Sigma), 1e-300))
+        R = Sigma / np.outer(sd, sd)
+        return np.concatenate([np.log(sd), np.clip(R[self.pairs[:, 0], self.pairs[:, 1]], -1.0, 1.0)])
+
+    def coordinates(self, log_sd: np.ndarray, corr: np.ndarray) -> np.ndarray:
+        """The factor's entries from log SDs and correlations (the nearest positive definite matrix if need be)."""
+        T = len(self.sd_idx)
+        R = np.eye(T)
+        R[self.pairs[:, 0], self.pairs[:, 1]] = corr
+        R[self.pairs[:, 1], self.pairs[:, 0]] = corr
+        sd = np.exp(log_sd)
+        Sigma = np.outer(sd, sd) * R
+        w, V = np.linalg.eigh(Sigma)
+        Sigma = (V * np.clip(w, 1e-8 * max(w.max(), 1e-300), None)) @ V.T
+        return np.linalg.cholesky(Sigma)[np.tril_indices(T)]
+
+    def jacobian(self, lam: np.ndarray) -> np.ndarray:
+        """d natural / d lam by central differences (a map of a few numbers)."""
+        J = np.zeros((len(self.sd_idx) + len(self.corr_idx), len(lam)))
+        for j in range(len(lam)):
+            h = 1e-7 * max(1.0, abs(float(lam[j])))
+            up, down = lam.copy(), lam.copy()
+            up[j] += h
+            down[j] -= h
+            J[:, j] = (self.natural(up) - self.natural(down)) / (2 * h)
+        return J
+
+
+def _residual_chol_blocks(model: CompiledModel, free: np.ndarray, counts: np.ndarray) -> list[ResidualChol]:
+    """The unstructured residual groups whose SDs and correlations are all free and used nowhere else."""
+    st = model.residual
+    if st is None or st.structure != "unstructured":
+        return []
+    out = []
+    for grp in st.groups:
+        rows = np.concatenate([grp.sd_rows, grp.par_rows]).astype(int)
+        idx = free[rows] - 1
+        if (free[rows] == 0).any() or len(set(idx)) != len(idx) or (counts[idx] != 1).any():
+            continue
+        T = len(grp.sd_rows)
+        out.append(ResidualChol((free[grp.sd_rows] - 1).astype(int), (free[grp.par_rows] - 1).astype(int),
+                                grp.pairs, np.zeros(T * (T + 1) // 2, dtype=int)))
+    return out
+
+
+@dataclass(frozen=True)
 class CholBlock:
     """An unstructured block whose k SDs and k(k-1)/2 correlations are free and used nowhere else."""
 
@@ -72,6 +140,9 @@ class GaussianParams:
             if (free[rows] == 0).any() or len(set(idx)) != len(idx) or (counts[idx] != 1).any():
                 continue
             claimed.update(int(i) for i in idx)
+        self.resid_chol = _residual_chol_blocks(model, free, counts)
+        for rc in self.resid_chol:
+            claimed.update(int(i) for i in np.concatenate([rc.sd_idx, rc.corr_idx]))
         skip = set(int(i) for i in self.beta_idx) | claimed
         if self.profile_sigma:
             skip |= set(resid_idx)
@@ -90,6 +161,10 @@ class GaussianParams:
             self.chol.append(CholBlock(idx.astype(int), (free[b.corr_rows] - 1).astype(int),
                                        np.arange(n_phi, n_phi + m), b.level, where))
             n_phi += m
+        for rc in self.resid_chol:
+            T = len(rc.sd_idx)
+            rc.pos[:] = np.arange(n_phi, n_phi + T * (T + 1) // 2)
+            n_phi += len(rc.pos)
         self.n_phi = n_phi
         bounds_free = pt.free_bounds()
         self.bounds: list[tuple[float | None, float | None]] = []
@@ -100,8 +175,12 @@ class GaussianParams:
             for i in range(k):
                 for jj in range(i + 1):
                     self.bounds.append((0.0, None) if i == jj else (None, None))
+        for rc in self.resid_chol:
+            T = len(rc.sd_idx)
+            self.bounds += [(0.0, None) if i == jj else (None, None) for i in range(T) for jj in range(i + 1)]
         self.sym = np.array([kind == "sd" for kind in self.plain_kind]
-                            + [i == jj for cb in self.chol for i in range(len(cb.sd_idx)) for jj in range(i + 1)])
+                            + [i == jj for cb in self.chol for i in range(len(cb.sd_idx)) for jj in range(i + 1)]
+                            + [False for rc in self.resid_chol for _ in rc.pos], dtype=bool)
         """Coordinates the deviance is even in (SDs, Cholesky diagonals): finite differences may cross 0."""
 
     @staticmethod
@@ -132,6 +211,8 @@ class GaussianParams:
                 R = Sigma / np.outer(sd, sd)
             rows, cols = np.tril_indices(k, -1)
             free[cb.corr_idx] = np.clip(np.nan_to_num(R[rows, cols]), -1.0, 1.0)
+        for rc in self.resid_chol:
+            free[np.concatenate([rc.sd_idx, rc.corr_idx])] = rc.natural(phi[rc.pos])
         return free
 
     def with_factors(self, mats: ModelMatrices, phi: np.ndarray) -> ModelMatrices:
@@ -152,7 +233,7 @@ class GaussianParams:
             L[cb.level][np.ix_(cb.where, cb.where)] = Lam
         return replace(mats, L=L)
 
-    def phi_gradient(self, g_free: np.ndarray, g_L: dict[int, np.ndarray]) -> np.ndarray:
+    def phi_gradient(self, g_free: np.ndarray, g_L: dict[int, np.ndarray], phi: np.ndarray | None = None) -> np.ndarray:
         """Gradient on phi from the gradient on the free vector and on L (for the Cholesky blocks).
 
         Evaluated with sigma = 1 (a profiled sigma is factored out of the
@@ -163,6 +244,8 @@ class GaussianParams:
         for cb in self.chol:
             k = len(cb.sd_idx)
             g[cb.pos] = g_L[cb.level][np.ix_(cb.where, cb.where)][np.tril_indices(k)]
+        for rc in self.resid_chol:  # phi is needed (only) here
+            g[rc.pos] = rc.jacobian(phi[rc.pos]).T @ g_free[np.concatenate([rc.sd_idx, rc.corr_idx])]
         return g
 
     def phi_from_free(self, free: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -181,6 +264,8 @@ class GaussianParams:
             w, V = np.linalg.eigh(Sigma)
             Sigma = (V * np.clip(w, 1e-10 * max(w.max(), 1e-300), None)) @ V.T
             phi[cb.pos] = np.linalg.cholesky(Sigma)[np.tril_indices(k)]
+        for rc in self.resid_chol:
+            phi[rc.pos] = rc.coordinates(free[rc.sd_idx], free[rc.corr_idx])
         return phi
 
     def clip(self, phi: np.ndarray) -> np.ndarray:
