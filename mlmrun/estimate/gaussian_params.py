@@ -319,6 +319,32 @@ def start_values(model: CompiledModel, params: GaussianParams) -> tuple[np.ndarr
     return free, sigma
 
 
+def _ar_start(model: CompiledModel, e: np.ndarray, values: np.ndarray, user: set[str]) -> None:
+    """phi1 from the residual autocorrelation r at the shortest lag k present: sign(r) |r|^(1/k), at least 0.1.
+
+    phi = 0 is a stationary point of the likelihood when no lag of 1 occurs
+    (rho_k = phi^k, k >= 2, has zero slope there), so a start at 0 could stay
+    there; the moment start moves off it towards the data's sign.
+    """
+    st = model.residual
+    names = model.partable.names
+    order = np.lexsort((st.time, st.cluster))
+    same = st.cluster[order][1:] == st.cluster[order][:-1]
+    lag = np.diff(st.time[order])
+    a, b = order[:-1][same], order[1:][same]
+    lag = lag[same]
+    for g, grp in enumerate(st.groups):
+        row = grp.par_rows[0]
+        mine = st.group[a] == g
+        if str(names[row]) in user or not mine.any():
+            continue
+        k = float(lag[mine].min())
+        pick = mine & (lag == k)
+        r = float(np.sum(e[a[pick]] * e[b[pick]]) / max(np.sqrt(np.sum(e[a[pick]] ** 2) * np.sum(e[b[pick]] ** 2)), 1e-300))
+        phi = float(np.sign(r) * abs(r) ** (1.0 / max(k, 1.0)))
+        values[row] = float(np.clip(phi if abs(phi) >= 0.1 else 0.1, -0.8, 0.8))
+
+
 def _residual_starts(model: CompiledModel, e: np.ndarray, values: np.ndarray, user: set[str]) -> None:
     """Moment starts of unstructured, banded and exchangeable residual parameters from the OLS residuals.
 
@@ -328,6 +354,8 @@ def _residual_starts(model: CompiledModel, e: np.ndarray, values: np.ndarray, us
     """
     st = model.residual
     names = model.partable.names
+    if st.structure == "ar":
+        _ar_start(model, e, values, user)
     if st.structure not in ("unstructured", "banded", "exchangeable"):
         return
     for g, grp in enumerate(st.groups):

@@ -1,0 +1,76 @@
+"""Fits with residual structures against models that are the same in another form (exercise data).
+
+- exchangeable residuals (correlation > 0) are a random intercept plus independent residuals:
+  same maximum (restricted) likelihood, corr(e) = var(_cons) / (var(_cons) + var(Residual));
+- independent residuals `by` a column are `variance_by` that column (one SD per category); their LR test
+  is against the regression with one residual SD (sd(_cons) and four more SDs: 5 df);
+- AR(1) over integer times is exponential over the same times (rho^|t - s| either way), gaps included
+  (days 0, 4, 6, 8, 12), which also checks that lags are time differences, not row distances.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlmrun.estimate.gaussian_fit import fit_gaussian
+from mlmrun.pipeline import prepare
+from mlmrun.results import FitResult
+from tests.conftest import SPECS
+
+BASE = """name: ex
+data: {{path: {data}}}
+levels:
+  - {{name: id, id: id}}
+responses:
+  - {response}
+fixed: "strength ~ C(program) * C(day)"
+{random}estimation: {{method: {method}}}
+"""
+
+
+def _fit(tmp_path: Path, name: str, response: str, random: str = "", method: str = "ML") -> FitResult:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(BASE.format(data=SPECS / "data" / "exercise.csv", response=response, random=random,
+                                method=method))
+    fit = fit_gaussian(prepare(path, allow_outside_data=True).model)
+    assert fit.converged, fit.warnings
+    return fit
+
+
+def _value(fit: FitResult, name: str) -> float:
+    return float(fit.values[list(fit.model.partable.names).index(name)])
+
+
+@pytest.mark.parametrize("method", ["ML", "REML"])
+def test_exchangeable_residuals_equal_a_random_intercept(tmp_path: Path, method: str) -> None:
+    exch = _fit(tmp_path, "exch", "{name: strength, family: gaussian, residuals: {structure: exchangeable}}",
+                method=method)
+    ri = _fit(tmp_path, "ri", "{name: strength, family: gaussian}", "random:\n  - {level: id, terms: [1]}\n", method)
+    assert exch.loglik == pytest.approx(ri.loglik, abs=1e-6)
+    var_u, var_e = _value(ri, "sd(_cons)@id") ** 2, _value(ri, "sd(Residual)") ** 2
+    assert _value(exch, "corr(e)") == pytest.approx(var_u / (var_u + var_e), rel=1e-4)
+    assert _value(exch, "sd(e)") ** 2 == pytest.approx(var_u + var_e, rel=1e-4)
+
+
+def test_independent_residuals_by_a_column_equal_variance_by(tmp_path: Path) -> None:
+    by = _fit(tmp_path, "by", "{name: strength, family: gaussian, residuals: {structure: independent, by: day}}",
+              "random:\n  - {level: id, terms: [1]}\n")
+    vb = _fit(tmp_path, "vb", "{name: strength, family: gaussian, variance_by: day}",
+              "random:\n  - {level: id, terms: [1]}\n")
+    assert by.loglik == pytest.approx(vb.loglik, abs=1e-6)
+    for day in (0, 4, 6, 8, 12):
+        assert _value(by, f"sd(e)[day={day}]") == pytest.approx(_value(vb, f"sd(Residual:day={day})"), rel=1e-4)
+    assert by.extras["lr_test"]["df"] == 5  # against the homoscedastic regression, as Stata's residuals(, by())
+
+
+@pytest.mark.parametrize("method", ["ML", "REML"])
+def test_ar1_over_integer_times_with_gaps_equals_exponential(tmp_path: Path, method: str) -> None:
+    ar = _fit(tmp_path, "ar", "{name: strength, family: gaussian, residuals: {structure: ar, time: day}}",
+              method=method)
+    ex = _fit(tmp_path, "exp", "{name: strength, family: gaussian, residuals: {structure: exponential, time: day}}",
+              method=method)
+    assert ar.loglik == pytest.approx(ex.loglik, abs=1e-6)
+    assert _value(ar, "phi1") == pytest.approx(_value(ex, "rho"), rel=1e-4)
+    assert _value(ar, "sd(e)") == pytest.approx(_value(ex, "sd(e)"), rel=1e-4)
