@@ -337,6 +337,12 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
     }
     if fit.extras.get("lr_test"):
         doc["lr_test"] = lr_test(fit)
+    if model.residual is not None:  # issue 12: the structure its rescorr/residual rows belong to
+        st = model.residual
+        res_spec = model.spec.responses[st.equation].residuals
+        doc["residual_structure"] = {"structure": st.structure, "title": st.title, "time": res_spec.time,
+                                     "by": st.by, "order": st.order if st.structure in ("ar", "ma", "banded", "toeplitz") else None,
+                                     "level": model.levels[st.level].name}
     for key in JSON_EXTRAS:
         if key in fit.extras:
             doc[key] = fit.extras[key]

@@ -20,19 +20,24 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from mlmrun.compile.matrices import model_matrices, values_gradient
+from mlmrun.likelihood import residual_structures
 from mlmrun.likelihood.gaussian import exact_loglik, profiled
 from mlmrun.likelihood.gaussian_design import GaussianDesign
 from mlmrun.likelihood.gaussian_grad import profiled_gradient
 from mlmrun.pipeline import prepare
 
 
-def _data(seed: int = 3) -> pd.DataFrame:
-    """12 clusters of 2-5 rows in 4 higher units, integer times with gaps, real times, a by column per cluster."""
+def _data(seed: int = 3, big: bool = False) -> pd.DataFrame:
+    """12 clusters of 2-5 rows in 4 higher units, integer times with gaps, real times, a by column per cluster.
+
+    `big`: the first cluster has 14 rows (times up to 20), so padding every cluster to its size would more than
+    double the rows and the clusters are whitened in batches of equal size instead.
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for c in range(12):
-        size = int(rng.integers(2, 6))
-        times = np.sort(rng.choice(np.arange(1, 9), size=size, replace=False))
+        size = 14 if big and c == 0 else int(rng.integers(2, 6))
+        times = np.sort(rng.choice(np.arange(1, 21 if size > 8 else 9), size=size, replace=False))
         short = np.sort(rng.choice(np.arange(1, 5), size=min(size, 4), replace=False))
         for j, t in enumerate(times):
             rows.append(dict(id=c + 1, hi=c % 4 + 1, t=int(t), ts=int(short[j]) if j < len(short) else None,
@@ -139,7 +144,7 @@ def _dense(kind: str, random: str, frame: pd.DataFrame, v: dict[str, float]) -> 
     n = len(frame)
     X = np.column_stack([np.ones(n), frame["x"].to_numpy()])
     y = frame["y"].to_numpy()
-    Zc = (frame["id"].to_numpy()[:, None] == np.arange(1, 13)[None, :]).astype(float)
+    Zc = (frame["id"].to_numpy()[:, None] == np.arange(1, 13)[None, :]).astype(float)  # ids 1..12
     Zh = (frame["hi"].to_numpy()[:, None] == np.arange(1, 5)[None, :]).astype(float)
     V = _resid_cov(kind, frame, v) + v["sd(_cons)@hi"] ** 2 * Zh @ Zh.T
     if random == RI:
@@ -157,9 +162,9 @@ def _dense(kind: str, random: str, frame: pd.DataFrame, v: dict[str, float]) -> 
     return float(ml), float(reml)
 
 
-def _model(tmp_path: Path, kind: str):
+def _model(tmp_path: Path, kind: str, big: bool = False):
     residuals, random, extra = CASES[kind]
-    frame = _data()
+    frame = _data(big=big)
     if kind.startswith(("banded", "unstructured")):
         frame = frame.dropna(subset=["ts"]).reset_index(drop=True)
         frame["ts"] = frame["ts"].astype(int)
@@ -180,9 +185,25 @@ def _model(tmp_path: Path, kind: str):
     return model, values, frame, {nm: float(values[i]) for i, nm in enumerate(names)}, random
 
 
-@pytest.mark.parametrize("kind", sorted(CASES))
-def test_ml_and_reml_match_the_dense_multivariate_normal(tmp_path: Path, kind: str) -> None:
-    model, values, frame, v, random = _model(tmp_path, kind)
+LAYOUTS = ["pattern blocks", "gathered patterns", "size batches"]
+"""How the plan whitens: contiguous pattern blocks (few patterns), batched gathers (many), equal-size batches."""
+
+
+def _combinations(kinds: list[str]) -> list[tuple[str, str]]:
+    """(kind, layout) pairs; banded and unstructured use a time column of four values, so no size batches."""
+    return [(k, lay) for k in kinds for lay in LAYOUTS
+            if not (lay == "size batches" and k.startswith(("banded", "unstructured")))]
+
+
+@pytest.mark.parametrize(("kind", "layout"), _combinations(sorted(CASES)))
+def test_ml_and_reml_match_the_dense_multivariate_normal(tmp_path: Path, kind: str, layout: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    if layout == "gathered patterns":
+        monkeypatch.setattr(residual_structures, "MAX_LOOPED_PATTERNS", 0)
+    model, values, frame, v, random = _model(tmp_path, kind, big=layout == "size batches")
+    plan = GaussianDesign(model).residual
+    assert (plan.perm is None) == (layout == "gathered patterns")
+    assert (len(plan.batches) > 1) == (layout == "size batches")
     ml, reml = _dense(kind, random, frame, v)
     assert exact_loglik(model, values) == pytest.approx(ml, rel=1e-9, abs=1e-9)
     design = GaussianDesign(model)
@@ -190,11 +211,16 @@ def test_ml_and_reml_match_the_dense_multivariate_normal(tmp_path: Path, kind: s
     assert ours == pytest.approx(reml, rel=1e-9, abs=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["ar2_gaps", "unstructured", "exponential_by", "ma2", "banded1", "independent_by",
-                                  "exchangeable_by"])
+@pytest.mark.parametrize(("kind", "layout"), _combinations(["ar2_gaps", "unstructured", "exponential_by", "ma2",
+                                                            "banded1", "independent_by", "exchangeable_by",
+                                                            "toeplitz2"]))
 @pytest.mark.parametrize("reml", [False, True])
-def test_analytic_gradient_of_residual_parameters_matches_differences(tmp_path: Path, kind: str, reml: bool) -> None:
-    model, values, _, _, _ = _model(tmp_path, kind)
+def test_analytic_gradient_of_residual_parameters_matches_differences(tmp_path: Path, kind: str, reml: bool,
+                                                                      layout: str, monkeypatch: pytest.MonkeyPatch
+                                                                      ) -> None:
+    if layout == "gathered patterns":
+        monkeypatch.setattr(residual_structures, "MAX_LOOPED_PATTERNS", 0)
+    model, values, _, _, _ = _model(tmp_path, kind, big=layout == "size batches")
     design = GaussianDesign(model)
 
     def loglik(vals: np.ndarray) -> float:

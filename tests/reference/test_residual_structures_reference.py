@@ -11,11 +11,14 @@ the linear regression has Stata's chi2(14) for the unstructured model.
 
 from __future__ import annotations
 
+import json
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mlmrun import cli
 from mlmrun.estimate.gaussian_fit import fit_gaussian
 from mlmrun.pipeline import prepare
 from mlmrun.results import FitResult
@@ -92,3 +95,18 @@ def test_exercise_unstructured_lr_test_has_statas_fourteen_degrees_of_freedom() 
     lr = fitted("exercise_unstructured").extras["lr_test"]
     assert lr["df"] == 14 and lr["kind"] == "chi2"
     assert lr["chi2"] > 0
+
+
+def test_ovary_ar2_report_and_results_json_carry_the_residual_block(tmp_path: Path) -> None:
+    assert cli.main(["fit", str(SPECS / "ovary_ar2.yaml"), "--out", str(tmp_path), "--quiet"]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["residual_structure"] == {"structure": "ar", "title": "AR(2)", "time": "time", "by": None, "order": 2,
+                                         "level": "mare"}
+    params = {p["name"]: p for p in doc["parameters"]}
+    for name, block in (("phi1", "rescorr"), ("phi2", "rescorr"), ("sd(e)", "residual"), ("var(e)", "residual")):
+        assert params[name]["block"] == block and params[name]["se"] > 0, name
+    assert params["var(e)"]["estimate"] == pytest.approx(params["sd(e)"]["estimate"] ** 2, rel=1e-12)
+    assert doc["lr_test"]["df"] == 3  # sd(_cons), phi1, phi2 against the regression's one residual SD
+    report = (tmp_path / "report.md").read_text()
+    block = report[report.index("### Residual: AR(2)"):]
+    assert block.index("| phi1 |") < block.index("| phi2 |") < block.index("| sd(e) |") < block.index("| var(e) |")
