@@ -187,7 +187,14 @@ def _groups(frame: pd.DataFrame, res: Residuals, k: int, cluster: np.ndarray,
     if res.by is None:
         return np.zeros(len(frame), dtype=int), [None]
     col = frame[res.by]
-    codes, labels = pd.factorize(col.astype(str), sort=True)
+    values = pd.to_numeric(col, errors="coerce")
+    if values.isna().any() or not pd.api.types.is_numeric_dtype(col):
+        bad = col[values.isna()]
+        raise DataError.at(("responses", k, "residuals", "by"),
+                           f"by column {excerpt(res.by)} must be numeric (as Stata's by()); it holds values such as "
+                           f"{excerpts(pd.unique(bad.astype(str)), 3)}; recode its categories as numbers (1, 2, ...)")
+    codes, uniques = pd.factorize(values.to_numpy(dtype=float), sort=True)
+    labels = [_label(v) for v in uniques]
     if res.structure != "independent":
         per = pd.DataFrame({"c": cluster, "g": codes}).drop_duplicates()
         varying = per["c"].duplicated(keep=False)
@@ -197,7 +204,7 @@ def _groups(frame: pd.DataFrame, res: Residuals, k: int, cluster: np.ndarray,
                                f"by column {excerpt(res.by)} varies within {level.name} {excerpt(unit)}; with "
                                f"structure {res.structure} it must be constant within each {level.name} unit "
                                "(only structure: independent allows it to vary)")
-    return codes.astype(int), [str(x) for x in labels]
+    return codes.astype(int), labels
 
 
 def _add_rows(pt: ParTableBuilder, res: Residuals, order: int, label: str | None, suffix: str, eq_name: str,

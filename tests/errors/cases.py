@@ -222,6 +222,10 @@ def _text_time(i: int, f: list[str]) -> None:
     f[1] = f'"t{f[1]}"'
 
 
+def _text_mare(i: int, f: list[str]) -> None:
+    f[0] = f'"m{f[0]}"'
+
+
 def _duplicate_time(i: int, f: list[str]) -> None:
     if i == 1:
         f[1] = "1"
@@ -610,6 +614,10 @@ CASES: list[Case] = [
          edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: unstructured, time: time, by: mare}",
               "random:\n  - {level: mare, terms: [1]}\n", ""),
          at=("responses", 0, "residuals", "by"), hint="drop those times"),
+    Case("resid_by_not_numeric", ((RESID, "must be numeric (as Stata's by())"),),
+         edit(OVARY, "data/ovary.csv", "data/ovary_mare.csv", "time: time}", "time: time, by: mare}"),
+         files={"data/ovary_mare.csv": _ovary_csv(_text_mare)}, at=("responses", 0, "residuals", "by"), column="mare",
+         hint="recode its categories as numbers"),
     Case("resid_time_column_missing", ((INIT, "@_check_columns"),),
          edit(OVARY, "time: time}", "time: tme}"), at=("responses", 0, "residuals", "time"), column="tme",
          hint="did you mean 'time'?"),
