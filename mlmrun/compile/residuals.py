@@ -168,6 +168,29 @@ def _check_times(t: np.ndarray, cluster: np.ndarray, res: Residuals, k: int, lev
                            f"{level.name} unit needs its own time value")
 
 
+def _check_nesting(spec: Spec, levels: list[LevelIndex], cluster: np.ndarray, level: LevelIndex) -> None:
+    """Every level with random effects must hold whole clusters (a crossed factor may not split one).
+
+    Whitening mixes the rows of a cluster; a random effect whose unit changes
+    within a cluster would then load on several units in one row.
+    """
+    used = [(("random", i, "level"), b.level) for i, b in enumerate(spec.random)]
+    used += [(("latent", i, "level"), lat.level) for i, lat in enumerate(spec.latent)]
+    by_name = {lv.name: lv for lv in levels}
+    for loc, name in used:
+        other = by_name.get(name)
+        if other is None or other is level:
+            continue
+        pairs = pd.DataFrame({"c": cluster, "u": other.codes}).drop_duplicates()
+        split = pairs["c"].duplicated(keep=False)
+        if split.any():
+            unit = level.labels[int(pairs.loc[split, "c"].iloc[0])]
+            raise SpecError.at(loc, f"level '{name}' changes within {level.name} {excerpt(unit)}, whose residuals "
+                                    f"are correlated (`residuals:`); a residual structure needs every level with "
+                                    f"random effects to contain whole {level.name} units: drop these random effects "
+                                    "or the residual structure")
+
+
 def _label(v: float) -> str:
     return str(int(v)) if float(v) == int(v) else f"{v:g}"
 
@@ -262,6 +285,7 @@ def compile_residuals(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex],
     level_pos = next(i for i, lv in enumerate(levels) if lv.name == lowest)
     level = levels[level_pos]
     cluster = level.codes
+    _check_nesting(spec, levels, cluster, level)
     order = res.order or 1
     n = len(frame)
     t = _time_values(frame, res, k) if res.time else np.zeros(n)

@@ -618,6 +618,10 @@ CASES: list[Case] = [
          edit(OVARY, "data/ovary.csv", "data/ovary_mare.csv", "time: time}", "time: time, by: mare}"),
          files={"data/ovary_mare.csv": _ovary_csv(_text_mare)}, at=("responses", 0, "residuals", "by"), column="mare",
          hint="recode its categories as numbers"),
+    Case("resid_crossed_level_splits_clusters", ((RESID, "contain whole \x00 units"),),
+         edit(OVARY, "levels:\n  - {name: mare, id: mare}\n", "levels:\n  - {name: mare, id: mare}\n"
+              "  - {name: day, id: time, crossed: true}\n", "terms: [1]}\n", "terms: [1]}\n  - {level: day, terms: [1]}\n"),
+         at=("random", 1, "level"), hint="drop these random effects or the residual structure"),
     Case("resid_time_column_missing", ((INIT, "@_check_columns"),),
          edit(OVARY, "time: time}", "time: tme}"), at=("responses", 0, "residuals", "time"), column="tme",
          hint="did you mean 'time'?"),
