@@ -5,14 +5,18 @@
 - independent residuals `by` a column are `variance_by` that column (one SD per category); their LR test
   is against the regression with one residual SD (sd(_cons) and four more SDs: 5 df);
 - AR(1) over integer times is exponential over the same times (rho^|t - s| either way), gaps included
-  (days 0, 4, 6, 8, 12), which also checks that lags are time differences, not row distances.
+  (days 0, 4, 6, 8, 12), which also checks that lags are time differences, not row distances;
+- standard errors of an exponential fit against the inverse Hessian of a dense per-subject likelihood.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from scipy.stats import multivariate_normal
 
 from mlmrun.estimate.gaussian_fit import fit_gaussian
 from mlmrun.pipeline import prepare
@@ -74,3 +78,45 @@ def test_ar1_over_integer_times_with_gaps_equals_exponential(tmp_path: Path, met
     assert ar.loglik == pytest.approx(ex.loglik, abs=1e-6)
     assert _value(ar, "phi1") == pytest.approx(_value(ex, "rho"), rel=1e-4)
     assert _value(ar, "sd(e)") == pytest.approx(_value(ex, "sd(e)"), rel=1e-4)
+
+
+def test_exponential_standard_errors_match_a_dense_hessian(tmp_path: Path) -> None:
+    """SEs of rho and sd(e) against the inverse Hessian of a dense likelihood with beta profiled by GLS.
+
+    (The inverse of the profiled Hessian is the (sd, rho) block of the full inverse Hessian.)
+    """
+    fit = _fit(tmp_path, "exp", "{name: strength, family: gaussian, residuals: {structure: exponential, time: day}}")
+    model = fit.model
+    names = list(model.partable.names)
+    frame = pd.read_csv(SPECS / "data" / "exercise.csv")
+    assert np.allclose(frame["strength"].to_numpy(), model.y)
+    groups = [np.flatnonzero(frame["id"].to_numpy() == i) for i in np.unique(frame["id"])]
+    day = frame["day"].to_numpy(float)
+    X, y = model.X, model.y
+
+    def profiled_loglik(theta: np.ndarray) -> float:
+        sd, rho = theta
+        covs = [sd**2 * rho ** np.abs(day[g][:, None] - day[g][None, :]) for g in groups]
+        inv = [np.linalg.inv(c) for c in covs]
+        xtvx = sum(X[g].T @ vi @ X[g] for g, vi in zip(groups, inv, strict=True))
+        xtvy = sum(X[g].T @ vi @ y[g] for g, vi in zip(groups, inv, strict=True))
+        beta = np.linalg.solve(xtvx, xtvy)
+        return sum(multivariate_normal(X[g] @ beta, c).logpdf(y[g]) for g, c in zip(groups, covs, strict=True))
+
+    theta = np.array([_value(fit, "sd(e)"), _value(fit, "rho")])
+    h = np.array([1e-3 * theta[0], 1e-4])
+    def f(i: int, j: int, di: float, dj: float) -> float:
+        t = theta.copy()
+        t[i] += di
+        t[j] += dj
+        return profiled_loglik(t)
+
+    H = np.zeros((2, 2))
+    for i in range(2):
+        for j in range(2):
+            H[i, j] = (f(i, j, h[i], h[j]) - f(i, j, h[i], -h[j]) - f(i, j, -h[i], h[j])
+                       + f(i, j, -h[i], -h[j])) / (4 * h[i] * h[j])
+    dense_se = np.sqrt(np.diag(np.linalg.inv(-H)))
+    se = fit.se()
+    assert se[names.index("sd(e)")] == pytest.approx(dense_se[0], rel=2e-3)
+    assert se[names.index("rho")] == pytest.approx(dense_se[1], rel=2e-3)
