@@ -41,7 +41,7 @@ def _data(seed: int = 3, big: bool = False) -> pd.DataFrame:
         short = np.sort(rng.choice(np.arange(1, 5), size=min(size, 4), replace=False))
         for j, t in enumerate(times):
             rows.append(dict(id=c + 1, hi=c % 4 + 1, t=int(t), ts=int(short[j]) if j < len(short) else None,
-                             tr=float(t) + 0.37 * rng.random(), grp="ab"[c % 2], rowgrp="uv"[j % 2],
+                             tr=float(t) + 0.37 * rng.random(), grp=c % 2 + 1, rowgrp=j % 2 + 1,
                              x=float(rng.normal()), y=float(rng.normal(size=1)[0] + 0.3 * t)))
     frame = pd.DataFrame(rows)
     return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
@@ -69,12 +69,16 @@ SLOPE = "  - {level: id, terms: [x]}\n  - {level: hi, terms: [1]}\n"
 CASES = {
     "independent_by": ("{structure: independent, by: rowgrp}", RI, {}),
     "exchangeable": ("{structure: exchangeable}", SLOPE, {"corr(e)": 0.3}),
-    "exchangeable_by": ("{structure: exchangeable, by: grp}", SLOPE, {"corr(e)[grp=a]": 0.3, "corr(e)[grp=b]": -0.1}),
+    "exchangeable_by": ("{structure: exchangeable, by: grp}", SLOPE, {"corr(e)[grp=1]": 0.3, "corr(e)[grp=2]": -0.1}),
     "ar1": ("{structure: ar, time: t}", RI, {"phi1": 0.6}),
     "ar2_gaps": ("{structure: ar, order: 2, time: t}", RI, {"phi1": 0.4, "phi2": 0.25}),
-    "ar1_by": ("{structure: ar, time: t, by: grp}", RI, {"phi1[grp=a]": 0.5, "phi1[grp=b]": -0.3}),
+    "ar1_by": ("{structure: ar, time: t, by: grp}", RI, {"phi1[grp=1]": 0.5, "phi1[grp=2]": -0.3}),
     "ma2": ("{structure: ma, order: 2, time: t}", RI, {"theta1": 0.5, "theta2": -0.3}),
     "toeplitz2": ("{structure: toeplitz, order: 2, time: t}", RI, {"rho1": 0.4, "rho2": 0.15}),
+    "toeplitz2_by": ("{structure: toeplitz, order: 2, time: t, by: grp}", RI,
+                     {"rho1[grp=1]": 0.4, "rho2[grp=1]": 0.1, "rho1[grp=2]": -0.2, "rho2[grp=2]": 0.2}),
+    "banded1_by": ("{structure: banded, order: 1, time: ts, by: grp}", RI,
+                   {"corr(e1,e2)[grp=1]": 0.4, "corr(e2,e3)[grp=1]": -0.2, "corr(e3,e4)[grp=2]": 0.3}),
     "banded1": ("{structure: banded, order: 1, time: ts}", RI,
                 {"sd(e1)": 1.1, "sd(e2)": 0.8, "sd(e3)": 1.3, "sd(e4)": 0.9,
                  "corr(e1,e2)": 0.4, "corr(e2,e3)": -0.2, "corr(e3,e4)": 0.3}),
@@ -83,7 +87,7 @@ CASES = {
                       "corr(e1,e3)": 0.2, "corr(e1,e4)": 0.1, "corr(e2,e3)": 0.3, "corr(e2,e4)": -0.1,
                       "corr(e3,e4)": 0.35}),
     "exponential": ("{structure: exponential, time: tr}", RI, {"rho": 0.6}),
-    "exponential_by": ("{structure: exponential, time: tr, by: grp}", RI, {"rho[grp=a]": 0.6, "rho[grp=b]": 0.3}),
+    "exponential_by": ("{structure: exponential, time: tr, by: grp}", RI, {"rho[grp=1]": 0.6, "rho[grp=2]": 0.3}),
 }
 SDS = {"sd(_cons)@id": 0.7, "sd(x)@id": 0.5, "sd(_cons)@hi": 0.4, "Intercept": 0.2, "x": -0.4}
 
@@ -122,19 +126,19 @@ def _resid_cov(kind: str, frame: pd.DataFrame, v: dict[str, float]) -> np.ndarra
             th = np.array([1.0, v["theta1"], v["theta2"]])
             gam = [th @ th, th[:2] @ th[1:], th[0] * th[2]]
             C = np.where(lag <= 2, np.array(gam + [0.0] * 20)[np.minimum(lag, 3)] / gam[0], 0.0)
-        elif kind == "toeplitz2":
-            C = np.select([lag == 0, lag == 1, lag == 2], [1.0, v["rho1"], v["rho2"]], 0.0)
+        elif kind.startswith("toeplitz2"):
+            C = np.select([lag == 0, lag == 1, lag == 2], [1.0, v[f"rho1{sfx}"], v[f"rho2{sfx}"]], 0.0)
         elif kind.startswith("exponential"):
             tr = frame.loc[idx, "tr"].to_numpy(float)
             C = v[f"rho{sfx}"] ** np.abs(tr[:, None] - tr[None, :])
         else:  # banded, unstructured over ts
             ts = frame.loc[idx, "ts"].to_numpy(int)
-            sd = np.array([v[f"sd(e{a})"] for a in ts])
+            sd = np.array([v[f"sd(e{a}){sfx}"] for a in ts])
             C = np.eye(len(idx))
             for i, a in enumerate(ts):
                 for j, b in enumerate(ts):
                     if a != b:
-                        C[i, j] = v.get(f"corr(e{min(a, b)},e{max(a, b)})", 0.0)
+                        C[i, j] = v.get(f"corr(e{min(a, b)},e{max(a, b)}){sfx}", 0.0)
         R[np.ix_(idx, idx)] = sd[:, None] * C * sd[None, :]
     return R
 
