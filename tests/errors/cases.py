@@ -622,6 +622,9 @@ CASES: list[Case] = [
          edit(OVARY, "levels:\n  - {name: mare, id: mare}\n", "levels:\n  - {name: mare, id: mare}\n"
               "  - {name: day, id: time, crossed: true}\n", "terms: [1]}\n", "terms: [1]}\n  - {level: day, terms: [1]}\n"),
          at=("random", 1, "level"), hint="drop these random effects or the residual structure"),
+    Case("stack_item_and_value_same_name", ((RESHAPE, "stacking would create column"),),
+         edit(PIG, "data/pig.csv}", "data/pig.csv, stack: {columns: [week], item: y, value: y}}"), at=("data", "stack"),
+         column="y", hint="choose another name"),
     Case("resid_time_column_missing", ((INIT, "@_check_columns"),),
          edit(OVARY, "time: time}", "time: tme}"), at=("responses", 0, "residuals", "time"), column="tme",
          hint="did you mean 'time'?"),
