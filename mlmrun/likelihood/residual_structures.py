@@ -356,16 +356,28 @@ class ResidualPlan:
         if st.structure in ("ar", "ma", "toeplitz"):
             for g, grp in enumerate(st.groups):
                 for r in grp.par_rows:
-                    h = STEP * max(1.0, abs(float(values[r])))
-                    up, down = values.copy(), values.copy()
-                    up[r] += h
-                    down[r] -= h
-                    try:
-                        d = (self._group_correlation(g, up) - self._group_correlation(g, down)) / (2 * h)
-                    except np.linalg.LinAlgError:  # at the edge of the stationary region: one-sided
-                        d = (self._group_correlation(g, values) - self._group_correlation(g, down)) / h
-                    grad[r] += float(by_lag[g] @ d)
+                    grad[r] += float(by_lag[g] @ self._acf_derivative(g, values, int(r)))
         return grad
+
+    def _acf_derivative(self, g: int, values: np.ndarray, r: int) -> np.ndarray:
+        """d rho_0..rho_max_lag / d value[r] of group g: central differences, one-sided at the stationary edge."""
+        h = STEP * max(1.0, abs(float(values[r])))
+        at = self._group_correlation(g, values)
+        steps = {}
+        for sign in (1.0, -1.0):
+            moved = values.copy()
+            moved[r] += sign * h
+            try:
+                steps[sign] = self._group_correlation(g, moved)
+            except np.linalg.LinAlgError:
+                steps[sign] = None
+        if steps[1.0] is not None and steps[-1.0] is not None:
+            return (steps[1.0] - steps[-1.0]) / (2 * h)
+        if steps[1.0] is not None:
+            return (steps[1.0] - at) / h
+        if steps[-1.0] is not None:
+            return (at - steps[-1.0]) / h
+        raise np.linalg.LinAlgError("AR coefficients at the edge of the stationary region on both sides")
 
     def _block_grams(self, G: np.ndarray, Xw: np.ndarray) -> list[np.ndarray]:
         """Per batch, sum_c G_c X_c' of every pattern from the contiguous blocks of the `perm` order."""
@@ -379,18 +391,16 @@ class ResidualPlan:
                Q: np.ndarray | None = None) -> np.ndarray:
         """dD/dR_p (symmetric) of every pattern of a batch, from dD/d(whitened rows) (module docstring)."""
         P, s = b.time.shape
-        if Q is not None:
-            pass
-        elif b.members is not None:
+        if Q is None:  # rows in data order (`perm` is None): gather each pattern's clusters
             Q = np.zeros((P, s, s))
-            for p, mem in enumerate(b.members):
-                v = np.flatnonzero(b.valid[p])
-                Q[p][np.ix_(v, v)] = _gram(G, Xw, b.rows[mem][:, v])
-        else:
-            pad = np.zeros((1, G.shape[1]))
-            Gc, Xc = np.vstack([G, pad])[b.rows], np.vstack([Xw, pad])[b.rows]
-            Q = np.zeros((P, s, s))
-            np.add.at(Q, b.pattern, Gc @ np.swapaxes(Xc, 1, 2))
+            if b.members is not None:
+                for p, mem in enumerate(b.members):
+                    v = np.flatnonzero(b.valid[p])
+                    Q[p][np.ix_(v, v)] = _gram(G, Xw, b.rows[mem][:, v])
+            else:
+                pad = np.zeros((1, G.shape[1]))
+                Gc, Xc = np.vstack([G, pad])[b.rows], np.vstack([Xw, pad])[b.rows]
+                np.add.at(Q, b.pattern, Gc @ np.swapaxes(Xc, 1, 2))
         LinvT = np.swapaxes(Linv, 1, 2)
         barL = -LinvT @ Q
         idx = np.arange(s)
