@@ -204,6 +204,22 @@ def _check_order(res: Residuals, order: int, cluster: np.ndarray, k: int, level:
                            f"({biggest} rows); lower `order:` to at most {max(biggest - 1, 1)}")
 
 
+def _check_lags(t: np.ndarray, cluster: np.ndarray, order: int, k: int, res: Residuals) -> None:
+    """Toeplitz: every lag 1..order must occur within some cluster, else its correlation is not identified."""
+    order_rows = np.lexsort((t, cluster))
+    seen: set[int] = set()
+    tc, cc = t[order_rows], cluster[order_rows]
+    for shift in range(1, int(np.bincount(cluster).max())):
+        same = cc[shift:] == cc[:-shift]
+        seen.update(int(x) for x in np.abs(tc[shift:] - tc[:-shift])[same] if x <= order)
+    missing = [q for q in range(1, order + 1) if q not in seen]
+    if missing:
+        raise DataError.at(("responses", k, "residuals", "order"),
+                           f"toeplitz order {order}: no two rows of a unit are {missing[0]} apart in "
+                           f"{excerpt(res.time)}, so rho{missing[0]} is not identified; lower `order:` or use "
+                           "structure: exponential for irregular times")
+
+
 def _groups(frame: pd.DataFrame, res: Residuals, k: int, cluster: np.ndarray,
             level: LevelIndex) -> tuple[np.ndarray, list[str | None]]:
     """Group index per row and the labels (one unlabelled group without `by`)."""
@@ -293,6 +309,8 @@ def compile_residuals(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex],
         _check_times(t, cluster, res, k, level)
     if res.structure in ORDERED:
         _check_order(res, order, cluster, k, level)
+    if res.structure == "toeplitz":
+        _check_lags(t, cluster, order, k, res)
     time_values, time_index = np.unique(t, return_inverse=True)
     group, labels = _groups(frame, res, k, cluster, level)
     eq = equations[k]

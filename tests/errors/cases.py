@@ -226,6 +226,10 @@ def _text_mare(i: int, f: list[str]) -> None:
     f[0] = f'"m{f[0]}"'
 
 
+def _even_time(i: int, f: list[str]) -> None:
+    f[1] = str(2 * int(f[1]))
+
+
 def _duplicate_time(i: int, f: list[str]) -> None:
     if i == 1:
         f[1] = "1"
@@ -625,6 +629,10 @@ CASES: list[Case] = [
     Case("stack_item_and_value_same_name", ((RESHAPE, "stacking would create column"),),
          edit(PIG, "data/pig.csv}", "data/pig.csv, stack: {columns: [week], item: y, value: y}}"), at=("data", "stack"),
          column="y", hint="choose another name"),
+    Case("resid_toeplitz_lag_never_occurs", ((RESID, "apart in"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: toeplitz, order: 2, time: time}",
+              "data/ovary.csv", "data/ovary_even.csv"), files={"data/ovary_even.csv": _ovary_csv(_even_time)},
+         at=("responses", 0, "residuals", "order"), hint="lower `order:`"),
     Case("resid_time_column_missing", ((INIT, "@_check_columns"),),
          edit(OVARY, "time: time}", "time: tme}"), at=("responses", 0, "residuals", "time"), column="tme",
          hint="did you mean 'time'?"),
