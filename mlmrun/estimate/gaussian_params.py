@@ -64,15 +64,26 @@ class ResidualChol:
         return np.linalg.cholesky(Sigma)[np.tril_indices(T)]
 
     def jacobian(self, lam: np.ndarray) -> np.ndarray:
-        """d natural / d lam by central differences (a map of a few numbers)."""
-        J = np.zeros((len(self.sd_idx) + len(self.corr_idx), len(lam)))
-        for j in range(len(lam)):
-            h = 1e-7 * max(1.0, abs(float(lam[j])))
-            up, down = lam.copy(), lam.copy()
-            up[j] += h
-            down[j] -= h
-            J[:, j] = (self.natural(up) - self.natural(down)) / (2 * h)
-        return J
+        """d natural / d lam, analytic: dSigma = E_ab Lam' + Lam E_ba for the factor entry (a, b), then
+        d log sd_r = dSigma_rr / (2 Sigma_rr) and d corr_rs = dSigma_rs / (sd_r sd_s) - corr_rs (d log sd_r + d log sd_s).
+        """
+        T = len(self.sd_idx)
+        rows, cols = np.tril_indices(T)
+        Lam = np.zeros((T, T))
+        Lam[rows, cols] = lam
+        Sigma = Lam @ Lam.T
+        var = np.maximum(np.diag(Sigma), 1e-300)
+        sd = np.sqrt(var)
+        m = len(lam)
+        dS = np.zeros((m, T, T))
+        k = np.arange(m)
+        dS[k, rows, :] += Lam[:, cols].T
+        dS[k, :, rows] += Lam[:, cols].T
+        dlogsd = np.diagonal(dS, axis1=1, axis2=2) / (2.0 * var)
+        a, b = self.pairs[:, 0], self.pairs[:, 1]
+        corr = Sigma[a, b] / (sd[a] * sd[b])
+        dcorr = dS[:, a, b] / (sd[a] * sd[b]) - corr * (dlogsd[:, a] + dlogsd[:, b])
+        return np.concatenate([dlogsd, dcorr], axis=1).T
 
 
 def _residual_chol_blocks(model: CompiledModel, free: np.ndarray, counts: np.ndarray) -> list[ResidualChol]:

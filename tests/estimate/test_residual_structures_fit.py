@@ -120,3 +120,22 @@ def test_exponential_standard_errors_match_a_dense_hessian(tmp_path: Path) -> No
     se = fit.se()
     assert se[names.index("sd(e)")] == pytest.approx(dense_se[0], rel=2e-3)
     assert se[names.index("rho")] == pytest.approx(dense_se[1], rel=2e-3)
+
+
+def test_unstructured_cholesky_coordinates_round_trip_and_jacobian() -> None:
+    """The optimiser's Cholesky coordinates of an unstructured residual: natural <-> factor, and d natural / d factor."""
+    from mlmrun.estimate.gaussian_params import ResidualChol
+
+    T = 4
+    pairs = np.array([(a, b) for a in range(T) for b in range(a + 1, T)])
+    rc = ResidualChol(np.arange(T), np.arange(len(pairs)), pairs, np.zeros(T * (T + 1) // 2, dtype=int))
+    log_sd = np.log([1.2, 0.7, 2.0, 1.1])
+    corr = np.array([0.5, 0.3, -0.2, 0.6, 0.1, 0.4])
+    lam = rc.coordinates(log_sd, corr)
+    assert np.allclose(rc.natural(lam), np.concatenate([log_sd, corr]), atol=1e-12)
+    J = rc.jacobian(lam)
+    for j in range(len(lam)):
+        up, down = lam.copy(), lam.copy()
+        up[j] += 1e-6
+        down[j] -= 1e-6
+        assert np.allclose(J[:, j], (rc.natural(up) - rc.natural(down)) / 2e-6, atol=1e-7)
