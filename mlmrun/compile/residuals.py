@@ -108,7 +108,8 @@ def _check_spec(spec: Spec, k: int, res: Residuals) -> None:
     eq = spec.responses[k]
     if eq.family != "gaussian" or (eq.link not in (None, "identity")):
         raise SpecError.at(loc, f"residual structures are for gaussian responses with the identity link (found "
-                                f"{eq.family}); drop `residuals:` or use family: gaussian")
+                                f"{eq.family}, link {eq.link or 'default'}); drop `residuals:` or use family: gaussian "
+                                "with the identity link")
     if len(spec.responses) > 1:
         raise SpecError.at(loc, "residual structures need a model with one response equation; drop `residuals:` "
                                 "or fit the equations separately")
