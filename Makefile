@@ -35,6 +35,11 @@ fuzz: install
 bench: install
 	$(PIN_BLAS) $(BIN)/python bench/run.py
 
+# A million-row AR(1) random-intercept fit (issue 12: under 20 s and 4 GB); separate because it takes a while.
+.PHONY: bench-scale
+bench-scale: install
+	$(PIN_BLAS) $(BIN)/python bench/bench_ar1_scale.py
+
 # Mutation check (minutes; not part of `make test`): every curated mutant in tools/mutants.yaml must be killed.
 .PHONY: mutate
 mutate: install

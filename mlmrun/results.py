@@ -134,6 +134,24 @@ def _derivations(model: CompiledModel) -> list[Derivation]:
         from mlmrun.compile.discrete import derivations
 
         out += derivations(dl, model.levels[dl.level].name)
+    for row, sa, sb in residual_correlations(model):  # exchangeable corr(e), unstructured/banded corr(e0,e4)
+        out.append((covariance_name(str(names[row])), "rescorr", [row, sa, sb],
+                    lambda v, r=row, sa=sa, sb=sb: float(v[r] * v[sa] * v[sb])))
+    return out
+
+
+def residual_correlations(model: CompiledModel) -> list[tuple[int, int, int]]:
+    """(correlation row, SD row, SD row) of every residual correlation of a residual covariance structure."""
+    st = model.residual
+    if st is None or st.structure not in ("exchangeable", "unstructured", "banded"):
+        return []
+    out = []
+    for grp in st.groups:
+        if st.structure == "exchangeable":
+            out.append((int(grp.par_rows[0]), int(grp.sd_rows[0]), int(grp.sd_rows[0])))
+        else:
+            out += [(int(r), int(grp.sd_rows[a]), int(grp.sd_rows[b])) for r, (a, b) in zip(grp.par_rows, grp.pairs,
+                                                                                         strict=True)]
     return out
 
 
@@ -338,6 +356,12 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
     doc["wald"] = fit.extras.get("wald")
     if fit.model.weighting is not None and (fit.model.weighting.sampling or fit.model.weighting.frequency):
         doc["weights"] = weights_json(prepared.spec)
+    if model.residual is not None:  # issue 12: the structure its rescorr/residual rows belong to
+        st = model.residual
+        res_spec = model.spec.responses[st.equation].residuals
+        doc["residual_structure"] = {"structure": st.structure, "title": st.title, "time": res_spec.time,
+                                     "by": st.by, "order": st.order if st.structure in ("ar", "ma", "banded", "toeplitz") else None,
+                                     "level": model.levels[st.level].name}
     for key in JSON_EXTRAS:
         if key in fit.extras:
             doc[key] = fit.extras[key]

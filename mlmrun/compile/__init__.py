@@ -29,6 +29,7 @@ from mlmrun.compile.model import CompiledModel, CovBlock, Equation, LatentVar
 from mlmrun.compile.ordinal_ext import formula_of as ordinal_formula
 from mlmrun.compile.ordinal_ext import ordinal_design
 from mlmrun.compile.partable import ParTable, ParTableBuilder
+from mlmrun.compile.residuals import compile_residuals, is_structured, residual_columns
 from mlmrun.compile.spec_checks import check_spec
 from mlmrun.compile.weights import compile_weights
 from mlmrun.data.levels import build_levels
@@ -69,6 +70,8 @@ def used_columns(spec: Spec) -> dict[str, str]:
         cols.setdefault(c, where)
     for i, lv in enumerate(spec.levels):
         cols.setdefault(lv.id, f"levels.{i}.id")
+    for c, where in residual_columns(spec).items():
+        cols.setdefault(c, where)
     for i, block in enumerate(spec.random):
         for t in block.terms:
             if str(t) != "1":
@@ -211,7 +214,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
         suffix = f":{eq.name}[{k}]" if multi else ""
         scale_rows = threshold_rows = hetero = hetero_rows = ordinal = choice = None
         extra = family_params(eq, k, family.name, frame, rows, y[rows], pt, suffix)
-        if eq.family in ("gaussian", "gamma") and extra is None:
+        if eq.family in ("gaussian", "gamma") and extra is None and not is_structured(eq):  # residuals: compile/residuals.py
             ystd = float(np.std(y[rows])) or 1.0
             if eq.family == "gaussian" and eq.variance_by:
                 cats = frame[eq.variance_by].astype(str).to_numpy()[rows]
@@ -376,6 +379,7 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     beta_rows = np.array([pt.add(name, "fixed", value=0.0, lhs=spec.responses[0].name, op="~", rhs=name)
                           for name in x_names], dtype=int)
     equations, eq_of_row, y, trials, offset = _equations(spec, frame, pt)
+    equations, residual = compile_residuals(spec, frame, levels, equations, y, pt)
     if any(eq.family.name == "ordinal" for eq in equations) and "Intercept" in x_names:
         raise SpecError("fixed: ordinal models have thresholds instead of an intercept; write the formula with `0 +` (e.g. 'y ~ 0 + temp')")
     parts = compile_latent(spec, frame, levels, pt)
@@ -393,6 +397,10 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         raise SpecError.at(where, "weights and robust standard errors are not available with discrete latent "
                                   "distributions (mass points or classes) yet; drop them, or give the latent "
                                   "variables a normal distribution")
+    if residual is not None and (weighting is not None or discrete):
+        raise SpecError.at(("responses", residual.equation, "residuals"),
+                           "residual covariance structures are not available with weights, robust standard errors "
+                           "or discrete latent distributions yet; drop one or the other")
     if weighting is not None and items.rescov:
         raise SpecError.at(("residual_covariances",), "residual covariances are not available with weights or "
                                                       "robust standard errors yet; drop one or the other")
@@ -402,5 +410,5 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
         B_entries=tuple(parts.B_entries), W=parts.W, w_names=parts.w_names,
         Gamma_entries=tuple(parts.Gamma_entries), beta_rows=beta_rows, partable=pt.build(),
         n_rows_read=data.n_rows, n_dropped_missing=n_dropped, data_sha256=data.sha256, weighting=weighting,
-        discrete=discrete, item_codes=items.codes, item_labels=items.labels, rescov=items.rescov,
+        discrete=discrete, item_codes=items.codes, item_labels=items.labels, rescov=items.rescov, residual=residual,
     )

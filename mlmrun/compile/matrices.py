@@ -33,6 +33,8 @@ class ModelMatrices:
     """False when a correlation matrix is not positive semi-definite."""
     family: tuple[np.ndarray | None, ...] = ()
     """Per equation: its family's parameter columns (equation rows x columns) or None (compile/family_params.py)."""
+    values: np.ndarray | None = None
+    """The natural values they came from (residual covariance structures read their rows here)."""
 
     @property
     def T(self) -> np.ndarray:
@@ -123,7 +125,7 @@ def model_matrices(model: CompiledModel, values: np.ndarray) -> ModelMatrices:
     return ModelMatrices(
         beta=values[model.beta_rows],
         lambdas=tuple(values[lat.loading_rows] for lat in model.latent),
-        B=B, Gamma=Gamma, L=L, scale=scale, thresholds=tuple(thresholds), valid=valid,
+        B=B, Gamma=Gamma, L=L, scale=scale, thresholds=tuple(thresholds), valid=valid, values=values,
         family=tuple(None if eq.family_params is None else eq.family_params.values(values) for eq in model.equations),
     )
 
@@ -140,6 +142,8 @@ class MatrixGradient:
     scale: np.ndarray
     thresholds: list[np.ndarray | None]
     family: list[np.ndarray | None] = field(default_factory=list)
+    residual: np.ndarray | None = None
+    """Gradient on partable rows of a residual covariance structure (likelihood/residual_structures.py), or None."""
 
     @classmethod
     def zeros(cls, mm: ModelMatrices) -> MatrixGradient:
@@ -233,4 +237,6 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
     for eq, gf in zip(model.equations, grad.family, strict=False):
         if eq.family_params is not None and gf is not None:
             eq.family_params.adjoint(gf, g)
+    if grad.residual is not None:
+        g += grad.residual
     return g

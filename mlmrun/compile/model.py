@@ -23,6 +23,7 @@ from mlmrun.families import Family
 from mlmrun.spec.model import Spec
 
 if TYPE_CHECKING:
+    from mlmrun.compile.residuals import ResidualStructure
     from mlmrun.compile.weights import Weighting
 
 
@@ -118,6 +119,8 @@ class CompiledModel:
     item_labels: tuple[str, ...] = ()
     rescov: tuple[tuple[int, int, int], ...] = ()
     """Residual covariances: (item a, item b, partable row)."""
+    residual: ResidualStructure | None = None
+    """A gaussian equation's residual covariance structure (compile/residuals.py), None for independent residuals."""
 
     @property
     def n(self) -> int:

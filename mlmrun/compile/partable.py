@@ -24,7 +24,7 @@ from mlmrun.errors import SpecError
 COLUMNS = ["name", "block", "lhs", "op", "rhs", "level", "equation", "free", "value",
            "lower", "upper", "transform", "group", "origin"]
 BLOCKS = ("fixed", "loading", "sd", "corr", "B", "Gamma", "residual", "hetero", "threshold", "shape",
-          "dispersion", "zeroinfl", "composite", "mass", "logit", "class_gamma", "rescov")
+          "dispersion", "zeroinfl", "composite", "mass", "logit", "class_gamma", "rescov", "rescorr")
 
 
 @dataclass

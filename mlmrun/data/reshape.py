@@ -14,8 +14,9 @@ def stack_long(frame: pd.DataFrame, stack: Stack) -> pd.DataFrame:
     missing = [c for c in stack.columns if c not in frame.columns]
     if missing:
         raise DataError(f"data.stack.columns: {excerpts(missing)} not in the data; {columns_hint(frame.columns)}")
-    for new in (stack.item, stack.value) + ((stack.id,) if stack.id else ()):
-        if new in frame.columns:
+    names = (stack.item, stack.value) + ((stack.id,) if stack.id else ())
+    for i, new in enumerate(names):
+        if new in frame.columns or new in names[:i]:  # an existing column, or two new ones of one name
             raise DataError(f"data.stack: stacking would create column {excerpt(new)}, which already exists; "
                             "choose another name")
     keep = [c for c in frame.columns if c not in stack.columns]

@@ -35,7 +35,7 @@ def _fit(model: CompiledModel, progress: Progress | None) -> FitResult:
 
         return with_wald(fit_discrete(model, progress))
     exact = model.is_linear_gaussian and spec.estimation.exact and model.weighting is None
-    if exact or needs_moments(model):
+    if model.residual is None and (exact or needs_moments(model)):
         data = plan_moments(model, identify=False)  # refuses residual covariances the moments engine cannot fit
         if data is not None:
             from mlmrun.estimate.moments_fit import fit_moments

@@ -117,7 +117,7 @@ class Objective:
                 pt = self.model.partable
                 free = self.params.free_vector(phi)
                 g_free = pt.jacobian(free).T @ values_gradient(self.model, values, grad)
-                dev, g = res.deviance, -2.0 * self.params.phi_gradient(g_free, grad.L)
+                dev, g = res.deviance, -2.0 * self.params.phi_gradient(g_free, grad.L, phi)
         self._remember(phi, dev)
         return dev, g
 

@@ -25,6 +25,85 @@ from mlmrun.compile.model import CompiledModel
 
 
 @dataclass(frozen=True)
+class ResidualChol:
+    """An unstructured residual covariance (one `by` group) on the lower Cholesky factor of its covariance.
+
+    The free vector holds log SDs and correlations; phi the factor's rows
+    (0,0), (1,0), (1,1), ...: every phi gives a positive semi-definite
+    covariance, so the optimiser never meets an invalid one (as lme4 does for
+    random effects); the correlations near +-1 of repeated measures are then
+    ordinary coordinates.
+    """
+
+    sd_idx: np.ndarray
+    corr_idx: np.ndarray
+    pairs: np.ndarray
+    """(len(corr_idx), 2): time positions (a, b) of each correlation."""
+    pos: np.ndarray
+
+    def natural(self, lam: np.ndarray) -> np.ndarray:
+        """[log SDs, correlations] from the factor's entries."""
+        T = len(self.sd_idx)
+        Lam = np.zeros((T, T))
+        Lam[np.tril_indices(T)] = lam
+        Sigma = Lam @ Lam.T
+        sd = np.sqrt(np.maximum(np.diag(Sigma), 1e-300))
+        R = Sigma / np.outer(sd, sd)
+        return np.concatenate([np.log(sd), np.clip(R[self.pairs[:, 0], self.pairs[:, 1]], -1.0, 1.0)])
+
+    def coordinates(self, log_sd: np.ndarray, corr: np.ndarray) -> np.ndarray:
+        """The factor's entries from log SDs and correlations (the nearest positive definite matrix if need be)."""
+        T = len(self.sd_idx)
+        R = np.eye(T)
+        R[self.pairs[:, 0], self.pairs[:, 1]] = corr
+        R[self.pairs[:, 1], self.pairs[:, 0]] = corr
+        sd = np.exp(log_sd)
+        Sigma = np.outer(sd, sd) * R
+        w, V = np.linalg.eigh(Sigma)
+        Sigma = (V * np.clip(w, 1e-8 * max(w.max(), 1e-300), None)) @ V.T
+        return np.linalg.cholesky(Sigma)[np.tril_indices(T)]
+
+    def jacobian(self, lam: np.ndarray) -> np.ndarray:
+        """d natural / d lam, analytic: dSigma = E_ab Lam' + Lam E_ba for the factor entry (a, b), then
+        d log sd_r = dSigma_rr / (2 Sigma_rr) and d corr_rs = dSigma_rs / (sd_r sd_s) - corr_rs (d log sd_r + d log sd_s).
+        """
+        T = len(self.sd_idx)
+        rows, cols = np.tril_indices(T)
+        Lam = np.zeros((T, T))
+        Lam[rows, cols] = lam
+        Sigma = Lam @ Lam.T
+        var = np.maximum(np.diag(Sigma), 1e-300)
+        sd = np.sqrt(var)
+        m = len(lam)
+        dS = np.zeros((m, T, T))
+        k = np.arange(m)
+        dS[k, rows, :] += Lam[:, cols].T
+        dS[k, :, rows] += Lam[:, cols].T
+        dlogsd = np.diagonal(dS, axis1=1, axis2=2) / (2.0 * var)
+        a, b = self.pairs[:, 0], self.pairs[:, 1]
+        corr = Sigma[a, b] / (sd[a] * sd[b])
+        dcorr = dS[:, a, b] / (sd[a] * sd[b]) - corr * (dlogsd[:, a] + dlogsd[:, b])
+        return np.concatenate([dlogsd, dcorr], axis=1).T
+
+
+def _residual_chol_blocks(model: CompiledModel, free: np.ndarray, counts: np.ndarray) -> list[ResidualChol]:
+    """The unstructured residual groups whose SDs and correlations are all free and used nowhere else."""
+    st = model.residual
+    if st is None or st.structure != "unstructured":
+        return []
+    out = []
+    for grp in st.groups:
+        rows = np.concatenate([grp.sd_rows, grp.par_rows]).astype(int)
+        idx = free[rows] - 1
+        if (free[rows] == 0).any() or len(set(idx)) != len(idx) or (counts[idx] != 1).any():
+            continue
+        T = len(grp.sd_rows)
+        out.append(ResidualChol((free[grp.sd_rows] - 1).astype(int), (free[grp.par_rows] - 1).astype(int),
+                                grp.pairs, np.zeros(T * (T + 1) // 2, dtype=int)))
+    return out
+
+
+@dataclass(frozen=True)
 class CholBlock:
     """An unstructured block whose k SDs and k(k-1)/2 correlations are free and used nowhere else."""
 
@@ -72,6 +151,9 @@ class GaussianParams:
             if (free[rows] == 0).any() or len(set(idx)) != len(idx) or (counts[idx] != 1).any():
                 continue
             claimed.update(int(i) for i in idx)
+        self.resid_chol = _residual_chol_blocks(model, free, counts)
+        for rc in self.resid_chol:
+            claimed.update(int(i) for i in np.concatenate([rc.sd_idx, rc.corr_idx]))
         skip = set(int(i) for i in self.beta_idx) | claimed
         if self.profile_sigma:
             skip |= set(resid_idx)
@@ -90,6 +172,10 @@ class GaussianParams:
             self.chol.append(CholBlock(idx.astype(int), (free[b.corr_rows] - 1).astype(int),
                                        np.arange(n_phi, n_phi + m), b.level, where))
             n_phi += m
+        for rc in self.resid_chol:
+            T = len(rc.sd_idx)
+            rc.pos[:] = np.arange(n_phi, n_phi + T * (T + 1) // 2)
+            n_phi += len(rc.pos)
         self.n_phi = n_phi
         bounds_free = pt.free_bounds()
         self.bounds: list[tuple[float | None, float | None]] = []
@@ -100,8 +186,12 @@ class GaussianParams:
             for i in range(k):
                 for jj in range(i + 1):
                     self.bounds.append((0.0, None) if i == jj else (None, None))
+        for rc in self.resid_chol:
+            T = len(rc.sd_idx)
+            self.bounds += [(0.0, None) if i == jj else (None, None) for i in range(T) for jj in range(i + 1)]
         self.sym = np.array([kind == "sd" for kind in self.plain_kind]
-                            + [i == jj for cb in self.chol for i in range(len(cb.sd_idx)) for jj in range(i + 1)])
+                            + [i == jj for cb in self.chol for i in range(len(cb.sd_idx)) for jj in range(i + 1)]
+                            + [False for rc in self.resid_chol for _ in rc.pos], dtype=bool)
         """Coordinates the deviance is even in (SDs, Cholesky diagonals): finite differences may cross 0."""
 
     @staticmethod
@@ -132,6 +222,8 @@ class GaussianParams:
                 R = Sigma / np.outer(sd, sd)
             rows, cols = np.tril_indices(k, -1)
             free[cb.corr_idx] = np.clip(np.nan_to_num(R[rows, cols]), -1.0, 1.0)
+        for rc in self.resid_chol:
+            free[np.concatenate([rc.sd_idx, rc.corr_idx])] = rc.natural(phi[rc.pos])
         return free
 
     def with_factors(self, mats: ModelMatrices, phi: np.ndarray) -> ModelMatrices:
@@ -152,7 +244,7 @@ class GaussianParams:
             L[cb.level][np.ix_(cb.where, cb.where)] = Lam
         return replace(mats, L=L)
 
-    def phi_gradient(self, g_free: np.ndarray, g_L: dict[int, np.ndarray]) -> np.ndarray:
+    def phi_gradient(self, g_free: np.ndarray, g_L: dict[int, np.ndarray], phi: np.ndarray | None = None) -> np.ndarray:
         """Gradient on phi from the gradient on the free vector and on L (for the Cholesky blocks).
 
         Evaluated with sigma = 1 (a profiled sigma is factored out of the
@@ -163,6 +255,8 @@ class GaussianParams:
         for cb in self.chol:
             k = len(cb.sd_idx)
             g[cb.pos] = g_L[cb.level][np.ix_(cb.where, cb.where)][np.tril_indices(k)]
+        for rc in self.resid_chol:  # phi is needed (only) here
+            g[rc.pos] = rc.jacobian(phi[rc.pos]).T @ g_free[np.concatenate([rc.sd_idx, rc.corr_idx])]
         return g
 
     def phi_from_free(self, free: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -181,6 +275,8 @@ class GaussianParams:
             w, V = np.linalg.eigh(Sigma)
             Sigma = (V * np.clip(w, 1e-10 * max(w.max(), 1e-300), None)) @ V.T
             phi[cb.pos] = np.linalg.cholesky(Sigma)[np.tril_indices(k)]
+        for rc in self.resid_chol:
+            phi[rc.pos] = rc.coordinates(free[rc.sd_idx], free[rc.corr_idx])
         return phi
 
     def clip(self, phi: np.ndarray) -> np.ndarray:
@@ -227,6 +323,83 @@ def start_values(model: CompiledModel, params: GaussianParams) -> tuple[np.ndarr
         if pt.names[r] not in user:
             values[r] = np.sqrt(within)
     values[model.beta_rows] = np.where([pt.names[r] in user for r in model.beta_rows], values[model.beta_rows], beta)
+    if model.residual is not None:
+        _residual_starts(model, e, values, user)
     free = pt.pack(values)
     sigma = float(np.exp(free[params.residual_idx[0]])) if params.profile_sigma else 1.0
     return free, sigma
+
+
+def _ar_start(model: CompiledModel, e: np.ndarray, values: np.ndarray, user: set[str]) -> None:
+    """phi1 from the residual autocorrelation r at the shortest lag k present: sign(r) |r|^(1/k), at least 0.1.
+
+    phi = 0 is a stationary point of the likelihood when no lag of 1 occurs
+    (rho_k = phi^k, k >= 2, has zero slope there), so a start at 0 could stay
+    there; the moment start moves off it towards the data's sign.
+    """
+    st = model.residual
+    names = model.partable.names
+    order = np.lexsort((st.time, st.cluster))
+    same = st.cluster[order][1:] == st.cluster[order][:-1]
+    lag = np.diff(st.time[order])
+    a, b = order[:-1][same], order[1:][same]
+    lag = lag[same]
+    for g, grp in enumerate(st.groups):
+        row = grp.par_rows[0]
+        mine = st.group[a] == g
+        if str(names[row]) in user or not mine.any():
+            continue
+        k = float(lag[mine].min())
+        pick = mine & (lag == k)
+        r = float(np.sum(e[a[pick]] * e[b[pick]]) / max(np.sqrt(np.sum(e[a[pick]] ** 2) * np.sum(e[b[pick]] ** 2)), 1e-300))
+        phi = float(np.sign(r) * abs(r) ** (1.0 / max(k, 1.0)))
+        values[row] = float(np.clip(phi if abs(phi) >= 0.1 else 0.1, -0.8, 0.8))
+
+
+def _residual_starts(model: CompiledModel, e: np.ndarray, values: np.ndarray, user: set[str]) -> None:
+    """Moment starts of unstructured, banded and exchangeable residual parameters from the OLS residuals.
+
+    Per `by` group: each time value's residual SD, and the correlations of
+    residuals of one cluster, shrunk towards 0 until the matrix is positive
+    definite (a start far inside the space saves the optimiser dozens of steps).
+    """
+    st = model.residual
+    names = model.partable.names
+    if st.structure == "ar":
+        _ar_start(model, e, values, user)
+    if st.structure not in ("unstructured", "banded", "exchangeable"):
+        return
+    for g, grp in enumerate(st.groups):
+        rows = np.flatnonzero(st.group == g)
+        clusters, cl = np.unique(st.cluster[rows], return_inverse=True)
+        if st.structure == "exchangeable":
+            sums = np.bincount(cl, weights=e[rows], minlength=len(clusters))
+            sizes = np.bincount(cl, minlength=len(clusters))
+            pairs = float(np.sum(sizes * (sizes - 1)))
+            var = float(np.mean(e[rows] ** 2)) or 1.0
+            rho = float(np.sum(sums**2 - np.bincount(cl, weights=e[rows] ** 2, minlength=len(clusters)))) / \
+                max(pairs, 1.0) / var
+            low = -0.5 / max(int(sizes.max()) - 1, 1)
+            if str(names[grp.par_rows[0]]) not in user:
+                values[grp.par_rows[0]] = float(np.clip(rho, low, 0.9))
+            continue
+        T = len(grp.sd_rows)
+        E = np.full((len(clusters), T), np.nan)
+        E[cl, st.time_index[rows]] = e[rows]
+        sd = np.sqrt(np.nanmean(E**2, axis=0))
+        sd = np.where(np.isfinite(sd) & (sd > 0), sd, float(np.sqrt(np.mean(e[rows] ** 2))) or 1.0)
+        C = np.eye(T)
+        for (a, b) in grp.pairs:
+            both = ~np.isnan(E[:, a]) & ~np.isnan(E[:, b])
+            if both.sum() >= 2:
+                C[a, b] = C[b, a] = float(np.clip(np.mean(E[both, a] * E[both, b]) / (sd[a] * sd[b]), -0.9, 0.9))
+        shrink = 1.0
+        while np.linalg.eigvalsh(shrink * C + (1 - shrink) * np.eye(T)).min() < 0.05 and shrink > 0:
+            shrink -= 0.1
+        C = max(shrink, 0.0) * C + (1 - max(shrink, 0.0)) * np.eye(T)
+        for r, t in zip(grp.sd_rows, range(T), strict=True):
+            if str(names[r]) not in user:
+                values[r] = sd[t]
+        for r, (a, b) in zip(grp.par_rows, grp.pairs, strict=True):
+            if str(names[r]) not in user:
+                values[r] = C[a, b]

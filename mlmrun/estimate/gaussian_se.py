@@ -166,9 +166,18 @@ def lr_test(model: CompiledModel, loglik: float, reml: bool, values: np.ndarray 
 
     The regression keeps every fixed covariate, those entering through structural Gamma
     included (estimate/lr_null.py); `values` (the estimates) start its search for free
-    loadings on a Gamma path.
+    loadings on a Gamma path. With a residual covariance structure the regression has one
+    residual SD, so every other residual parameter is tested too.
     """
     tested, single = tested_free(model)
+    if model.residual is not None:
+        frame = model.partable.frame
+        resid = sorted({int(k) - 1 for k, blk in zip(frame["free"], frame["block"], strict=True)
+                        if k > 0 and blk in ("residual", "rescorr")})
+        first_sd = [k for k, blk in zip(frame["free"], frame["block"], strict=True) if k > 0 and blk == "residual"]
+        extra = set(resid) - ({int(first_sd[0]) - 1} if first_sd else set())
+        if extra:
+            tested, single = sorted(set(tested) | extra), False
     if not tested:
         return None
     values = model.partable.start_values if values is None else values

@@ -69,8 +69,15 @@ def log_det_residual(design: GaussianDesign, mats: ModelMatrices) -> tuple[np.nd
 
 def factor_system(design: GaussianDesign, mats: ModelMatrices, profile_sigma: bool, beta: np.ndarray | None = None
                ) -> tuple[np.ndarray, float, np.ndarray, BlockSystem, BlockFactor]:
-    """Residual weights, log|S|, fixed map E, the block system and its factor (raises LinAlgError if not PD)."""
-    if profile_sigma and not design.hetero:
+    """Residual weights, log|S|, fixed map E, the block system and its factor (raises LinAlgError if not PD).
+
+    With a residual covariance structure the rows are whitened first (unit
+    weights; log|S| is then log|R|, relative to sigma^2 when it is profiled).
+    """
+    design = design.whitened(mats)
+    if design.residual is not None:
+        weights, log_s = np.ones(1), design.residual_logdet
+    elif profile_sigma and not design.hetero:
         weights, log_s = np.ones(len(design.class_rows)), 0.0
     else:  # with `variance:` designs and sigma profiled, `mats` holds the relative SDs exp(s_i' alpha)
         weights, log_s = log_det_residual(design, mats)

@@ -84,8 +84,12 @@ def _raw_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, wei
 
 
 def _row_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, weights: np.ndarray,
-                 sg: SystemGradient) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """dD/dH_l, dD/dE, dD/dw row by row (the Fisher identity's per-row expectations)."""
+                 sg: SystemGradient, per_row: dict | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """dD/dH_l, dD/dE, dD/dw row by row (the Fisher identity's per-row expectations).
+
+    `per_row`, when given, receives dD/d(F E) ('Fe', n x c) and dD/d(xi_l H_l) per level ('coef'): the
+    derivatives with respect to the rows themselves, which residual structures carry back through whitening.
+    """
     w = weights[design.classes]
     Fe = design.F @ E
     coef = [lv.xi @ Hl for lv, Hl in zip(design.levels, H, strict=True)]
@@ -106,11 +110,41 @@ def _row_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, wei
         dcoef[a] += w[:, None] * t
         dcoef[b] += w[:, None] * np.einsum("iab,ia->ib", Gab, coef[a])
     dH = [lv.xi.T @ dc for lv, dc in zip(design.levels, dcoef, strict=True)]
+    if per_row is not None:
+        per_row["Fe"], per_row["coef"] = dFe, dcoef
     return dH, design.F.T @ dFe, np.bincount(design.classes, weights=dwi, minlength=len(weights))
 
 
+def _whitened_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, sg: SystemGradient,
+                      per_row: dict | None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """`_row_adjoint` for whitened rows (unit weights, no weight gradient): fewer passes over the rows."""
+    Fe = design.F @ E
+    coef = [lv.xi @ Hl for lv, Hl in zip(design.levels, H, strict=True)]
+    dFe = 2.0 * (Fe @ sg.ff)
+    dcoef = []
+    for lv, a, Gd, GR in zip(design.levels, coef, sg.diag, sg.rhs, strict=True):
+        GRc = GR[lv.codes]
+        if Gd.shape[1] == 1:
+            s = np.einsum("ic,ic->i", GRc[:, 0, :], Fe)[:, None]
+            dFe += a * GRc[:, 0, :]
+            dcoef.append(2.0 * Gd[:, 0, 0][lv.codes][:, None] * a + s)
+        else:
+            t = np.einsum("ikj,ij->ik", Gd[lv.codes], a)
+            dFe += np.einsum("ikc,ik->ic", GRc, a)
+            dcoef.append(2.0 * t + np.einsum("ikc,ic->ik", GRc, Fe))
+    for (a, b), rp in design.row_pair.items():
+        Gab = sg.off[(a, b)][rp]
+        dcoef[a] += np.einsum("iab,ib->ia", Gab, coef[b])
+        dcoef[b] += np.einsum("iab,ia->ib", Gab, coef[a])
+    dH = [lv.xi.T @ dc for lv, dc in zip(design.levels, dcoef, strict=True)]
+    if per_row is not None:
+        per_row["Fe"], per_row["coef"] = dFe, dcoef
+    return dH, design.F.T @ dFe, np.zeros(1)
+
+
 def system_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, weights: np.ndarray,
-                   sg: SystemGradient, need_weights: bool = True) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+                   sg: SystemGradient, need_weights: bool = True, per_row: dict | None = None
+                   ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """dD/dH_l (K_l x k_l), dD/dE and dD/dw_g through `design.system` (same raw/row-wise choice).
 
     Without `need_weights` (sigma profiled: the weights are not parameters)
@@ -118,7 +152,9 @@ def system_adjoint(design: GaussianDesign, H: list[np.ndarray], E: np.ndarray, w
     """
     if design.raw:
         return _raw_adjoint(design, H, E, weights, sg, need_weights)
-    return _row_adjoint(design, H, E, weights, sg)
+    if design.is_whitened:
+        return _whitened_adjoint(design, H, E, sg, per_row)
+    return _row_adjoint(design, H, E, weights, sg, per_row)
 
 
 def matrix_gradient(design: GaussianDesign, mats: ModelMatrices, dH: list[np.ndarray], dE: np.ndarray,

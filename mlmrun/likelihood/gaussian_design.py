@@ -18,7 +18,8 @@ evaluation when raw sums would be larger than the data. The reverse of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -26,6 +27,7 @@ import scipy.sparse as sp
 
 from mlmrun.compile.matrices import ModelMatrices
 from mlmrun.compile.model import CompiledModel
+from mlmrun.likelihood.residual_structures import ResidualPlan
 from mlmrun.likelihood.selected_inverse import InversePlan
 from mlmrun.likelihood.sparse_blocks import BlockStructure, BlockSystem
 
@@ -108,6 +110,10 @@ class GaussianDesign:
                 self.row_pair[(a, b)] = inverse.ravel()
         self.structure = BlockStructure([lv.n_units for lv in self.levels], [len(lv.members) for lv in self.levels],
                                         self.pairs)
+        self.residual = ResidualPlan(model.residual, n) if with_levels and model.residual is not None else None
+        """Residual covariance structure: the rows are whitened per cluster at every evaluation (`whitened`)."""
+        self.is_whitened = False
+        self.residual_logdet = 0.0
         self._fixed_columns(model, reach)
         self._classes(model)
         self.raw = self._choose_raw()
@@ -164,8 +170,8 @@ class GaussianDesign:
         self.hetero_design = np.zeros((self.n, k_all))
         start = 0
         for eq in model.equations:
-            scale_row[eq.rows] = eq.scale_rows
-            base_row[eq.rows] = eq.scale_rows
+            scale_row[eq.rows] = eq.scale_rows if model.residual is None else 0  # structures: whitened, one class
+            base_row[eq.rows] = eq.scale_rows if model.residual is None else 0
             if eq.hetero is not None:
                 scale_row[eq.rows] = -2 - eq.rows
                 K = eq.hetero.shape[1]
@@ -183,7 +189,7 @@ class GaussianDesign:
 
     def _choose_raw(self) -> bool:
         """Raw sums when their per-evaluation work is below that of recomputing from the rows."""
-        if self.hetero:
+        if self.hetero or self.residual is not None:
             return False
         G, c_raw = len(self.class_rows), self.F.shape[1]
         K = [lv.xi.shape[1] for lv in self.levels]
@@ -211,6 +217,55 @@ class GaussianDesign:
         agg = self._agg(self.classes, G)
         c = self.F.shape[1]
         self.FF = (agg @ _outer(self.F, self.F)).reshape(G, c, c)
+
+    def whitened(self, mats: ModelMatrices) -> GaussianDesign:
+        """This design with every cluster's rows of F and xi multiplied by L_j^-1 (R_j = L_j L_j'), or itself.
+
+        The copy has unit residual weights and carries log|R| (`residual_logdet`)
+        and the factors for the adjoint (likelihood/residual_structures.py).
+        Raises LinAlgError where the residual covariance is not positive definite.
+        """
+        if self.residual is None or self.is_whitened:
+            return self
+        _ = self.inverse_plan  # built once on the base design, shared by every whitened copy
+        layout = self._whitening_layout()
+        rows, logdet, factors = self.residual.whiten(mats.values, layout["arrays"])
+        out = copy.copy(self)
+        c = self.F.shape[1]
+        out.F = rows[:, :c]
+        levels, start = [], c
+        for lv, codes in zip(self.levels, layout["codes"], strict=True):
+            K = lv.xi.shape[1]
+            levels.append(replace(lv, xi=rows[:, start:start + K], codes=codes))
+            start += K
+        out.levels = levels
+        out.agg_level, out.agg_pair, out.row_pair = layout["agg_level"], layout["agg_pair"], layout["row_pair"]
+        out.is_whitened = True
+        out.residual_logdet = logdet
+        out.residual_factors = factors
+        out.whitened_rows = rows
+        return out
+
+    def _whitening_layout(self) -> dict:
+        """The rows to whiten, [F, xi...], and the level codes and aggregation matrices in the same row order.
+
+        Built once. When the residual plan orders rows by pattern blocks (`perm`), everything row-wise is
+        permuted to that order, so each evaluation whitens contiguous slices.
+        """
+        if getattr(self, "_layout", None) is None:
+            arrays = np.hstack([self.F] + [lv.xi for lv in self.levels])
+            perm = self.residual.perm
+            if perm is None:
+                self._layout = {"arrays": arrays, "codes": [lv.codes for lv in self.levels],
+                                "agg_level": self.agg_level, "agg_pair": self.agg_pair, "row_pair": self.row_pair}
+            else:
+                codes = [lv.codes[perm] for lv in self.levels]
+                row_pair = {p: r[perm] for p, r in self.row_pair.items()}
+                self._layout = {"arrays": arrays[perm], "codes": codes,
+                                "agg_level": [self._agg(cd, lv.n_units) for cd, lv in zip(codes, self.levels, strict=True)],
+                                "agg_pair": {p: self._agg(r, len(self.pairs[p][0])) for p, r in row_pair.items()},
+                                "row_pair": row_pair}
+        return self._layout
 
     def loading_maps(self, mats: ModelMatrices) -> list[np.ndarray]:
         """H_l (K_l x k_l) with a_l(i) = H_l' xi_{l,i}: loadings times G = T blockdiag(L)."""

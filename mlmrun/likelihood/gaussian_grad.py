@@ -62,9 +62,18 @@ def _residual_sd_gradient(design: GaussianDesign, weights: np.ndarray, dw: np.nd
 def _matrix_gradient(design: GaussianDesign, mats: ModelMatrices, E: np.ndarray, weights: np.ndarray,
                      sg: SystemGradient, profile_sigma: bool, beta_given: bool) -> MatrixGradient:
     need = not profile_sigma or design.hetero  # relative SDs exp(s_i' alpha) depend on alpha even when sigma is profiled
-    dH, dE, dw = system_adjoint(design, design.loading_maps(mats), E, weights, sg, need_weights=need)
+    if design.residual is not None:  # whitened rows: the residual parameters act through R (below), not weights
+        need = False
+    per_row: dict = {}
+    H = design.loading_maps(mats)
+    dH, dE, dw = system_adjoint(design, H, E, weights, sg, need_weights=need, per_row=per_row)
     dsigma = _residual_sd_gradient(design, weights, dw) if need else None
-    return matrix_gradient(design, mats, dH, dE, dsigma, beta_given)
+    grad = matrix_gradient(design, mats, dH, dE, dsigma, beta_given)
+    if design.residual is not None:
+        G = np.hstack([per_row["Fe"] @ E.T] + [dc @ Hl.T for dc, Hl in zip(per_row["coef"], H, strict=True)])
+        grad.residual = -0.5 * design.residual.values_gradient(mats.values, design.residual_factors, G,
+                                                               design.whitened_rows)
+    return grad
 
 
 def profiled_gradient(design: GaussianDesign, mats: ModelMatrices, *, reml: bool, profile_sigma: bool
@@ -74,6 +83,7 @@ def profiled_gradient(design: GaussianDesign, mats: ModelMatrices, *, reml: bool
     Beta (and sigma with `profile_sigma`) are at their profiled values, so the
     gradient is that of the profiled criterion.
     """
+    design = design.whitened(mats)
     weights, log_s, E, system, factor = factor_system(design, mats, profile_sigma)
     inv = selected_inverse(factor, design.inverse_plan)
     U, S = _solve_schur(factor, system)
@@ -94,6 +104,7 @@ def profiled_gradient(design: GaussianDesign, mats: ModelMatrices, *, reml: bool
 
 def deviance_gradient(design: GaussianDesign, mats: ModelMatrices) -> tuple[float, MatrixGradient | None]:
     """-2 log L at the beta in `mats` (as `deviance_at`) and the gradient of log L, beta included."""
+    design = design.whitened(mats)
     weights, log_s, E, system, factor = factor_system(design, mats, False, given_beta(design, mats))
     inv = selected_inverse(factor, design.inverse_plan)
     U, S = _solve_schur(factor, system)

@@ -71,11 +71,16 @@ def random_effects(rows: dict[str, ParamRow], model: CompiledModel) -> list[Tabl
             title = f"{model.levels[b.level].name}: {b.kind.capitalize()}"
             tables.append(Table(list(EST_COLUMNS), sd_part + var_part, title=title))
     residual = [r for r in rows.values() if r.block == "residual"]
+    rescorr = [r for r in rows.values() if r.block == "rescorr"]  # residual structure: phi, theta, rho, corr, cov
     if residual:
-        body = [estimate_line(r.name, r, "log") for r in residual if not r.derived] + \
+        body = [estimate_line(r.name, r, "atanh" if r.name.startswith(("corr(", "rho")) else "linear")
+                for r in rescorr if not r.derived] + \
+               [estimate_line(r.name, r, "log") for r in residual if not r.derived] + \
                [estimate_line(r.name, r) for r in rows.values() if r.block == "hetero"] + \
-               [estimate_line(r.name, r, "log") for r in residual if r.derived]
-        tables.append(Table(list(EST_COLUMNS), body, title="Residual"))
+               [estimate_line(r.name, r, "log") for r in residual if r.derived] + \
+               [estimate_line(r.name, r) for r in rescorr if r.derived]
+        title = f"Residual: {model.residual.title}" if model.residual is not None else "Residual"
+        tables.append(Table(list(EST_COLUMNS), body, title=title))
     return tables
 
 

@@ -128,6 +128,20 @@ class CompositeTerm(SpecNode):
     """Its inverse link h^-1 (poisson: log or logit, so the mean stays positive)."""
 
 
+class Residuals(SpecNode):
+    """Covariance of a gaussian equation's residuals within the units of the lowest level (Stata mixed: residuals())."""
+
+    structure: Literal["independent", "exchangeable", "ar", "ma", "unstructured", "banded", "toeplitz",
+                       "exponential"] = "independent"
+    """independent (default), exchangeable, ar (order p), ma (order q), unstructured, banded (order q), toeplitz (order q) or exponential."""
+    time: str | None = None
+    """Time column: integer for ar, ma, banded, toeplitz and unstructured (lags are differences of its values, so gaps count); real for exponential."""
+    by: str | None = None
+    """Estimate a separate set of residual parameters per category of this column (Stata's by())."""
+    order: int | None = Field(default=None, ge=1, le=100)
+    """Order of ar, ma, banded and toeplitz (default 1); smaller than the largest cluster size."""
+
+
 class Equation(SpecNode):
     """A response equation: the family and link of the rows it selects."""
 
@@ -164,6 +178,8 @@ class Equation(SpecNode):
     """Gaussian: left, right or interval censoring given by columns (tobit models)."""
     composite: list[CompositeTerm] | None = Field(default=None, min_length=1, max_length=8)
     """Poisson, gaussian: composite link (gllamm's composite()): linear predictors added to the mean, each through its own inverse link."""
+    residuals: Residuals | None = None
+    """Gaussian: residual covariance structure within the units of the lowest level (default independent)."""
 
 
 class Distribution(SpecNode):

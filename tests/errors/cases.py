@@ -79,6 +79,8 @@ def _pig_csv() -> str:
 DATA_FILES = {"data/pig.csv": _pig_csv()}
 """Data written instead of the shipped file of the same name; other data/*.csv a spec names are copied."""
 
+RESID = "compile/residuals.py"
+
 PIG = """\
 name: errors
 data: {path: data/pig.csv}
@@ -275,6 +277,50 @@ GAMMA = ("  B: {general: {general_district: 1}}\n", "  B: {general: {general_dis
 def gamma(term: str) -> str:
     """ABORTION with one structural.Gamma covariate term of `general`."""
     return edit(ABORTION, GAMMA[0], GAMMA[1].replace("TERM", term))
+
+
+
+OVARY = """\
+name: errors
+data: {path: data/ovary.csv}
+levels:
+  - {name: mare, id: mare}
+responses:
+  - name: follicles
+    family: gaussian
+    residuals: {structure: ar, order: 2, time: time}
+fixed: "follicles ~ sin1 + cos1"
+random:
+  - {level: mare, terms: [1]}
+"""
+
+
+def _ovary_csv(edit_row) -> str:
+    """ovary.csv with `edit_row(i, fields)` applied to every data row (fields: mare, time, stime, follicles, sin1, cos1)."""
+    lines = (SPECS / "data" / "ovary.csv").read_text().splitlines()
+    out = [lines[0]]
+    for i, line in enumerate(lines[1:]):
+        fields = line.split(",")
+        edit_row(i, fields)
+        out.append(",".join(fields))
+    return "\n".join(out) + "\n"
+
+
+def _text_time(i: int, f: list[str]) -> None:
+    f[1] = f'"t{f[1]}"'
+
+
+def _text_mare(i: int, f: list[str]) -> None:
+    f[0] = f'"m{f[0]}"'
+
+
+def _even_time(i: int, f: list[str]) -> None:
+    f[1] = str(2 * int(f[1]))
+
+
+def _duplicate_time(i: int, f: list[str]) -> None:
+    if i == 1:
+        f[1] = "1"
 
 
 CASES: list[Case] = [
@@ -806,6 +852,69 @@ CASES: list[Case] = [
          at=("residual_covariances",), hint="fix one of them (constraints.fix)"),
     Case("rescov_with_robust_vce", (("compile/__init__.py", "residual covariances are not available with weights"),),
          HS_RC + "estimation: {vce: robust}\n", at=("residual_covariances",), hint="drop one or the other"),
+    # --- compile/residuals.py: residual covariance structures (issue 12) --------------------------------------
+    Case("resid_not_gaussian", ((RESID, "residual structures are for gaussian responses"),),
+         edit(OVARY, "family: gaussian", "family: poisson"), at=("responses", 0, "residuals"), hint="use family: gaussian"),
+    Case("resid_two_equations", ((RESID, "residual structures need a model with one response equation"),),
+         edit(OVARY, "    family: gaussian\n", "    family: gaussian\n    select: {mare: [1, 2, 3]}\n",
+              "time: time}\n", "time: time}\n  - {name: follicles, family: gaussian, select: {mare: [4, 5, 6, 7, 8, 9, 10, 11]}}\n"),
+         at=("responses", 0, "residuals"), hint="fit the equations separately"),
+    Case("resid_not_exact", ((RESID, "residual structures are fitted by the exact gaussian likelihood only"),),
+         OVARY + "estimation: {exact: false}\n", at=("responses", 0, "residuals"), hint="drop `estimation.exact: false`"),
+    Case("resid_with_variance_by", ((RESID, "give either `residuals:` or variance_by/variance, not both"),),
+         edit(OVARY, "    family: gaussian\n", "    family: gaussian\n    variance_by: mare\n"),
+         at=("responses", 0, "residuals"), hint="is variance_by: COLUMN"),
+    Case("resid_no_time", ((RESID, "needs a time column; add `time: COLUMN`"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: ar}"),
+         at=("responses", 0, "residuals", "structure"), hint="add `time: COLUMN`"),
+    Case("resid_order_without_use", ((RESID, "has no order; drop `order:`"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: exponential, order: 2, time: stime}"),
+         at=("responses", 0, "residuals", "order"), hint="drop `order:`"),
+    Case("resid_no_level", ((RESID, "no (nested) level is declared"),),
+         edit(OVARY, "levels:\n  - {name: mare, id: mare}\n", "", "random:\n  - {level: mare, terms: [1]}\n", ""),
+         at=("responses", 0, "residuals"), hint="add one under `levels:`"),
+    Case("resid_intercept_not_identified", ((RESID, "residuals within '\x00' is not identified"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: unstructured, time: time}"),
+         at=("random", 0, "level"), hint="drop the random intercept"),
+    Case("resid_time_not_numeric", ((RESID, "must be numeric; it holds values such as"),),
+         edit(OVARY, "data/ovary.csv", "data/ovary_text.csv"), files={"data/ovary_text.csv": _ovary_csv(_text_time)},
+         at=("responses", 0, "residuals", "time"), column="time", hint="recode it as numbers"),
+    Case("resid_time_not_integer", ((RESID, "needs integer time values"),),
+         edit(OVARY, "time: time}", "time: stime}"), at=("responses", 0, "residuals", "time"), column="stime",
+         hint="use structure: exponential"),
+    Case("resid_duplicate_time", ((RESID, "twice within"),),
+         edit(OVARY, "data/ovary.csv", "data/ovary_dup.csv"), files={"data/ovary_dup.csv": _ovary_csv(_duplicate_time)},
+         at=("responses", 0, "residuals", "time"), column="time", hint="needs its own time value"),
+    Case("resid_order_too_large", ((RESID, "is not smaller than the largest"),),
+         edit(OVARY, "order: 2", "order: 31"), at=("responses", 0, "residuals", "order"), hint="lower `order:` to at most 30"),
+    Case("resid_by_varies_within_cluster", ((RESID, "varies within"),),
+         edit(OVARY, "time: time}", "time: time, by: follicles}"), at=("responses", 0, "residuals", "by"),
+         column="follicles", hint="only structure: independent allows it to vary"),
+    Case("resid_by_group_lacks_times", ((RESID, "has no rows at time values"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: unstructured, time: time, by: mare}",
+              "random:\n  - {level: mare, terms: [1]}\n", ""),
+         at=("responses", 0, "residuals", "by"), hint="drop those times"),
+    Case("resid_by_not_numeric", ((RESID, "must be numeric (as Stata's by())"),),
+         edit(OVARY, "data/ovary.csv", "data/ovary_mare.csv", "time: time}", "time: time, by: mare}"),
+         files={"data/ovary_mare.csv": _ovary_csv(_text_mare)}, at=("responses", 0, "residuals", "by"), column="mare",
+         hint="recode its categories as numbers"),
+    Case("resid_crossed_level_splits_clusters", ((RESID, "contain whole \x00 units"),),
+         edit(OVARY, "levels:\n  - {name: mare, id: mare}\n", "levels:\n  - {name: mare, id: mare}\n"
+              "  - {name: day, id: time, crossed: true}\n", "terms: [1]}\n", "terms: [1]}\n  - {level: day, terms: [1]}\n"),
+         at=("random", 1, "level"), hint="drop these random effects or the residual structure"),
+    Case("stack_item_and_value_same_name", ((RESHAPE, "stacking would create column"),),
+         edit(PIG, "data/pig.csv}", "data/pig.csv, stack: {columns: [week], item: y, value: y}}"), at=("data", "stack"),
+         column="y", hint="choose another name"),
+    Case("resid_toeplitz_lag_never_occurs", ((RESID, "apart in"),),
+         edit(OVARY, "{structure: ar, order: 2, time: time}", "{structure: toeplitz, order: 2, time: time}",
+              "data/ovary.csv", "data/ovary_even.csv"), files={"data/ovary_even.csv": _ovary_csv(_even_time)},
+         at=("responses", 0, "residuals", "order"), hint="lower `order:`"),
+    Case("resid_time_column_missing", ((INIT, "@_check_columns"),),
+         edit(OVARY, "time: time}", "time: tme}"), at=("responses", 0, "residuals", "time"), column="tme",
+         hint="did you mean 'time'?"),
+    Case("residual_structure_with_weights", (("compile/__init__.py", "residual covariance structures are not available with"),),
+         edit(PIG_W, "family: gaussian}", "family: gaussian, residuals: {structure: ar, time: week}}"),
+         at=("responses", 0, "residuals"), hint="drop one or the other"),
 ]
 
 EXEMPT: dict[tuple[str, str], str] = {

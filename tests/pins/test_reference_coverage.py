@@ -19,13 +19,6 @@ from tests.reference.compare import REFERENCE_DIR, load_reference
 TESTS = Path(__file__).resolve().parents[1]
 
 RESERVED: dict[str, str] = {
-    "ovary__ri_ar2_ml": "AR(2) level-1 residual correlation (Stata residuals(ar 2)): residual covariance "
-                        "structures are not built yet (issue 15 allow-list; a future residual-structure issue)",
-    "ovary__ri_ar2_reml": "AR(2) level-1 residual correlation, REML: as ovary__ri_ar2_ml",
-    "exercise__exp_resid_ml": "exponential (continuous-time AR(1)) residual correlation: residual covariance "
-                              "structures are not built yet; exercise.csv is not shipped",
-    "exercise__un_resid_ml": "unstructured residual covariance over days: residual covariance structures are not "
-                             "built yet; exercise.csv is not shipped",
     "grouseticks__brood_location_laplace": "Poisson with crossed (not nested) BROOD and LOCATION intercepts: "
                                            "crossed latent variables with a non-gaussian response are refused by "
                                            "the integration plan; grouseticks.csv is not shipped",

@@ -1,0 +1,412 @@
+"""Residual covariance structures in the exact Gaussian likelihood: per-cluster whitening and its adjoint.
+
+With residual covariance R = blockdiag(R_j) over the clusters j (units of the
+lowest level above the rows) and R_j = L_j L_j' (Cholesky), the model
+y = X beta + A u + e, e ~ N(0, R), is the independent-residual model of
+likelihood/gaussian.py for the whitened rows L_j^-1 [X, y, xi] of every
+cluster, with unit residual weights, plus log|R| = 2 sum_j log|L_j| (nlme's
+and Stata's approach). Every row of a cluster belongs to the same unit of
+every level above it (the clusters are the lowest level), so whitening keeps
+the block structure of A and nothing n x n is ever formed.
+
+Clusters with the same time values (and `by` group) share R_j: they form a
+pattern, factorised once per evaluation. Clusters are whitened in one batch,
+smaller ones padded with independent all-zero rows (which add nothing), or in
+batches of equal size where padding would more than double the rows. R_j = D C D with D the rows' residual SDs and C the structure's
+correlation matrix (`correlation`): AR(p) autocorrelations from the
+Yule-Walker equations, MA(q) from the theta weights, Toeplitz and banded
+correlations given directly, exponential rho^|t_a - t_b|, exchangeable and
+unstructured.
+
+The gradient: with G the deviance's derivative with respect to the whitened
+rows X* (gaussian_adjoint's row-wise adjoint), dD = sum_j tr(G_j' dX*_j) +
+d log|R|, dX*_j = -L_j^-1 dL_j X*_j, so dD/dL_j = -L_j^-T G_j X*_j' +
+2 diag(1/L_j,ii); the Cholesky adjoint (as in compile/matrices.block_L_adjoint)
+turns it into dD/dR_j, summed per pattern, and with R_p = D C D it is carried
+analytically onto the SDs and correlations; only the map from AR or MA
+coefficients to autocorrelations is differentiated by central differences
+(a function of a few numbers; the data enter only through dD/dR_p summed by lag).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlmrun.compile.residuals import ResidualStructure
+
+STEP = 1e-6
+"""Central-difference step of the map from AR/MA coefficients to autocorrelations."""
+MAX_LOOPED_PATTERNS = 256
+"""Up to this many patterns per batch, each pattern is one matrix product over its clusters; beyond, batched."""
+
+
+def _apply(M: np.ndarray, arrays: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """out[rows[c]] = M @ arrays[rows[c]] for every cluster c (rows (c, s)), as one matrix product."""
+    s = rows.shape[1]
+    X = arrays[rows.T]  # (s, c, m): contiguous, so the reshape below costs nothing
+    out[rows.T] = (M @ X.reshape(s, -1)).reshape(X.shape)
+
+
+def _gram(G: np.ndarray, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """sum_c G[rows[c]] X[rows[c]]' (s x s), as one matrix product."""
+    s = rows.shape[1]
+    return G[rows.T].reshape(s, -1) @ X[rows.T].reshape(s, -1).T
+
+
+def ar_autocorrelation(phi: np.ndarray, max_lag: int) -> np.ndarray:
+    """rho_0..rho_max_lag of a stationary AR(p) with coefficients phi (Yule-Walker, then the recursion).
+
+    Raises LinAlgError where phi is not stationary (the system is singular or
+    the autocorrelations leave [-1, 1]).
+    """
+    p = len(phi)
+    A = np.eye(p)
+    b = np.zeros(p)
+    for k in range(1, p + 1):  # rho_k - sum_i phi_i rho_|k-i| = 0, rho_0 = 1
+        for i in range(1, p + 1):
+            lag = abs(k - i)
+            if lag == 0:
+                b[k - 1] += phi[i - 1]
+            else:
+                A[k - 1, lag - 1] -= phi[i - 1]
+    rho = np.ones(max(max_lag, p) + 1)
+    rho[1:p + 1] = np.linalg.solve(A, b)
+    for k in range(p + 1, len(rho)):
+        rho[k] = float(np.dot(phi, rho[k - p:k][::-1]))
+    gamma0 = 1.0 - float(np.dot(phi, rho[1:p + 1]))
+    if not gamma0 > 0 or np.any(np.abs(rho) > 1.0 + 1e-12):
+        raise np.linalg.LinAlgError("AR coefficients outside the stationary region")
+    return rho[:max_lag + 1]
+
+
+def ma_autocorrelation(theta: np.ndarray, max_lag: int) -> np.ndarray:
+    """rho_0..rho_max_lag of an MA(q), e_t = a_t + theta_1 a_{t-1} + ... + theta_q a_{t-q}."""
+    w = np.concatenate([[1.0], theta])
+    q = len(theta)
+    gamma = np.array([float(np.dot(w[:len(w) - k], w[k:])) for k in range(q + 1)])
+    rho = np.zeros(max_lag + 1)
+    m = min(q, max_lag) + 1
+    rho[:m] = gamma[:m] / gamma[0]
+    return rho
+
+
+@dataclass(frozen=True)
+class SizeBatch:
+    """The clusters of one size s: their rows and the pattern (shared R) of each."""
+
+    rows: np.ndarray
+    """(n_clusters, s): row numbers, in data order within each cluster."""
+    pattern: np.ndarray
+    """(n_clusters,): pattern of each cluster (index into the batch's patterns)."""
+    counts: np.ndarray
+    """(n_patterns,): clusters per pattern."""
+    time: np.ndarray
+    """(n_patterns, s): time values of the pattern's rows."""
+    time_index: np.ndarray
+    """(n_patterns, s): positions of those times among the structure's time values."""
+    group: np.ndarray
+    """(n_patterns, s): `by` group of the pattern's rows (-1 for padding)."""
+    valid: np.ndarray
+    """(n_patterns, s): False where a smaller cluster is padded to the batch size (row number n, all zeros)."""
+    members: list[np.ndarray] | None
+    """Clusters (positions in `rows`) of each pattern when there are few patterns (one matrix product each)."""
+
+
+class ResidualPlan:
+    """Clusters grouped by size and pattern (built once per model): R_p per evaluation, whitening, adjoint."""
+
+    def __init__(self, structure: ResidualStructure, n: int):
+        self.structure = structure
+        self.n = n
+        st = structure
+        order = np.lexsort((np.arange(n), st.cluster))
+        sizes = np.bincount(st.cluster)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        present = sizes[sizes > 0]
+        # One batch, smaller clusters padded with independent zero rows, unless that more than doubles the rows.
+        if int(present.max()) * len(present) <= 2 * n:
+            spans = [(np.flatnonzero(sizes > 0), int(present.max()))]
+        else:
+            spans = [(np.flatnonzero(sizes == s), int(s)) for s in np.unique(present)]
+        time = np.append(st.time, 0.0)
+        time_index = np.append(st.time_index, -1)
+        group = np.append(st.group, -1)
+        self.batches: list[SizeBatch] = []
+        for clusters, s in spans:
+            pos = np.arange(s)[None, :]
+            rows = np.where(pos < sizes[clusters][:, None], order[np.minimum(starts[clusters][:, None] + pos, n - 1)], n)
+            key = np.concatenate([time_index[rows], group[rows]], axis=1)
+            uniq, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+            rep = rows[first]
+            inverse = inverse.ravel()
+            members = None
+            if len(uniq) <= MAX_LOOPED_PATTERNS:
+                by_pattern = np.argsort(inverse, kind="stable")
+                members = np.split(by_pattern, np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1])
+            self.batches.append(SizeBatch(rows, inverse, np.bincount(inverse, minlength=len(uniq)),
+                                          time[rep], time_index[rep], group[rep], rep < n, members))
+        lags = [np.where(b.valid[:, :, None] & b.valid[:, None, :],
+                         np.abs(b.time[:, :, None] - b.time[:, None, :]), 0.0) for b in self.batches]
+        self.max_lag = int(max((float(x.max()) for x in lags), default=0.0))
+        self.rows = structure.rows
+        self._segments()
+
+    def _segments(self) -> None:
+        """With few patterns: a row order in which every pattern's rows form one block (time position, cluster).
+
+        `perm[k]` is the data row at position k; `segments` lists (batch, pattern, valid positions, start, stop).
+        Whitening a block is then one matrix product on a contiguous slice, with no gathering of rows.
+        """
+        self.perm: np.ndarray | None = None
+        self.segments: list[tuple[int, int, np.ndarray, int, int]] = []
+        if any(b.members is None for b in self.batches):
+            return
+        pieces, start = [], 0
+        for i, b in enumerate(self.batches):
+            for p, mem in enumerate(b.members):
+                v = np.flatnonzero(b.valid[p])
+                piece = b.rows[mem][:, v].T.ravel()
+                pieces.append(piece)
+                self.segments.append((i, p, v, start, start + len(piece)))
+                start += len(piece)
+        self.perm = np.concatenate(pieces)
+
+    def covariances(self, values: np.ndarray) -> list[np.ndarray]:
+        """R_p for every pattern of every batch, shape (n_patterns, s, s) per batch."""
+        st = self.structure
+        acf = [self._group_correlation(g, values) for g in range(len(st.groups))]
+        out = []
+        for b in self.batches:
+            sd, C = self._batch_parts(st, b, values, acf)
+            out.append(sd[:, :, None] * C * sd[:, None, :])
+        return out
+
+    def _group_correlation(self, g: int, values: np.ndarray) -> np.ndarray | None:
+        """Autocorrelations rho_0..rho_max_lag of group g (ar, ma, toeplitz), else None."""
+        st = self.structure
+        par = values[st.groups[g].par_rows]
+        if st.structure == "ar":
+            return ar_autocorrelation(par, self.max_lag)
+        if st.structure == "ma":
+            return ma_autocorrelation(par, self.max_lag)
+        if st.structure == "toeplitz":
+            rho = np.zeros(self.max_lag + 1)
+            rho[0] = 1.0
+            m = min(len(par), self.max_lag)
+            rho[1:m + 1] = par[:m]
+            return rho
+        return None
+
+    def _batch_parts(self, st: ResidualStructure, b: SizeBatch, values: np.ndarray,
+                     acfs: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(D, C) with R_p = D C D for the patterns of one batch: row SDs (P, s) and correlations (P, s, s)."""
+        P, s = b.time.shape
+        diff = b.time[:, :, None] - b.time[:, None, :]
+        off = ~np.eye(s, dtype=bool)[None]
+        C = np.broadcast_to(np.eye(s), (P, s, s)).copy()
+        g_cl = b.group[:, 0]
+        kind = st.structure
+        sd = np.zeros((P, s))
+        for g, grp in enumerate(st.groups):
+            sel = g_cl == g if kind != "independent" else np.ones(P, dtype=bool)
+            if kind in ("unstructured", "banded"):
+                sdv = values[grp.sd_rows]
+                sd[sel] = sdv[b.time_index[sel]]
+                T = len(sdv)
+                corr = np.eye(T)
+                if len(grp.pairs):
+                    corr[grp.pairs[:, 0], grp.pairs[:, 1]] = values[grp.par_rows]
+                    corr[grp.pairs[:, 1], grp.pairs[:, 0]] = values[grp.par_rows]
+                ti = b.time_index[sel]
+                C[sel] = corr[ti[:, :, None], ti[:, None, :]]
+                continue
+            if kind == "independent":
+                sd[b.group == g] = values[grp.sd_rows[0]]
+                continue
+            sd[sel] = values[grp.sd_rows[0]]
+            if not sel.any():
+                continue
+            if kind == "exchangeable":
+                C[sel] = np.where(off, values[grp.par_rows[0]], 1.0)
+            elif kind == "exponential":
+                rho = values[grp.par_rows[0]]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    C[sel] = np.where(off, np.power(rho, np.abs(diff[sel])), 1.0)
+            else:
+                lag = np.minimum(np.rint(np.abs(diff[sel])).astype(int), self.max_lag)
+                C[sel] = acfs[g][lag]
+        if not b.valid.all():
+            both = b.valid[:, :, None] & b.valid[:, None, :]
+            C = np.where(both, C, np.eye(s)[None])
+            sd = np.where(b.valid, sd, 1.0)
+        return sd, C
+
+    def whiten(self, values: np.ndarray, arrays: np.ndarray) -> tuple[np.ndarray, float, list[tuple[np.ndarray, np.ndarray]]]:
+        """L_j^-1 applied to the rows of every cluster of `arrays` (n, m); log|R|; per batch (L, L^-1) by pattern.
+
+        With `perm` (few patterns), `arrays` and the result are in that row order. Raises LinAlgError where
+        some R_p is not positive definite.
+        """
+        if self.perm is not None:
+            return self._whiten_blocks(values, arrays)
+        ext = None
+        out = np.empty((len(arrays) + 1, arrays.shape[1]))
+        logdet = 0.0
+        factors = []
+        for b, R in zip(self.batches, self.covariances(values), strict=True):
+            if not np.all(np.isfinite(R)):
+                raise np.linalg.LinAlgError("residual covariance is not finite")
+            L = np.linalg.cholesky(R)
+            diag = np.diagonal(L, axis1=1, axis2=2)
+            logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
+            Linv = np.linalg.inv(L)
+            factors.append((L, Linv))
+            if b.members is not None:  # padding rows (identity blocks of R) are left out of each pattern
+                for p, mem in enumerate(b.members):
+                    v = np.flatnonzero(b.valid[p])
+                    _apply(Linv[p][np.ix_(v, v)], arrays, b.rows[mem][:, v], out)
+            else:
+                if ext is None:
+                    ext = np.vstack([arrays, np.zeros((1, arrays.shape[1]))])
+                out[b.rows] = Linv[b.pattern] @ ext[b.rows]
+        return out[:self.n], logdet, factors
+
+    def _factors(self, values: np.ndarray) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+        """log|R| and (L, L^-1) per batch (patterns stacked)."""
+        logdet = 0.0
+        factors = []
+        for b, R in zip(self.batches, self.covariances(values), strict=True):
+            if not np.all(np.isfinite(R)):
+                raise np.linalg.LinAlgError("residual covariance is not finite")
+            L = np.linalg.cholesky(R)
+            diag = np.diagonal(L, axis1=1, axis2=2)
+            logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
+            factors.append((L, np.linalg.inv(L)))
+        return logdet, factors
+
+    def _whiten_blocks(self, values: np.ndarray, arrays: np.ndarray
+                       ) -> tuple[np.ndarray, float, list[tuple[np.ndarray, np.ndarray]]]:
+        """`whiten` in the `perm` order: one product per pattern block."""
+        logdet, factors = self._factors(values)
+        out = np.empty_like(arrays)
+        m = arrays.shape[1]
+        for i, p, v, start, stop in self.segments:
+            Linv = factors[i][1][p][np.ix_(v, v)]
+            out[start:stop] = (Linv @ arrays[start:stop].reshape(len(v), -1)).reshape(-1, m)
+        return out, logdet, factors
+
+    def values_gradient(self, values: np.ndarray, factors: list[tuple[np.ndarray, np.ndarray]], G: np.ndarray,
+                        Xw: np.ndarray) -> np.ndarray:
+        """d deviance / d value of every partable row of the structure (zeros elsewhere).
+
+        G (n, m): d deviance / d whitened rows Xw (n, m). dD/dR_p per pattern
+        (Cholesky adjoint), then with R = D C D: dD/dsd_a = 2 sum_b dR_ab C_ab sd_b
+        and dD/dC_ab = dR_ab sd_a sd_b, scattered onto the structure's parameters.
+        """
+        st = self.structure
+        acfs = [self._group_correlation(g, values) for g in range(len(st.groups))]
+        grad = np.zeros(len(values))
+        by_lag = [np.zeros(self.max_lag + 1) for _ in st.groups]
+        blocks = self._block_grams(G, Xw) if self.perm is not None else None
+        for i, (b, (L, Linv)) in enumerate(zip(self.batches, factors, strict=True)):
+            bar = self._bar_R(b, L, Linv, G, Xw, None if blocks is None else blocks[i])
+            bar = np.where(b.valid[:, :, None] & b.valid[:, None, :], bar, 0.0)
+            sd, C = self._batch_parts(st, b, values, acfs)
+            g_sd = 2.0 * np.einsum("pab,pab,pb->pa", bar, C, sd)
+            dC = bar * sd[:, :, None] * sd[:, None, :]
+            P, s = sd.shape
+            off = ~np.eye(s, dtype=bool)
+            for g, grp in enumerate(st.groups):
+                rows_g = b.group == g
+                if len(grp.sd_rows) > 1:
+                    np.add.at(grad, grp.sd_rows[b.time_index[rows_g]], g_sd[rows_g])
+                else:
+                    grad[grp.sd_rows[0]] += float(g_sd[rows_g].sum())
+                if st.structure == "independent":
+                    continue
+                sel = b.group[:, 0] == g
+                if not sel.any():
+                    continue
+                dCg = np.where(off[None], dC[sel], 0.0)
+                kind = st.structure
+                if kind == "exchangeable":
+                    grad[grp.par_rows[0]] += float(dCg.sum())
+                elif kind == "exponential":
+                    rho = values[grp.par_rows[0]]
+                    t = b.time[sel]
+                    lag = np.abs(t[:, :, None] - t[:, None, :])
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        d = np.where(off[None] & (lag > 0), lag * np.power(rho, lag - 1.0), 0.0)
+                    grad[grp.par_rows[0]] += float(np.sum(dCg * d))
+                elif kind in ("unstructured", "banded"):
+                    T = len(grp.sd_rows)
+                    lookup = np.full((T, T), -1)
+                    lookup[grp.pairs[:, 0], grp.pairs[:, 1]] = grp.par_rows
+                    lookup[grp.pairs[:, 1], grp.pairs[:, 0]] = grp.par_rows
+                    ti = b.time_index[sel]
+                    target = lookup[ti[:, :, None], ti[:, None, :]]
+                    keep = target >= 0
+                    np.add.at(grad, target[keep], dCg[keep])
+                else:
+                    t = b.time[sel]
+                    lag = np.minimum(np.rint(np.abs(t[:, :, None] - t[:, None, :])).astype(int), self.max_lag)
+                    by_lag[g] += np.bincount(lag.ravel(), weights=dCg.ravel(), minlength=self.max_lag + 1)
+        if st.structure in ("ar", "ma", "toeplitz"):
+            for g, grp in enumerate(st.groups):
+                for r in grp.par_rows:
+                    grad[r] += float(by_lag[g] @ self._acf_derivative(g, values, int(r)))
+        return grad
+
+    def _acf_derivative(self, g: int, values: np.ndarray, r: int) -> np.ndarray:
+        """d rho_0..rho_max_lag / d value[r] of group g: central differences, one-sided at the stationary edge."""
+        h = STEP * max(1.0, abs(float(values[r])))
+        at = self._group_correlation(g, values)
+        steps = {}
+        for sign in (1.0, -1.0):
+            moved = values.copy()
+            moved[r] += sign * h
+            try:
+                steps[sign] = self._group_correlation(g, moved)
+            except np.linalg.LinAlgError:
+                steps[sign] = None
+        if steps[1.0] is not None and steps[-1.0] is not None:
+            return (steps[1.0] - steps[-1.0]) / (2 * h)
+        if steps[1.0] is not None:
+            return (steps[1.0] - at) / h
+        if steps[-1.0] is not None:
+            return (at - steps[-1.0]) / h
+        raise np.linalg.LinAlgError("AR coefficients at the edge of the stationary region on both sides")
+
+    def _block_grams(self, G: np.ndarray, Xw: np.ndarray) -> list[np.ndarray]:
+        """Per batch, sum_c G_c X_c' of every pattern from the contiguous blocks of the `perm` order."""
+        out = [np.zeros(b.time.shape + (b.time.shape[1],)) for b in self.batches]
+        for i, p, v, start, stop in self.segments:
+            out[i][p][np.ix_(v, v)] = G[start:stop].reshape(len(v), -1) @ Xw[start:stop].reshape(len(v), -1).T
+        return out
+
+    @staticmethod
+    def _bar_R(b: SizeBatch, L: np.ndarray, Linv: np.ndarray, G: np.ndarray, Xw: np.ndarray,
+               Q: np.ndarray | None = None) -> np.ndarray:
+        """dD/dR_p (symmetric) of every pattern of a batch, from dD/d(whitened rows) (module docstring)."""
+        P, s = b.time.shape
+        if Q is None:  # rows in data order (`perm` is None): gather each pattern's clusters
+            Q = np.zeros((P, s, s))
+            if b.members is not None:
+                for p, mem in enumerate(b.members):
+                    v = np.flatnonzero(b.valid[p])
+                    Q[p][np.ix_(v, v)] = _gram(G, Xw, b.rows[mem][:, v])
+            else:
+                pad = np.zeros((1, G.shape[1]))
+                Gc, Xc = np.vstack([G, pad])[b.rows], np.vstack([Xw, pad])[b.rows]
+                np.add.at(Q, b.pattern, Gc @ np.swapaxes(Xc, 1, 2))
+        LinvT = np.swapaxes(Linv, 1, 2)
+        barL = -LinvT @ Q
+        idx = np.arange(s)
+        barL[:, idx, idx] += 2.0 * b.counts[:, None] / L[:, idx, idx]
+        barL = np.tril(barL)
+        phi = np.tril(np.swapaxes(L, 1, 2) @ barL)
+        phi[:, idx, idx] *= 0.5
+        S = LinvT @ phi @ Linv
+        return 0.5 * (S + np.swapaxes(S, 1, 2))
