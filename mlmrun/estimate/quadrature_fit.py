@@ -35,7 +35,7 @@ from mlmrun.estimate.inference import (
     lr_p_value,
     numeric_hessian,
 )
-from mlmrun.estimate.lr_null import null_free_mask, tested_free
+from mlmrun.estimate.lr_null import FAMILY_BLOCKS, null_free_mask, tested_free
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
 from mlmrun.estimate.robust import bread, glm_information, least_squares_start, robust_covariance, weight_scale
 from mlmrun.likelihood.objective import QuadratureObjective
@@ -43,7 +43,7 @@ from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
 from mlmrun.results import FitResult
 
-GLM_BLOCKS = ("fixed", "threshold", "residual", "hetero", "shape", "dispersion", "zeroinfl", "composite")
+GLM_BLOCKS = FAMILY_BLOCKS
 COARSE_POINTS = 5
 """Points per dimension of the cheap first stage (Laplace start; adaptive fits with more points)."""
 BOUNDARY_SD = 1e-4
