@@ -56,8 +56,16 @@ def eb_plan(model: CompiledModel, plan: IntegrationPlan) -> IntegrationPlan:
 def unit_predictions(fit: FitResult, kind: EbKind = "mean") -> list[LevelPrediction]:
     """Posterior means (`kind='mean'`) or modes ('mode') and SDs of every latent variable, per unit and level."""
     model = fit.model
+    if model.discrete:
+        from mlmrun.postest.discrete import discrete_unit_predictions
+
+        return discrete_unit_predictions(fit, kind)
     if not model.latent:
         return []
+    if model.rescov:
+        from mlmrun.postest.moments import moments_unit_predictions
+
+        return moments_unit_predictions(fit)
     if model.is_linear_gaussian:
         predictions, _ = gaussian_empirical_bayes(GaussianDesign(model), model_matrices(model, fit.values))
         return predictions

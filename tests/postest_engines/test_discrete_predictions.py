@@ -1,0 +1,128 @@
+"""Predictions of discrete latent variables (NPMLE mass points, latent classes) against Bayes' rule written here.
+
+For unit j with prior point probabilities p_jk and conditional likelihoods L_jk = prod_i f(y_i | nu_ik),
+the posterior is w_jk = p_jk L_jk / sum_l p_jl L_jl; the EB mean of a mass point's latent variable is
+sum_k w_jk e_k (SD under w), `mu` = sum_k w_jk E[y | nu_ik] and `mu_marginal` = sum_k p_jk E[y | nu_ik].
+The densities, the centring of the mass points and the multinomial logit of the class probabilities are
+written from the model definition, reading only the estimates from the parameter table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+from scipy.stats import binom
+
+import mlmrun
+from mlmrun import cli
+from tests.discrete.data import class_data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bayes(prior: np.ndarray, loglik_rows: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """Posterior point probabilities per unit from per-row log densities (n, K) and the units' priors (units, K)."""
+    n_units = prior.shape[0]
+    ll = np.zeros_like(prior)
+    for k in range(prior.shape[1]):
+        ll[:, k] = np.bincount(unit, weights=loglik_rows[:, k], minlength=n_units)
+    a = np.log(prior) + ll
+    a -= a.max(axis=1, keepdims=True)
+    return np.exp(a) / np.exp(a).sum(axis=1, keepdims=True)
+
+
+def test_mass_point_predictions_follow_bayes_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    fit = mlmrun.fit("specs/cbpp_npmle.yaml")
+    par = dict(zip(fit.params["name"], fit.params["estimate"], strict=True))
+    data = pd.read_csv(ROOT / "specs" / "data" / "cbpp.csv")
+    rows = fit.predict()
+    data = data.iloc[rows["row"].to_numpy() - 1].reset_index(drop=True)
+    xb = par["Intercept"] + np.array([par.get(f"C(period)[T.{p}]", 0.0) for p in data["period"]])
+    p2 = expit(par["logit2(mass)@herd"])
+    prob = np.array([1.0 - p2, p2])
+    raw = np.array([par["loc1(_cons)@herd"], par["loc2(_cons)@herd"]])
+    e = raw - prob @ raw  # mean-zero masses
+    herds, unit = np.unique(data["herd"].to_numpy(), return_inverse=True)
+    nu = xb[:, None] + e[None, :]
+    dens = binom.logpmf(data["incidence"].to_numpy()[:, None], data["size"].to_numpy()[:, None], expit(nu))
+    w = bayes(np.tile(prob, (len(herds), 1)), dens, unit)
+    mean, sd = w @ e, np.sqrt(w @ e**2 - (w @ e) ** 2)
+    mu_k = data["size"].to_numpy()[:, None] * expit(nu)
+    checks = {
+        "eb_mean(_cons)@herd": mean[unit], "eb_sd(_cons)@herd": sd[unit],
+        "p(class=1)@herd": w[unit, 0], "p(class=2)@herd": w[unit, 1],
+        "xb": xb, "eta": xb + mean[unit], "mu": np.sum(w[unit] * mu_k, axis=1), "mu_marginal": mu_k @ prob,
+    }
+    checks["resid"] = data["incidence"].to_numpy() - checks["mu"]
+    p_hat = checks["mu"] / data["size"].to_numpy()
+    checks["resid_pearson"] = checks["resid"] / np.sqrt(data["size"].to_numpy() * p_hat * (1 - p_hat))
+    for column, want in checks.items():
+        assert np.max(np.abs(rows[column].to_numpy() - want)) < 1e-6, column
+    assert np.max(np.abs(rows["mu"] - rows["mu_marginal"])) > 0.5  # the posterior moves the fit
+    units = fit.ranef()
+    assert units["unit"].tolist() == list(pd.unique(data["herd"]))
+    order = np.searchsorted(herds, units["unit"].to_numpy())
+    assert np.max(np.abs(units["eb_mean(_cons)@herd"].to_numpy() - mean[order])) < 1e-6
+    assert np.max(np.abs(units["p(class=2)@herd"].to_numpy() - w[order, 1])) < 1e-6
+
+
+LCA = {
+    "name": "lca2",
+    "data": {"path": "lca2.csv"},
+    "levels": [{"name": "person", "id": "person"}],
+    "responses": [{"name": "y", "family": "binomial"}],
+    "fixed": "y ~ 0",
+    "latent": [{"name": "class", "level": "person", "classes": 2, "loadings": {"by": "item"}}],
+    "structural": {"Gamma": {"class": {"x": "free"}}},
+}
+
+
+def test_latent_class_probabilities_follow_bayes_rule_with_covariates(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    alpha = np.array([[-1.2, -1.0, -1.5, -0.8, -1.1], [1.3, 1.0, 1.4, 0.9, 1.2]])
+    frame = class_data(300, 5, 20261130, alpha, np.array([0.0, 0.3]), np.array([0.0, 0.9]))
+    fit = mlmrun.fit(LCA, data=frame)
+    par = dict(zip(fit.params["name"], fit.params["estimate"], strict=True))
+    items = sorted(frame["item"].unique())
+    logit_item = np.array([[par[f"class{c}({i})@person"] for i in items] for c in (1, 2)])
+    persons, unit = np.unique(frame["person"].to_numpy(), return_inverse=True)
+    x = frame.groupby("person")["x"].first().to_numpy()
+    p2 = expit(par["logit2(class)@person"] + par["Gamma(class2<-x)"] * x)
+    prior = np.column_stack([1.0 - p2, p2])
+    item = np.searchsorted(items, frame["item"].to_numpy())
+    pk = expit(logit_item[:, item].T)  # (n, 2): P(y = 1 | class k)
+    y = frame["y"].to_numpy()[:, None]
+    w = bayes(prior, y * np.log(pk) + (1 - y) * np.log1p(-pk), unit)
+    rows = fit.predict()
+    assert rows["row"].tolist() == list(range(1, len(frame) + 1))
+    for k in (1, 2):
+        assert np.max(np.abs(rows[f"p(class={k})@person"].to_numpy() - w[unit, k - 1])) < 1e-6
+    assert np.max(np.abs(rows["mu"].to_numpy() - np.sum(w[unit] * pk, axis=1))) < 1e-6
+    assert np.max(np.abs(rows["mu_marginal"].to_numpy() - np.sum(prior[unit] * pk, axis=1))) < 1e-6
+    assert np.max(np.abs(rows["resid"].to_numpy() - (y[:, 0] - np.sum(w[unit] * pk, axis=1)))) < 1e-6
+    units = fit.ranef()
+    assert len(units) == len(persons) and "eb_mean(class)@person" not in units.columns
+    assert np.max(np.abs(units["p(class=1)@person"].to_numpy() - w[:, 0])) < 1e-6
+
+
+def test_discrete_models_refuse_modes_and_new_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(ROOT)
+    spec = ROOT / "specs" / "cbpp_npmle.yaml"
+    assert cli.main(["fit", str(spec), "--out", str(tmp_path / "fit"), "--quiet"]) == 0
+    results = str(tmp_path / "fit" / "results.json")
+    assert cli.main(["predict", str(spec), "--results", results, "--out", str(tmp_path / "m.csv"), "--eb", "mode"]) == 2
+    assert "--eb mode" in capsys.readouterr().err
+    new = tmp_path / "new.csv"
+    pd.read_csv(ROOT / "specs" / "data" / "cbpp.csv").head(5).to_csv(new, index=False)
+    assert cli.main(["predict", str(spec), "--results", results, "--out", str(tmp_path / "n.csv"),
+                     "--data", str(new)]) == 2
+    assert "discrete latent" in capsys.readouterr().err
+    assert cli.main(["predict", str(spec), "--results", results, "--out", str(tmp_path / "r.csv"), "--quiet"]) == 0
+    assert "p(class=2)@herd" in pd.read_csv(tmp_path / "r.csv").columns
