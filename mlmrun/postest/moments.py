@@ -15,8 +15,12 @@ Heywood case: a negative residual variance) gives SD 0, as in results.json.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from mlmrun.compile.model import CompiledModel
+from mlmrun.compile.partable import ParTable
 from mlmrun.estimate.moments_eb import factor_scores
 from mlmrun.likelihood.moments import MomentsModel
 from mlmrun.likelihood.moments_checks import plan_moments
@@ -43,3 +47,14 @@ def moments_unit_predictions(fit: FitResult) -> list[LevelPrediction]:
         sd = np.column_stack([np.asarray(entry[n]["sd"], dtype=float) for n in names])
         out.append(LevelPrediction(level, list(entry["units"]), names, mean, sd))
     return out
+
+
+def with_natural_partable(model: CompiledModel) -> CompiledModel:
+    """The model with identity transforms and no bounds, as a moments fit reports it (estimate/moments_fit.py).
+
+    The moments engine estimates variances on their own scale, so a residual variance may be negative (a
+    Heywood case, reported as a negative signed SD); read back through the spec's log-SD transforms such
+    an estimate could not be represented. Fixed rows and equality constraints are unchanged.
+    """
+    frame = model.partable.frame.assign(transform="identity", lower=-np.inf, upper=np.inf)
+    return dataclasses.replace(model, partable=ParTable(frame))

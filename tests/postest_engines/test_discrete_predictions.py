@@ -126,3 +126,19 @@ def test_discrete_models_refuse_modes_and_new_data(tmp_path: Path, monkeypatch: 
     assert "discrete latent" in capsys.readouterr().err
     assert cli.main(["predict", str(spec), "--results", results, "--out", str(tmp_path / "r.csv"), "--quiet"]) == 0
     assert "p(class=2)@herd" in pd.read_csv(tmp_path / "r.csv").columns
+
+
+def test_normal_latent_variables_below_a_discrete_level_are_refused(tmp_path: Path) -> None:
+    from mlmrun.postest.units import unit_predictions
+    from mlmrun.postest.usage import UsageError
+    from mlmrun.results import FitResult
+    from tests.discrete.data import compiled, three_level_data
+    from tests.discrete.test_discrete_over_normal import SPEC
+
+    model = compiled(tmp_path, SPEC, three_level_data(20, 5))
+    values = model.partable.frame["value"].to_numpy(dtype=float)
+    fit = FitResult(model=model, values=values, free=model.partable.pack(values), cov_free=None, loglik=0.0,
+                    method="ML", integration={}, converged=True, iterations=0, n_evaluations=0, fit_seconds=0.0,
+                    warnings=(), extras={})
+    with pytest.raises(UsageError, match="normal latent variables below a discrete level"):
+        unit_predictions(fit, "mean")

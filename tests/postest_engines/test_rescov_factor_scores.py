@@ -8,6 +8,7 @@ here from the parameter table by name; the per-row fit is mu_item + Lambda_item 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,24 @@ def test_factor_scores_use_the_residual_covariance(which: str, monkeypatch: pyte
     assert np.max(np.abs(rows["mu"].to_numpy() - fitted[child, item])) < 1e-6
     y = wide[ITEMS].to_numpy()[child, item]
     assert np.max(np.abs(rows["resid"].to_numpy() - (y - fitted[child, item]))) < 1e-6
+
+
+def test_predict_from_results_reads_a_heywood_fit_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped fit has a negative residual variance (x8); `predict --results` reads it back on the natural
+    scale and gives the dense factor scores of the file's estimates."""
+    from mlmrun import cli
+
+    monkeypatch.chdir(ROOT)
+    spec = "specs/holzinger_swineford_rescov.yaml"
+    assert cli.main(["fit", spec, "--out", str(tmp_path / "fit"), "--quiet"]) == 0
+    results = tmp_path / "fit" / "results.json"
+    params = {r["name"]: r["estimate"] for r in json.loads(results.read_text())["parameters"]}
+    assert params["sd(Residual:test=x8)"] < 0
+    assert cli.main(["predict", spec, "--results", str(results), "--out", str(tmp_path / "rows.csv"),
+                     "--by-unit", str(tmp_path / "units.csv"), "--quiet"]) == 0
+    wide = pd.read_csv(ROOT / "specs" / "data" / "holzinger_swineford.csv")
+    mean, sd, _ = dense_scores(params, wide)
+    units = pd.read_csv(tmp_path / "units.csv")
+    for f, factor in enumerate(FACTORS):
+        assert np.max(np.abs(units[f"eb_mean({factor})@child"].to_numpy() - mean[:, f])) < 1e-6
+        assert np.max(np.abs(units[f"eb_sd({factor})@child"].to_numpy() - sd[:, f])) < 1e-6

@@ -9,6 +9,7 @@ formulas hold after a REML fit (only the estimates differ).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,18 @@ def test_ar2_blups_and_conditional_fit_match_dense_gls(spec: str, monkeypatch: p
     units = fit.ranef()
     first = data.groupby("mare", sort=False).head(1).index
     assert np.max(np.abs(units["eb_mean(_cons)@mare"].to_numpy() - want.loc[first, "u"].to_numpy())) < 1e-6
+
+
+def test_predict_from_results_keeps_the_ar2_residual_structure(tmp_path: Path) -> None:
+    """`mlmrun predict --results` (the spec compiled again, the estimates read back by name) gives the dense BLUPs."""
+    from tests.postest_predict.helpers import fit_and_predict
+
+    spec = ROOT / "specs" / "ovary_ar2.yaml"
+    rows, units = fit_and_predict(spec, tmp_path)
+    params = {r["name"]: r["estimate"] for r in json.loads((tmp_path / "fit" / "results.json").read_text())["parameters"]}
+    data = pd.read_csv(ROOT / "specs" / "data" / "ovary.csv").iloc[rows["row"].to_numpy() - 1].reset_index(drop=True)
+    want = dense_predictions(params, data)
+    assert np.max(np.abs(rows["eb_mean(_cons)@mare"] - want["u"])) < 1e-6
+    assert np.max(np.abs(rows["eb_sd(_cons)@mare"] - want["u_sd"])) < 1e-6
+    assert np.max(np.abs(rows["resid"] - want["resid"])) < 1e-6
+    assert len(units) == data["mare"].nunique()
