@@ -11,7 +11,10 @@ engine that fitted it:
   (mlmrun.predict.empirical_bayes) with the fit's own rule when it was
   fitted by quadrature, else (a Laplace fit, one point) with EB_POINTS per
   dimension (fewer when the memory budget requires, see eb_plan); posterior modes with the curvature SDs at the mode
-  (mlmrun.predict.posterior_modes, lme4's `ranef(condVar = TRUE)`).
+  (mlmrun.predict.posterior_modes, lme4's `ranef(condVar = TRUE)`);
+- residual covariances between items (`residual_covariances:`): the factor scores conditioned on the
+  full Sigma (postest/moments.py); residual structures (`residuals:`) are whitened by the exact path itself;
+- discrete latent variables: posterior point probabilities by Bayes' rule (postest/discrete.py).
 """
 
 from __future__ import annotations
