@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlmrun.compile.discrete import DiscreteLevel, point_logits, softmax_rows
+from mlmrun.compile.discrete import DiscreteLevel, point_logits, resize, softmax_rows
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.discrete import DiscreteObjective
@@ -170,3 +170,13 @@ def discrete_tables(model: CompiledModel, values: np.ndarray, frame: pd.DataFram
     for name, column in discrete_columns(pred, unit, kind).items():
         rows[name] = column
     return Predictions(rows, discrete_unit_table(model, frame, pred, kind))
+
+
+def with_fitted_points(model: CompiledModel, doc: dict) -> CompiledModel:
+    """The model with as many points as results.json's fit (`discrete.points`): `discrete: auto` compiles one
+    point and grows it, and merged points make fewer; the spec's model then has another parameter table."""
+    entry = doc.get("discrete")
+    if not model.discrete or not isinstance(entry, dict) or not isinstance(entry.get("points"), int):
+        return model
+    K = int(entry["points"])
+    return resize(model, K) if K != model.discrete[0].K and K >= 1 else model

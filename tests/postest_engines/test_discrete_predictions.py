@@ -142,3 +142,27 @@ def test_normal_latent_variables_below_a_discrete_level_are_refused(tmp_path: Pa
                     warnings=(), extras={})
     with pytest.raises(UsageError, match="normal latent variables below a discrete level"):
         unit_predictions(fit, "mean")
+
+
+def test_predict_from_results_of_an_auto_fit_uses_the_fitted_number_of_points(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`discrete: auto` compiles one point and grows it; reading the fit back takes results.json's point count,
+    and the posterior probabilities are those the fit recorded (`class_posterior`, 6 significant digits)."""
+    import json
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "specs" / "data" / "cbpp.csv", "cbpp.csv")
+    text = (ROOT / "specs" / "cbpp_npmle.yaml").read_text()
+    Path("auto.yaml").write_text(text.replace("discrete: 2", "discrete: auto").replace("data/cbpp.csv", "cbpp.csv"))
+    assert cli.main(["fit", "auto.yaml", "--out", "fit", "--quiet"]) == 0
+    doc = json.loads(Path("fit/results.json").read_text())
+    K = doc["discrete"]["points"]
+    assert K >= 2
+    assert cli.main(["predict", "auto.yaml", "--results", "fit/results.json", "--out", "rows.csv",
+                     "--by-unit", "units.csv", "--quiet"]) == 0
+    units = pd.read_csv("units.csv")
+    recorded = dict(zip(doc["class_posterior"]["units"], doc["class_posterior"]["probabilities"], strict=True))
+    got = units[[f"p(class={k})@herd" for k in range(1, K + 1)]].to_numpy()
+    want = np.array([recorded[str(u)] for u in units["label"]])
+    assert np.max(np.abs(got - want)) < 1e-5
