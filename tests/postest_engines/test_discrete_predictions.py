@@ -166,3 +166,47 @@ def test_predict_from_results_of_an_auto_fit_uses_the_fitted_number_of_points(tm
     got = units[[f"p(class={k})@herd" for k in range(1, K + 1)]].to_numpy()
     want = np.array([recorded[str(u)] for u in units["label"]])
     assert np.max(np.abs(got - want)) < 1e-5
+
+
+ORDINAL = {
+    "name": "ord",
+    "data": {"path": "ord.csv"},
+    "levels": [{"name": "person", "id": "person"}],
+    "responses": [{"name": "y", "family": "ordinal"}],
+    "fixed": "y ~ 0 + z",
+    "latent": [{"name": "f", "level": "person", "loadings": {"by": "item", "fix": {"a": 1}},
+                "distribution": {"discrete": 2}}],
+}
+
+
+def test_mass_points_of_a_factor_with_loadings_on_ordinal_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loadings multiply the points (nu = z b + lambda_item e_k); cumulative logit P(y <= c) = expit(cut_c - nu).
+    The deviance residual uses the posterior-weighted probability of the observed category."""
+    from tests.discrete.data import ordinal_data
+
+    monkeypatch.chdir(tmp_path)
+    frame = ordinal_data(300, 4)
+    fit = mlmrun.fit(ORDINAL, data=frame)
+    par = dict(zip(fit.params["name"], fit.params["estimate"], strict=True))
+    p2 = expit(par["logit2(mass)@person"])
+    prob = np.array([1.0 - p2, p2])
+    raw = np.array([par["loc1(f)@person"], par["loc2(f)@person"]])
+    e = raw - prob @ raw
+    lam = frame["item"].map({i: par[f"loading(f->{i})"] for i in ("a", "b", "c")}).to_numpy()
+    nu = (par["z"] * frame["z"].to_numpy())[:, None] + lam[:, None] * e[None, :]
+    cuts = np.array([-np.inf, par["cut1"], par["cut2"], np.inf])
+    probs = np.stack([expit(cuts[c + 1] - nu) - expit(cuts[c] - nu) for c in range(3)], axis=2)  # (n, K, 3)
+    y = frame["y"].to_numpy()
+    persons, unit = np.unique(frame["person"].to_numpy(), return_inverse=True)
+    w = bayes(np.tile(prob, (len(persons), 1)), np.log(probs[np.arange(len(y)), :, y]), unit)
+    rows = fit.predict()
+    mean = w @ e
+    assert np.max(np.abs(rows["eb_mean(f)@person"].to_numpy() - mean[unit])) < 1e-6
+    assert np.max(np.abs(rows["eb_sd(f)@person"].to_numpy() - np.sqrt(w @ e**2 - mean**2)[unit])) < 1e-6
+    assert np.max(np.abs(rows["eta"].to_numpy() - (par["z"] * frame["z"].to_numpy() + lam * mean[unit]))) < 1e-6
+    post_probs = np.einsum("ik,ikc->ic", w[unit], probs)
+    mu = post_probs @ np.arange(3.0)
+    assert np.max(np.abs(rows["mu"].to_numpy() - mu)) < 1e-6
+    assert np.max(np.abs(rows["mu_marginal"].to_numpy() - np.einsum("k,ikc->ic", prob, probs) @ np.arange(3.0))) < 1e-6
+    deviance = np.sign(y - mu) * np.sqrt(-2.0 * np.log(post_probs[np.arange(len(y)), y]))
+    assert np.max(np.abs(rows["resid_deviance"].to_numpy() - deviance)) < 1e-6
