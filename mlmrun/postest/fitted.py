@@ -21,6 +21,8 @@ import numpy as np
 from mlmrun.data.files import read_regular_file
 from mlmrun.display import display_path, excerpt
 from mlmrun.pipeline import Prepared, prepare
+from mlmrun.postest.discrete import with_fitted_points
+from mlmrun.postest.moments import with_natural_partable
 from mlmrun.postest.usage import UsageError
 from mlmrun.results import FitResult
 
@@ -71,6 +73,9 @@ def fitted_from_results(prepared: Prepared, doc: dict[str, Any], shown: str = "r
     the file's SEs are in `extras['results_se']` by parameter name.
     """
     model = prepared.model
+    if isinstance(doc.get("integration"), dict) and doc["integration"].get("method") == "moments":
+        model = with_natural_partable(model)  # moments fits report variances that may be negative (Heywood)
+    model = with_fitted_points(model, doc)  # `discrete: auto` and merged points change the number of points
     want = model.data_sha256
     got = doc["data"].get("sha256")
     if got is None:

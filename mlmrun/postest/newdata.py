@@ -26,6 +26,7 @@ from mlmrun.compile import compile_model, used_columns
 from mlmrun.data.load import LoadedData, read_table
 from mlmrun.display import display_path, excerpt
 from mlmrun.errors import MlmrunError
+from mlmrun.postest.discrete import refuse_new_data
 from mlmrun.postest.frames import filtered_rows, model_rows, numbered
 from mlmrun.postest.predict import Predictions, per_row_latent, row_table
 from mlmrun.postest.rows import row_predictions
@@ -74,6 +75,7 @@ def new_predictions(fit: FitResult, old_raw: pd.DataFrame, new_raw: pd.DataFrame
                     kind: EbKind, shown: str) -> Predictions:
     """The per-row table for the rows of `new_raw` (a raw table as read; rows numbered 1.. in it)."""
     model = fit.model
+    refuse_new_data(model)
     spec = model.spec
     dependent = [t for t in _formulas(fit) if _DATA_DEPENDENT.search(t)]
     if dependent:

@@ -125,6 +125,10 @@ def row_table(model: CompiledModel, frame: pd.DataFrame, rp: RowPredictions, eb_
 
 def unit_table(model: CompiledModel, frame: pd.DataFrame, preds: list[LevelPrediction], kind: EbKind) -> pd.DataFrame:
     """One row per unit and latent level, units in the order they first occur in the data (module doc)."""
+    if model.discrete:
+        from mlmrun.postest.discrete import discrete_unit_table
+
+        return discrete_unit_table(model, frame, preds[0], kind)  # type: ignore[arg-type]
     parts = []
     by_level = {p.level: p for p in preds}
     for lvl in sorted({lat.level for lat in model.latent}):
@@ -153,6 +157,10 @@ def unit_table(model: CompiledModel, frame: pd.DataFrame, preds: list[LevelPredi
 def fitted_predictions(model: CompiledModel, values: np.ndarray, frame: pd.DataFrame, preds: list[LevelPrediction],
                        kind: EbKind) -> Predictions:
     """Both tables for the data the model was fitted to (`frame`: its rows, frames.model_rows)."""
+    if model.discrete:
+        from mlmrun.postest.discrete import discrete_tables
+
+        return discrete_tables(model, values, frame, preds, kind)
     units = {model.levels[lvl].name: model.levels[lvl].codes for lvl in {lat.level for lat in model.latent}}
     eb_mean, eb_sd = per_row_latent(model, values, preds, units)
     rp = row_predictions(model, values, eb_mean)

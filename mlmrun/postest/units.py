@@ -11,7 +11,10 @@ engine that fitted it:
   (mlmrun.predict.empirical_bayes) with the fit's own rule when it was
   fitted by quadrature, else (a Laplace fit, one point) with EB_POINTS per
   dimension (fewer when the memory budget requires, see eb_plan); posterior modes with the curvature SDs at the mode
-  (mlmrun.predict.posterior_modes, lme4's `ranef(condVar = TRUE)`).
+  (mlmrun.predict.posterior_modes, lme4's `ranef(condVar = TRUE)`);
+- residual covariances between items (`residual_covariances:`): the factor scores conditioned on the
+  full Sigma (postest/moments.py); residual structures (`residuals:`) are whitened by the exact path itself;
+- discrete latent variables: posterior point probabilities by Bayes' rule (postest/discrete.py).
 """
 
 from __future__ import annotations
@@ -56,8 +59,16 @@ def eb_plan(model: CompiledModel, plan: IntegrationPlan) -> IntegrationPlan:
 def unit_predictions(fit: FitResult, kind: EbKind = "mean") -> list[LevelPrediction]:
     """Posterior means (`kind='mean'`) or modes ('mode') and SDs of every latent variable, per unit and level."""
     model = fit.model
+    if model.discrete:
+        from mlmrun.postest.discrete import discrete_unit_predictions
+
+        return discrete_unit_predictions(fit, kind)
     if not model.latent:
         return []
+    if model.rescov:
+        from mlmrun.postest.moments import moments_unit_predictions
+
+        return moments_unit_predictions(fit)
     if model.is_linear_gaussian:
         predictions, _ = gaussian_empirical_bayes(GaussianDesign(model), model_matrices(model, fit.values))
         return predictions
