@@ -18,9 +18,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mlmrun import __version__
 from mlmrun.display import display_path, excerpt, relative_in_text, relative_path, sanitize_line
 from mlmrun.errors import MlmrunError, SpecError
+from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, write_atomic
 
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
@@ -44,27 +47,57 @@ class _StartUp:
         raise KeyboardInterrupt
 
 
-_previous_sigint = signal.getsignal(signal.SIGINT)
-with contextlib.suppress(ValueError):  # not the main thread: nothing to guard
-    if _previous_sigint is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _StartUp.on_sigint)
-try:  # numpy, scipy, pandas, pydantic: seconds of start-up in which Ctrl-C must stay quiet
+_HEAVY = {
+    "estimate": "mlmrun.estimate", "Prepared": "mlmrun.pipeline", "prepare": "mlmrun.pipeline",
+    "render_html": "mlmrun.report", "render_markdown": "mlmrun.report", "summarize": "mlmrun.report",
+    "FitResult": "mlmrun.results", "results_dict": "mlmrun.results", "results_json": "mlmrun.results",
+    "locate": "mlmrun.spec.loader",
+}
+"""Names the commands use from modules that import numpy, scipy, pandas, formulaic or pydantic (seconds of
+start-up): imported by `_load_heavy` only for the commands that need them, so `--help`, `--version` and
+`schema` start fast."""
+
+
+def _load_heavy() -> None:
+    """Import the _HEAVY names into this module (names already set, e.g. by a test, are kept).
+
+    A Ctrl-C during these imports exits 130 with one line, even when a package turns it into another error.
+    """
+    import importlib
+
+    previous = signal.getsignal(signal.SIGINT)
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to guard
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _StartUp.on_sigint)
+    try:
+        for name, module in _HEAVY.items():
+            if name not in globals():
+                globals()[name] = getattr(importlib.import_module(module), name)
+    except BaseException as exc:
+        if not (_StartUp.interrupted or isinstance(exc, KeyboardInterrupt)):
+            raise
+        print("mlmrun: interrupted; nothing written", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:
+        with contextlib.suppress(ValueError):
+            if signal.getsignal(signal.SIGINT) is _StartUp.on_sigint:
+                signal.signal(signal.SIGINT, previous)
+
+
+def __getattr__(name: str) -> object:
+    """`cli.estimate` and the other _HEAVY names, imported on first access (tests patch them)."""
+    if name not in _HEAVY:
+        raise AttributeError(f"module 'mlmrun.cli' has no attribute {name!r}")
+    _load_heavy()
+    return globals()[name]
+
+
+if TYPE_CHECKING:
     from mlmrun.estimate import estimate
-    from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, write_atomic
     from mlmrun.pipeline import Prepared, prepare
     from mlmrun.report import render_html, render_markdown, summarize
     from mlmrun.results import FitResult, results_dict, results_json
     from mlmrun.spec.loader import locate
-    from mlmrun.spec.schema import schema_text
-except BaseException as exc:
-    if not (_StartUp.interrupted or isinstance(exc, KeyboardInterrupt)):
-        raise
-    print("mlmrun: interrupted; nothing written", file=sys.stderr)
-    raise SystemExit(EXIT_INTERRUPTED) from None
-finally:
-    with contextlib.suppress(ValueError):
-        if signal.getsignal(signal.SIGINT) is _StartUp.on_sigint:
-            signal.signal(signal.SIGINT, _previous_sigint)
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PARTABLE_COLUMNS = ["name", "block", "free", "value", "lower", "upper", "transform", "level", "origin"]
@@ -181,6 +214,8 @@ def _validate_one(spec: str, args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print the JSON Schema of the spec language."""
+    from mlmrun.spec.schema import schema_text
+
     sys.stdout.write(schema_text())
     return EXIT_OK
 
@@ -361,6 +396,7 @@ def add_predict_parser(sub: argparse._SubParsersAction, trust: argparse.Argument
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="mlmrun", description="Fit GLLAMMs from declarative YAML specs.")
+    parser.add_argument("--version", action="version", version=f"mlmrun {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     trust = argparse.ArgumentParser(add_help=False)
     trust.add_argument("--allow-outside-data", action="store_true",
@@ -425,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = build_parser().parse_args(argv)
+        if args.command != "schema":
+            _load_heavy()
         command: Callable[[argparse.Namespace], int] = args.func
         code = _guarded(lambda: command(args))
         sys.stdout.flush()
