@@ -4,7 +4,8 @@ Exit codes: 0 fitted and converged (or valid); 1 fitted but not converged
 (results still written, flagged); 2 invalid spec or data, or an output folder that
 cannot be written (nothing written), every problem printed as
 `FILE:LINE:COL: what is wrong; what to write instead`; 3 an unexpected internal
-error (one line; MLMRUN_DEBUG=1 shows the traceback); 130 interrupted (Ctrl-C,
+error (one line; MLMRUN_DEBUG=1 shows the traceback); 4 `fit --check` found the refit
+differs from the committed results.json; 130 interrupted (Ctrl-C,
 also during start-up); 141 stdout closed by its reader (`| head`), silently.
 """
 
@@ -158,6 +159,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     prepared = prepare(relative_path(args.spec), args.allow_outside_data)
     out = output_dir(prepared, args.out, args.allow_outside_data)
+    if args.check:
+        from mlmrun.check import run_check
+
+        return run_check(prepared.spec.name, out, lambda: results_dict(
+            estimate(prepared.model, None if args.quiet else _progress), prepared.path, prepared, 0.0))
     try:
         created = prepare_output_dir(out, OUTPUT_FILES)
     except OutputError as exc:
@@ -406,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("spec", help="spec file (YAML)")
     fit.add_argument("--out", help="output folder (default: the spec's report.dir, else reports/<name>)")
     fit.add_argument("--quiet", action="store_true", help="no iteration log and no summary line")
+    fit.add_argument("--check", action="store_true",
+                     help="refit and compare with the results.json in the output folder, writing nothing: exit 0 "
+                          "when it reproduces, 4 with the differences when not (mlmrun/check.py has the tolerances)")
     fit.set_defaults(func=cmd_fit)
     val = sub.add_parser("validate", parents=[trust],
                          help="check specs, their data and the compiled models without fitting")
