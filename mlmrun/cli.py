@@ -108,9 +108,16 @@ def _err(message: str) -> None:
     print(sanitize_line(relative_in_text(message)), file=sys.stderr, flush=True)
 
 
-def _progress(iteration: int, loglik: float) -> None:
-    """The iteration log on stderr."""
-    _err(f"iter {iteration}  loglik {loglik:.6f}")
+def _estimate_logged(model: object, quiet: bool) -> FitResult:
+    """estimate() with the iteration log on stderr (progress.py: named phases, elapsed time) unless `quiet`."""
+    if quiet:
+        return estimate(model)
+    from mlmrun.progress import ProgressLog
+
+    log = ProgressLog(sys.stderr)
+    fit = estimate(model, log)
+    log.close()
+    return fit
 
 
 def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path:
@@ -163,7 +170,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         from mlmrun.check import run_check
 
         return run_check(prepared.spec.name, out, lambda: results_dict(
-            estimate(prepared.model, None if args.quiet else _progress), prepared.path, prepared, 0.0))
+            _estimate_logged(prepared.model, args.quiet), prepared.path, prepared, 0.0))
     try:
         created = prepare_output_dir(out, OUTPUT_FILES)
     except OutputError as exc:
@@ -171,7 +178,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise OutputError(f"{locate(prepared.marks, str(prepared.path), 'report', 'dir')}: report.dir: {exc}") from None
         raise
     try:
-        fit = estimate(prepared.model, None if args.quiet else _progress)
+        fit = _estimate_logged(prepared.model, args.quiet)
         total = time.perf_counter() - start
         files = render_outputs(fit, prepared, total)
         write_atomic(out, files)
@@ -358,7 +365,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.results:
         fit = fitted_from_results(prepared, read_results(relative_path(args.results)), display_path(args.results))
     else:
-        fit = estimate(prepared.model, None if args.quiet else _progress)
+        fit = _estimate_logged(prepared.model, args.quiet)
     preds = unit_predictions(fit, args.eb)
     old_raw = read_data_file(prepared.data.path, prepared.model.data_sha256)
     rows = model_rows(prepared.spec, old_raw, fit.model.n)
