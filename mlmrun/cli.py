@@ -59,8 +59,12 @@ start-up): imported by `_load_heavy` only for the commands that need them, so `-
 `schema` start fast."""
 
 
-def _load_heavy() -> None:
-    """Import the _HEAVY names into this module (names already set, e.g. by a test, are kept).
+_NEEDS: dict[str, tuple[str, ...]] = {"schema": (), "validate": ("Prepared", "prepare", "locate")}
+"""The _HEAVY names a command needs when not all of them (validate fits nothing and renders nothing)."""
+
+
+def _load_heavy(names: tuple[str, ...] = tuple(_HEAVY)) -> None:
+    """Import the _HEAVY `names` into this module (names already set, e.g. by a test, are kept).
 
     A Ctrl-C during these imports exits 130 with one line, even when a package turns it into another error.
     """
@@ -71,9 +75,9 @@ def _load_heavy() -> None:
         if previous is signal.default_int_handler:
             signal.signal(signal.SIGINT, _StartUp.on_sigint)
     try:
-        for name, module in _HEAVY.items():
+        for name in names:
             if name not in globals():
-                globals()[name] = getattr(importlib.import_module(module), name)
+                globals()[name] = getattr(importlib.import_module(_HEAVY[name]), name)
     except BaseException as exc:
         if not (_StartUp.interrupted or isinstance(exc, KeyboardInterrupt)):
             raise
@@ -89,7 +93,7 @@ def __getattr__(name: str) -> object:
     """`cli.estimate` and the other _HEAVY names, imported on first access (tests patch them)."""
     if name not in _HEAVY:
         raise AttributeError(f"module 'mlmrun.cli' has no attribute {name!r}")
-    _load_heavy()
+    _load_heavy((name,))
     return globals()[name]
 
 
@@ -477,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = build_parser().parse_args(argv)
-        if args.command != "schema":
-            _load_heavy()
+        _load_heavy(_NEEDS.get(args.command, tuple(_HEAVY)))
         command: Callable[[argparse.Namespace], int] = args.func
         code = _guarded(lambda: command(args))
         sys.stdout.flush()
