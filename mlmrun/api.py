@@ -26,6 +26,7 @@ from mlmrun.compile import compile_model
 from mlmrun.compile.spec_checks import check_spec
 from mlmrun.compile.start_from import apply_start_from
 from mlmrun.data.load import LoadedData, load_data
+from mlmrun.data.stata import code_columns
 from mlmrun.errors import SpecError
 from mlmrun.estimate import estimate
 from mlmrun.likelihood.preflight import preflight
@@ -72,7 +73,7 @@ def _prepare(spec: str | Path | dict[str, Any], data: pd.DataFrame | None) -> tu
     loaded, marks, folder, text = _spec_from(spec, data)
     check_spec(loaded)
     if data is None:
-        loaded_data = load_data(loaded.data, folder)
+        loaded_data = load_data(loaded.data, folder, numeric=code_columns(loaded))
         raw = read_data_file(loaded_data.path, loaded_data.sha256)
     else:
         frame = filtered_rows(loaded, data.reset_index(drop=True))

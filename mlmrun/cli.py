@@ -4,7 +4,8 @@ Exit codes: 0 fitted and converged (or valid); 1 fitted but not converged
 (results still written, flagged); 2 invalid spec or data, or an output folder that
 cannot be written (nothing written), every problem printed as
 `FILE:LINE:COL: what is wrong; what to write instead`; 3 an unexpected internal
-error (one line; MLMRUN_DEBUG=1 shows the traceback); 130 interrupted (Ctrl-C,
+error (one line; MLMRUN_DEBUG=1 shows the traceback); 4 `fit --check` found the refit
+differs from the committed results.json; 130 interrupted (Ctrl-C,
 also during start-up); 141 stdout closed by its reader (`| head`), silently.
 """
 
@@ -18,9 +19,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mlmrun import __version__
 from mlmrun.display import display_path, excerpt, relative_in_text, relative_path, sanitize_line
 from mlmrun.errors import MlmrunError, SpecError
+from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, write_atomic
 
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
@@ -44,27 +48,61 @@ class _StartUp:
         raise KeyboardInterrupt
 
 
-_previous_sigint = signal.getsignal(signal.SIGINT)
-with contextlib.suppress(ValueError):  # not the main thread: nothing to guard
-    if _previous_sigint is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _StartUp.on_sigint)
-try:  # numpy, scipy, pandas, pydantic: seconds of start-up in which Ctrl-C must stay quiet
+_HEAVY = {
+    "estimate": "mlmrun.estimate", "Prepared": "mlmrun.pipeline", "prepare": "mlmrun.pipeline",
+    "render_html": "mlmrun.report", "render_markdown": "mlmrun.report", "summarize": "mlmrun.report",
+    "FitResult": "mlmrun.results", "results_dict": "mlmrun.results", "results_json": "mlmrun.results",
+    "locate": "mlmrun.spec.loader",
+}
+"""Names the commands use from modules that import numpy, scipy, pandas, formulaic or pydantic (seconds of
+start-up): imported by `_load_heavy` only for the commands that need them, so `--help`, `--version` and
+`schema` start fast."""
+
+
+_NEEDS: dict[str, tuple[str, ...]] = {"schema": (), "validate": ("Prepared", "prepare", "locate")}
+"""The _HEAVY names a command needs when not all of them (validate fits nothing and renders nothing)."""
+
+
+def _load_heavy(names: tuple[str, ...] = tuple(_HEAVY)) -> None:
+    """Import the _HEAVY `names` into this module (names already set, e.g. by a test, are kept).
+
+    A Ctrl-C during these imports exits 130 with one line, even when a package turns it into another error.
+    """
+    import importlib
+
+    previous = signal.getsignal(signal.SIGINT)
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to guard
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _StartUp.on_sigint)
+    try:
+        for name in names:
+            if name not in globals():
+                globals()[name] = getattr(importlib.import_module(_HEAVY[name]), name)
+    except BaseException as exc:
+        if not (_StartUp.interrupted or isinstance(exc, KeyboardInterrupt)):
+            raise
+        print("mlmrun: interrupted; nothing written", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:
+        with contextlib.suppress(ValueError):
+            if signal.getsignal(signal.SIGINT) is _StartUp.on_sigint:
+                signal.signal(signal.SIGINT, previous)
+
+
+def __getattr__(name: str) -> object:
+    """`cli.estimate` and the other _HEAVY names, imported on first access (tests patch them)."""
+    if name not in _HEAVY:
+        raise AttributeError(f"module 'mlmrun.cli' has no attribute {name!r}")
+    _load_heavy((name,))
+    return globals()[name]
+
+
+if TYPE_CHECKING:
     from mlmrun.estimate import estimate
-    from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, write_atomic
     from mlmrun.pipeline import Prepared, prepare
     from mlmrun.report import render_html, render_markdown, summarize
     from mlmrun.results import FitResult, results_dict, results_json
     from mlmrun.spec.loader import locate
-    from mlmrun.spec.schema import schema_text
-except BaseException as exc:
-    if not (_StartUp.interrupted or isinstance(exc, KeyboardInterrupt)):
-        raise
-    print("mlmrun: interrupted; nothing written", file=sys.stderr)
-    raise SystemExit(EXIT_INTERRUPTED) from None
-finally:
-    with contextlib.suppress(ValueError):
-        if signal.getsignal(signal.SIGINT) is _StartUp.on_sigint:
-            signal.signal(signal.SIGINT, _previous_sigint)
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PARTABLE_COLUMNS = ["name", "block", "free", "value", "lower", "upper", "transform", "level", "origin"]
@@ -74,9 +112,16 @@ def _err(message: str) -> None:
     print(sanitize_line(relative_in_text(message)), file=sys.stderr, flush=True)
 
 
-def _progress(iteration: int, loglik: float) -> None:
-    """The iteration log on stderr."""
-    _err(f"iter {iteration}  loglik {loglik:.6f}")
+def _estimate_logged(model: object, quiet: bool) -> FitResult:
+    """estimate() with the iteration log on stderr (progress.py: named phases, elapsed time) unless `quiet`."""
+    if quiet:
+        return estimate(model)
+    from mlmrun.progress import ProgressLog
+
+    log = ProgressLog(sys.stderr)
+    fit = estimate(model, log)
+    log.close()
+    return fit
 
 
 def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path:
@@ -125,6 +170,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     prepared = prepare(relative_path(args.spec), args.allow_outside_data)
     out = output_dir(prepared, args.out, args.allow_outside_data)
+    if args.check:
+        from mlmrun.check import run_check
+
+        return run_check(prepared.spec.name, out, lambda: results_dict(
+            _estimate_logged(prepared.model, args.quiet), prepared.path, prepared, 0.0))
     try:
         created = prepare_output_dir(out, OUTPUT_FILES)
     except OutputError as exc:
@@ -132,7 +182,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise OutputError(f"{locate(prepared.marks, str(prepared.path), 'report', 'dir')}: report.dir: {exc}") from None
         raise
     try:
-        fit = estimate(prepared.model, None if args.quiet else _progress)
+        fit = _estimate_logged(prepared.model, args.quiet)
         total = time.perf_counter() - start
         files = render_outputs(fit, prepared, total)
         write_atomic(out, files)
@@ -181,6 +231,8 @@ def _validate_one(spec: str, args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print the JSON Schema of the spec language."""
+    from mlmrun.spec.schema import schema_text
+
     sys.stdout.write(schema_text())
     return EXIT_OK
 
@@ -317,7 +369,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.results:
         fit = fitted_from_results(prepared, read_results(relative_path(args.results)), display_path(args.results))
     else:
-        fit = estimate(prepared.model, None if args.quiet else _progress)
+        fit = _estimate_logged(prepared.model, args.quiet)
     preds = unit_predictions(fit, args.eb)
     old_raw = read_data_file(prepared.data.path, prepared.model.data_sha256)
     rows = model_rows(prepared.spec, old_raw, fit.model.n)
@@ -361,6 +413,7 @@ def add_predict_parser(sub: argparse._SubParsersAction, trust: argparse.Argument
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="mlmrun", description="Fit GLLAMMs from declarative YAML specs.")
+    parser.add_argument("--version", action="version", version=f"mlmrun {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     trust = argparse.ArgumentParser(add_help=False)
     trust.add_argument("--allow-outside-data", action="store_true",
@@ -370,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("spec", help="spec file (YAML)")
     fit.add_argument("--out", help="output folder (default: the spec's report.dir, else reports/<name>)")
     fit.add_argument("--quiet", action="store_true", help="no iteration log and no summary line")
+    fit.add_argument("--check", action="store_true",
+                     help="refit and compare with the results.json in the output folder, writing nothing: exit 0 "
+                          "when it reproduces, 4 with the differences when not (mlmrun/check.py has the tolerances)")
     fit.set_defaults(func=cmd_fit)
     val = sub.add_parser("validate", parents=[trust],
                          help="check specs, their data and the compiled models without fitting")
@@ -425,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = build_parser().parse_args(argv)
+        _load_heavy(_NEEDS.get(args.command, tuple(_HEAVY)))
         command: Callable[[argparse.Namespace], int] = args.func
         code = _guarded(lambda: command(args))
         sys.stdout.flush()

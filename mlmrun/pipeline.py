@@ -9,6 +9,7 @@ from mlmrun.compile import CompiledModel, compile_model
 from mlmrun.compile.spec_checks import check_spec
 from mlmrun.compile.start_from import apply_start_from
 from mlmrun.data.load import LoadedData, load_data
+from mlmrun.data.stata import code_columns
 from mlmrun.errors import DataError, MlmrunError, SpecError
 from mlmrun.likelihood.preflight import preflight
 from mlmrun.spec.loader import Loc, load_spec, locate
@@ -40,7 +41,7 @@ def prepare(path: str | Path, allow_outside_data: bool = False) -> Prepared:
     except SpecError as exc:
         raise _located(exc, marks, path) from None
     try:
-        data = load_data(spec.data, path.parent, allow_outside_data)
+        data = load_data(spec.data, path.parent, allow_outside_data, code_columns(spec))
     except DataError as exc:
         located = exc.loc or str(exc).startswith("data.")  # e.g. `data.filter.0: ...` points at that key
         where = _where(marks, path, exc) if located else locate(marks, str(path), "data")

@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mlmrun"
-ORDER = ["errors", "display", "spec", "data", "families", "compile", "likelihood", "pipeline", "predict", "results", "estimate",
-         "report", "io", "postest", "api", "cli"]
+ORDER = ["errors", "display", "progress", "spec", "data", "families", "compile", "likelihood", "pipeline", "predict", "results",
+         "estimate", "report", "io", "postest", "api", "check", "cli"]
 
 
 def _stage(module: str) -> str | None:

@@ -31,6 +31,7 @@ from mlmrun.compile.ordinal_ext import ordinal_design
 from mlmrun.compile.partable import ParTable, ParTableBuilder
 from mlmrun.compile.residuals import compile_residuals, is_structured, residual_columns
 from mlmrun.compile.spec_checks import check_spec
+from mlmrun.compile.success import success_indicator
 from mlmrun.compile.weights import compile_weights
 from mlmrun.data.levels import build_levels
 from mlmrun.data.load import LoadedData
@@ -183,6 +184,8 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
                                 f"{excerpts(cats, 10)}; add them to `categories:` (or drop `categories:`)")
             y[rows] = codes.to_numpy(dtype=float)
             categories = tuple(cats)
+        elif eq.success is not None:
+            y[rows] = success_indicator(col, eq, k)
         else:
             if not pd.api.types.is_numeric_dtype(col):
                 bad = col[pd.to_numeric(col, errors="coerce").isna()]

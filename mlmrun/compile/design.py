@@ -45,9 +45,9 @@ def parse_formula(text: str, where: str = "fixed", kind: Kind = "formula") -> Fo
     `where` is the spec key errors name first (e.g. `responses.0.variance`), so the CLI
     locates them; `kind` says which sides the formula may have (see `check_formula`).
     """
-    check_formula(text, where, kind)
+    parsed = check_formula(text, where, kind)
     try:
-        formula = Formula(text)
+        formula = Formula(parsed.python_text or text)
     except Exception as exc:  # formulaic raises several parser exception types
         detail = _plain(exc, 160)
         raise SpecError(f"{where}: cannot parse formula {excerpt(text)} ({detail}); "

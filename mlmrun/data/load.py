@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import operator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 from mlmrun.data.files import DATA_SUFFIXES, read_regular_file, spec_file, spec_relative_path
 from mlmrun.data.reshape import stack_long
 from mlmrun.data.shown import columns_hint, excerpt, printable, shown_path
+from mlmrun.data.stata import read_stata_labelled
 from mlmrun.errors import DataError
 from mlmrun.spec.model import DataSpec
 
@@ -35,8 +37,11 @@ class LoadedData:
     path: str
 
 
-def read_table(path: Path, key: str = "data.path") -> tuple[pd.DataFrame, str]:
+def read_table(path: Path, key: str = "data.path", numeric: Iterable[str] = ()) -> tuple[pd.DataFrame, str]:
     """Read CSV, TSV, Parquet or Stata .dta by extension; returns the frame and the SHA-256 of the bytes read.
+
+    Stata value labels (stata.py): labelled columns become categories named by their labels, except the
+    columns in `numeric` (the response columns), which keep their numeric codes (a labelled 0/1 outcome).
 
     The file is read once (as bytes, after the checks of files.read_regular_file)
     and parsed from memory, so the digest is that of exactly what was parsed.
@@ -50,7 +55,7 @@ def read_table(path: Path, key: str = "data.path") -> tuple[pd.DataFrame, str]:
         if suffix == ".parquet":
             frame = pd.read_parquet(io.BytesIO(raw))
         elif suffix == ".dta":
-            frame = pd.read_stata(io.BytesIO(raw))
+            frame = read_stata_labelled(raw, frozenset(numeric))
         else:
             frame = pd.read_csv(io.BytesIO(raw), sep="\t" if suffix == ".tsv" else ",")
     except ImportError:
@@ -87,10 +92,13 @@ def apply_filters(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
     return frame.loc[keep].reset_index(drop=True)
 
 
-def load_data(spec: DataSpec, base_dir: Path, allow_outside: bool = False) -> LoadedData:
-    """Read, filter and stack the data of a spec; paths are relative to the spec file's folder."""
+def load_data(spec: DataSpec, base_dir: Path, allow_outside: bool = False, numeric: Iterable[str] = ()) -> LoadedData:
+    """Read, filter and stack the data of a spec; paths are relative to the spec file's folder.
+
+    `numeric`: columns whose Stata value labels are dropped for their codes (see read_table).
+    """
     path = spec_file(base_dir, spec.path, "data.path", DATA_SUFFIXES, allow_outside)
-    frame, digest = read_table(path)
+    frame, digest = read_table(path, numeric=numeric)
     frame = apply_filters(frame, spec)
     if spec.stack is not None:
         frame = stack_long(frame, spec.stack)

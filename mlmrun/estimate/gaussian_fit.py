@@ -35,6 +35,7 @@ from mlmrun.likelihood import sparse_blocks
 from mlmrun.likelihood.gaussian import Profiled, profiled
 from mlmrun.likelihood.gaussian_design import GaussianDesign
 from mlmrun.likelihood.gaussian_grad import profiled_gradient
+from mlmrun.progress import phase
 from mlmrun.results import FitResult
 
 PENALTY = 1e10
@@ -339,12 +340,14 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
     design = GaussianDesign(model)
     params = GaussianParams(model)
     obj = Objective(model, design, params, reml)
+    phase(progress, "start values")
     free0, sigma0 = start_values(model, params)
     phi0 = params.phi_from_free(free0, sigma0)
     runs: list[Run] = []
     best: Run | None = None
     converged, measure = False, ""
-    for start in (phi0, _lme4_start(params, phi0)):
+    for k, start in enumerate((phi0, _lme4_start(params, phi0))):
+        phase(progress, f"optimisation (start {k + 1})")
         run = _optimise(obj, start, est.max_iter, est.tol, progress)
         runs.append(run)
         if best is None or run.deviance < best.deviance:
@@ -358,6 +361,7 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
     warnings: list[str] = []
     if not converged:
         warnings.append(f"the optimiser did not converge ({best.message}; {measure}); estimates may be unreliable")
+    phase(progress, "standard errors")
     cov, cov_warnings, n_hessian = covariance(design, params, reml, free, values, res)
     obj.n_evaluations += n_hessian
     warnings.extend(cov_warnings)
@@ -376,6 +380,7 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
     lr = lr_test(model, loglik, reml, values)
     if lr is not None:
         extras["lr_test"] = lr
+    phase(progress, "empirical Bayes")
     predictions, eb_warnings = empirical_bayes(design, model_matrices(model, values))
     extras["empirical_bayes"] = {p.level: p.as_dict() for p in predictions}
     warnings.extend(eb_warnings)

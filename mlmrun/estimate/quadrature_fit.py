@@ -41,6 +41,7 @@ from mlmrun.estimate.robust import bread, glm_information, least_squares_start, 
 from mlmrun.likelihood.objective import QuadratureObjective
 from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
+from mlmrun.progress import Offset, phase
 from mlmrun.results import FitResult
 
 GLM_BLOCKS = FAMILY_BLOCKS
@@ -179,10 +180,12 @@ def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] 
     obj = QuadratureObjective(model, plan)
     est = model.spec.estimation
     warnings: list[str] = []
+    phase(progress, "start values")
     glm_free, null_ll = fit_glm(obj, model.partable.pack(model.partable.start_values))
     start = starting_values(obj, glm_free)
     if obj.lay.hierarchy is None:
         out = Outcome(glm_free, None, null_ll, True, 0)
+        phase(progress, "standard errors")
         info = glm_information(obj, glm_free)  # no latent variables: the GLM's information
         extras: dict = {}
         cov = vce(obj, out, info, covariance(obj, info, warnings), extras)
@@ -194,6 +197,7 @@ def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] 
         out = _adaptive(obj, start, est.tol, est.max_iter, progress)
     if not out.converged:
         warnings.append(f"optimisation did not converge: {out.message or 'no progress'}")
+    phase(progress, "standard errors")
     info = information(obj, out, laplace_f)
     cov = covariance(obj, info, warnings)
     extras: dict = {}
@@ -205,9 +209,11 @@ def fit_quadrature(model: CompiledModel, progress: Callable[[int, float], None] 
             out.converged = False
             warnings.append(f"optimisation stopped {gain:.3g} below the predicted maximum of the log likelihood")
     if est.check_points:
+        phase(progress, "point check")
         extras["point_check"] = point_check(obj, out, cov, est.check_points, warnings)
     cov = vce(obj, out, info, cov, extras)
     _boundary(model, out.free, cov, warnings)
+    phase(progress, "empirical Bayes")
     extras["empirical_bayes"] = {p.level: p.as_dict() for p in empirical_bayes(obj, out.free, out.adaptation)}
     test = lr_test(model, out.loglik, null_ll)
     if test is not None and "vce" not in extras:  # no LR test of a pseudolikelihood or with robust SEs (Stata)
@@ -226,6 +232,7 @@ def _laplace(obj: QuadratureObjective, start: np.ndarray, max_iter: int,
         return val
 
     lo, hi = bounds_arrays(obj)
+    phase(progress, "Laplace polish")
     asc = polish(laplace_f, first.free, first.information, lo, hi, 1e-11)
     out = Outcome(asc.x, obj.adapt(asc.x, state["ad"]), asc.F, asc.converged and first.converged,
                   first.iterations + asc.iterations, "" if asc.converged else "the Laplace quasi-Newton polish did not converge")
@@ -249,7 +256,7 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
     coarse = tuple(min(p, COARSE_POINTS) for p in plan.points)
     rules = IntegrationPlan(plan.method, plan.adapt, plan.level_names, plan.dims, coarse, plan.prune).rules
     first = rounds(obj, start, rules, 1e-6, max_iter, progress, coarse=True)
-    shifted = None if progress is None else (lambda i, f: progress(first.iterations + i, f))
+    shifted = None if progress is None else Offset(progress, first.iterations)
     out = rounds(obj, first.free, plan.rules, tol, max(1, max_iter - first.iterations), shifted,
                  first.adaptation.with_rules(plan.rules), first.information)
     out.iterations += first.iterations

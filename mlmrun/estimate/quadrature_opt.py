@@ -30,6 +30,7 @@ import numpy as np
 from mlmrun.estimate.inference import hessian_forward, hessian_from_gradient
 from mlmrun.likelihood.adaptive import Adaptation
 from mlmrun.likelihood.objective import QuadratureObjective
+from mlmrun.progress import phase
 
 MAX_ROUNDS = 40
 FORWARD_ABOVE = 12
@@ -177,7 +178,8 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
                 else -hessian_from_gradient(frozen_grad, free))
     st = Ascent(free, F, g, positive_definite(info))
     iters, converged, message, change = 0, False, "", np.inf
-    for _ in range(MAX_ROUNDS):
+    for r in range(MAX_ROUNDS):
+        phase(progress, f"optimisation round {r + 1}{' (coarse points)' if coarse else ''}")
         frozen_ad = ad
         budget = SHORT_ROUND if abs(change) > 1e-3 else max(1, max_iter - iters)
         start_x, start_F = st.x, st.F

@@ -20,7 +20,7 @@ comparison, unknown functions or keywords) is a SpecError naming the spec key.
     arith    := mul (('+'|'-') mul)*
     mul      := unary (('*'|'/') unary)*
     unary    := ('+'|'-') unary | pow
-    pow      := prim ['**' ['-'|'+'] NUMBER]       (|exponent| <= MAX_EXPONENT, no power in the base)
+    pow      := prim [('**'|'^') ['-'|'+'] NUMBER] (|exponent| <= MAX_EXPONENT, no power in the base)
     prim     := NUMBER | column | call | '(' expr ')'
     column   := NAME | '`' quoted name '`'       (NAME: an identifier that Unicode NFKC leaves unchanged,
                                                   no '__', no keyword; backticks only for other names)
@@ -28,6 +28,11 @@ comparison, unknown functions or keywords) is a SpecError naming the spec key.
 Budgets keep the cost of reading a formula bounded whatever its text: its
 length, the digits of a number, exponents, nesting depth and the number of
 terms its products expand to.
+
+Powers follow R: inside a function `^` is arithmetic (`I(age^2)` is the square; formulaic, being
+Python, would read it as bitwise xor, so `python_text` writes it as `**`); at the formula level `^`
+and `**` expand interactions, `(a + b)^2` = a + b + a:b, so a power of a column or call (`week^2`,
+which R and formulaic both read as `week`) is refused with the I(week^2) to write instead.
 """
 
 from __future__ import annotations
@@ -98,6 +103,8 @@ class ParsedFormula:
     response: str | None
     columns: tuple[str, ...]
     n_terms: int
+    python_text: str = ""
+    """The formula as formulaic reads it: `^` inside functions written `**` (R's meaning)."""
 
 
 def excerpt(text: str, pos: int = 0, width: int = 80) -> str:
@@ -204,12 +211,15 @@ Terms = frozenset[frozenset[str]]
 class _Parser:
     """Recursive descent over the tokens; formula-level rules build term sets to bound their number."""
 
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[Token], text: str = "") -> None:
         self.tokens = tokens
+        self.text = text
         self.i = 0
         self.depth = 0
         self.compare_ok = False
         self.columns: dict[str, None] = {}
+        self.carets: list[int] = []
+        """Offsets of the '^' used as powers inside functions (python_text writes them '**')."""
 
     def peek(self, offset: int = 0) -> Token:
         return self.tokens[min(self.i + offset, len(self.tokens) - 1)]
@@ -289,6 +299,7 @@ class _Parser:
         return left
 
     def power(self) -> Terms:
+        first = self.i
         base = self.atom()
         if not self.at("**", "^"):
             return base
@@ -297,6 +308,12 @@ class _Parser:
         if tok.kind != "number" or not tok.text.isdigit() or not 1 <= int(tok.text) <= MAX_TERM_POWER:
             raise _Fail(tok.pos, f"the power of a term must be a whole number from 1 to {MAX_TERM_POWER}",
                         "write e.g. (a + b)**2 for all two-way interactions, or I(x**2) for a squared column")
+        if len(base) == 1 and int(tok.text) > 1 and self.tokens[first].text != "(":
+            shown = self.text[self.tokens[first].pos:op.pos].strip()
+            raise _Fail(op.pos, f"'{shown}{op.text}{tok.text}' outside a function is an interaction power of one "
+                                f"term, which is the term itself (R and formulaic drop the power)",
+                        f"for the power write I({shown}^{tok.text}); "
+                        "for interactions write e.g. (a + b)^2")
         out = set(base)
         for _ in range(int(tok.text) - 1):
             for a in list(out):
@@ -442,12 +459,11 @@ class _Parser:
             self.leave()
             return powered
         powered = self.prim()
-        if self.at("^"):
-            raise _Fail(self.peek().pos, "'^' inside a function is Python's bitwise xor",
-                        "write ** for a power, e.g. I(x**2)")
-        if not self.at("**"):
+        if not self.at("**", "^"):
             return powered
         op = self.take()
+        if op.text == "^":
+            self.carets.append(op.pos)
         if powered:
             raise _Fail(op.pos, "powers cannot be nested", "write one power, e.g. I(x**4)")
         sign = self.take() if self.at("+", "-") else None
@@ -491,7 +507,7 @@ def check_formula(text: str, where: str, kind: Kind = "formula") -> ParsedFormul
                         f"(starts {excerpt(text[:80])}); shorten it, e.g. by deriving columns in the data")
     try:
         tokens = tokenize(text)
-        parser = _Parser(tokens)
+        parser = _Parser(tokens, text)
         response = _lhs(parser, kind)
         terms = parser.sum()
         tok = parser.peek()
@@ -502,11 +518,36 @@ def check_formula(text: str, where: str, kind: Kind = "formula") -> ParsedFormul
                     else "join terms with + - * / : and close every '(' with ')'")
             raise _Fail(tok.pos, f"unexpected {tok.text!r}", hint)
     except _Fail as fail:
+        hint = random_hint(text) if text[fail.pos:fail.pos + 1] == "|" else None
         raise SpecError(f"{where}: {fail.problem} at character {fail.pos + 1} of formula "
-                        f"{excerpt(text, fail.pos)}; {fail.hint}") from None
+                        f"{excerpt(text, fail.pos)}; {hint or fail.hint}") from None
     except RecursionError:  # pragma: no cover - MAX_DEPTH keeps the recursion far below Python's limit
         raise SpecError(f"{where}: the formula nests too deeply; simplify it") from None
-    return ParsedFormula(text, response, tuple(parser.columns), len(terms))
+    python = text
+    for pos in reversed(parser.carets):
+        python = python[:pos] + "**" + python[pos + 1:]
+    return ParsedFormula(text, response, tuple(parser.columns), len(terms), python)
+
+
+_BAR = re.compile(r"\(([^()|]*)\|\|?([^()|]*)\)")
+
+
+def random_hint(text: str) -> str | None:
+    """For an lme4-style `(1 + x | g)` term: the `random:` YAML that says the same (None if there is none)."""
+    match = _BAR.search(text)
+    if match is None:
+        return None
+    parts = [p.strip() for p in match.group(1).split("+") if p.strip()]
+    terms = [p for p in parts if p not in ("0", "-1", "1")]
+    if "0" not in parts and not any(p.startswith("-") for p in parts):
+        terms.insert(0, "1")
+    group = match.group(2).strip()
+    name = re.sub(r"\W", "_", group) or "group"
+    double = "||" in match.group(0)
+    covariance = f", covariance: {'independent' if double else 'unstructured'}" if len(terms) > 1 else ""
+    return (f"random effects go under `random:`, not into the formula: drop {match.group(0)!r} from it and write "
+            f"`random: [{{level: {name}, terms: [{', '.join(terms)}]{covariance}}}]` with the level declared as "
+            f"`levels: [{{name: {name}, id: {group}}}]`")
 
 
 def _lhs(parser: _Parser, kind: Kind) -> str | None:

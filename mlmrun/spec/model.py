@@ -154,6 +154,8 @@ class Equation(SpecNode):
     """Link function (default: canonical for the family; ordinal: logit)."""
     trials: str | None = None
     """Binomial: column with the number of trials (denominator)."""
+    success: Scalar | None = None
+    """Binomial: the value of a two-valued text or category response column that counts as 1 (e.g. `Yes`); the other value is 0."""
     offset: str | None = None
     """Column added to the linear predictor with coefficient 1."""
     exposure: str | None = None

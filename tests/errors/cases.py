@@ -1060,3 +1060,38 @@ CASES += [
          edit(TOBIT, "{name: cluster, id: cluster}", "{name: cluster, id: cluster, crossed: true}"),
          at=("levels", 0, "crossed"), hint="drop `crossed: true`"),
 ]
+
+HSB_SUCCESS = """\
+name: errors
+data: {path: data/hsb82.csv}
+levels:
+  - {name: school, id: school}
+responses:
+  - {name: minrty, family: binomial, success: "Yes"}
+fixed: "minrty ~ ses"
+random:
+  - {level: school, terms: [1]}
+"""
+SUCCESS = "compile/success.py"
+
+CASES += [
+    Case("success_unknown_label", ((SUCCESS, "write one of them (labels are case-sensitive)"),),
+         edit(HSB_SUCCESS, 'success: "Yes"', 'success: "yes"'), at=("responses", 0, "success"),
+         hint="write one of them"),
+    Case("success_label_absent_from_one_valued_column", ((SUCCESS, "which holds only"),),
+         edit(HSB_SUCCESS, 'name: minrty, family: binomial, success: "Yes"', 'name: sector, family: binomial, success: "Private"',
+              '"minrty ~ ses"', '"sector ~ ses"',
+              "data: {path: data/hsb82.csv}", "data: {path: data/hsb82.csv, filter: [{column: sector, op: '==', value: Public}]}"),
+         at=("responses", 0, "success"), hint="write the value that counts as success"),
+    Case("success_with_three_values", ((SUCCESS, "distinct values"),),
+         edit(HSB_SUCCESS, "data/hsb82.csv", "data/hsb3.csv"), at=("responses", 0, "success"),
+         hint="filter the rows",
+         files={"data/hsb3.csv": "school,minrty,ses\n" + "".join(f"{i // 4},{['No', 'Yes', 'Maybe'][i % 3]},{i % 5}\n"
+                                                                 for i in range(40))}),
+    Case("success_not_binomial", ((SUCCESS, "is only for the binomial family"),),
+         edit(HSB_SUCCESS, "family: binomial,", "family: poisson,"), at=("responses", 0, "success"),
+         hint="use family: binomial"),
+    Case("success_with_trials", ((SUCCESS, "counts successes, so it has no success"),),
+         edit(HSB_SUCCESS, 'success: "Yes"', 'success: "Yes", trials: ses'), at=("responses", 0, "success"),
+         hint="drop `success:` or `trials:`"),
+]

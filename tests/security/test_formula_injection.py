@@ -58,7 +58,7 @@ ATTEMPTS = {
     "keyword_statement": "x\nimport os",
     "fullwidth_open": "\uff4f\uff50\uff45\uff4e('MARK')",
     "backslash_escape": "`x\\` + `y`",
-    "bitwise_xor": "I(x ^ 2)",
+    "bitwise_xor_after_power": "I(x ^ 2 ^ 2)",
     "product_explosion": "*".join(f"x{i}" for i in range(14)),
     "comparison_outside_I": "x == 1",
     "all_columns_dot": ".",
