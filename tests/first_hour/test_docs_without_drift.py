@@ -26,6 +26,9 @@ FITTED = {
     "pig_slope": "",                                            # exact linear Gaussian engine
     "cbpp": "check_points: [12], ",                             # adaptive quadrature, ICC, point check
     "wine_logit": "",                                           # ordinal thresholds
+    "ovary_ar2": "",                                            # residual covariance structure
+    "cbpp_npmle": "",                                           # discrete latent distribution
+    "holzinger_swineford_rescov": "",                           # moments engine: fit measures, standardized
 }
 
 
@@ -60,7 +63,8 @@ def test_every_top_level_key_written_is_in_the_schema_and_the_contract(outputs):
     written = set().union(*(doc.keys() for doc in outputs.values()))
     undocumented = sorted(k for k in written if k not in SCHEMA["properties"] or f"`{k}`" not in CONTRACT)
     assert undocumented == [], "document these keys in docs/results.schema.json and docs/results-json.md"
-    assert {"point_check", "icc", "empirical_bayes", "lr_test"} <= written  # the optional keys were exercised
+    assert {"point_check", "icc", "empirical_bayes", "lr_test", "residual_structure", "discrete", "class_posterior",
+            "fit_measures", "standardized"} <= written  # the optional keys were exercised
 
 
 def test_schema_properties_are_all_described_in_the_contract():
