@@ -50,10 +50,16 @@ with contextlib.suppress(ValueError):  # not the main thread: nothing to guard
         signal.signal(signal.SIGINT, _StartUp.on_sigint)
 try:  # numpy, scipy, pandas, pydantic: seconds of start-up in which Ctrl-C must stay quiet
     from mlmrun.estimate import estimate
-    from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, write_atomic
+    from mlmrun.io import (
+        OUTPUT_FILES,
+        OutputError,
+        prepare_output_dir,
+        remove_created,
+        remove_stale_figures,
+        write_atomic,
+    )
     from mlmrun.pipeline import Prepared, prepare
-    from mlmrun.report import render_html, render_markdown, summarize
-    from mlmrun.results import FitResult, results_dict, results_json
+    from mlmrun.results import FitResult, results_json
     from mlmrun.spec.loader import locate
     from mlmrun.spec.schema import schema_text
 except BaseException as exc:
@@ -108,11 +114,12 @@ def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path
     return path
 
 
-def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float) -> dict[str, str]:
-    """results.json, report.html and report.md as strings, all rendered before anything is written."""
-    doc = results_dict(fit, prepared.path, prepared, total_seconds)
-    report = summarize(fit, prepared, total_seconds)
-    return {"results.json": results_json(doc), "report.html": render_html(report), "report.md": render_markdown(report)}
+def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float,
+                   argv: list[str] | None = None) -> dict[str, str]:
+    """Every output file as text (mlmrun/report/outputs.py), all rendered before anything is written."""
+    from mlmrun.report.outputs import render_outputs as render
+
+    return render(fit, prepared, total_seconds, argv)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -134,8 +141,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     try:
         fit = estimate(prepared.model, None if args.quiet else _progress)
         total = time.perf_counter() - start
-        files = render_outputs(fit, prepared, total)
+        files = render_outputs(fit, prepared, total, getattr(args, "argv", None))
         write_atomic(out, files)
+        remove_stale_figures(out, files)
     except BaseException:
         remove_created(created)
         raise
@@ -425,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         command: Callable[[argparse.Namespace], int] = args.func
         code = _guarded(lambda: command(args))
         sys.stdout.flush()

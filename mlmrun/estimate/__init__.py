@@ -14,10 +14,21 @@ Progress = Callable[[int, float], None]
 
 
 def estimate(model: CompiledModel, progress: Progress | None = None) -> FitResult:
-    """Fit a compiled model by the method its spec asks for; random-intercept models get their ICCs (extras['icc'])."""
+    """Fit a compiled model by the method its spec asks for; random-intercept models get their ICCs (extras['icc']).
+
+    The log likelihood at every iteration is recorded (extras['history']) whether or not `progress` is given,
+    so quiet and logged fits evaluate the same points."""
     from mlmrun.estimate.icc import icc_table
 
-    fit = _fit(model, progress)
+    history: list[tuple[int, float]] = []
+
+    def record(iteration: int, loglik: float, *more: object) -> None:
+        history.append((int(iteration), float(loglik)))
+        if progress is not None:
+            progress(iteration, loglik, *more)
+
+    fit = _fit(model, record)
+    fit.extras["history"] = history  # the log likelihood by iteration, drawn in the report
     table = icc_table(fit)
     if table:
         fit.extras["icc"] = table
