@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlmrun.compile.model import CompiledModel, CovBlock
-from mlmrun.report.format import MISSING, Table, ci, fixed, num, pvalue, se_num, z_and_p
+from mlmrun.report.format import MISSING, Table, ci, fixed, format_columns, num, se_num, z_and_p
 from mlmrun.results import ParamRow, covariance_name, variance_name
 
 EST_COLUMNS = ["Parameter", "Estimate", "Std. err.", "[95% conf.", "interval]"]
@@ -33,26 +33,45 @@ DIGITS = 4
 """Decimals of estimates, SEs and intervals unless the spec says `report: {digits: N}`."""
 
 
+Cell = str | float | None
+"""A raw table cell: text as it is shown, or a number formatted with its column (format.format_columns)."""
+EST_KINDS = ["text", "num", "num", "num", "num"]
+WALD_KINDS = ["text", "num", "num", "z", "p", "num", "num"]
+
+
 def se_text(row: ParamRow, digits: int = DIGITS) -> str:
-    """SE column: '(fixed)' for a fixed row, '.' when unavailable."""
+    """SE column on its own: '(fixed)' for a fixed row, '.' when unavailable."""
     if not row.free:
         return "(fixed)"
     return MISSING if se_num(row.se) == MISSING else fixed(row.se, digits)
 
 
-def estimate_line(label: str, row: ParamRow, scale: str = "linear", digits: int = DIGITS) -> list[str]:
-    """[label, estimate, SE, CI low, CI high] with `digits` decimals (so a column aligns on the decimal point);
-    intervals on the log scale for SDs/variances, atanh for correlations."""
+def _se_cell(row: ParamRow) -> Cell:
+    if not row.free:
+        return "(fixed)"
+    return MISSING if se_num(row.se) == MISSING else row.se
+
+
+def estimate_line(label: str, row: ParamRow, scale: str = "linear", digits: int = DIGITS) -> list[Cell]:
+    """[label, estimate, SE, CI low, CI high], raw (`numeric_table` formats each column with one number of
+    decimals, so it aligns on the decimal point); intervals on the log scale for SDs/variances, atanh for
+    correlations. `digits` is accepted for symmetry with the table builders."""
     lo, hi = ci(row.estimate, row.se, scale) if row.free else (None, None)
-    return [label, fixed(row.estimate, digits), se_text(row, digits), fixed(lo, digits), fixed(hi, digits)]
+    return [label, row.estimate, _se_cell(row), lo, hi]
 
 
-def wald_line(label: str, row: ParamRow, digits: int = DIGITS) -> list[str]:
-    """[label, estimate, SE, z, p, CI low, CI high] as in Stata's coefficient table (z: 2 decimals, p: 3)."""
+def wald_line(label: str, row: ParamRow, digits: int = DIGITS) -> list[Cell]:
+    """[label, estimate, SE, z, p, CI low, CI high] as in Stata's coefficient table (z: 2 decimals, p: 3), raw."""
     z, p = z_and_p(row.estimate, row.se) if row.free else (None, None)
     lo, hi = ci(row.estimate, row.se) if row.free else (None, None)
-    return [label, fixed(row.estimate, digits), se_text(row, digits), fixed(z, 2), pvalue(p), fixed(lo, digits),
-            fixed(hi, digits)]
+    return [label, row.estimate, _se_cell(row), z, p, lo, hi]
+
+
+def numeric_table(columns: list[str], body: list[list[Cell]], digits: int, **kwargs: str) -> Table:
+    """A Table whose numeric columns are formatted with one number of decimals each (format.format_columns)."""
+    kinds = WALD_KINDS if len(columns) == len(WALD_KINDS) and columns[3] == "z" else \
+        (EST_KINDS if len(columns) == len(EST_KINDS) else ["text"] + ["num"] * (len(columns) - 1))
+    return Table(columns, format_columns(body, kinds, digits), **kwargs)
 
 
 def fixed_effects(rows: dict[str, ParamRow], model: CompiledModel, digits: int = DIGITS,
@@ -62,7 +81,7 @@ def fixed_effects(rows: dict[str, ParamRow], model: CompiledModel, digits: int =
     pt = model.partable
     body = [wald_line(display_name(str(pt.names[i])), rows[str(pt.names[i])], digits) for i in model.beta_rows
             if str(pt.names[i]) not in exclude]
-    return Table(["Parameter", "Estimate", "Std. err.", "z", "P>|z|", "[95% conf.", "interval]"], body)
+    return numeric_table(["Parameter", "Estimate", "Std. err.", "z", "P>|z|", "[95% conf.", "interval]"], body, digits)
 
 
 def _pairs(block: CovBlock) -> list[tuple[int, int]]:
@@ -112,13 +131,13 @@ def random_effects(rows: dict[str, ParamRow], model: CompiledModel, digits: int 
     for b in model.blocks:
         if all(model.latent[m].origin == "random" for m in b.members):
             sd_part, var_part = _block_lines(rows, model, b, digits)
-            tables.append(Table(list(EST_COLUMNS), sd_part + var_part, title=block_title(model, b)))
+            tables.append(numeric_table(list(EST_COLUMNS), sd_part + var_part, digits, title=block_title(model, b)))
     residual = [r for r in rows.values() if r.block == "residual"]
     if residual:
         body = [estimate_line(r.name, r, "log", digits) for r in residual if not r.derived] + \
                [estimate_line(display_name(r.name), r, digits=digits) for r in rows.values() if r.block == "hetero"] + \
                [estimate_line(r.name, r, "log", digits) for r in residual if r.derived]
-        tables.append(Table(list(EST_COLUMNS), body, title="Residual"))
+        tables.append(numeric_table(list(EST_COLUMNS), body, digits, title="Residual"))
     return tables
 
 
@@ -170,17 +189,17 @@ def loadings(rows: dict[str, ParamRow], model: CompiledModel, frame: pd.DataFram
     columns = ["Item"] + (["Intercept", "(SE)"] if intercepts else [])
     for name, _ in factors:
         columns += [f"λ {name}", "(SE)"]
-    body = []
+    body: list[list[Cell]] = []
     for k, lab in enumerate(labels):
-        line = [lab]
+        line: list[Cell] = [lab]
         if intercepts:
             r = intercepts.get(lab)
-            line += [fixed(r.estimate, digits), se_text(r, digits)] if r else [NOT_LOADED, ""]
+            line += [r.estimate, _se_cell(r)] if r else [NOT_LOADED, ""]
         for _, per in factors:
             r = per[k]
-            line += [fixed(r.estimate, digits), se_text(r, digits)] if r is not None else [NOT_LOADED, ""]
+            line += [r.estimate, _se_cell(r)] if r is not None else [NOT_LOADED, ""]
         body.append(line)
-    return Table(columns, body, title="Factor loadings",
+    return numeric_table(columns, body, digits, title="Factor loadings",
                  note=f"{NOT_LOADED}: the factor does not load on the item; (fixed): fixed for identification.")
 
 
@@ -195,7 +214,8 @@ def latent_variances(rows: dict[str, ParamRow], model: CompiledModel, digits: in
                 var_lines += var_part
                 sd_lines += sd_part
         if var_lines:
-            tables.append(Table(list(EST_COLUMNS), var_lines + sd_lines, title=f"Variances at level {level.name}"))
+            tables.append(numeric_table(list(EST_COLUMNS), var_lines + sd_lines, digits,
+                                        title=f"Variances at level {level.name}"))
     return tables
 
 
@@ -210,14 +230,15 @@ def structural(rows: dict[str, ParamRow], model: CompiledModel, block: str, digi
         r = rows[str(names[i])]
         body.append(wald_line(f"{r.lhs} ← {r.rhs}", r, digits))
     title = "Structural model B (latent on latent)" if block == "B" else "Structural model Gamma (latent on covariates)"
-    return Table(["Regression", "Estimate", "Std. err.", "z", "P>|z|", "[95% conf.", "interval]"], body, title=title)
+    return numeric_table(["Regression", "Estimate", "Std. err.", "z", "P>|z|", "[95% conf.", "interval]"], body, digits,
+                         title=title)
 
 
 def other_parameters(rows: dict[str, ParamRow], digits: int = DIGITS) -> Table | None:
     """Thresholds (ordinal), shape (gamma), dispersion (negative binomial), zero-inflation and composite-link terms."""
     body = [estimate_line(display_name(r.name), r, digits=digits) for r in rows.values() if r.block in ("threshold", "shape", "dispersion", "zeroinfl",
                                                                            "composite")]
-    return Table(list(EST_COLUMNS), body, title="Family parameters") if body else None
+    return numeric_table(list(EST_COLUMNS), body, digits, title="Family parameters") if body else None
 
 
 def point_check(check: object) -> Table:
