@@ -64,8 +64,9 @@ def _level_predictions(fit: FitResult) -> list[Any]:
     return out
 
 
-def residual_figures(fit: FitResult) -> list[Figure]:
-    """Residuals vs fitted and QQ plot for each gaussian response equation (none without EB predictions)."""
+def gaussian_residuals(fit: FitResult) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(equation, fitted values, standardized residuals) of each gaussian response, conditional on the EB
+    predictions the fit carries: mu = x'b + z'u^, residual (y - mu) / residual SD. Empty without them."""
     model: CompiledModel = fit.model
     gaussian = [eq for eq in model.equations if eq.family.name == "gaussian"]
     if not gaussian or (model.latent and not fit.extras.get("empirical_bayes")):
@@ -76,13 +77,15 @@ def residual_figures(fit: FitResult) -> list[Figure]:
     units = {model.levels[lvl].name: model.levels[lvl].codes for lvl in {lat.level for lat in model.latent}}
     eb_mean, _ = per_row_latent(model, fit.values, _level_predictions(fit), units)
     rp = row_predictions(model, fit.values, eb_mean)
-    figures = []
-    for eq in gaussian:
-        rows = np.asarray(eq.rows)
-        suffix = f"-{plots.slug(eq.name)}" if len(model.equations) > 1 else ""
-        figures.append(plots.residuals(f"residuals{suffix}", f"Response {eq.name}", rp.mu[rows],
-                                       rp.resid_standardized[rows], MAX_POINTS))
-    return figures
+    return [(eq.name, rp.mu[np.asarray(eq.rows)], rp.resid_standardized[np.asarray(eq.rows)]) for eq in gaussian]
+
+
+def residual_figures(fit: FitResult) -> list[Figure]:
+    """Residuals vs fitted and QQ plot for each gaussian response equation (none without EB predictions)."""
+    several = len(fit.model.equations) > 1
+    return [plots.residuals(f"residuals-{plots.slug(name)}" if several else "residuals", f"Response {name}",
+                            fitted, standardized, MAX_POINTS)
+            for name, fitted, standardized in gaussian_residuals(fit)]
 
 
 def loadings_figure(items: list[str], factors: list[tuple[str, list[ParamRow | None]]]) -> Figure:
