@@ -110,7 +110,17 @@ def main(out: Path) -> None:
             subprocess.run([sys.executable, "-m", "mlmrun", "fit", str(root / "specs" / spec), "--out", str(folder),
                             "--quiet"], cwd=root, check=True)
             look(folder / "report.html", out / f"{name}.png")
+            shrink(out / f"{name}.png")
             print(f"{name}: {out / f'{name}.png'}")
+
+
+def shrink(png: Path) -> None:
+    """Store a screenshot with a 64-colour palette (a report is mostly black, white and two blues)."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        small = image.convert("RGB").quantize(colors=64)
+    small.save(png, optimize=True)
 
 
 if __name__ == "__main__":
