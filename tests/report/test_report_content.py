@@ -108,7 +108,7 @@ def test_report_digits_choose_the_decimals(tmp_path, make_fit):
 
 
 def test_a_column_has_one_number_of_decimals():
-    assert column_decimals([19.3556, 6.2], 4) == 4
+    assert column_decimals([19.25, 6.2], 4) == 4
     assert column_decimals([0.0049, 2.4e-5], 4) == 6  # the largest value keeps 4 significant digits
     assert column_decimals([None, math.nan, 0.0], 3) == 3
     rows = format_columns([["a", 1.5, "(fixed)", 2.0, 0.00012], ["b", -12.25, 0.5, None, 0.5]],
