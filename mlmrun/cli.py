@@ -50,14 +50,7 @@ with contextlib.suppress(ValueError):  # not the main thread: nothing to guard
         signal.signal(signal.SIGINT, _StartUp.on_sigint)
 try:  # numpy, scipy, pandas, pydantic: seconds of start-up in which Ctrl-C must stay quiet
     from mlmrun.estimate import estimate
-    from mlmrun.io import (
-        OUTPUT_FILES,
-        OutputError,
-        prepare_output_dir,
-        remove_created,
-        remove_stale_figures,
-        write_atomic,
-    )
+    from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, remove_stale, write_atomic
     from mlmrun.pipeline import Prepared, prepare
     from mlmrun.results import FitResult, results_json
     from mlmrun.spec.loader import locate
@@ -117,9 +110,10 @@ def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path
 def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float,
                    argv: list[str] | None = None) -> dict[str, str]:
     """Every output file as text (mlmrun/report/outputs.py), all rendered before anything is written."""
+    from mlmrun.postest.diagnostics import gaussian_residuals
     from mlmrun.report.outputs import render_outputs as render
 
-    return render(fit, prepared, total_seconds, argv)
+    return render(fit, prepared, total_seconds, argv, gaussian_residuals(fit))
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -143,7 +137,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         total = time.perf_counter() - start
         files = render_outputs(fit, prepared, total, getattr(args, "argv", None))
         write_atomic(out, files)
-        remove_stale_figures(out, files)
+        from mlmrun.report.plots import FIGURE_PREFIX
+
+        remove_stale(out, f"{FIGURE_PREFIX}*.svg", files)
     except BaseException:
         remove_created(created)
         raise

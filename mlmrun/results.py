@@ -302,7 +302,7 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
 
     Nothing in it depends on the clock, so a rerun of the same spec on the same data writes the same
     bytes and a committed results.json changes only with the model or the data: wall-clock times go
-    to run.json (`run_dict`). `total_seconds` is accepted for callers that pass it and not written.
+    to run.json (report/outputs.py `run_dict`). `total_seconds` is accepted for callers that pass it and not written.
     `data.sha256` is the SHA-256 of the data file's bytes (post-estimation refuses results of other data);
     `spec_sha256` replaces the spec file's digest for a spec given as a dict (the Python API)."""
     from mlmrun import __version__
@@ -343,18 +343,6 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
     if eb is not None:
         doc["empirical_bayes"] = eb
     return jsonable(doc)
-
-
-def run_dict(fit: FitResult, total_seconds: float, argv: list[str] | None = None) -> dict[str, Any]:
-    """run.json: what differs between two runs of the same fit (wall-clock times, the command line, versions).
-
-    Kept out of results.json and the reports so that those are byte-identical across reruns.
-    """
-    from mlmrun.report.provenance import library_versions
-
-    return jsonable({"timing": {"fit_seconds": fit.fit_seconds, "total_seconds": total_seconds},
-                     "command": list(argv) if argv is not None else None,
-                     "versions": library_versions()})
 
 
 def weights_json(spec: Any) -> dict[str, Any]:

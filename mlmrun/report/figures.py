@@ -3,7 +3,8 @@
 - a caterpillar plot per latent variable and level from the EB predictions the fit carries
   (extras['empirical_bayes']; at most MAX_CATERPILLARS per report);
 - residuals against fitted values and a normal QQ plot per gaussian response, the residuals
-  standardized by the residual SD and conditional on the EB predictions (Stata's `predict, rstandard`);
+  standardized by the residual SD and conditional on the EB predictions (Stata's `predict, rstandard`;
+  computed by mlmrun.postest.diagnostics and handed in by the caller);
 - a loadings chart for factor models; the log likelihood by iteration (extras['history']);
 - the quadrature point check (extras['point_check']) when it was asked for.
 """
@@ -14,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from mlmrun.compile.model import CompiledModel
 from mlmrun.report import plots
 from mlmrun.report.format import Z95
 from mlmrun.report.plots import Figure
@@ -51,41 +51,13 @@ def display_latent(name: str) -> str:
     return "random intercept" if name == "_cons" else name
 
 
-def _level_predictions(fit: FitResult) -> list[Any]:
-    """extras['empirical_bayes'] back as the LevelPrediction objects the per-row predictions take."""
-    from mlmrun.predict import LevelPrediction
-
-    out = []
-    for level, block in (fit.extras.get("empirical_bayes") or {}).items():
-        names = [k for k in block if k != "units"]
-        out.append(LevelPrediction(level, list(block["units"]), names,
-                                   np.column_stack([np.asarray(block[n]["mean"], dtype=float) for n in names]),
-                                   np.column_stack([np.asarray(block[n]["sd"], dtype=float) for n in names])))
-    return out
-
-
-def gaussian_residuals(fit: FitResult) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(equation, fitted values, standardized residuals) of each gaussian response, conditional on the EB
-    predictions the fit carries: mu = x'b + z'u^, residual (y - mu) / residual SD. Empty without them."""
-    model: CompiledModel = fit.model
-    gaussian = [eq for eq in model.equations if eq.family.name == "gaussian"]
-    if not gaussian or (model.latent and not fit.extras.get("empirical_bayes")):
-        return []
-    from mlmrun.postest.predict import per_row_latent
-    from mlmrun.postest.rows import row_predictions
-
-    units = {model.levels[lvl].name: model.levels[lvl].codes for lvl in {lat.level for lat in model.latent}}
-    eb_mean, _ = per_row_latent(model, fit.values, _level_predictions(fit), units)
-    rp = row_predictions(model, fit.values, eb_mean)
-    return [(eq.name, rp.mu[np.asarray(eq.rows)], rp.resid_standardized[np.asarray(eq.rows)]) for eq in gaussian]
-
-
-def residual_figures(fit: FitResult) -> list[Figure]:
-    """Residuals vs fitted and QQ plot for each gaussian response equation (none without EB predictions)."""
+def residual_figures(fit: FitResult, residuals: list[tuple[str, np.ndarray, np.ndarray]]) -> list[Figure]:
+    """Residuals vs fitted and QQ plot for each gaussian response equation, from postest.diagnostics'
+    (equation, fitted, standardized residuals): the report stage comes before post-estimation."""
     several = len(fit.model.equations) > 1
     return [plots.residuals(f"residuals-{plots.slug(name)}" if several else "residuals", f"Response {name}",
                             fitted, standardized, MAX_POINTS)
-            for name, fitted, standardized in gaussian_residuals(fit)]
+            for name, fitted, standardized in residuals]
 
 
 def loadings_figure(items: list[str], factors: list[tuple[str, list[ParamRow | None]]]) -> Figure:

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from mlmrun.io import FIGURE_PREFIX
-
+FIGURE_PREFIX = "fig-"
+"""Every figure file written beside the report starts with this (io.remove_stale removes old ones)."""
 WIDTH_IN = 7.2
 """Figure width in inches (690 px at 96 dpi): fits the report's 62rem column."""
 _COLOR, _ACCENT, _GREY = "#1f5b99", "#b33c1e", "#888888"

@@ -195,10 +195,11 @@ def _estimation(fit: FitResult) -> Section:
                    notes=["Timings are in run.json, so that reruns write identical reports."])
 
 
-def _diagnostics(fit: FitResult, top: int) -> Section | None:
-    """Caterpillar plots of the EB predictions and residual plots of gaussian responses."""
+def _diagnostics(fit: FitResult, top: int, residuals: list | None) -> Section | None:
+    """Caterpillar plots of the EB predictions and residual plots of gaussian responses (`residuals`, from
+    postest.diagnostics, when the caller computed them)."""
     drawn, notes = figures.caterpillars(fit, top)
-    residual = figures.residual_figures(fit)
+    residual = figures.residual_figures(fit, residuals or [])
     if residual:
         notes.append("Residuals are conditional on the empirical Bayes predictions and divided by the residual SD.")
     if not drawn and not residual:
@@ -222,11 +223,14 @@ def _warnings(fit: FitResult) -> list[str]:
 
 
 def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = None,
-              argv: list[str] | None = None, spec_sha256: str | None = None) -> ReportModel:
+              argv: list[str] | None = None, spec_sha256: str | None = None,
+              residuals: list | None = None) -> ReportModel:
     """Build the report model of a fit; every number is formatted here, none in templates.
 
     Nothing shown depends on the clock (`total_seconds` is accepted for callers that pass it; timings
-    go to run.json), so reruns render identical reports. `argv` is the command line for the footer.
+    go to run.json), so reruns render identical reports. `argv` is the command line for the footer;
+    `residuals` the gaussian responses' (equation, fitted, standardized residuals) to plot
+    (mlmrun.postest.diagnostics.gaussian_residuals; post-estimation is a later stage than the report).
     """
     from mlmrun import __version__
 
@@ -252,7 +256,7 @@ def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = 
         sections.append(Section("Other parameters", [other]))
     sections.append(_fit_statistics(fit, spec))
     sections.append(_icc(fit))
-    sections.append(_diagnostics(fit, spec.report.top_units))
+    sections.append(_diagnostics(fit, spec.report.top_units, residuals))
     sections.append(_point_check(fit))
     sections.append(_estimation(fit))
     for section in sections:

@@ -13,8 +13,8 @@ import pytest
 
 from mlmrun.estimate import estimate
 from mlmrun.pipeline import prepare
+from mlmrun.postest.diagnostics import gaussian_residuals
 from mlmrun.report import plots
-from mlmrun.report.figures import gaussian_residuals
 from tests.report.fakes import ROOT, SPECS
 
 SVG = "{http://www.w3.org/2000/svg}"
