@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/mlmrun fit $(RUN_SPEC)
 
-test: install
+test: install browser
 	$(PIN_BLAS) $(BIN)/pytest -q
+
+# Headless chromium for the report's browser test (tests/report/test_report_browser.py): installed with apt
+# when missing and possible; otherwise that test is skipped and says why.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed (no apt or not root): the browser test of the reports will be skipped"
 
 # Long property-based fuzz of validate/fit on mutated specs and data (tests/fuzz); FUZZ_EXAMPLES cases,
 # every outcome logged to .fuzz/log.jsonl and counted at the end. `make test` runs a few hundred of them.

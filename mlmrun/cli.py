@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from mlmrun import __version__
 from mlmrun.display import display_path, excerpt, relative_in_text, relative_path, sanitize_line
 from mlmrun.errors import MlmrunError, SpecError
-from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, write_atomic
+from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, remove_stale, write_atomic
 
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
@@ -100,7 +100,6 @@ def __getattr__(name: str) -> object:
 if TYPE_CHECKING:
     from mlmrun.estimate import estimate
     from mlmrun.pipeline import Prepared, prepare
-    from mlmrun.report import render_html, render_markdown, summarize
     from mlmrun.results import FitResult, results_dict, results_json
     from mlmrun.spec.loader import locate
 
@@ -153,11 +152,13 @@ def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path
     return path
 
 
-def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float) -> dict[str, str]:
-    """results.json, report.html and report.md as strings, all rendered before anything is written."""
-    doc = results_dict(fit, prepared.path, prepared, total_seconds)
-    report = summarize(fit, prepared, total_seconds)
-    return {"results.json": results_json(doc), "report.html": render_html(report), "report.md": render_markdown(report)}
+def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float,
+                   argv: list[str] | None = None) -> dict[str, str]:
+    """Every output file as text (mlmrun/report/outputs.py), all rendered before anything is written."""
+    from mlmrun.postest.diagnostics import gaussian_residuals
+    from mlmrun.report.outputs import render_outputs as render
+
+    return render(fit, prepared, total_seconds, argv, gaussian_residuals(fit))
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -184,8 +185,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     try:
         fit = _estimate_logged(prepared.model, args.quiet)
         total = time.perf_counter() - start
-        files = render_outputs(fit, prepared, total)
+        files = render_outputs(fit, prepared, total, getattr(args, "argv", None))
         write_atomic(out, files)
+        from mlmrun.report.plots import FIGURE_PREFIX
+
+        remove_stale(out, f"{FIGURE_PREFIX}*.svg", files)
     except BaseException:
         remove_created(created)
         raise
@@ -481,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         _load_heavy(_NEEDS.get(args.command, tuple(_HEAVY)))
         command: Callable[[argparse.Namespace], int] = args.func
         code = _guarded(lambda: command(args))

@@ -22,7 +22,8 @@ from pathlib import Path
 from mlmrun.display import clip, display_path
 from mlmrun.errors import MlmrunError
 
-OUTPUT_FILES = ("results.json", "report.html", "report.md")
+OUTPUT_FILES = ("results.json", "report.html", "report.md", "run.json")
+"""Written by every fit; the report's figures (report/plots.py FIGURE_PREFIX*.svg) are written beside them."""
 
 
 class OutputError(MlmrunError):
@@ -136,3 +137,13 @@ def write_atomic(directory: str | Path, files: dict[str, str]) -> list[Path]:
                 os.unlink(tmp)
         raise
     return [final for _, final in staged]
+
+
+def remove_stale(directory: str | Path, pattern: str, keep: Iterable[str]) -> None:
+    """Remove files matching `pattern` (the report's figures, fig-*.svg) in `directory` that the latest write
+    did not produce: a model that no longer has a plot must not leave an old one beside its report."""
+    kept = set(keep)
+    for path in Path(directory).glob(pattern):
+        if path.name not in kept and path.is_file():
+            with contextlib.suppress(OSError):
+                path.unlink()

@@ -317,11 +317,14 @@ def _integration(fit: FitResult) -> dict[str, Any]:
     return out
 
 
-def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, total_seconds: float,
+def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, total_seconds: float | None = None,
                  spec_sha256: str | None = None) -> dict[str, Any]:
     """The results.json document (DESIGN.md section 3) plus extra keys: n_dropped_missing, derived, extras,
     lr_test and (quadrature fits) empirical_bayes.
 
+    Nothing in it depends on the clock, so a rerun of the same spec on the same data writes the same
+    bytes and a committed results.json changes only with the model or the data: wall-clock times go
+    to run.json (report/outputs.py `run_dict`). `total_seconds` is accepted for callers that pass it and not written.
     `data.sha256` is the SHA-256 of the data file's bytes (post-estimation refuses results of other data);
     `spec_sha256` replaces the spec file's digest for a spec given as a dict (the Python API)."""
     from mlmrun import __version__
@@ -343,7 +346,6 @@ def results_dict(fit: FitResult, spec_path: str | Path, prepared: Prepared, tota
         "parameters": [{"name": r.name, "block": r.block, "estimate": r.estimate, "se": r.se, "free": r.free}
                        for r in rows],
         "levels": level_summaries(model),
-        "timing": {"fit_seconds": fit.fit_seconds, "total_seconds": total_seconds},
         "iterations": int(fit.iterations),
         "warnings": list(fit.warnings),
         "n_dropped_missing": int(model.n_dropped_missing),

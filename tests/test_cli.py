@@ -15,7 +15,7 @@ from mlmrun.spec.schema import schema_text
 from tests.report.fakes import ROOT, SPECS, fake_fit
 
 PIG = SPECS / "pig_slope.yaml"
-OUTPUTS = {"results.json", "report.html", "report.md"}
+OUTPUTS = {"results.json", "report.html", "report.md", "run.json"}
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_rendering_failure_leaves_nothing_half_written(tmp_path, fake_estimate, 
     def broken(report):
         raise RuntimeError("template exploded")
 
-    monkeypatch.setattr(cli, "render_markdown", broken)
+    monkeypatch.setattr("mlmrun.report.outputs.render_markdown", broken)
     assert cli.main(["fit", str(PIG), "--out", str(out)]) == 3
     assert [p.name for p in out.iterdir()] == ["results.json"]
     assert (out / "results.json").read_text() == "previous"

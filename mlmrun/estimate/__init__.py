@@ -9,6 +9,7 @@ from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import SpecError
 from mlmrun.estimate.wald import wald_test
 from mlmrun.likelihood.moments_checks import needs_moments, plan_moments
+from mlmrun.progress import phase
 from mlmrun.results import FitResult
 
 Progress = Callable[[int, float], None]
@@ -16,10 +17,22 @@ Progress = Callable[[int, float], None]
 
 
 def estimate(model: CompiledModel, progress: Progress | None = None) -> FitResult:
-    """Fit a compiled model by the method its spec asks for; random-intercept models get their ICCs (extras['icc'])."""
+    """Fit a compiled model by the method its spec asks for; random-intercept models get their ICCs (extras['icc']).
+
+    The log likelihood at every iteration is recorded (extras['history']) whether or not `progress` is given,
+    so quiet and logged fits evaluate the same points."""
     from mlmrun.estimate.icc import icc_table
 
-    fit = _fit(model, progress)
+    history: list[tuple[int, float]] = []
+
+    def record(iteration: int, loglik: float, *more: object) -> None:
+        history.append((int(iteration), float(loglik)))
+        if progress is not None:
+            progress(iteration, loglik, *more)
+
+    record.phase = lambda name: phase(progress, name)  # type: ignore[attr-defined]  # phases pass through
+    fit = _fit(model, record)
+    fit.extras["history"] = history  # the log likelihood by iteration, drawn in the report
     table = icc_table(fit)
     if table:
         fit.extras["icc"] = table

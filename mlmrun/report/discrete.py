@@ -8,7 +8,7 @@ summary (identification, starts, Gateaux derivative).
 from __future__ import annotations
 
 from mlmrun.report.format import Table, num
-from mlmrun.report.tables import EST_COLUMNS, estimate_line, wald_line
+from mlmrun.report.tables import DIGITS, EST_COLUMNS, estimate_line, numeric_table, wald_line
 from mlmrun.results import FitResult, ParamRow
 
 
@@ -25,7 +25,7 @@ def discrete_tables(rows: dict[str, ParamRow], fit: FitResult) -> tuple[list[Tab
                 for k in range(dl.K) for nm in dl.names]
         body += [estimate_line(f"prob{k + 1}", rows[f"prob{k + 1}@{level}"]) for k in range(dl.K)]
         body += [estimate_line(f"var({nm}) implied", rows[f"var({nm})@{level}"]) for nm in dl.names]
-        tables.append(Table(list(EST_COLUMNS), body, title=f"Discrete distribution at level {level} "
+        tables.append(numeric_table(list(EST_COLUMNS), body, DIGITS, title=f"Discrete distribution at level {level} "
                                                            f"({dl.K} mass points)"))
         if "intercepts" in summary:
             tables.append(Table(["Point", "Intercept (mass + _cons)", "Probability"],
@@ -35,13 +35,13 @@ def discrete_tables(rows: dict[str, ParamRow], fit: FitResult) -> tuple[list[Tab
     else:
         body = [estimate_line(f"{dl.tag}{k + 1}({nm})", rows[f"{dl.tag}{k + 1}({nm})@{level}"])
                 for k in range(dl.K) for nm in dl.names]
-        tables.append(Table(list(EST_COLUMNS), body, title=f"Class-specific coefficients ({dl.K} classes at level {level})"))
+        tables.append(numeric_table(list(EST_COLUMNS), body, DIGITS, title=f"Class-specific coefficients ({dl.K} classes at level {level})"))
         probs = [estimate_line(f"prob{k + 1}({dl.tag})", rows[f"prob{k + 1}({dl.tag})@{level}"]) for k in range(dl.K)]
-        tables.append(Table(list(EST_COLUMNS), probs, title="Class probabilities"
+        tables.append(numeric_table(list(EST_COLUMNS), probs, DIGITS, title="Class probabilities"
                                                               + (" (averaged over units)" if dl.w_names else "")))
     logits = [wald_line(r.name, r) for r in rows.values() if r.block in ("logit", "class_gamma")]
     if logits:
-        tables.append(Table(["Parameter", "Estimate", "Std. err.", "z", "P>|z|", "[95% conf.", "interval]"], logits,
+        tables.append(numeric_table(["Parameter", "Estimate", "Std. err.", "z", "P>|z|", "[95% conf.", "interval]"], logits, DIGITS,
                             title="Multinomial logit of the point probabilities (point 1 is the reference)"))
     starts = summary.get("starts", {})
     notes = [f"Identification: {summary.get('identification', '')}."]

@@ -116,3 +116,39 @@ def ci(est: float, se: float, scale: str = "linear") -> tuple[float | None, floa
         centre, half = math.atanh(est), Z95 * se / (1 - est**2)
         return math.tanh(centre - half), math.tanh(centre + half)
     return est - Z95 * se, est + Z95 * se
+
+
+MAX_DECIMALS = 10
+
+
+def column_decimals(values: list[float | None], digits: int) -> int:
+    """Decimals of a column: `digits`, or more when the column's largest |value| is below 1, so that it still
+    shows `digits` significant digits (a variance of 2.4e-5 next to an SD of 0.0049 reads 0.000024, not 0.0000)."""
+    magnitudes = [abs(v) for v in values if finite(v) and v != 0]
+    if not magnitudes:
+        return digits
+    return min(MAX_DECIMALS, max(digits, digits - 1 - math.floor(math.log10(max(magnitudes)))))
+
+
+def format_columns(body: list[list[object]], kinds: list[str], digits: int) -> list[list[str]]:
+    """Format raw table cells column by column; text cells stay as they are.
+
+    kinds per column: 'text'; 'num' (one number of decimals for the whole column, `column_decimals`,
+    so the column aligns on the decimal point); 'z' (2 decimals); 'p' (3 decimals, as Stata prints P>|z|).
+    """
+    decimals = [column_decimals([c for row in body if isinstance(c := row[j], numbers.Real) or c is None], digits)
+                if kind == "num" else 0 for j, kind in enumerate(kinds)]
+    out = []
+    for row in body:
+        line = []
+        for j, c in enumerate(row):
+            if isinstance(c, str):
+                line.append(c)
+            elif kinds[j] == "z":
+                line.append(fixed(c, 2))
+            elif kinds[j] == "p":
+                line.append(pvalue(c))
+            else:
+                line.append(fixed(c, decimals[j]))
+        out.append(line)
+    return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlmrun.report.format import Table, fixed, num, pvalue
-from mlmrun.report.tables import EST_COLUMNS, estimate_line
+from mlmrun.report.tables import DIGITS, EST_COLUMNS, estimate_line, numeric_table
 from mlmrun.results import FitResult, ParamRow
 
 FIT_ROWS: tuple[tuple[str, str, int | None], ...] = (
@@ -40,7 +40,7 @@ def fit_measures_table(fit: FitResult) -> Table | None:
 def residual_covariances(rows: dict[str, ParamRow]) -> Table | None:
     """Residual covariances between items (lavaan's y1 ~~ y5)."""
     body = [estimate_line(r.name, r) for r in rows.values() if r.block == "rescov"]
-    return Table(list(EST_COLUMNS), body, title="Residual covariances") if body else None
+    return numeric_table(list(EST_COLUMNS), body, DIGITS, title="Residual covariances") if body else None
 
 
 def standardized_table(fit: FitResult) -> Table | None:

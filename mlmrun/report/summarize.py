@@ -13,22 +13,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlmrun.pipeline import Prepared
-from mlmrun.report import tables, vce
+from mlmrun.report import figures, tables, vce
 from mlmrun.report.discrete import discrete_tables
+from mlmrun.report.equations import model_lines
 from mlmrun.report.format import Table, fixed
+from mlmrun.report.plots import Figure
+from mlmrun.report.provenance import footer
 from mlmrun.report.sem import sem_sections
-from mlmrun.results import FitResult, jsonable, level_summaries, lr_test, parameter_rows
+from mlmrun.results import FitResult, ParamRow, jsonable, level_summaries, lr_test, parameter_rows
 from mlmrun.spec.model import Spec
 
 
 @dataclass(frozen=True)
 class Section:
-    """A headed part of the report: tables, free-text lines and notes."""
+    """A headed part of the report: tables, free-text lines, figures (SVG) and notes.
+
+    Adding a part to the report is one more Section in `summarize`; the templates lay out any of them."""
 
     heading: str
     tables: list[Table] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,12 @@ class ReportModel:
     warnings: list[str]
     header: list[tuple[str, str]]
     sections: list[Section]
+    footer: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def figures(self) -> list[Figure]:
+        """Every figure of the report, in order (written beside report.md, which links to them)."""
+        return [f for s in self.sections for f in s.figures]
 
 
 def _integration_text(fit: FitResult) -> str:
@@ -64,14 +76,26 @@ def _integration_text(fit: FitResult) -> str:
     return out
 
 
+def _groups_text(fit: FitResult) -> list[tuple[str, str]]:
+    """Stata's 'Number of groups' with 'Obs per group: min/avg/max', one line per level."""
+    return [(f"Groups: {s['name']}", f"{s['n_units']}  (rows per group: min {s['min']}, avg {fixed(s['avg'], 1)}, "
+                                     f"max {s['max']})") for s in level_summaries(fit.model)]
+
+
 def _header(fit: FitResult, prepared: Prepared) -> list[tuple[str, str]]:
+    """Stata's header first (observations, groups, Wald test, log likelihood, method, integration), then the files."""
     spec, model = prepared.spec, fit.model
     responses = "; ".join(f"{eq.name}: {eq.family.name}, {eq.family.link} link" for eq in model.equations)
-    header = [
-        ("Model", spec.name),
+    header = [("Number of obs", str(fit.n_obs)), *_groups_text(fit)]
+    header += vce.header_lines(fit, spec)
+    header += [
+        (vce.loglik_label(fit, spec), fixed(fit.loglik, 4)),
+        ("Method", "REML (restricted maximum likelihood)" if fit.method == "REML" else "ML (maximum likelihood)"),
+        ("Integration", _integration_text(fit)),
+        ("Responses", responses),
+        ("Fixed part", spec.fixed),
         ("Spec file", prepared.path.name),
         ("Data file", spec.data.path),
-        ("Data SHA-256", model.data_sha256),
     ]
     if spec.data.filter:
         header.append(("Row filter", " and ".join(f"{f.column} {f.op} {f.value}" for f in spec.data.filter)))
@@ -79,12 +103,7 @@ def _header(fit: FitResult, prepared: Prepared) -> list[tuple[str, str]]:
         ("Rows read", str(model.n_rows_read)),
         ("Rows dropped (missing values)", str(model.n_dropped_missing)),
         ("Rows used", str(model.n)),
-        ("Responses", responses),
-        ("Fixed part", spec.fixed),
-        ("Method", "REML (restricted maximum likelihood)" if fit.method == "REML" else "ML (maximum likelihood)"),
-        ("Integration", _integration_text(fit)),
     ]
-    header += vce.header_lines(fit, spec)
     if spec.data.provenance:
         header.append(("Data provenance", spec.data.provenance))
     return header
@@ -108,16 +127,28 @@ def _groups(fit: FitResult) -> Section | None:
     return Section("Group summary", [table], notes=["Min/Avg/Max: rows (level-1 units) per unit."])
 
 
-def _latent(rows: dict, fit: FitResult, prepared: Prepared) -> Section | None:
+def _latent(rows: dict, fit: FitResult, prepared: Prepared, digits: int) -> Section | None:
     model = fit.model
     if not any(lat.origin == "latent" for lat in model.latent):
         return None
-    parts = [tables.loadings(rows, model, prepared.data.frame), *tables.latent_variances(rows, model),
-             tables.structural(rows, model, "B"), tables.structural(rows, model, "Gamma")]
+    frame = prepared.data.frame
+    parts = [tables.loadings(rows, model, frame, digits), *tables.latent_variances(rows, model, digits),
+             tables.structural(rows, model, "B", digits), tables.structural(rows, model, "Gamma", digits)]
     notes = []
     if model.B_entries or model.Gamma_entries:
         notes.append("Latent variances are those of the disturbances zeta in eta = B eta + Gamma w + zeta.")
-    return Section("Latent variables", [t for t in parts if t is not None], notes=notes)
+    items, factors = tables.factor_loadings(rows, model, frame)
+    drawn = [figures.loadings_figure(items, factors)] if factors and items else []
+    return Section("Latent variables", [t for t in parts if t is not None], notes=notes, figures=drawn)
+
+
+def _item_intercepts(rows: dict[str, ParamRow], fit: FitResult, prepared: Prepared) -> frozenset[str]:
+    """Fixed-part names the loadings table shows as item intercepts (printed there, not twice)."""
+    model = fit.model
+    if not any(lat.origin == "latent" and len(lat.loading_rows) for lat in model.latent):
+        return frozenset()
+    labels = tables.loading_order(model, prepared.data.frame)
+    return frozenset(r.name for r in tables.item_intercepts(rows, model, labels).values())
 
 
 def _lr_test(fit: FitResult) -> tuple[list[str], list[str]]:
@@ -159,16 +190,36 @@ def _icc(fit: FitResult) -> Section | None:
                    notes=[f"{rows[0]['scale'][0].upper()}{rows[0]['scale'][1:]}; intervals on the logit scale."])
 
 
-def _estimation(fit: FitResult, total_seconds: float | None) -> Section:
+def _estimation(fit: FitResult) -> Section:
+    """Convergence, iterations and the log likelihood by iteration (wall-clock times are in run.json)."""
     body = [
         ["Converged", "yes" if fit.converged else "NO"],
         ["Iterations", str(fit.iterations)],
         ["Function evaluations", str(fit.n_evaluations)],
-        ["Fit time (s)", fixed(fit.fit_seconds, 3)],
     ]
-    if total_seconds is not None:
-        body.append(["Total time (s)", fixed(total_seconds, 3)])
-    return Section("Estimation", [Table(["", ""], body)])
+    drawn = figures.history_figure(fit)
+    return Section("Estimation", [Table(["", ""], body)], figures=[drawn] if drawn else [],
+                   notes=["Timings are in run.json, so that reruns write identical reports."])
+
+
+def _diagnostics(fit: FitResult, top: int, residuals: list | None) -> Section | None:
+    """Caterpillar plots of the EB predictions and residual plots of gaussian responses (`residuals`, from
+    postest.diagnostics, when the caller computed them)."""
+    drawn, notes = figures.caterpillars(fit, top)
+    residual = figures.residual_figures(fit, residuals or [])
+    if residual:
+        notes.append("Residuals are conditional on the empirical Bayes predictions and divided by the residual SD.")
+    if not drawn and not residual:
+        return None
+    return Section("Predictions and residuals", figures=drawn + residual, notes=notes)
+
+
+def _point_check(fit: FitResult) -> Section | None:
+    if "point_check" not in fit.extras:
+        return None
+    check = jsonable(fit.extras["point_check"])
+    drawn = figures.point_check_figure(check, tables.points_label)
+    return Section("Quadrature check", [tables.point_check(check)], figures=[drawn] if drawn else [])
 
 
 def _warnings(fit: FitResult) -> list[str]:
@@ -178,30 +229,47 @@ def _warnings(fit: FitResult) -> list[str]:
     return out
 
 
-def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = None) -> ReportModel:
-    """Build the report model of a fit; every number is formatted here, none in templates."""
+def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = None,
+              argv: list[str] | None = None, spec_sha256: str | None = None,
+              residuals: list | None = None) -> ReportModel:
+    """Build the report model of a fit; every number is formatted here, none in templates.
+
+    Nothing shown depends on the clock (`total_seconds` is accepted for callers that pass it; timings
+    go to run.json), so reruns render identical reports. `argv` is the command line for the footer;
+    `residuals` the gaussian responses' (equation, fitted, standardized residuals) to plot
+    (mlmrun.postest.diagnostics.gaussian_residuals; post-estimation is a later stage than the report).
+    """
+    from mlmrun import __version__
+
     rows = {r.name: r for r in parameter_rows(fit)}
     model, spec = fit.model, prepared.spec
+    digits = spec.report.digits
     note = vce.cluster_note(fit)
-    sections = [_groups(fit), Section("Fixed effects", [tables.fixed_effects(rows, model)], notes=[note] if note else [])]
-    random = tables.random_effects(rows, model)
+    shown_elsewhere = _item_intercepts(rows, fit, prepared)
+    fixed_notes = [note] if note else []
+    if shown_elsewhere:
+        fixed_notes.append(f"The {len(shown_elsewhere)} item intercepts are in the factor loadings table.")
+    fixed_table = tables.fixed_effects(rows, model, digits, shown_elsewhere)
+    sections = [Section("Model", lines=model_lines(model)), _groups(fit),
+                Section("Fixed effects", [fixed_table], notes=fixed_notes) if fixed_table.rows else None]
+    random = tables.random_effects(rows, model, digits)
     if random:
         sections.append(Section("Random-effects parameters", random,
                                 notes=["Intervals for SDs and variances are on the log scale, for correlations "
                                        "on the atanh scale (as Stata mixed)."]))
-    sections.append(_latent(rows, fit, prepared))
+    sections.append(_latent(rows, fit, prepared, digits))
     discrete = discrete_tables(rows, fit)
     if discrete is not None:
         sections.append(Section("Discrete latent distribution", discrete[0], notes=discrete[1]))
-    other = tables.other_parameters(rows)
+    other = tables.other_parameters(rows, digits)
     if other is not None:
         sections.append(Section("Other parameters", [other]))
     sections.append(_fit_statistics(fit, spec))
     sections.append(_icc(fit))
     sections += [Section(heading, tables_, notes=notes) for heading, tables_, notes in sem_sections(fit, rows)]
-    if "point_check" in fit.extras:
-        sections.append(Section("Quadrature check", [tables.point_check(jsonable(fit.extras["point_check"]))]))
-    sections.append(_estimation(fit, total_seconds))
+    sections.append(_diagnostics(fit, spec.report.top_units, residuals))
+    sections.append(_point_check(fit))
+    sections.append(_estimation(fit))
     for section in sections:
         if section is not None:
             vce.label_robust(section.tables, fit)
@@ -217,5 +285,17 @@ def summarize(fit: FitResult, prepared: Prepared, total_seconds: float | None = 
         warnings=_warnings(fit),
         header=_header(fit, prepared),
         sections=[s for s in sections if s is not None],
+        footer=footer(__version__, spec_sha256 or _sha256(prepared.path), model.data_sha256, argv),
     )
+
+
+def _sha256(path: object) -> str:
+    """SHA-256 of the spec file's bytes ('' for a spec that is not a file, such as a dict given to the API)."""
+    import hashlib
+    from pathlib import Path
+
+    try:
+        return hashlib.sha256(Path(str(path)).read_bytes()).hexdigest()
+    except OSError:
+        return ""
 

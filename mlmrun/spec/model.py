@@ -362,6 +362,10 @@ class Report(SpecNode):
     """Output directory (relative to the current directory; default reports/<name>)."""
     title: str | None = None
     """Report title."""
+    digits: int = Field(default=4, ge=0, le=12)
+    """Decimals of estimates, standard errors and intervals in the report (every such column aligned on the decimal point; z: 2, p-values: 3, as Stata prints them)."""
+    top_units: int = Field(default=50, ge=2, le=2000)
+    """Units per caterpillar plot of the empirical Bayes predictions: all when there are at most this many, else the lowest and highest half of it."""
 
 
 class Spec(SpecNode):

@@ -98,7 +98,7 @@ def test_report_reads_like_table_1(run) -> None:
     assert "| Item | Intercept | (SE) | λ general | (SE) | λ extreme | (SE) |" in report
     lines = [line for line in report.splitlines() if line.split("|")[1:2] and line.split("|")[1].strip() in ITEMS]
     assert [line.split("|")[1].strip() for line in lines] == ITEMS
-    assert "| woman | " in report and "| 1 | (fixed) | — |" in report
+    assert "| woman | " in report and "| 1.0000 | (fixed) | — |" in report  # fixed decimals per column (issue 16)
     assert "### Variances at level person" in report and "### Variances at level district" in report
     assert "general ← general\\_district" in report
 

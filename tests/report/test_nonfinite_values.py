@@ -85,10 +85,10 @@ def test_report_renders_overflowing_interval_and_non_finite_estimates() -> None:
     fit = overflowing_fit(prepared)
     report = summarize(fit, prepared)
     md, html = render_markdown(report), render_html(report)
-    assert sd_week_line(md).split("|")[2:6] == [" 0.001 ", " 1 ", " 0 ", " inf "]
+    assert sd_week_line(md).split("|")[2:6] == [" 0.0010 ", " 1.0000 ", " 0.0000 ", " inf "]
     week = next(line for line in md.splitlines() if line.startswith("| week |"))
     assert week.split("|")[2].strip() == "inf"
-    intercept = next(line for line in md.splitlines() if line.startswith("| Intercept |"))
+    intercept = next(line for line in md.splitlines() if line.startswith("| \\_cons |"))
     assert intercept.split("|")[2].strip() == "NaN"
     assert ">inf<" in html
     assert ">NaN<" in html
@@ -108,6 +108,6 @@ def test_cli_writes_every_file_for_a_fit_whose_interval_overflows(tmp_path, monk
     monkeypatch.setattr(cli, "estimate", lambda model, progress=None: overflowing_fit(prepare(PIG)))
     out = tmp_path / "out"
     assert cli.main(["fit", str(PIG), "--out", str(out), "--quiet"]) == 0
-    assert {p.name for p in out.iterdir()} == {"results.json", "report.html", "report.md"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "report.html", "report.md", "run.json"}
     strict_json((out / "results.json").read_text())
     assert sd_week_line((out / "report.md").read_text()).split("|")[5].strip() == "inf"
