@@ -229,13 +229,13 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
         raise SpecError.at(second.where, "discrete latent variables at two levels are not supported; keep the "
                                          "mass points (or classes) at one level and make the other level's "
                                          "latent variables normal")
-    above = [name for name, lvl in continuous if pending and lvl >= next(iter(pending))]
-    if above:
+    same = [name for name, lvl in continuous if pending and lvl == next(iter(pending))]
+    if same:
         first = next(iter(pending.values()))
         raise SpecError.at(first.where, "a discrete latent distribution together with normal latent variables "
-                                        f"at or above its level ({', '.join(above)}) is not supported yet; put the "
-                                        "mass points (or classes) at the top latent level, with normal latent "
-                                        "variables only below it")
+                                        f"at its own level ({', '.join(same)}) is not supported yet; make them all "
+                                        "discrete (one set of points) or move the normal ones to another level")
+    above = [name for name, lvl in continuous if pending and lvl > next(iter(pending))]
     if pending and continuous:
         first = next(iter(pending.values()))
         integ = spec.estimation.integration
@@ -266,6 +266,13 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
         if pd_.gamma_from is not None and pd_.gamma_from in W_of:
             Wr, w_names = W_of[pd_.gamma_from]
             Wu = _unit_covariates(frame, Wr, w_names, lv, ("structural", "Gamma", pd_.gamma_from))
+        if w_names and above:
+            raise SpecError.at(("structural", "Gamma", pd_.gamma_from), f"covariates of the class probabilities of "
+                                                                         f"'{pd_.tag}' are not supported under normal "
+                                                                         f"latent variables at a higher level "
+                                                                         f"({', '.join(above)}); drop the Gamma "
+                                                                         "entry or make those latent variables "
+                                                                         "discrete")
         loc_rows, logit_rows, gamma_rows = point_rows(pt, pd_.kind, pd_.tag, pd_.names, lv.name, K, w_names)
         out.append(DiscreteLevel(lvl, pd_.kind, pd_.tag, tuple(pd_.names), K, auto, tuple(pd_.Z), tuple(pd_.rows),
                                  loc_rows, logit_rows, gamma_rows, Wu, tuple(w_names), pd_.starts, pd_.seed, pd_.where))

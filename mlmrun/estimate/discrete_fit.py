@@ -83,13 +83,32 @@ def _free_of(model: CompiledModel, blocks: tuple[str, ...]) -> np.ndarray:
 
 
 def objective_for(model: CompiledModel):
-    """The discrete engine, or the mixed one when normal latent variables sit below the discrete level."""
+    """The discrete engine; the mixed one when normal latent variables sit only below the discrete level; the
+    nested one (the points as a level of the nested quadrature) when some sit above it."""
     if model.latent:
-        from mlmrun.likelihood.discrete_mixed import MixedObjective
         from mlmrun.likelihood.plan import integration_plan
+
+        if any(lat.level > model.discrete[0].level for lat in model.latent):
+            from mlmrun.likelihood.discrete_nested import NestedObjective
+
+            return NestedObjective(model, integration_plan(model))
+        from mlmrun.likelihood.discrete_mixed import MixedObjective
 
         return MixedObjective(model, integration_plan(model))
     return DiscreteObjective(model)
+
+
+def supports_em(obj) -> bool:
+    """EM's complete-data objective exists for the discrete and mixed engines, not the nested one."""
+    return not hasattr(obj, "h")
+
+
+def screen(obj, x: np.ndarray, iterations: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """EM iterations from `x`; without EM (nested engine), as many quasi-Newton iterations at a fresh adaptation."""
+    if supports_em(obj):
+        return em(obj, x, weights, iterations=iterations)
+    obj.readapt(x)
+    return _lbfgs(obj, x, iterations)[0]
 
 
 def maximise(obj, x: np.ndarray, max_iter: int, tol: float = 1e-10,
@@ -167,7 +186,7 @@ def _starts(model: CompiledModel, obj: DiscreteObjective, base: np.ndarray) -> l
         split[np.arange(obj.n_units), rng.integers(0, K, obj.n_units)] = 1.0
         split = 0.9 * split + 0.1 / K
         x0 = _set_points(model, base, rng.normal(0.0, 0.5, (K, dl.dim)), np.full(K, 1.0 / K))
-        out.append(em(obj, x0, split, iterations=1))
+        out.append(em(obj, x0, split, iterations=1) if supports_em(obj) else x0)
     return out
 
 
@@ -182,7 +201,7 @@ def fit_points(model: CompiledModel, base: np.ndarray | None, max_iter: int,
         starts = [base] if model.discrete[0].K == 1 else _starts(model, obj, base)
     screened = []
     for s, x0 in enumerate(starts):
-        x = em(obj, x0, None, iterations=EM_ITERATIONS)
+        x = screen(obj, x0, EM_ITERATIONS)
         screened.append((obj.evaluate(x, gradient=False).loglik, s, x))
     best: Solution | None = None
     polished: dict[int, float] = {}
@@ -438,7 +457,8 @@ def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | 
     m = sol.model
     integration = {"method": "discrete", "points": m.discrete[0].K}
     if m.latent:
-        integration = {**sol.obj.quad.plan.describe(), "discrete_points": m.discrete[0].K}
+        plan = sol.obj.plan if hasattr(sol.obj, "plan") else sol.obj.quad.plan
+        integration = {**plan.describe(), "discrete_points": m.discrete[0].K}
     return FitResult(model=m, values=m.partable.unpack(sol.free), free=sol.free, cov_free=cov, loglik=sol.loglik,
                      method="ML", integration=integration,
                      converged=sol.converged, iterations=sol.iterations, n_evaluations=sol.obj.n_evaluations,

@@ -1,0 +1,180 @@
+"""A discrete level inside the nested quadrature, under normal latent variables at higher levels.
+
+The discrete level becomes one more level of likelihood/adaptive.py's
+hierarchy whose disturbance is a one-hot vector u in {delta_1..delta_K}: its
+columns of the linear predictor are A_ik = z_i' e_k (so A_i u = z_i' e_k at
+point k) and its rule has the K unit vectors as nodes with log weights
+log p_k, placed non-adaptively. Inside the nested integral a unit's
+contribution is then the probability-weighted sum over its points instead
+of a Gauss-Hermite sum, with the normal levels around it integrated by
+(adaptive) Gauss-Hermite quadrature as usual.
+
+Adaptation of the normal levels: posterior means and covariances computed by
+the quadrature itself, iterated (gllamm's adapt; Rabe-Hesketh, Skrondal &
+Pickles 2005), the discrete level's nodes left in place. A normal level's
+nodes may shift with a discrete ancestor's point: the Gaussian regression of
+u_c on the one-hot ancestor is exact in the point (any function of a one-hot
+vector is linear in it), taken with a pseudo-inverse since the one-hot
+vector's covariance is singular.
+
+Gradient (adaptation frozen, Fisher identity): the engine's E[s_i u_chain]
+on the one-hot columns is E[s_i 1{point k}], giving the locations' and the
+discrete loadings' terms; the posterior point probabilities (first moments
+of the one-hot vector) give the logits' terms; the normal parameters go
+through objective.free_gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlmrun.compile.model import CompiledModel
+from mlmrun.likelihood.adaptive import Adaptation, Predictor, chain_modes, evaluate, logsumexp, make_hierarchy
+from mlmrun.likelihood.choice_rows import choice_sets
+from mlmrun.likelihood.discrete import DiscreteEvaluation
+from mlmrun.likelihood.modes import _spd
+from mlmrun.likelihood.objective import Layout, free_gradient, pieces
+from mlmrun.likelihood.plan import IntegrationPlan
+from mlmrun.likelihood.quadrature import LOG_2PI, Rule
+from mlmrun.likelihood.rows import row_set
+
+ADAPT_ITERATIONS = 30
+"""Posterior-moment adaptation steps at most per `readapt` (stops when the node centres move less than ADAPT_TOL)."""
+ADAPT_TOL = 1e-8
+
+
+def point_rule(logp: np.ndarray) -> Rule:
+    """The K points as a rule over one-hot nodes: log_ratio = log p_k - log phi_K(delta_k), so the weight is p_k."""
+    K = len(logp)
+    logphi = -0.5 - 0.5 * K * LOG_2PI
+    return Rule(np.eye(K), logp.copy(), logp - logphi, 1)
+
+
+class NestedObjective:
+    """One discrete level (NPMLE points or classes) with normal latent variables at levels above it (and below)."""
+
+    def __init__(self, model: CompiledModel, plan: IntegrationPlan) -> None:
+        from mlmrun.compile.discrete import point_logits
+
+        self._point_logits = point_logits
+        self.model, self.plan = model, plan
+        self.dl = model.discrete[0]
+        normal = tuple(model.nested_levels)
+        levels = tuple(sorted(normal + (self.dl.level,)))
+        self.pos = levels.index(self.dl.level)
+        rows = row_set(model, levels, merge=False)
+        choice = {e: choice_sets(eq.choice, rows, rows.eq_rows[e]) for e, eq in enumerate(model.equations)
+                  if eq.choice is not None}
+        order = np.array([m for lvl in normal for m in model.latent_at(lvl)], dtype=int)
+        self.lay = Layout(normal, order, rows, None, choice, None)
+        K = self.dl.K
+        dims = [K if lvl == self.dl.level else len(model.latent_at(lvl)) for lvl in levels]
+        self.h = make_hierarchy([rows.codes[lvl] for lvl in levels], [model.levels[lvl].n_units for lvl in levels],
+                                dims)
+        self.offset = self.h.offset(self.pos)
+        self.normal_cols = np.r_[0:self.offset, self.offset + K:sum(dims)]
+        self.unit = rows.codes[self.dl.level]
+        self.n_units = model.levels[self.dl.level].n_units
+        self.Z = tuple(Zj[rows.original] for Zj in self.dl.Z)
+        self.freq = np.ones(self.n_units)
+        self.pattern_of_unit = np.arange(self.n_units)
+        normal_rules = iter(plan.rules)
+        self._rules = [None if k == self.pos else next(normal_rules) for k in range(len(levels))]
+        self.ad: Adaptation | None = None
+        self.n_evaluations = 0
+
+    def unit_posterior(self, posterior: np.ndarray) -> np.ndarray:
+        return posterior
+
+    def _parts(self, free: np.ndarray):
+        values = self.model.partable.unpack(np.asarray(free, dtype=float))
+        pc = pieces(self.model, self.lay, np.asarray(free, dtype=float))
+        cols = [Zj[:, 0] if not len(r) else Zj @ values[r] for Zj, r in zip(self.Z, self.dl.loading_rows, strict=True)]
+        z = np.column_stack(cols)
+        logits = self._point_logits(self.dl, values)
+        logp = logits - logsumexp(logits, axis=1)[:, None]
+        v = values[self.dl.loc_rows]
+        e = v - np.exp(logp[0]) @ v if self.dl.centered else v
+        A = np.insert(pc.pred.A, [self.offset] * len(e), z @ e.T, axis=1) if pc.pred.A.shape[1] else z @ e.T
+        rules = tuple(point_rule(logp[0]) if r is None else r for r in self._rules)
+        return values, pc, z, v, e, logp, Predictor(pc.pred.fixed, A), rules
+
+    def _plain(self, rules: tuple[Rule, ...]) -> Adaptation:
+        return self.plan.plain(self.h, rules)
+
+    def _from_moments(self, moments: list, rules: tuple[Rule, ...]) -> Adaptation:
+        """Normal levels' nodes from posterior moments (regression on ancestors by pseudo-inverse); points kept."""
+        h = self.h
+        centre, anc_centre, chol, shift = [], [], [], []
+        for k, (first, second) in enumerate(moments):
+            q, n_k = h.dims[k], h.n_units[k]
+            tail = first.shape[1] - q
+            if k == self.pos:
+                centre.append(np.zeros((n_k, q)))
+                anc_centre.append(first[:, :q])
+                chol.append(np.broadcast_to(np.eye(q), (n_k, q, q)).copy())
+                shift.append(np.zeros((n_k, q, tail)))
+                continue
+            V = second - first[:, :, None] * first[:, None, :]
+            Vcc, Vca, Vaa = V[:, :q, :q], V[:, :q, q:], V[:, q:, q:]
+            S = Vca @ np.linalg.pinv(Vaa, rcond=1e-10, hermitian=True) if tail else Vca
+            cond = Vcc - np.einsum("cqa,cpa->cqp", S, Vca)
+            cond = _spd(0.5 * (cond + np.swapaxes(cond, 1, 2)) + 1e-12 * np.eye(q))
+            centre.append(first[:, :q])
+            anc_centre.append(first[:, :q])
+            chol.append(np.linalg.cholesky(cond))
+            shift.append(S)
+        return Adaptation(rules, tuple(centre), tuple(chol), tuple(shift), tuple(chain_modes(h, anc_centre)))
+
+    def readapt(self, free: np.ndarray) -> None:
+        """Place the normal levels' nodes at the posterior moments at `free` (plain nodes for ghq)."""
+        _, pc, _, _, _, _, pred, rules = self._parts(free)
+        if self.plan.method == "ghq":
+            self.ad = self._plain(rules)
+            return
+        ad = self._plain(rules) if self.ad is None else self.ad.with_rules(rules)
+        for _ in range(ADAPT_ITERATIONS):
+            new = self._from_moments(evaluate(self.h, pred, pc.fam, ad, moments=True).moments, rules)
+            change = max(float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(new.mode, ad.mode, strict=True))
+            ad = new
+            if change < ADAPT_TOL:
+                break
+        self.ad = ad
+
+    def evaluate(self, free: np.ndarray, weights: np.ndarray | None = None, gradient: bool = True) -> DiscreteEvaluation:
+        """Log likelihood and its gradient at the current adaptation (EM's `weights` are not supported here)."""
+        if weights is not None:
+            raise NotImplementedError("EM's complete-data objective is not built for a discrete level under normal ones")
+        self.n_evaluations += 1
+        model, dl = self.model, self.dl
+        values, pc, z, v, e, logp, pred, rules = self._parts(free)
+        K = len(e)
+        if not pc.mm.valid:
+            return DiscreteEvaluation(-np.inf, -np.inf, np.zeros(len(free)) if gradient else None,
+                                      np.full((self.n_units, K), 1.0 / K), np.full(self.n_units, -np.inf))
+        if self.ad is None:
+            self.readapt(free)
+        ev = evaluate(self.h, pred, pc.fam, self.ad.with_rules(rules), gradient=gradient, moments=True)
+        post = np.clip(ev.moments[self.pos][0][:, :K], 0.0, 1.0)
+        if not gradient:
+            return DiscreteEvaluation(ev.loglik, ev.loglik, None, post, np.full(self.n_units, np.nan))
+        Esk = ev.esu[:, self.offset:self.offset + K]
+        grad = free_gradient(model, self.lay, pc, ev.es, ev.esu[:, self.normal_cols], ev.family or [])
+        g = np.zeros(len(values))
+        for j, (Zj, r) in enumerate(zip(self.Z, dl.loading_rows, strict=True)):
+            if len(r):
+                g[r] += Zj.T @ (Esk @ e[:, j])
+        G_e = Esk.T @ z
+        p = np.exp(logp[0])
+        R = post - p[None, :]
+        if dl.centered:
+            total = G_e.sum(axis=0)
+            g_v = G_e - p[:, None] * total[None, :]
+            hp = -(v @ total)
+            g_logit = R.sum(axis=0) + p * (hp - p @ hp)
+        else:
+            g_v, g_logit = G_e, R.sum(axis=0)
+        g[dl.loc_rows.reshape(-1)] += g_v.reshape(-1)
+        g[dl.logit_rows] += g_logit[1:]
+        grad = grad + model.partable.jacobian(np.asarray(free, dtype=float)).T @ g
+        return DiscreteEvaluation(ev.loglik, ev.loglik, grad, post, np.full(self.n_units, np.nan))
