@@ -236,16 +236,17 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
                                         f"at its own level ({', '.join(same)}) is not supported yet; make them all "
                                         "discrete (one set of points) or move the normal ones to another level")
     above = [name for name, lvl in continuous if pending and lvl > next(iter(pending))]
-    if pending and continuous:
+    if pending and above:
         first = next(iter(pending.values()))
         integ = spec.estimation.integration
         if integ.method == "laplace":
-            raise SpecError.at(("estimation", "integration", "method"), "the levels below a discrete level are "
-                                                                        "integrated inside each of its points, by "
-                                                                        "quadrature only: write `method: adaptive`")
+            raise SpecError.at(("estimation", "integration", "method"), "normal latent variables above a discrete "
+                                                                        f"level ({', '.join(above)}) are integrated "
+                                                                        "with nodes placed by posterior moments, "
+                                                                        "by quadrature only: write `method: adaptive`")
         if first.K == "auto":
-            raise SpecError.at(first.where, "`discrete: auto` needs the Gateaux derivative over the levels below, "
-                                            "which is not built for normal latent variables under a discrete level; "
+            raise SpecError.at(first.where, "`discrete: auto` needs the Gateaux derivative, which is not built for "
+                                            f"a discrete level under normal latent variables ({', '.join(above)}); "
                                             "give the number of points (compare fits by BIC)")
     out = []
     for lvl, pd_ in sorted(pending.items()):

@@ -785,14 +785,13 @@ CASES: list[Case] = [
     Case("class_covariates_under_normal_level", ((DISCRETE, "are not supported under normal latent variables"),),
          LCA + "random:\n  - {level: district, terms: [1]}\nstructural: {Gamma: {class: {district: free}}}\n",
          at=("structural", "Gamma", "class"), hint="drop the Gamma entry"),
-    Case("discrete_over_normal_laplace", ((DISCRETE, "by quadrature only: write `method: adaptive`"),),
-         edit(LCA, "level: person, classes: 2", "level: district, classes: 2") + "random:\n  - {level: person, terms: [1]}\n"
-         + "estimation: {integration: {method: laplace}}\n",
+    Case("discrete_under_normal_laplace", ((DISCRETE, "by quadrature only: write `method: adaptive`"),),
+         LCA + "random:\n  - {level: district, terms: [1]}\n" + "estimation: {integration: {method: laplace}}\n",
          at=("estimation", "integration", "method"), hint="write `method: adaptive`"),
-    Case("discrete_auto_over_normal", ((DISCRETE, "needs the Gateaux derivative over the levels below"),),
+    Case("discrete_auto_under_normal", ((DISCRETE, "needs the Gateaux derivative, which is not built"),),
          edit(LCA, "  - {name: class, level: person, classes: 2, loadings: {by: item}}\n",
-              "  - {name: d, level: district, loadings: {on: [1], fix: {1: 1}}, distribution: {discrete: auto}}\n")
-         + "random:\n  - {level: person, terms: [1]}\n",
+              "  - {name: d, level: person, loadings: {on: [1], fix: {1: 1}}, distribution: {discrete: auto}}\n")
+         + "random:\n  - {level: district, terms: [1]}\n",
          at=("latent", 0, "distribution", "discrete"), hint="give the number of points"),
     Case("discrete_more_points_than_units", ((DISCRETE, "points but level"),),
          edit(CBPP_NPMLE, "discrete: 2", "discrete: 16"), at=("random", 0, "distribution", "discrete"),
