@@ -224,30 +224,34 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
     if pending and spec.estimation.method == "REML":
         raise SpecError.at(("estimation", "method"), "REML is defined for normal latent variables only; a discrete "
                                                      "latent distribution is fitted by ML: write `method: ML`")
-    if len(pending) > 1:
-        second = sorted(pending.values(), key=lambda q: q.level)[1]
-        raise SpecError.at(second.where, "discrete latent variables at two levels are not supported; keep the "
-                                         "mass points (or classes) at one level and make the other level's "
-                                         "latent variables normal")
-    same = [name for name, lvl in continuous if pending and lvl == next(iter(pending))]
+    ordered = sorted(pending.values(), key=lambda q: q.level)
+    if len(ordered) > 1 and any(q.K == "auto" for q in ordered):
+        auto_at = next(q for q in ordered if q.K == "auto")
+        raise SpecError.at(auto_at.where, "`discrete: auto` is not supported with discrete latent variables at two "
+                                          "levels (the Gateaux search adds points at one level); give the number "
+                                          "of points at every discrete level (compare fits by BIC)")
+    same = [name for name, lvl in continuous if lvl in pending]
     if same:
-        first = next(iter(pending.values()))
-        raise SpecError.at(first.where, "a discrete latent distribution together with normal latent variables "
-                                        f"at its own level ({', '.join(same)}) is not supported yet; make them all "
-                                        "discrete (one set of points) or move the normal ones to another level")
-    above = [name for name, lvl in continuous if pending and lvl > next(iter(pending))]
-    if pending and above:
-        first = next(iter(pending.values()))
+        at_level = next(pending[lvl] for name, lvl in continuous if lvl in pending)
+        raise SpecError.at(at_level.where, "a discrete latent distribution together with normal latent variables "
+                                           f"at its own level ({', '.join(same)}) is not supported yet; make them "
+                                           "all discrete (one set of points) or move the normal ones to another level")
+    above = [name for name, lvl in continuous if ordered and lvl > ordered[0].level]
+    nested = bool(above) or len(ordered) > 1  # the points become levels of the nested quadrature
+    if nested and continuous:
+        first = ordered[0]
         integ = spec.estimation.integration
         if integ.method == "laplace":
-            raise SpecError.at(("estimation", "integration", "method"), "normal latent variables above a discrete "
-                                                                        f"level ({', '.join(above)}) are integrated "
-                                                                        "with nodes placed by posterior moments, "
-                                                                        "by quadrature only: write `method: adaptive`")
+            raise SpecError.at(("estimation", "integration", "method"), "normal latent variables around a discrete "
+                                                                        "level under another latent level are "
+                                                                        "integrated with nodes placed by posterior "
+                                                                        "moments, by quadrature only: write "
+                                                                        "`method: adaptive`")
         if first.K == "auto":
             raise SpecError.at(first.where, "`discrete: auto` needs the Gateaux derivative, which is not built for "
                                             f"a discrete level under normal latent variables ({', '.join(above)}); "
                                             "give the number of points (compare fits by BIC)")
+    higher = above + [name for q in ordered[1:] for name in q.names]
     out = []
     for lvl, pd_ in sorted(pending.items()):
         lv = levels[lvl]
@@ -267,13 +271,13 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
         if pd_.gamma_from is not None and pd_.gamma_from in W_of:
             Wr, w_names = W_of[pd_.gamma_from]
             Wu = _unit_covariates(frame, Wr, w_names, lv, ("structural", "Gamma", pd_.gamma_from))
-        if w_names and above:
+        if w_names and nested:
             raise SpecError.at(("structural", "Gamma", pd_.gamma_from), f"covariates of the class probabilities of "
-                                                                         f"'{pd_.tag}' are not supported under normal "
-                                                                         f"latent variables at a higher level "
-                                                                         f"({', '.join(above)}); drop the Gamma "
-                                                                         "entry or make those latent variables "
-                                                                         "discrete")
+                                                                         f"'{pd_.tag}' are not supported with latent "
+                                                                         "variables at another level above a discrete "
+                                                                         f"one ({', '.join(higher)}); drop the Gamma "
+                                                                         "entry or make the model's other latent "
+                                                                         "variables sit below the discrete level")
         loc_rows, logit_rows, gamma_rows = point_rows(pt, pd_.kind, pd_.tag, pd_.names, lv.name, K, w_names)
         out.append(DiscreteLevel(lvl, pd_.kind, pd_.tag, tuple(pd_.names), K, auto, tuple(pd_.Z), tuple(pd_.rows),
                                  loc_rows, logit_rows, gamma_rows, Wu, tuple(w_names), pd_.starts, pd_.seed, pd_.where))

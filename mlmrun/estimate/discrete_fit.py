@@ -85,10 +85,15 @@ def _free_of(model: CompiledModel, blocks: tuple[str, ...]) -> np.ndarray:
 def objective_for(model: CompiledModel):
     """The discrete engine; the mixed one when normal latent variables sit only below the discrete level; the
     nested one (the points as a level of the nested quadrature) when some sit above it."""
+    if len(model.discrete) > 1 and not model.latent:
+        from mlmrun.likelihood.discrete_nested import NestedObjective
+        from mlmrun.likelihood.plan import integration_plan
+
+        return NestedObjective(model, integration_plan(model))
     if model.latent:
         from mlmrun.likelihood.plan import integration_plan
 
-        if any(lat.level > model.discrete[0].level for lat in model.latent):
+        if len(model.discrete) > 1 or any(lat.level > model.discrete[0].level for lat in model.latent):
             from mlmrun.likelihood.discrete_nested import NestedObjective
 
             return NestedObjective(model, integration_plan(model))
@@ -196,9 +201,10 @@ def _lbfgs(obj, x: np.ndarray, max_iter: int, tol: float = 1e-10,
     return full, -float(res.fun), bool(res.success), int(res.nit)
 
 
-def _set_points(model: CompiledModel, x: np.ndarray, e: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Free vector with the level's points at locations e (K, d) and probabilities p (K,), other entries kept."""
-    dl = model.discrete[0]
+def _set_points(model: CompiledModel, x: np.ndarray, e: np.ndarray, p: np.ndarray, level: int = 0) -> np.ndarray:
+    """Free vector with a discrete level's points (model.discrete[level]) at locations e (K, d) and probabilities
+    p (K,), other entries kept."""
+    dl = model.discrete[level]
     pt = model.partable
     values = pt.unpack(x)
     v = e - e[0] if dl.centered else e
@@ -215,16 +221,37 @@ def _starts(model: CompiledModel, obj: DiscreteObjective, base: np.ndarray) -> l
     K = dl.K
     out = []
     if dl.kind == "npmle":
-        nodes, weights = gauss_hermite(K)
-        out.append(_set_points(model, base, np.repeat(np.asarray(nodes)[:, None], dl.dim, axis=1), np.asarray(weights)))
+        x = _set_points(model, base, _hermite_points(dl), np.asarray(gauss_hermite(K)[1]))
+        out.append(_spread_other_levels(model, x, None))
     while len(out) < dl.starts:
         rng = np.random.default_rng([dl.seed, len(out)])
+        if len(model.discrete) > 1:
+            x0 = _set_points(model, base, rng.normal(0.0, 0.5, (K, dl.dim)), np.full(K, 1.0 / K))
+            out.append(_spread_other_levels(model, x0, rng))
+            continue
         split = np.zeros((obj.n_units, K))
         split[np.arange(obj.n_units), rng.integers(0, K, obj.n_units)] = 1.0
         split = 0.9 * split + 0.1 / K
         x0 = _set_points(model, base, rng.normal(0.0, 0.5, (K, dl.dim)), np.full(K, 1.0 / K))
         out.append(em(obj, x0, split, iterations=1) if supports_em(obj) else x0)
     return out
+
+
+def _hermite_points(dl) -> np.ndarray:
+    """(K, d): the K-point Gauss-Hermite nodes in every dimension (a discretised N(0, 1))."""
+    return np.repeat(np.asarray(gauss_hermite(dl.K)[0])[:, None], dl.dim, axis=1)
+
+
+def _spread_other_levels(model: CompiledModel, x: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """Points of the discrete levels after the first: Gauss-Hermite nodes and weights (rng None) or random
+    locations with equal probabilities. Coinciding points would be a saddle of the likelihood."""
+    for i, dl in enumerate(model.discrete[1:], start=1):
+        if rng is None:
+            e, p = _hermite_points(dl), np.asarray(gauss_hermite(dl.K)[1])
+        else:
+            e, p = rng.normal(0.0, 0.5, (dl.K, dl.dim)), np.full(dl.K, 1.0 / dl.K)
+        x = _set_points(model, x, e, p, i)
+    return x
 
 
 def fit_points(model: CompiledModel, base: np.ndarray | None, max_iter: int,
@@ -265,8 +292,8 @@ def glm_start(model: CompiledModel, obj) -> np.ndarray:
     """Fixed part and family parameters fitted with every point at 0 (the model without latent variables)."""
     pt = model.partable
     values = pt.start_values
-    dl = model.discrete[0]
-    values[discrete_rows(dl)] = 0.0
+    for dl in model.discrete:
+        values[discrete_rows(dl)] = 0.0
     x = pt.pack(values)
     x, _, _, _ = maximise(obj, x, 500, mask=_free_of(model, START_BLOCKS))
     return x
@@ -317,8 +344,9 @@ def collapse(sol: Solution, max_iter: int, warnings: list[str]) -> Solution:
     """Merge coinciding or empty points while that costs less than MERGE_TOL in log likelihood.
 
     A merge is refitted only when the merged points, unrefitted, already lose less than MERGE_SCREEN (`_merged`).
+    With discrete distributions at two levels nothing is merged.
     """
-    while True:
+    while len(sol.model.discrete) == 1:
         merged = _merged(sol)
         if merged is None:
             return sol
@@ -334,6 +362,7 @@ def collapse(sol: Solution, max_iter: int, warnings: list[str]) -> Solution:
                         f"{sol.loglik:.6f} -> {cand.loglik:.6f})")
         cand.start_logliks, cand.best_start, cand.polished = sol.start_logliks, sol.best_start, sol.polished
         sol = cand
+    return sol
 
 
 def gateaux_max(sol: Solution, size: int = GATEAUX_GRID) -> tuple[float, np.ndarray]:
@@ -381,9 +410,10 @@ def auto_points(model: CompiledModel, max_iter: int, progress, warnings: list[st
     return sol, info
 
 
-def relabel(model: CompiledModel, x: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """The same fit with its points in `order` (a permutation; the likelihood is unchanged): point order[0] first."""
-    dl = model.discrete[0]
+def relabel(model: CompiledModel, x: np.ndarray, order: np.ndarray, level: int = 0) -> np.ndarray:
+    """The same fit with a discrete level's points in `order` (a permutation; the likelihood is unchanged):
+    point order[0] first."""
+    dl = model.discrete[level]
     pt = model.partable
     values = pt.unpack(x)
     v = values[dl.loc_rows]
@@ -391,7 +421,7 @@ def relabel(model: CompiledModel, x: np.ndarray, order: np.ndarray) -> np.ndarra
     G = np.vstack([np.zeros((1, len(dl.w_names))), values[dl.gamma_rows]])
     if dl.centered:
         e, p = masses(dl, values)
-        return _set_points(model, x, e[order], p[order])
+        return _set_points(model, x, e[order], p[order], level)
     values[dl.loc_rows] = v[order]
     values[dl.logit_rows] = (a[order] - a[order][0])[1:]
     values[dl.gamma_rows] = (G[order] - G[order][0])[1:]
@@ -400,10 +430,11 @@ def relabel(model: CompiledModel, x: np.ndarray, order: np.ndarray) -> np.ndarra
 
 def canonical(sol: Solution) -> Solution:
     """Points in a fixed order (label switching): NPMLE masses ascending, classes by decreasing probability."""
-    e, p = masses(sol.model.discrete[0], sol.model.partable.unpack(sol.free))
-    order = np.lexsort([e[:, j] for j in range(e.shape[1] - 1, -1, -1)]) if sol.model.discrete[0].centered \
-        else np.argsort(-p, kind="stable")
-    sol.free = relabel(sol.model, sol.free, order)
+    for level, dl in enumerate(sol.model.discrete):
+        e, p = masses(dl, sol.model.partable.unpack(sol.free))
+        order = np.lexsort([e[:, j] for j in range(e.shape[1] - 1, -1, -1)]) if dl.centered \
+            else np.argsort(-p, kind="stable")
+        sol.free = relabel(sol.model, sol.free, order, level)
     return sol
 
 
@@ -428,6 +459,16 @@ def _summary(sol: Solution, cov: np.ndarray | None, requested: object) -> dict:
         if "Intercept" in beta and "_cons" in dl.names:
             j = list(dl.names).index("_cons")
             out["intercepts"] = (e[:, j] + beta["Intercept"]).tolist()
+    others = []
+    for d in model.discrete[1:]:
+        e2, p2 = masses(d, values)
+        entry = {"level": model.levels[d.level].name, "kind": d.kind, "points": d.K, "names": list(d.names),
+                 "masses": e2.tolist(), "probabilities": p2.tolist()}
+        if d.centered:
+            entry["variance"] = [float(p2 @ (e2[:, j] - p2 @ e2[:, j]) ** 2) for j in range(d.dim)]
+        others.append(entry)
+    if others:
+        out["other_levels"] = others
     return out
 
 

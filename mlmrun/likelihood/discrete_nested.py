@@ -51,53 +51,78 @@ def point_rule(logp: np.ndarray) -> Rule:
 
 
 class NestedObjective:
-    """One discrete level (NPMLE points or classes) with normal latent variables at levels above it (and below)."""
+    """Discrete levels (NPMLE points or classes) inside the nested quadrature of the normal levels around them.
+
+    Handles one discrete level under normal latent variables, and discrete distributions at several levels
+    (with or without normal ones). `dl`, `pos` and the posteriors returned are those of the first (lowest)
+    discrete level, the one estimate/discrete_fit.py's merging and reporting act on.
+    """
 
     def __init__(self, model: CompiledModel, plan: IntegrationPlan) -> None:
         from mlmrun.compile.discrete import point_logits
 
         self._point_logits = point_logits
         self.model, self.plan = model, plan
-        self.dl = model.discrete[0]
+        self.dls = tuple(model.discrete)
+        self.dl = self.dls[0]
         normal = tuple(model.nested_levels)
-        levels = tuple(sorted(normal + (self.dl.level,)))
-        self.pos = levels.index(self.dl.level)
+        levels = tuple(sorted(normal + tuple(d.level for d in self.dls)))
+        self.levels = levels
         rows = row_set(model, levels, merge=False)
         choice = {e: choice_sets(eq.choice, rows, rows.eq_rows[e]) for e, eq in enumerate(model.equations)
                   if eq.choice is not None}
         order = np.array([m for lvl in normal for m in model.latent_at(lvl)], dtype=int)
         self.lay = Layout(normal, order, rows, None, choice, None)
-        K = self.dl.K
-        dims = [K if lvl == self.dl.level else len(model.latent_at(lvl)) for lvl in levels]
+        at = {d.level: d for d in self.dls}
+        dims = [at[lvl].K if lvl in at else len(model.latent_at(lvl)) for lvl in levels]
         self.h = make_hierarchy([rows.codes[lvl] for lvl in levels], [model.levels[lvl].n_units for lvl in levels],
                                 dims)
-        self.offset = self.h.offset(self.pos)
-        self.normal_cols = np.r_[0:self.offset, self.offset + K:sum(dims)]
+        self.positions = tuple(levels.index(d.level) for d in self.dls)
+        self.pos = self.positions[0]
+        self.offsets = tuple(self.h.offset(k) for k in self.positions)
+        self.offset = self.offsets[0]
+        disc_cols = np.concatenate([np.arange(o, o + d.K) for o, d in zip(self.offsets, self.dls, strict=True)])
+        self.normal_cols = np.setdiff1d(np.arange(sum(dims)), disc_cols)
         self.unit = rows.codes[self.dl.level]
         self.n_units = model.levels[self.dl.level].n_units
-        self.Z = tuple(Zj[rows.original] for Zj in self.dl.Z)
+        self.Zs = tuple(tuple(Zj[rows.original] for Zj in d.Z) for d in self.dls)
+        self.Z = self.Zs[0]
         self.freq = np.ones(self.n_units)
         self.pattern_of_unit = np.arange(self.n_units)
         normal_rules = iter(plan.rules)
-        self._rules = [None if k == self.pos else next(normal_rules) for k in range(len(levels))]
+        self._rules = [None if k in self.positions else next(normal_rules) for k in range(len(levels))]
         self.ad: Adaptation | None = None
         self.n_evaluations = 0
 
     def unit_posterior(self, posterior: np.ndarray) -> np.ndarray:
         return posterior
 
+    def _points(self, values: np.ndarray, d, Z: tuple) -> tuple:
+        """(z (n, dim), raw v, centred e, log p (1, K)) of one discrete level."""
+        cols = [Zj[:, 0] if not len(r) else Zj @ values[r] for Zj, r in zip(Z, d.loading_rows, strict=True)]
+        z = np.column_stack(cols)
+        logits = self._point_logits(d, values)
+        logp = logits - logsumexp(logits, axis=1)[:, None]
+        v = values[d.loc_rows]
+        e = v - np.exp(logp[0]) @ v if d.centered else v
+        return z, v, e, logp
+
     def _parts(self, free: np.ndarray):
         values = self.model.partable.unpack(np.asarray(free, dtype=float))
         pc = pieces(self.model, self.lay, np.asarray(free, dtype=float))
-        cols = [Zj[:, 0] if not len(r) else Zj @ values[r] for Zj, r in zip(self.Z, self.dl.loading_rows, strict=True)]
-        z = np.column_stack(cols)
-        logits = self._point_logits(self.dl, values)
-        logp = logits - logsumexp(logits, axis=1)[:, None]
-        v = values[self.dl.loc_rows]
-        e = v - np.exp(logp[0]) @ v if self.dl.centered else v
-        A = np.insert(pc.pred.A, [self.offset] * len(e), z @ e.T, axis=1) if pc.pred.A.shape[1] else z @ e.T
-        rules = tuple(point_rule(logp[0]) if r is None else r for r in self._rules)
-        return values, pc, z, v, e, logp, Predictor(pc.pred.fixed, A), rules
+        pts = [self._points(values, d, Z) for d, Z in zip(self.dls, self.Zs, strict=True)]
+        blocks, col = [], 0
+        for k, q in enumerate(self.h.dims):
+            if k in self.positions:
+                z, _, e, _ = pts[self.positions.index(k)]
+                blocks.append(z @ e.T)
+            else:
+                blocks.append(pc.pred.A[:, col:col + q])
+                col += q
+        A = np.concatenate(blocks, axis=1)
+        rules = tuple(point_rule(pts[self.positions.index(k)][3][0]) if r is None else r
+                      for k, r in enumerate(self._rules))
+        return values, pc, pts, Predictor(pc.pred.fixed, A), rules
 
     def _plain(self, rules: tuple[Rule, ...]) -> Adaptation:
         return self.plan.plain(self.h, rules)
@@ -109,7 +134,7 @@ class NestedObjective:
         for k, (first, second) in enumerate(moments):
             q, n_k = h.dims[k], h.n_units[k]
             tail = first.shape[1] - q
-            if k == self.pos:
+            if k in self.positions:
                 centre.append(np.zeros((n_k, q)))
                 anc_centre.append(first[:, :q])
                 chol.append(np.broadcast_to(np.eye(q), (n_k, q, q)).copy())
@@ -127,9 +152,9 @@ class NestedObjective:
         return Adaptation(rules, tuple(centre), tuple(chol), tuple(shift), tuple(chain_modes(h, anc_centre)))
 
     def readapt(self, free: np.ndarray) -> None:
-        """Place the normal levels' nodes at the posterior moments at `free` (plain nodes for ghq)."""
-        _, pc, _, _, _, _, pred, rules = self._parts(free)
-        if self.plan.method == "ghq":
+        """Place the normal levels' nodes at the posterior moments at `free` (plain nodes for ghq or none)."""
+        _, pc, _, pred, rules = self._parts(free)
+        if self.plan.method == "ghq" or not len(self.lay.levels):
             self.ad = self._plain(rules)
             return
         ad = self._plain(rules) if self.ad is None else self.ad.with_rules(rules)
@@ -144,37 +169,46 @@ class NestedObjective:
     def evaluate(self, free: np.ndarray, weights: np.ndarray | None = None, gradient: bool = True) -> DiscreteEvaluation:
         """Log likelihood and its gradient at the current adaptation (EM's `weights` are not supported here)."""
         if weights is not None:
-            raise NotImplementedError("EM's complete-data objective is not built for a discrete level under normal ones")
+            raise NotImplementedError("EM's complete-data objective is not built for discrete levels in the nested engine")
         self.n_evaluations += 1
-        model, dl = self.model, self.dl
-        values, pc, z, v, e, logp, pred, rules = self._parts(free)
-        K = len(e)
+        model = self.model
+        values, pc, pts, pred, rules = self._parts(free)
+        K = self.dl.K
         if not pc.mm.valid:
             return DiscreteEvaluation(-np.inf, -np.inf, np.zeros(len(free)) if gradient else None,
                                       np.full((self.n_units, K), 1.0 / K), np.full(self.n_units, -np.inf))
         if self.ad is None:
             self.readapt(free)
         ev = evaluate(self.h, pred, pc.fam, self.ad.with_rules(rules), gradient=gradient, moments=True)
-        post = np.clip(ev.moments[self.pos][0][:, :K], 0.0, 1.0)
+        posts = [np.clip(ev.moments[k][0][:, :d.K], 0.0, 1.0) for k, d in zip(self.positions, self.dls, strict=True)]
         if not gradient:
-            return DiscreteEvaluation(ev.loglik, ev.loglik, None, post, np.full(self.n_units, np.nan))
-        Esk = ev.esu[:, self.offset:self.offset + K]
+            return DiscreteEvaluation(ev.loglik, ev.loglik, None, posts[0], np.full(self.n_units, np.nan))
         grad = free_gradient(model, self.lay, pc, ev.es, ev.esu[:, self.normal_cols], ev.family or [])
         g = np.zeros(len(values))
-        for j, (Zj, r) in enumerate(zip(self.Z, dl.loading_rows, strict=True)):
-            if len(r):
-                g[r] += Zj.T @ (Esk @ e[:, j])
-        G_e = Esk.T @ z
-        p = np.exp(logp[0])
-        R = post - p[None, :]
-        if dl.centered:
-            total = G_e.sum(axis=0)
-            g_v = G_e - p[:, None] * total[None, :]
-            hp = -(v @ total)
-            g_logit = R.sum(axis=0) + p * (hp - p @ hp)
-        else:
-            g_v, g_logit = G_e, R.sum(axis=0)
-        g[dl.loc_rows.reshape(-1)] += g_v.reshape(-1)
-        g[dl.logit_rows] += g_logit[1:]
+        for d, Z, off, post, (z, v, e, logp) in zip(self.dls, self.Zs, self.offsets, posts, pts, strict=True):
+            _point_gradient(g, d, Z, ev.esu[:, off:off + d.K], post, z, v, e, logp)
         grad = grad + model.partable.jacobian(np.asarray(free, dtype=float)).T @ g
-        return DiscreteEvaluation(ev.loglik, ev.loglik, grad, post, np.full(self.n_units, np.nan))
+        return DiscreteEvaluation(ev.loglik, ev.loglik, grad, posts[0], np.full(self.n_units, np.nan))
+
+
+def _point_gradient(g: np.ndarray, d, Z: tuple, Esk: np.ndarray, post: np.ndarray, z: np.ndarray, v: np.ndarray,
+                    e: np.ndarray, logp: np.ndarray) -> None:
+    """Add one discrete level's terms to the values gradient g: its loadings, locations and logits.
+
+    Esk (n, K) is E[s_i 1{point k}] per row, post (n_units, K) the units' posterior point probabilities.
+    """
+    for j, (Zj, r) in enumerate(zip(Z, d.loading_rows, strict=True)):
+        if len(r):
+            g[r] += Zj.T @ (Esk @ e[:, j])
+    G_e = Esk.T @ z
+    p = np.exp(logp[0])
+    R = post - p[None, :]
+    if d.centered:
+        total = G_e.sum(axis=0)
+        g_v = G_e - p[:, None] * total[None, :]
+        hp = -(v @ total)
+        g_logit = R.sum(axis=0) + p * (hp - p @ hp)
+    else:
+        g_v, g_logit = G_e, R.sum(axis=0)
+    g[d.loc_rows.reshape(-1)] += g_v.reshape(-1)
+    g[d.logit_rows] += g_logit[1:]
