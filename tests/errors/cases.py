@@ -782,7 +782,7 @@ CASES: list[Case] = [
     Case("discrete_with_normal_latent_at_its_level", ((DISCRETE, "together with normal latent variables"),),
          LCA + "random:\n  - {level: person, terms: [1]}\n", at=("latent", 0, "classes"),
          hint="move the normal ones to another level"),
-    Case("class_covariates_under_normal_level", ((DISCRETE, "are not supported under normal latent variables"),),
+    Case("class_covariates_under_normal_level", ((DISCRETE, "are not supported with latent variables at another level"),),
          LCA + "random:\n  - {level: district, terms: [1]}\nstructural: {Gamma: {class: {district: free}}}\n",
          at=("structural", "Gamma", "class"), hint="drop the Gamma entry"),
     Case("discrete_under_normal_laplace", ((DISCRETE, "by quadrature only: write `method: adaptive`"),),
