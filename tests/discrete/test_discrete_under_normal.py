@@ -160,3 +160,76 @@ def test_fit_recovers_simulated_truth(tmp_path: Path) -> None:
         assert abs(fit.values[i] - truth) < 2.0 * se[i], (name, fit.values[i], truth, se[i])
     report = fit.extras["discrete"]
     assert report["level"] == "person" and np.isclose(np.dot(report["probabilities"], np.ravel(report["masses"])), 0.0)
+
+
+MIDDLE = """\
+name: middle
+data: {path: data.csv}
+levels: [{name: person, id: person}, {name: district, id: district}, {name: region, id: region}]
+responses: [{name: y, family: binomial}]
+fixed: "y ~ x"
+random:
+  - {level: person, terms: [1]}
+  - {level: district, terms: [1], distribution: {discrete: 2}}
+  - {level: region, terms: [1]}
+estimation: {integration: {points: 12}}
+"""
+
+
+def middle_data(regions: int, seed: int) -> pd.DataFrame:
+    """Binary rows, 3 per person, 3 persons per district, 3 districts per region."""
+    rng = np.random.default_rng(seed)
+    n_d, n_p = regions * 3, regions * 9
+    nu = (0.7 * np.repeat(rng.normal(size=regions), 27) + np.repeat(np.where(rng.random(n_d) < 0.4, 1.0, -0.6), 9)
+          + 0.6 * np.repeat(rng.normal(size=n_p), 3))
+    x = rng.normal(size=n_p * 3)
+    y = (rng.random(n_p * 3) < 1.0 / (1.0 + np.exp(-(nu + 0.5 * x)))).astype(int)
+    return pd.DataFrame({"region": np.repeat(np.arange(1, regions + 1), 27),
+                         "district": np.repeat(np.arange(1, n_d + 1), 9),
+                         "person": np.repeat(np.arange(1, n_p + 1), 3), "x": x, "y": y})
+
+
+def test_discrete_level_between_normal_levels_matches_brute_force(tmp_path: Path) -> None:
+    frame = middle_data(4, 17)
+    model = compiled(tmp_path, MIDDLE, frame)
+    obj = NestedObjective(model, integration_plan(model))
+    pt = model.partable
+    values = pt.start_values
+    values[pt.index("Intercept")], values[pt.index("x")] = 0.1, 0.4
+    values[pt.index("sd(_cons)@person")], values[pt.index("sd(_cons)@region")] = 0.6, 0.7
+    values[pt.index("loc2(_cons)@district")] = 1.5
+    x = pt.pack(values)
+    obj.readapt(x)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(60)
+    weights = weights / weights.sum()
+    e = np.array([-0.75, 0.75])
+    total = 0.0
+    for _, region in frame.groupby("region"):
+        log_at_r = np.zeros(len(nodes))
+        for _, district in region.groupby("district"):
+            log_at_point = np.zeros((2, len(nodes)))
+            for _, person in district.groupby("person"):
+                nu = (0.1 + 0.4 * person["x"].to_numpy())[:, None, None, None] + e[None, :, None, None] \
+                    + 0.7 * nodes[None, None, :, None] + 0.6 * nodes[None, None, None, :]
+                y = person["y"].to_numpy()[:, None, None, None]
+                f = np.exp((y * nu - np.logaddexp(0.0, nu)).sum(axis=0))  # (point, region node, person node)
+                log_at_point += np.log(f @ weights)
+            log_at_r += np.log(0.5 * np.exp(log_at_point).sum(axis=0))
+        total += np.log(weights @ np.exp(log_at_r))
+    assert abs(obj.evaluate(x, gradient=False).loglik - total) < 1e-6
+
+
+def test_discrete_level_between_normal_levels_gradient_matches_differences(tmp_path: Path) -> None:
+    model = compiled(tmp_path, MIDDLE, middle_data(4, 17))
+    obj = NestedObjective(model, integration_plan(model))
+    x = model.partable.pack(model.partable.start_values) + np.random.default_rng(6).normal(
+        scale=0.3, size=model.partable.n_free)
+    obj.readapt(x)
+    analytic = obj.evaluate(x).gradient
+    numeric = np.zeros_like(x)
+    for j in range(len(x)):
+        up, down = x.copy(), x.copy()
+        up[j] += 1e-6
+        down[j] -= 1e-6
+        numeric[j] = (obj.evaluate(up, gradient=False).loglik - obj.evaluate(down, gradient=False).loglik) / 2e-6
+    assert np.allclose(analytic, numeric, rtol=1e-5, atol=1e-5)
