@@ -14,6 +14,8 @@ import pandas as pd
 from mlmrun.estimate import estimate
 from mlmrun.likelihood.discrete_nested import NestedObjective
 from mlmrun.likelihood.plan import integration_plan
+from mlmrun.report.discrete import discrete_tables
+from mlmrun.results import parameter_rows
 from tests.discrete.data import compiled
 
 SPEC = """\
@@ -113,3 +115,7 @@ def test_fit_recovers_both_distributions(tmp_path: Path) -> None:
         assert abs(fit.values[i] - truth) < 2.0 * se[i], (name, fit.values[i], truth, se[i])
     summary = fit.extras["discrete"]
     assert summary["level"] == "person" and [o["level"] for o in summary["other_levels"]] == ["district"]
+    tables, _ = discrete_tables({r.name: r for r in parameter_rows(fit)}, fit)
+    titles = [t.title for t in tables]
+    assert "Discrete distribution at level person (2 mass points)" in titles
+    assert "Discrete distribution at level district (2 mass points)" in titles
