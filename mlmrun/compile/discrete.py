@@ -239,7 +239,6 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
     above = [name for name, lvl in continuous if ordered and lvl > ordered[0].level]
     nested = bool(above) or len(ordered) > 1  # the points become levels of the nested quadrature
     if nested and continuous:
-        first = ordered[0]
         integ = spec.estimation.integration
         if integ.method == "laplace":
             raise SpecError.at(("estimation", "integration", "method"), "normal latent variables around a discrete "
@@ -247,10 +246,6 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
                                                                         "integrated with nodes placed by posterior "
                                                                         "moments, by quadrature only: write "
                                                                         "`method: adaptive`")
-        if first.K == "auto":
-            raise SpecError.at(first.where, "`discrete: auto` needs the Gateaux derivative, which is not built for "
-                                            f"a discrete level under normal latent variables ({', '.join(above)}); "
-                                            "give the number of points (compare fits by BIC)")
     higher = above + [name for q in ordered[1:] for name in q.names]
     out = []
     for lvl, pd_ in sorted(pending.items()):

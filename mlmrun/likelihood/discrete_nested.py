@@ -166,6 +166,10 @@ class NestedObjective:
                 break
         self.ad = ad
 
+    def gateaux(self, free: np.ndarray, candidates: np.ndarray, unit_ll: np.ndarray | None = None) -> np.ndarray:
+        """Gateaux derivative towards a point mass at each candidate (module function `gateaux`)."""
+        return gateaux(self, free, candidates)
+
     def evaluate(self, free: np.ndarray, weights: np.ndarray | None = None, gradient: bool = True) -> DiscreteEvaluation:
         """Log likelihood and its gradient at the current adaptation (EM's `weights` are not supported here)."""
         if weights is not None:
@@ -212,3 +216,50 @@ def _point_gradient(g: np.ndarray, d, Z: tuple, Esk: np.ndarray, post: np.ndarra
         g_v, g_logit = G_e, R.sum(axis=0)
     g[d.loc_rows.reshape(-1)] += g_v.reshape(-1)
     g[d.logit_rows] += g_logit[1:]
+
+
+NEW_POINT_PROBABILITY = 1e-12
+"""Probability of the candidate point in `NestedObjective.gateaux` (the derivative is its limit at 0)."""
+
+
+def _with_point(ad: Adaptation, h_new, pos: int, K: int) -> Adaptation:
+    """The adaptation with one more point at the discrete level (hierarchy index `pos`): its own nodes stay
+    plain, and the levels below it get a zero shift (and centre) on the new point's column."""
+    mode, chol, shift, anc = list(ad.mode), list(ad.chol), list(ad.shift), list(ad.anc_mode)
+    n = mode[pos].shape[0]
+    mode[pos] = np.zeros((n, K + 1))
+    chol[pos] = np.broadcast_to(np.eye(K + 1), (n, K + 1, K + 1)).copy()
+    shift[pos] = np.zeros((n, K + 1, shift[pos].shape[2]))
+    for k in range(pos):
+        col = h_new.offset(pos) - h_new.offset(k + 1) + K
+        shift[k] = np.insert(shift[k], col, 0.0, axis=2)
+        anc[k] = np.insert(anc[k], col, 0.0, axis=1)
+    return Adaptation(ad.rules, tuple(mode), tuple(chol), tuple(shift), tuple(anc))
+
+
+def gateaux(obj: NestedObjective, free: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Gateaux derivative of the log likelihood towards a point mass at each candidate (centred scale).
+
+    With the candidate added at probability eps -> 0, d loglik / d eps = sum_j (E[1{j at the new point}] / eps)
+    - n_units: the posterior probability of the new point, from the quadrature's moments in log space (no
+    cancellation), over its prior one. The normal levels' nodes stay where they are for the fit.
+    """
+    values, pc, pts, pred, rules = obj._parts(free)
+    if obj.ad is None:
+        obj.readapt(free)
+    K, pos, h = obj.dl.K, obj.pos, obj.h
+    dims = list(h.dims)
+    dims[pos] = K + 1
+    h1 = make_hierarchy(list(h.unit_of_row), list(h.n_units), dims)
+    ad1 = _with_point(obj.ad, h1, pos, K)
+    z, _, e, logp = pts[0]
+    eps = NEW_POINT_PROBABILITY
+    logp1 = np.concatenate([logp[0] + np.log1p(-eps), [np.log(eps)]])
+    rules1 = tuple(point_rule(logp1) if k == pos else r for k, r in enumerate(rules))
+    col = obj.offset + K
+    out = np.empty(len(candidates))
+    for g, cand in enumerate(candidates):
+        A = np.insert(pred.A, col, z @ cand, axis=1)
+        ev = evaluate(h1, Predictor(pred.fixed, A), pc.fam, ad1.with_rules(rules1), moments=True)
+        out[g] = float(ev.moments[pos][0][:, K].sum()) / eps - obj.n_units
+    return out

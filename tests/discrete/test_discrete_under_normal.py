@@ -233,3 +233,49 @@ def test_discrete_level_between_normal_levels_gradient_matches_differences(tmp_p
         down[j] -= 1e-6
         numeric[j] = (obj.evaluate(up, gradient=False).loglik - obj.evaluate(down, gradient=False).loglik) / 2e-6
     assert np.allclose(analytic, numeric, rtol=1e-5, atol=1e-5)
+
+
+def test_gateaux_derivative_matches_brute_force(tmp_path: Path) -> None:
+    frame, model, obj = _setup(tmp_path)
+    pt = model.partable
+    values = pt.start_values
+    values[pt.index("Intercept")], values[pt.index("x")] = -0.3, 0.5
+    values[pt.index("sd(_cons)@district")] = 0.8
+    values[pt.index("loc2(_cons)@person")] = 1.6
+    values[pt.index("logit2(mass)@person")] = -0.5
+    x = pt.pack(values)
+    obj.readapt(x)
+    cand = np.array([-2.0, 0.1, 1.9])
+    ours = obj.gateaux(x, cand[:, None])
+    nodes, weights = np.polynomial.hermite_e.hermegauss(150)
+    weights = weights / weights.sum()
+    p2 = 1.0 / (1.0 + np.exp(0.5))
+    probs = np.array([1.0 - p2, p2])
+    e = np.array([0.0, 1.6]) - probs @ np.array([0.0, 1.6])
+    expected = np.zeros(len(cand))
+    for _, district in frame.groupby("district"):
+        log_l = np.zeros(len(nodes))
+        ratios = np.zeros((len(cand), len(nodes)))
+        for _, person in district.groupby("person"):
+            def lik(a: float, person: pd.DataFrame = person) -> np.ndarray:
+                nu = (-0.3 + 0.5 * person["x"].to_numpy())[:, None] + a + 0.8 * nodes[None, :]
+                return np.exp((person["y"].to_numpy()[:, None] * nu - np.logaddexp(0.0, nu)).sum(axis=0))
+            mix = probs[0] * lik(e[0]) + probs[1] * lik(e[1])
+            log_l += np.log(mix)
+            ratios += np.array([lik(c) / mix - 1.0 for c in cand])
+        post = weights * np.exp(log_l - log_l.max())
+        expected += ratios @ (post / post.sum())
+    assert np.allclose(ours, expected, atol=1e-5)
+
+
+def test_auto_adds_points_under_normal_district_effects(tmp_path: Path) -> None:
+    model = compiled(tmp_path, SPEC.replace("discrete: 2", "discrete: auto").replace("POINTS", "8"),
+                     person_points_data(60, 21, persons=6, rows=6))
+    fit = estimate(model)
+    path = fit.extras["discrete"]["gateaux"]["path"]
+    assert [step["points"] for step in path] == list(range(1, len(path) + 1))
+    assert path[0]["max_derivative"] > fit.extras["discrete"]["gateaux"]["tolerance"]
+    assert all(b["loglik"] > a["loglik"] for a, b in zip(path, path[1:], strict=False))
+    last = path[-1]
+    assert last["max_derivative"] <= fit.extras["discrete"]["gateaux"]["tolerance"] or "note" in last
+    assert fit.integration["discrete_points"] >= 2

@@ -788,11 +788,6 @@ CASES: list[Case] = [
     Case("discrete_under_normal_laplace", ((DISCRETE, "by quadrature only: write `method: adaptive`"),),
          LCA + "random:\n  - {level: district, terms: [1]}\n" + "estimation: {integration: {method: laplace}}\n",
          at=("estimation", "integration", "method"), hint="write `method: adaptive`"),
-    Case("discrete_auto_under_normal", ((DISCRETE, "needs the Gateaux derivative, which is not built"),),
-         edit(LCA, "  - {name: class, level: person, classes: 2, loadings: {by: item}}\n",
-              "  - {name: d, level: person, loadings: {on: [1], fix: {1: 1}}, distribution: {discrete: auto}}\n")
-         + "random:\n  - {level: district, terms: [1]}\n",
-         at=("latent", 0, "distribution", "discrete"), hint="give the number of points"),
     Case("discrete_more_points_than_units", ((DISCRETE, "points but level"),),
          edit(CBPP_NPMLE, "discrete: 2", "discrete: 16"), at=("random", 0, "distribution", "discrete"),
          hint="use at most 15 points"),
