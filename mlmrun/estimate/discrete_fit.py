@@ -425,6 +425,11 @@ def relabel(model: CompiledModel, x: np.ndarray, order: np.ndarray, level: int =
     values[dl.loc_rows] = v[order]
     values[dl.logit_rows] = (a[order] - a[order][0])[1:]
     values[dl.gamma_rows] = (G[order] - G[order][0])[1:]
+    if len(dl.scale_rows):
+        shift = np.concatenate([[0.0], values[dl.scale_rows]])[order]
+        values[dl.scale_rows] = (shift - shift[0])[1:]
+        common = np.unique(np.concatenate([eq.scale_rows for eq in model.equations if eq.scale_rows is not None]))
+        values[common] *= np.exp(shift[0])
     return pt.pack(values)
 
 

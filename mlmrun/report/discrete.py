@@ -39,6 +39,11 @@ def discrete_tables(rows: dict[str, ParamRow], fit: FitResult) -> tuple[list[Tab
             probs = [estimate_line(f"prob{k + 1}({dl.tag})", rows[f"prob{k + 1}({dl.tag})@{level}"]) for k in range(dl.K)]
             tables.append(Table(list(EST_COLUMNS), probs, title="Class probabilities"
                                                                   + (" (averaged over units)" if dl.w_names else "")))
+            shifts = [estimate_line(f"lnscale{k + 1}", rows[f"lnscale{k + 1}({dl.tag})@{level}"])
+                      for k in range(1, dl.K) if len(dl.scale_rows)]
+            if shifts:
+                tables.append(Table(list(EST_COLUMNS), shifts, title="Class-specific log shifts of the residual SD "
+                                                                     "(gamma shape); class 1 is the reference"))
     logits = [wald_line(r.name, r) for r in rows.values() if r.block in ("logit", "class_gamma")]
     if logits:
         tables.append(Table(["Parameter", "Estimate", "Std. err.", "z", "P>|z|", "[95% conf.", "interval]"], logits,

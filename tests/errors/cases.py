@@ -912,6 +912,16 @@ CASES: list[Case] = [
     Case("residual_structure_with_weights", (("compile/__init__.py", "residual covariance structures are not available with"),),
          edit(PIG_W, "family: gaussian}", "family: gaussian, residuals: {structure: ar, time: week}}"),
          at=("responses", 0, "residuals"), hint="drop one or the other"),
+    Case("class_scale_without_scale_parameter", ((DISCRETE, "and no response has one"),),
+         edit(LCA, "loadings: {by: item}}", "loadings: {by: item}, class_scale: true}"),
+         at=("latent", 0, "class_scale"), hint="drop `class_scale`"),
+    Case("class_scale_on_normal_latent", ((DISCRETE, "is not a latent class variable"),),
+         edit(LCA, "classes: 2, loadings: {by: item}}", "loadings: {by: item}, variance: 1, class_scale: true}"),
+         at=("latent", 0, "class_scale"), hint="drop it or add `classes`"),
+    Case("class_scale_with_other_latent_levels", ((DISCRETE, "is only supported without latent variables at other"),),
+         edit(LCA, "family: binomial", "family: gaussian", "loadings: {by: item}}",
+              "loadings: {by: item}, class_scale: true}") + "random:\n  - {level: district, terms: [1]}\n",
+         at=("latent", 0, "classes"), hint="drop `class_scale` or the other latent variables"),
 ]
 
 EXEMPT: dict[tuple[str, str], str] = {
