@@ -455,6 +455,7 @@ def _summary(sol: Solution, cov: np.ndarray | None, requested: object) -> dict:
                               "mass + _cons gives the point's own intercept)" if dl.centered else
                               "class-specific coefficients all free; the fixed part has no term they span"),
            "starts": {"count": len(sol.start_logliks), "seed": dl.seed, "em_logliks": sol.start_logliks,
+                      "screening": "EM" if supports_em(sol.obj) else "quasi-Newton",
                       "converged_logliks": {str(s + 1): ll for s, ll in sol.polished.items()},
                       "best": sol.best_start + 1,
                       "spread": float(max(sol.polished.values()) - min(sol.polished.values())) if sol.polished else 0.0}}

@@ -51,7 +51,7 @@ def discrete_tables(rows: dict[str, ParamRow], fit: FitResult) -> tuple[list[Tab
     starts = summary.get("starts", {})
     notes = [f"Identification: {summary.get('identification', '')}."]
     if starts:
-        notes.append(f"{starts['count']} starting values (seed {starts['seed']}), EM from each; the "
+        notes.append(f"{starts['count']} starting values (seed {starts['seed']}), {starts.get('screening', 'EM')} from each; the "
                      f"{len(starts['converged_logliks'])} best converged by quasi-Newton, best is start {starts['best']}; "
                      f"spread of their log likelihoods {num(starts['spread'])}.")
     gateaux = summary.get("gateaux")

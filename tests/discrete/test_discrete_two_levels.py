@@ -115,7 +115,8 @@ def test_fit_recovers_both_distributions(tmp_path: Path) -> None:
         assert abs(fit.values[i] - truth) < 2.0 * se[i], (name, fit.values[i], truth, se[i])
     summary = fit.extras["discrete"]
     assert summary["level"] == "person" and [o["level"] for o in summary["other_levels"]] == ["district"]
-    tables, _ = discrete_tables({r.name: r for r in parameter_rows(fit)}, fit)
+    tables, notes = discrete_tables({r.name: r for r in parameter_rows(fit)}, fit)
+    assert summary["starts"]["screening"] == "quasi-Newton" and any("quasi-Newton from each" in n for n in notes)
     titles = [t.title for t in tables]
     assert "Discrete distribution at level person (2 mass points)" in titles
     assert "Discrete distribution at level district (2 mass points)" in titles
