@@ -21,7 +21,7 @@ for its unit's point k, with z_j = Z_j @ lambda_j as for any latent variable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -64,6 +64,8 @@ class DiscreteLevel:
     seed: int
     where: Loc
     """Spec key of the distribution (for messages)."""
+    scale_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    """(K-1,) partable rows of the class-specific log shifts of the family scale (`class_scale`), classes 2..K."""
 
     @property
     def centered(self) -> bool:
@@ -139,6 +141,7 @@ class _Pending:
     starts: int
     seed: int
     gamma_from: str | None = None
+    class_scale: bool = False
 
 
 def _unit_covariates(frame: pd.DataFrame, W: np.ndarray, names: tuple[str, ...], lv: LevelIndex,
@@ -195,6 +198,9 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
         add(block.level, "npmle", "mass", block.distribution.discrete, names, Z,
             [np.zeros(0, dtype=int) for _ in names], ("random", i, "distribution", "discrete"), block.distribution)
     for i, lat in enumerate(spec.latent):
+        if lat.class_scale and lat.classes is None:
+            raise SpecError.at(("latent", i, "class_scale"), f"'{lat.name}' is not a latent class variable; "
+                                                             "`class_scale` needs `classes: K`: drop it or add `classes`")
         if not is_discrete(lat):
             continue
         if lat.classes is not None:
@@ -209,6 +215,12 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
             add(lat.level, "classes", lat.name, lat.classes, list(labels), [Zall[:, [j]] for j in range(len(labels))],
                 [np.zeros(0, dtype=int) for _ in labels], ("latent", i, "classes"), lat.distribution)
             pending[level_pos[lat.level]].gamma_from = lat.name
+            pending[level_pos[lat.level]].class_scale = lat.class_scale
+            if lat.class_scale and not any(r["block"] in ("residual", "shape") for r in pt.rows):
+                raise SpecError.at(("latent", i, "class_scale"), f"latent class variable '{lat.name}': "
+                                                                 "`class_scale` makes a gaussian residual SD or gamma "
+                                                                 "shape class-specific, and no response has one; "
+                                                                 "drop `class_scale`")
             continue
         if lat.loadings is None:
             raise IdentificationError.at(("latent", i), f"discrete latent '{lat.name}' has no loadings; give it "
@@ -224,29 +236,33 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
     if pending and spec.estimation.method == "REML":
         raise SpecError.at(("estimation", "method"), "REML is defined for normal latent variables only; a discrete "
                                                      "latent distribution is fitted by ML: write `method: ML`")
-    if len(pending) > 1:
-        second = sorted(pending.values(), key=lambda q: q.level)[1]
-        raise SpecError.at(second.where, "discrete latent variables at two levels are not supported; keep the "
-                                         "mass points (or classes) at one level and make the other level's "
-                                         "latent variables normal")
-    above = [name for name, lvl in continuous if pending and lvl >= next(iter(pending))]
-    if above:
-        first = next(iter(pending.values()))
-        raise SpecError.at(first.where, "a discrete latent distribution together with normal latent variables "
-                                        f"at or above its level ({', '.join(above)}) is not supported yet; put the "
-                                        "mass points (or classes) at the top latent level, with normal latent "
-                                        "variables only below it")
-    if pending and continuous:
-        first = next(iter(pending.values()))
+    ordered = sorted(pending.values(), key=lambda q: q.level)
+    if len(ordered) > 1 and any(q.K == "auto" for q in ordered):
+        auto_at = next(q for q in ordered if q.K == "auto")
+        raise SpecError.at(auto_at.where, "`discrete: auto` is not supported with discrete latent variables at two "
+                                          "levels (the Gateaux search adds points at one level); give the number "
+                                          "of points at every discrete level (compare fits by BIC)")
+    same = [name for name, lvl in continuous if lvl in pending]
+    if same:
+        at_level = next(pending[lvl] for name, lvl in continuous if lvl in pending)
+        raise SpecError.at(at_level.where, "a discrete latent distribution together with normal latent variables "
+                                           f"at its own level ({', '.join(same)}) is not supported yet; make them "
+                                           "all discrete (one set of points) or move the normal ones to another level")
+    above = [name for name, lvl in continuous if ordered and lvl > ordered[0].level]
+    nested = bool(above) or len(ordered) > 1  # the points become levels of the nested quadrature
+    scaled = next((q for q in ordered if q.class_scale), None)
+    if scaled is not None and (continuous or len(ordered) > 1):
+        raise SpecError.at(scaled.where, f"`class_scale` of '{scaled.tag}' is only supported without latent "
+                                         "variables at other levels; drop `class_scale` or the other latent variables")
+    if nested and continuous:
         integ = spec.estimation.integration
         if integ.method == "laplace":
-            raise SpecError.at(("estimation", "integration", "method"), "the levels below a discrete level are "
-                                                                        "integrated inside each of its points, by "
-                                                                        "quadrature only: write `method: adaptive`")
-        if first.K == "auto":
-            raise SpecError.at(first.where, "`discrete: auto` needs the Gateaux derivative over the levels below, "
-                                            "which is not built for normal latent variables under a discrete level; "
-                                            "give the number of points (compare fits by BIC)")
+            raise SpecError.at(("estimation", "integration", "method"), "normal latent variables around a discrete "
+                                                                        "level under another latent level are "
+                                                                        "integrated with nodes placed by posterior "
+                                                                        "moments, by quadrature only: write "
+                                                                        "`method: adaptive`")
+    higher = above + [name for q in ordered[1:] for name in q.names]
     out = []
     for lvl, pd_ in sorted(pending.items()):
         lv = levels[lvl]
@@ -266,9 +282,18 @@ def compile_discrete(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex], 
         if pd_.gamma_from is not None and pd_.gamma_from in W_of:
             Wr, w_names = W_of[pd_.gamma_from]
             Wu = _unit_covariates(frame, Wr, w_names, lv, ("structural", "Gamma", pd_.gamma_from))
+        if w_names and nested:
+            raise SpecError.at(("structural", "Gamma", pd_.gamma_from), f"covariates of the class probabilities of "
+                                                                         f"'{pd_.tag}' are not supported with latent "
+                                                                         "variables at another level above a discrete "
+                                                                         f"one ({', '.join(higher)}); drop the Gamma "
+                                                                         "entry or make the model's other latent "
+                                                                         "variables sit below the discrete level")
         loc_rows, logit_rows, gamma_rows = point_rows(pt, pd_.kind, pd_.tag, pd_.names, lv.name, K, w_names)
+        scale_rows = class_scale_rows(pt, pd_.tag, lv.name, K) if pd_.class_scale else np.zeros(0, dtype=int)
         out.append(DiscreteLevel(lvl, pd_.kind, pd_.tag, tuple(pd_.names), K, auto, tuple(pd_.Z), tuple(pd_.rows),
-                                 loc_rows, logit_rows, gamma_rows, Wu, tuple(w_names), pd_.starts, pd_.seed, pd_.where))
+                                 loc_rows, logit_rows, gamma_rows, Wu, tuple(w_names), pd_.starts, pd_.seed, pd_.where,
+                                 scale_rows))
     return tuple(out)
 
 
@@ -286,9 +311,16 @@ def point_rows(pt: ParTableBuilder, kind: str, tag: str, names: list[str] | tupl
             np.array(gamma, dtype=int).reshape(K - 1, len(w_names)))
 
 
+def class_scale_rows(pt: ParTableBuilder, tag: str, level_name: str, K: int) -> np.ndarray:
+    """Partable rows of the log shifts of the family scale of classes 2..K (class 1's is 0)."""
+    return np.array([pt.add(f"lnscale{k + 1}({tag})@{level_name}", "mass", value=0.0, lhs=tag, op="lnscale",
+                            rhs=str(k + 1), level=level_name, origin="discrete") for k in range(1, K)], dtype=int)
+
+
 def discrete_rows(dl: DiscreteLevel) -> np.ndarray:
-    """Every partable row of a discrete level's points (locations, logits, Gamma)."""
-    return np.concatenate([dl.loc_rows.reshape(-1), dl.logit_rows, dl.gamma_rows.reshape(-1)]).astype(int)
+    """Every partable row of a discrete level's points (locations, logits, Gamma, class scale shifts)."""
+    return np.concatenate([dl.loc_rows.reshape(-1), dl.logit_rows, dl.gamma_rows.reshape(-1),
+                           dl.scale_rows]).astype(int)
 
 
 def resize(model, K: int):
@@ -307,6 +339,7 @@ def resize(model, K: int):
     pt = ParTableBuilder(rows=head.to_dict("records"))
     level_name = model.levels[dl.level].name
     loc, logit, gamma = point_rows(pt, dl.kind, dl.tag, dl.names, level_name, K, dl.w_names)
+    scale = class_scale_rows(pt, dl.tag, level_name, K) if len(dl.scale_rows) else dl.scale_rows
     new = pd.DataFrame(pt.rows, columns=COLUMNS)
     free = new["free"].to_numpy(dtype=int).copy()
     tail = np.arange(first, len(new))
@@ -314,6 +347,6 @@ def resize(model, K: int):
     is_free = free[tail] > 0
     free[tail[is_free]] = base + np.arange(1, int(is_free.sum()) + 1)
     new["free"] = free
-    new_dl = dataclasses.replace(dl, K=K, loc_rows=loc, logit_rows=logit, gamma_rows=gamma)
+    new_dl = dataclasses.replace(dl, K=K, loc_rows=loc, logit_rows=logit, gamma_rows=gamma, scale_rows=scale)
     return dataclasses.replace(model, partable=ParTable(new), discrete=(new_dl,) + tuple(model.discrete[1:]))
 

@@ -36,7 +36,7 @@ from scipy.optimize import minimize
 from mlmrun.compile.discrete import discrete_rows, masses, resize
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.em import em
-from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient
+from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, numeric_hessian
 from mlmrun.likelihood.discrete import DiscreteObjective
 from mlmrun.likelihood.quadrature import gauss_hermite
 from mlmrun.results import FitResult
@@ -83,13 +83,74 @@ def _free_of(model: CompiledModel, blocks: tuple[str, ...]) -> np.ndarray:
 
 
 def objective_for(model: CompiledModel):
-    """The discrete engine, or the mixed one when normal latent variables sit below the discrete level."""
-    if model.latent:
-        from mlmrun.likelihood.discrete_mixed import MixedObjective
+    """The discrete engine; the mixed one when normal latent variables sit only below the discrete level; the
+    nested one (the points as a level of the nested quadrature) when some sit above it."""
+    if len(model.discrete) > 1 and not model.latent:
+        from mlmrun.likelihood.discrete_nested import NestedObjective
         from mlmrun.likelihood.plan import integration_plan
 
-        return MixedObjective(model, integration_plan(model))
+        return NestedObjective(model, integration_plan(model))
+    if model.latent:
+        from mlmrun.likelihood.plan import integration_plan
+
+        if len(model.discrete) > 1 or any(lat.level > model.discrete[0].level for lat in model.latent):
+            from mlmrun.likelihood.discrete_nested import NestedObjective
+
+            return NestedObjective(model, integration_plan(model))
+        from mlmrun.likelihood.discrete_mixed import MixedObjective
+
+        plan = integration_plan(model)
+        return MixedObjective(model, plan.with_points(LAPLACE_START_POINTS) if plan.method == "laplace" else plan)
     return DiscreteObjective(model)
+
+
+LAPLACE_START_POINTS = 5
+"""Laplace with normal latent variables below the points: the fit first runs adaptive quadrature with this many
+points per dimension (nodes at the modes of each point), then `laplace_polish` maximises the Laplace likelihood."""
+
+
+def is_laplace(obj) -> bool:
+    return hasattr(obj, "quad") and obj.quad.plan.method == "laplace"
+
+
+def laplace_polish(sol: Solution, information: np.ndarray) -> tuple[Solution, Callable[[np.ndarray], float]]:
+    """Maximise the re-adapted Laplace log likelihood (one node per point at the modes) from the coarse fit.
+
+    Its frozen-mode gradient is not the Laplace likelihood's (the modes and curvatures move with the
+    parameters), so the quasi-Newton polish of estimate/quadrature_opt.py uses central differences, as the
+    quadrature fitter does for Laplace; standard errors come from its second differences.
+    """
+    from mlmrun.estimate.quadrature_opt import polish
+    from mlmrun.likelihood.discrete_mixed import MixedObjective
+    from mlmrun.likelihood.plan import integration_plan
+
+    obj = MixedObjective(sol.model, integration_plan(sol.model))
+
+    def f(x: np.ndarray) -> float:
+        obj.readapt(x)
+        return obj.evaluate(x, gradient=False).loglik
+
+    b = sol.model.partable.free_bounds()
+    lo = np.array([-np.inf if x[0] is None else x[0] for x in b])
+    hi = np.array([np.inf if x[1] is None else x[1] for x in b])
+    asc = polish(f, sol.free, information, lo, hi, 1e-11)
+    f(asc.x)
+    out = Solution(sol.model, obj, asc.x, asc.F, asc.converged and sol.converged, sol.iterations + asc.iterations,
+                   sol.start_logliks, sol.best_start, sol.polished)
+    return out, f
+
+
+def supports_em(obj) -> bool:
+    """EM's complete-data objective exists for the discrete and mixed engines, not the nested one."""
+    return not hasattr(obj, "h")
+
+
+def screen(obj, x: np.ndarray, iterations: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """EM iterations from `x`; without EM (nested engine), as many quasi-Newton iterations at a fresh adaptation."""
+    if supports_em(obj):
+        return em(obj, x, weights, iterations=iterations)
+    obj.readapt(x)
+    return _lbfgs(obj, x, iterations)[0]
 
 
 def maximise(obj, x: np.ndarray, max_iter: int, tol: float = 1e-10,
@@ -140,9 +201,10 @@ def _lbfgs(obj, x: np.ndarray, max_iter: int, tol: float = 1e-10,
     return full, -float(res.fun), bool(res.success), int(res.nit)
 
 
-def _set_points(model: CompiledModel, x: np.ndarray, e: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Free vector with the level's points at locations e (K, d) and probabilities p (K,), other entries kept."""
-    dl = model.discrete[0]
+def _set_points(model: CompiledModel, x: np.ndarray, e: np.ndarray, p: np.ndarray, level: int = 0) -> np.ndarray:
+    """Free vector with a discrete level's points (model.discrete[level]) at locations e (K, d) and probabilities
+    p (K,), other entries kept."""
+    dl = model.discrete[level]
     pt = model.partable
     values = pt.unpack(x)
     v = e - e[0] if dl.centered else e
@@ -159,16 +221,37 @@ def _starts(model: CompiledModel, obj: DiscreteObjective, base: np.ndarray) -> l
     K = dl.K
     out = []
     if dl.kind == "npmle":
-        nodes, weights = gauss_hermite(K)
-        out.append(_set_points(model, base, np.repeat(np.asarray(nodes)[:, None], dl.dim, axis=1), np.asarray(weights)))
+        x = _set_points(model, base, _hermite_points(dl), np.asarray(gauss_hermite(K)[1]))
+        out.append(_spread_other_levels(model, x, None))
     while len(out) < dl.starts:
         rng = np.random.default_rng([dl.seed, len(out)])
+        if len(model.discrete) > 1:
+            x0 = _set_points(model, base, rng.normal(0.0, 0.5, (K, dl.dim)), np.full(K, 1.0 / K))
+            out.append(_spread_other_levels(model, x0, rng))
+            continue
         split = np.zeros((obj.n_units, K))
         split[np.arange(obj.n_units), rng.integers(0, K, obj.n_units)] = 1.0
         split = 0.9 * split + 0.1 / K
         x0 = _set_points(model, base, rng.normal(0.0, 0.5, (K, dl.dim)), np.full(K, 1.0 / K))
-        out.append(em(obj, x0, split, iterations=1))
+        out.append(em(obj, x0, split, iterations=1) if supports_em(obj) else x0)
     return out
+
+
+def _hermite_points(dl) -> np.ndarray:
+    """(K, d): the K-point Gauss-Hermite nodes in every dimension (a discretised N(0, 1))."""
+    return np.repeat(np.asarray(gauss_hermite(dl.K)[0])[:, None], dl.dim, axis=1)
+
+
+def _spread_other_levels(model: CompiledModel, x: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """Points of the discrete levels after the first: Gauss-Hermite nodes and weights (rng None) or random
+    locations with equal probabilities. Coinciding points would be a saddle of the likelihood."""
+    for i, dl in enumerate(model.discrete[1:], start=1):
+        if rng is None:
+            e, p = _hermite_points(dl), np.asarray(gauss_hermite(dl.K)[1])
+        else:
+            e, p = rng.normal(0.0, 0.5, (dl.K, dl.dim)), np.full(dl.K, 1.0 / dl.K)
+        x = _set_points(model, x, e, p, i)
+    return x
 
 
 def fit_points(model: CompiledModel, base: np.ndarray | None, max_iter: int,
@@ -182,7 +265,7 @@ def fit_points(model: CompiledModel, base: np.ndarray | None, max_iter: int,
         starts = [base] if model.discrete[0].K == 1 else _starts(model, obj, base)
     screened = []
     for s, x0 in enumerate(starts):
-        x = em(obj, x0, None, iterations=EM_ITERATIONS)
+        x = screen(obj, x0, EM_ITERATIONS)
         screened.append((obj.evaluate(x, gradient=False).loglik, s, x))
     best: Solution | None = None
     polished: dict[int, float] = {}
@@ -209,8 +292,8 @@ def glm_start(model: CompiledModel, obj) -> np.ndarray:
     """Fixed part and family parameters fitted with every point at 0 (the model without latent variables)."""
     pt = model.partable
     values = pt.start_values
-    dl = model.discrete[0]
-    values[discrete_rows(dl)] = 0.0
+    for dl in model.discrete:
+        values[discrete_rows(dl)] = 0.0
     x = pt.pack(values)
     x, _, _, _ = maximise(obj, x, 500, mask=_free_of(model, START_BLOCKS))
     return x
@@ -261,8 +344,9 @@ def collapse(sol: Solution, max_iter: int, warnings: list[str]) -> Solution:
     """Merge coinciding or empty points while that costs less than MERGE_TOL in log likelihood.
 
     A merge is refitted only when the merged points, unrefitted, already lose less than MERGE_SCREEN (`_merged`).
+    With discrete distributions at two levels nothing is merged.
     """
-    while True:
+    while len(sol.model.discrete) == 1:
         merged = _merged(sol)
         if merged is None:
             return sol
@@ -278,6 +362,7 @@ def collapse(sol: Solution, max_iter: int, warnings: list[str]) -> Solution:
                         f"{sol.loglik:.6f} -> {cand.loglik:.6f})")
         cand.start_logliks, cand.best_start, cand.polished = sol.start_logliks, sol.best_start, sol.polished
         sol = cand
+    return sol
 
 
 def gateaux_max(sol: Solution, size: int = GATEAUX_GRID) -> tuple[float, np.ndarray]:
@@ -325,9 +410,10 @@ def auto_points(model: CompiledModel, max_iter: int, progress, warnings: list[st
     return sol, info
 
 
-def relabel(model: CompiledModel, x: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """The same fit with its points in `order` (a permutation; the likelihood is unchanged): point order[0] first."""
-    dl = model.discrete[0]
+def relabel(model: CompiledModel, x: np.ndarray, order: np.ndarray, level: int = 0) -> np.ndarray:
+    """The same fit with a discrete level's points in `order` (a permutation; the likelihood is unchanged):
+    point order[0] first."""
+    dl = model.discrete[level]
     pt = model.partable
     values = pt.unpack(x)
     v = values[dl.loc_rows]
@@ -335,19 +421,25 @@ def relabel(model: CompiledModel, x: np.ndarray, order: np.ndarray) -> np.ndarra
     G = np.vstack([np.zeros((1, len(dl.w_names))), values[dl.gamma_rows]])
     if dl.centered:
         e, p = masses(dl, values)
-        return _set_points(model, x, e[order], p[order])
+        return _set_points(model, x, e[order], p[order], level)
     values[dl.loc_rows] = v[order]
     values[dl.logit_rows] = (a[order] - a[order][0])[1:]
     values[dl.gamma_rows] = (G[order] - G[order][0])[1:]
+    if len(dl.scale_rows):
+        shift = np.concatenate([[0.0], values[dl.scale_rows]])[order]
+        values[dl.scale_rows] = (shift - shift[0])[1:]
+        common = np.unique(np.concatenate([eq.scale_rows for eq in model.equations if eq.scale_rows is not None]))
+        values[common] *= np.exp(shift[0])
     return pt.pack(values)
 
 
 def canonical(sol: Solution) -> Solution:
     """Points in a fixed order (label switching): NPMLE masses ascending, classes by decreasing probability."""
-    e, p = masses(sol.model.discrete[0], sol.model.partable.unpack(sol.free))
-    order = np.lexsort([e[:, j] for j in range(e.shape[1] - 1, -1, -1)]) if sol.model.discrete[0].centered \
-        else np.argsort(-p, kind="stable")
-    sol.free = relabel(sol.model, sol.free, order)
+    for level, dl in enumerate(sol.model.discrete):
+        e, p = masses(dl, sol.model.partable.unpack(sol.free))
+        order = np.lexsort([e[:, j] for j in range(e.shape[1] - 1, -1, -1)]) if dl.centered \
+            else np.argsort(-p, kind="stable")
+        sol.free = relabel(sol.model, sol.free, order, level)
     return sol
 
 
@@ -363,6 +455,7 @@ def _summary(sol: Solution, cov: np.ndarray | None, requested: object) -> dict:
                               "mass + _cons gives the point's own intercept)" if dl.centered else
                               "class-specific coefficients all free; the fixed part has no term they span"),
            "starts": {"count": len(sol.start_logliks), "seed": dl.seed, "em_logliks": sol.start_logliks,
+                      "screening": "EM" if supports_em(sol.obj) else "quasi-Newton",
                       "converged_logliks": {str(s + 1): ll for s, ll in sol.polished.items()},
                       "best": sol.best_start + 1,
                       "spread": float(max(sol.polished.values()) - min(sol.polished.values())) if sol.polished else 0.0}}
@@ -372,6 +465,16 @@ def _summary(sol: Solution, cov: np.ndarray | None, requested: object) -> dict:
         if "Intercept" in beta and "_cons" in dl.names:
             j = list(dl.names).index("_cons")
             out["intercepts"] = (e[:, j] + beta["Intercept"]).tolist()
+    others = []
+    for d in model.discrete[1:]:
+        e2, p2 = masses(d, values)
+        entry = {"level": model.levels[d.level].name, "kind": d.kind, "points": d.K, "names": list(d.names),
+                 "masses": e2.tolist(), "probabilities": p2.tolist()}
+        if d.centered:
+            entry["variance"] = [float(p2 @ (e2[:, j] - p2 @ e2[:, j]) ** 2) for j in range(d.dim)]
+        others.append(entry)
+    if others:
+        out["other_levels"] = others
     return out
 
 
@@ -418,11 +521,15 @@ def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | 
         sol.loglik = sol.obj.evaluate(sol.free, gradient=False).loglik
     grad = lambda x: sol.obj.evaluate(x).gradient  # noqa: E731
     info = -hessian_from_gradient(grad, sol.free)
+    laplace_f = None
+    if is_laplace(sol.obj):
+        sol, laplace_f = laplace_polish(sol, info)
+        info = -numeric_hessian(laplace_f, sol.free)
     cov, problem = covariance_from_hessian(info, sol.model.partable.free_names())
     if problem:
         warnings.append(problem)
     g = sol.obj.evaluate(sol.free).gradient
-    if cov is not None and 0.5 * float(g @ cov @ g) > 1e-4:
+    if laplace_f is None and cov is not None and 0.5 * float(g @ cov @ g) > 1e-4:
         sol.converged = False
     if not sol.converged:
         warnings.append("optimisation did not converge: the quasi-Newton stage stopped before the gradient vanished")
@@ -438,7 +545,10 @@ def fit_discrete(model: CompiledModel, progress: Callable[[int, float], None] | 
     m = sol.model
     integration = {"method": "discrete", "points": m.discrete[0].K}
     if m.latent:
-        integration = {**sol.obj.quad.plan.describe(), "discrete_points": m.discrete[0].K}
+        plan = sol.obj.plan if hasattr(sol.obj, "plan") else sol.obj.quad.plan
+        integration = {**plan.describe(), "discrete_points": m.discrete[0].K}
+        if plan.method == "laplace":
+            integration["points"] = 1
     return FitResult(model=m, values=m.partable.unpack(sol.free), free=sol.free, cov_free=cov, loglik=sol.loglik,
                      method="ML", integration=integration,
                      converged=sol.converged, iterations=sol.iterations, n_evaluations=sol.obj.n_evaluations,

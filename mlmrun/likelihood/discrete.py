@@ -17,6 +17,7 @@ adds -p_k sum_l G_l to d/dv_k and -v_k' sum_l G_l to d/dp_k.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,7 +118,10 @@ class DiscreteObjective:
             nu, c, d1 = last[2]
         else:
             nu = fixed[:, None] + z @ e.T
-            ll, d1, _ = fam.derivs(nu, order)
+            if len(dl.scale_rows):
+                ll, d1 = self._class_kernel(mm, values, nu, order)
+            else:
+                ll, d1, _ = fam.derivs(nu, order)
             c = np.add.reduceat(ll, self.row_start, axis=0)
             self._last = (np.array(free, dtype=float), order, (nu, c, d1))
         a = c + logp
@@ -134,7 +138,12 @@ class DiscreteObjective:
         es = Wd.sum(axis=1)
         grad = MatrixGradient.zeros(mm)
         grad.beta = rows.X.T @ es
-        for eq_i, score in zip(fam.param_eqs, fam.param_expect(nu, Wr), strict=True):
+        g_shift = None
+        if len(dl.scale_rows):
+            scores, g_shift = self._class_scores(mm, values, nu, Wr)
+        else:
+            scores = fam.param_expect(nu, Wr)
+        for eq_i, score in zip(fam.param_eqs, scores, strict=True):
             eq = model.equations[eq_i]
             if eq.threshold_rows is not None:
                 grad.thresholds[eq_i] = score.sum(axis=0)
@@ -142,6 +151,8 @@ class DiscreteObjective:
                 idx = rows.eq_rows[eq_i]
                 grad.scale[rows.original[idx]] = score[idx, 0]
         g = values_gradient(model, values, grad)
+        if g_shift is not None:
+            g[dl.scale_rows] += g_shift[1:]
         for j, (Zj, r) in enumerate(zip(self.Z, dl.loading_rows, strict=True)):
             if len(r):
                 g[r] += Zj.T @ (Wd @ e[:, j])
@@ -162,6 +173,36 @@ class DiscreteObjective:
             g[dl.gamma_rows.reshape(-1)] += (self.W.T @ R[:, 1:]).T.reshape(-1)
         free_grad = model.partable.jacobian(np.asarray(free, dtype=float)).T @ g
         return DiscreteEvaluation(value, loglik, free_grad, post, unit_ll)
+
+    def _class_families(self, mm, values: np.ndarray) -> list[EquationFamilies]:
+        """Per class k, the row families with every scale (gaussian SD, gamma shape) times exp(lnscale_k)."""
+        shifts = np.concatenate([[0.0], values[self.dl.scale_rows]])
+        return [EquationFamilies(self.model, self.rows, dataclasses.replace(mm, scale=mm.scale * np.exp(a)))
+                for a in shifts]
+
+    def _class_kernel(self, mm, values: np.ndarray, nu: np.ndarray, order: int) -> tuple:
+        """(log f, d/dnu) (rows, K) with class k's scale in column k (`class_scale`)."""
+        parts = [f.derivs(nu[:, [k]], order) for k, f in enumerate(self._class_families(mm, values))]
+        ll = np.concatenate([q[0] for q in parts], axis=1)
+        return ll, (np.concatenate([q[1] for q in parts], axis=1) if order >= 1 else None)
+
+    def _class_scores(self, mm, values: np.ndarray, nu: np.ndarray, Wr: np.ndarray) -> tuple[list, np.ndarray]:
+        """Family-parameter scores summed over classes (the common scale gets exp(shift_k) d/d scale_k), and
+        d/d shift_k = sum of rows' scale_k d/d scale_k."""
+        fams = self._class_families(mm, values)
+        shifts = np.exp(np.concatenate([[0.0], values[self.dl.scale_rows]]))
+        scaled = {e for e in fams[0].param_eqs if self.model.equations[e].scale_rows is not None}
+        total: list | None = None
+        g_shift = np.zeros(len(fams))
+        for k, f in enumerate(fams):
+            sk = f.param_expect(nu[:, [k]], Wr[:, [k]])
+            for i, e in enumerate(f.param_eqs):
+                if e in scaled:
+                    idx = self.rows.eq_rows[e]
+                    g_shift[k] += float(sk[i][idx, 0] @ (mm.scale[self.rows.original[idx]] * shifts[k]))
+                    sk[i] = sk[i] * shifts[k]
+            total = sk if total is None else [a + b for a, b in zip(total, sk, strict=True)]
+        return total or [], g_shift
 
     def gateaux(self, free: np.ndarray, candidates: np.ndarray, unit_ll: np.ndarray) -> np.ndarray:
         """Gateaux derivative sum_j f_j(e) / f_j(fit) - 1 of the log likelihood towards a point mass at each candidate.

@@ -144,3 +144,20 @@ class MixedObjective:
             g[dl.gamma_rows.reshape(-1)] += (self.W.T @ R[:, 1:]).T.reshape(-1)
         grad = grad + model.partable.jacobian(np.asarray(free, dtype=float)).T @ g
         return DiscreteEvaluation(value, loglik, grad, post, unit_ll)
+
+    def gateaux(self, free: np.ndarray, candidates: np.ndarray, unit_ll: np.ndarray) -> np.ndarray:
+        """Gateaux derivative sum_j L_j(e) / L_j(fit) - 1 towards a point mass at each candidate (centred scale).
+
+        L_j(e) integrates the levels below at the candidate point, with its own adaptation (the modes move
+        with e), as `evaluate` does for the fitted points.
+        """
+        _, pc, z, _, _, _ = self._parts(free)
+        plan, h = self.quad.plan, self.quad.lay.hierarchy
+        out = np.empty(len(candidates))
+        for g, cand in enumerate(candidates):
+            pred = Predictor(pc.pred.fixed + z @ cand, pc.pred.A)
+            ad = plan.plain(h, plan.rules) if plan.method == "ghq" else adapt(h, pred, pc.fam, plan.rules)[0]
+            top = evaluate(h, pred, pc.fam, ad).top
+            c = np.bincount(self.top_to_unit, weights=top, minlength=self.n_units)
+            out[g] = float(np.sum(np.exp(c - unit_ll))) - self.n_units
+        return out

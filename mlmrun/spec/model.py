@@ -246,6 +246,8 @@ class LatentVariable(SpecNode):
     """`{discrete: K}` or `{discrete: auto}`: K mass points with free locations and probabilities (NPMLE; normal if omitted)."""
     classes: Annotated[int, Field(ge=2, le=50)] | None = None
     """A latent class variable with this many classes: `loadings` name the class-specific intercepts (`by: item`) or coefficients (`on: [1, x]`); Gamma gives a multinomial logit for the class probabilities."""
+    class_scale: bool = False
+    """Latent classes only: every gaussian residual SD (gamma shape) is class-specific, its value times exp(lnscale{k}), class 1's shift fixed at 0."""
 
 
 class Structural(SpecNode):
