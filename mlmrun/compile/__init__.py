@@ -16,6 +16,7 @@ from mlmrun.compile.choice import (
     choice_design,
     expand_per_choice,
 )
+from mlmrun.compile.choice_weights import check_choice_weights
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.family_params import extra_columns, family_params, make_family
@@ -380,6 +381,8 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
     weighting = compile_weights(spec, frame, levels, [lat.level for lat in parts.latent])
+    weighting = check_choice_weights(spec, [(k, eq.choice.set_of_row) for k, eq in enumerate(equations)
+                                            if eq.choice is not None], weighting, len(frame))
     return CompiledModel(
         spec=spec, y=y, X=X, x_names=x_names, offset=offset, trials=trials, equations=tuple(equations),
         eq_of_row=eq_of_row, levels=tuple(levels), latent=tuple(parts.latent), blocks=tuple(parts.blocks),

@@ -100,6 +100,27 @@ def check_comparable(models: list[Candidate]) -> None:
                                   "with `estimation: {method: ML}`")
 
 
+def pseudolikelihood_reason(doc: dict[str, Any]) -> str | None:
+    """Why a fit's log likelihood supports no LR test (sampling weights, robust SEs), or None when it does."""
+    if (doc.get("weights") or {}).get("pseudolikelihood"):
+        return "maximises a log pseudolikelihood (sampling weights)"
+    vce = (doc.get("vce") or {}).get("type", "oim")
+    if vce != "oim":
+        return f"has {vce} standard errors"
+    return None
+
+
+def check_same_weights(models: list[Candidate]) -> None:
+    """Refuse fits weighted differently: their (pseudo)likelihoods weigh the rows differently."""
+    first = models[0]
+    for other in models[1:]:
+        a, b = first.doc.get("weights"), other.doc.get("weights")
+        if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
+            raise ComparisonError(f"{first.label} and {other.label} were fitted with different weights ({a} vs {b}); "
+                                  "their log likelihoods weigh the rows differently and do not compare: give both "
+                                  "the same `weights:` and `levels[].pweight`")
+
+
 def _mixture_p(stat: float, low: int, high: int) -> float:
     """P(X > stat) for the 50:50 mixture of chi2(low) and chi2(high); chi2(0) is the point mass at 0."""
     tail_low = float(chdtrc(low, stat)) if low > 0 else 0.0
@@ -156,6 +177,7 @@ def compare(models: list[Candidate]) -> dict[str, Any]:
     if len(models) < 2:
         raise ComparisonError("compare needs at least two models (specs or results.json files)")
     check_comparable(models)
+    check_same_weights(models)
     rows = []
     for m in models:
         d = m.doc
@@ -165,7 +187,8 @@ def compare(models: list[Candidate]) -> dict[str, Any]:
                      "converged": d.get("converged")})
     order = sorted(range(len(models)), key=lambda i: int(models[i].doc["n_params"]))
     tests = []
-    for a, i in enumerate(order):
+    pseudo = [(m.label, r) for m in models if (r := pseudolikelihood_reason(m.doc)) is not None]
+    for a, i in enumerate(order if not pseudo else []):
         for j in order[a + 1:]:
             test = lr_test(models[i], models[j])
             if test is not None:
@@ -176,7 +199,9 @@ def compare(models: list[Candidate]) -> dict[str, Any]:
     estimates = {n: [next((p["estimate"] for p in m.doc["parameters"] if p["name"] == n), None) for m in models]
                  for n in names}
     first = models[0].doc["data"]
-    notes = []
+    notes = [f"{label} {reason}: likelihood-ratio tests are not valid and are not reported (Stata's lrtest "
+             "refuses them too); AIC and BIC are those of the pseudolikelihood. Test parameters by their Wald "
+             "statistics (robust standard errors, results.json `wald`)." for label, reason in pseudo]
     if len({json.dumps(m.doc.get("integration"), sort_keys=True) for m in models}) > 1:
         notes.append("The models were integrated differently (method or points): their log likelihoods carry "
                      "different approximation errors (see each fit's point check).")
@@ -201,7 +226,7 @@ def render_text(doc: dict[str, Any]) -> str:
                      f"{_num(r['loglik'], '13.4f')} {r['n_params']:>5} {_num(r['aic'], '13.3f')} "
                      f"{_num(r['bic'], '13.3f')}{flag}")
     lines.append("")
-    if not doc["lr_tests"]:
+    if not doc["lr_tests"] and not any("likelihood-ratio tests are not valid" in n for n in doc.get("notes", [])):
         lines.append("No nested pairs: no likelihood-ratio test (AIC and BIC compare non-nested models).")
     for t in doc["lr_tests"]:
         label = f"LR chi2({t['df']})" if t["kind"] == "chi2" else f"LR chibar2({t['df'] - 1}{t['df']})"

@@ -815,3 +815,9 @@ CASES += [
          edit(TOBIT, "{name: cluster, id: cluster}", "{name: cluster, id: cluster, crossed: true}"),
          at=("levels", 0, "crossed"), hint="drop `crossed: true`"),
 ]
+
+CHOICE_WEIGHTS = "compile/choice_weights.py"
+CASES += [
+    Case("choice_set_weights_differ", ((CHOICE_WEIGHTS, "a choice set is one observation: give all rows"),),
+         RANKING + "weights: {fweight: alt}\n", at=("weights", "fweight"), hint="give all rows of a set the same weight"),
+]
