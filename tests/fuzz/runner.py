@@ -127,7 +127,8 @@ def judge(rc: int, stderr: str, columns: list[str]) -> str | None:
 
 
 def run_case(case: Case, folder: Path, fit: bool) -> list[Outcome]:
-    """validate (and fit when asked and validate passed) one case; one Outcome per command."""
+    """validate (and fit when asked and validate passed, then predict and simulate from its results.json) one
+    case; one Outcome per command."""
     spec = write_case(case, folder)
     outcomes = []
     rc, err = isolated(lambda: _cli(["validate", str(spec)]), VALIDATE_SECONDS, "validate")
@@ -138,4 +139,13 @@ def run_case(case: Case, folder: Path, fit: bool) -> list[Outcome]:
         rc, err = isolated(lambda: _cli(argv), FIT_SECONDS, "fit")
         problem = judge(rc, err, case.header)
         outcomes.append(Outcome("fit", rc, err, problem, known_failure(problem, err, str(case.actions)) if problem else None))
+        results = folder / "out" / "results.json"
+        if rc in (0, 1) and results.exists():
+            for command, extra in (("predict", ["--out", str(folder / "p.csv"), "--by-unit", str(folder / "u.csv")]),
+                                   ("simulate", ["--seed", "1", "--out", str(folder / "s.csv")])):
+                argv = [command, str(spec), "--results", str(results), "--quiet", *extra]
+                rc2, err2 = isolated(lambda argv=argv: _cli(argv), FIT_SECONDS, command)
+                problem = judge(rc2, err2, case.header)
+                outcomes.append(Outcome(command, rc2, err2, problem,
+                                        known_failure(problem, err2, str(case.actions)) if problem else None))
     return outcomes
