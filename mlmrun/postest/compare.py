@@ -15,6 +15,7 @@ boundary of the parameter space, so the LR statistic is not chi2(df):
 - one variance and its covariances with the k-1 variances kept in A:
   50:50 mixture of chi2(k-1) and chi2(k) (Self & Liang 1987, Stram & Lee 1994);
 - other tests involving variances: chi2(df), with Stata's note that it is conservative;
+- a count dispersion (Poisson within NB) as a variance; zero-inflation terms: chi2(df), conservative;
 - no variance tested (fixed effects): chi2(df).
 """
 
@@ -128,8 +129,16 @@ def _mixture_p(stat: float, low: int, high: int) -> float:
 
 
 def boundary_kind(tested: dict[str, str]) -> str:
-    """'none' (no variance tested), 'mixture' (one variance and its covariances) or 'conservative'."""
-    sds = [n for n, b in tested.items() if b == "sd"]
+    """'none' (no variance tested), 'mixture' (one variance and its covariances) or 'conservative'.
+
+    A count dispersion (NB2's 1/theta, NB1's phi: block `dispersion`) is 0 under the Poisson null, on its
+    boundary like a variance: tested alone, chibar2(01) (Stata's nbreg LR test of alpha = 0). Zero-inflation
+    coefficients put P(structural zero) = 0 at the edge of their space (logit -inf): the plain chi2 is
+    reported with the conservative note.
+    """
+    if any(b == "zeroinfl" for b in tested.values()):
+        return "conservative"
+    sds = [n for n, b in tested.items() if b in ("sd", "dispersion")]
     corrs = [n for n, b in tested.items() if b == "corr"]
     if not sds:
         return "none"  # a correlation's null value 0 is inside its space: the regular chi2

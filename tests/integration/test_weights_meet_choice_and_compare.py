@@ -7,11 +7,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import chi2
 
 from mlmrun.errors import DataError
 from mlmrun.estimate import estimate
 from mlmrun.pipeline import prepare
-from mlmrun.postest.compare import ComparisonError, compare, from_fit, render_text
+from mlmrun.postest.compare import (
+    CONSERVATIVE_NOTE,
+    Candidate,
+    ComparisonError,
+    compare,
+    from_fit,
+    lr_test,
+    render_text,
+)
 from tests.conftest import SPECS, write_spec
 
 MULTINOMIAL = """\
@@ -102,3 +111,25 @@ def test_compare_of_pseudolikelihoods_reports_no_lr_test_and_says_why(pisa_dir: 
 def test_compare_refuses_fits_weighted_differently(pisa_dir: Path) -> None:
     with pytest.raises(ComparisonError, match="different weights"):
         compare([candidate(pisa_dir, "size"), candidate(pisa_dir, "effective", pwscale="effective")])
+
+
+def results_doc(loglik: float, free: list[tuple[str, str]]) -> dict:
+    return {"loglik": loglik, "n_params": len(free), "method": "ML", "data": {"sha256": "x", "n_used": 10},
+            "parameters": [{"name": n, "block": b, "estimate": 1.0, "free": True} for n, b in free]}
+
+
+BASE = [("Intercept", "fixed"), ("sd(_cons)@subject", "sd")]
+
+
+def test_poisson_within_negative_binomial_is_tested_on_the_boundary_as_chibar2_01() -> None:
+    test = lr_test(Candidate("poisson", results_doc(-100.0, BASE)),
+                   Candidate("nbinom2", results_doc(-98.5, BASE + [("theta", "dispersion")])))
+    assert test["kind"] == "chibar2"
+    assert test["p"] == pytest.approx(0.5 * chi2.sf(3.0, 1), rel=1e-12)
+
+
+def test_zero_inflation_terms_get_the_plain_chi2_with_the_conservative_note() -> None:
+    test = lr_test(Candidate("poisson", results_doc(-100.0, BASE)),
+                   Candidate("zip", results_doc(-98.0, BASE + [("zi(Intercept)", "zeroinfl")])))
+    assert test["kind"] == "chi2" and test["note"] == CONSERVATIVE_NOTE
+    assert test["p"] == pytest.approx(chi2.sf(4.0, 1), rel=1e-12)
