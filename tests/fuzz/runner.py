@@ -109,8 +109,11 @@ def isolated(run: Callable[[], tuple[int, str]], seconds: float, what: str) -> t
     return int(rc), str(err)
 
 
-def judge(rc: int, stderr: str, columns: list[str]) -> str | None:
-    """None when the outcome keeps the contract, else what is wrong."""
+def judge(rc: int, stderr: str, columns: list[str], files: tuple[str, ...] = ()) -> str | None:
+    """None when the outcome keeps the contract, else what is wrong.
+
+    `files`: options naming files a message may be located at instead (predict's `--results: PATH: ...`).
+    """
     if "Traceback" in stderr:
         return "traceback"
     if rc not in (0, 1, 2):
@@ -121,7 +124,7 @@ def judge(rc: int, stderr: str, columns: list[str]) -> str | None:
             return "exit 2 without a message"
         quoted = [f"'{c}'" for c in columns if c]
         for line in lines:
-            if not LOCATED.search(line) and not any(q in line for q in quoted):
+            if not LOCATED.search(line) and not any(q in line for q in quoted) and not line.startswith(files):
                 return f"unlocated: {line[:200]}"
     return None
 
@@ -145,7 +148,7 @@ def run_case(case: Case, folder: Path, fit: bool) -> list[Outcome]:
                                    ("simulate", ["--seed", "1", "--out", str(folder / "s.csv")])):
                 argv = [command, str(spec), "--results", str(results), "--quiet", *extra]
                 rc2, err2 = isolated(lambda argv=argv: _cli(argv), FIT_SECONDS, command)
-                problem = judge(rc2, err2, case.header)
+                problem = judge(rc2, err2, case.header, ("--results: ",))
                 outcomes.append(Outcome(command, rc2, err2, problem,
                                         known_failure(problem, err2, str(case.actions)) if problem else None))
     return outcomes
