@@ -211,7 +211,8 @@ def compare(models: list[Candidate]) -> dict[str, Any]:
     notes = [f"{label} {reason}: likelihood-ratio tests are not valid and are not reported (Stata's lrtest "
              "refuses them too); AIC and BIC are those of the pseudolikelihood. Test parameters by their Wald "
              "statistics (robust standard errors, results.json `wald`)." for label, reason in pseudo]
-    if len({json.dumps(m.doc.get("integration"), sort_keys=True) for m in models}) > 1:
+    integrated = [i for m in models if (i := m.doc.get("integration") or {}).get("points") or i.get("method") == "exact"]
+    if len({json.dumps(i, sort_keys=True) for i in integrated}) > 1:  # quadrature without points: no latent variables
         notes.append("The models were integrated differently (method or points): their log likelihoods carry "
                      "different approximation errors (see each fit's point check).")
     return {"data": {"sha256": first.get("sha256"), "n_used": first.get("n_used")}, "models": rows,

@@ -133,3 +133,10 @@ def test_zero_inflation_terms_get_the_plain_chi2_with_the_conservative_note() ->
                    Candidate("zip", results_doc(-98.0, BASE + [("zi(Intercept)", "zeroinfl")])))
     assert test["kind"] == "chi2" and test["note"] == CONSERVATIVE_NOTE
     assert test["p"] == pytest.approx(chi2.sf(4.0, 1), rel=1e-12)
+
+
+def test_a_model_without_latent_variables_is_not_noted_as_integrated_differently() -> None:
+    plain = results_doc(-100.0, [("Intercept", "fixed")]) | {"integration": {"method": "adaptive", "points": None}}
+    mixed = results_doc(-90.0, BASE) | {"integration": {"method": "adaptive", "points": 12}}
+    doc = compare([Candidate("plain", plain), Candidate("mixed", mixed)])
+    assert doc["notes"] == [] and len(doc["lr_tests"]) == 1
