@@ -129,6 +129,10 @@ def draw_responses(model: CompiledModel, values: np.ndarray, nu: np.ndarray, rng
 
 def simulate(model: CompiledModel, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One simulated response vector (the model's rows and coding: success counts, category codes 0..K-1)."""
+    if model.weighting is not None and model.weighting.frequency:
+        raise SimulationError("simulate: the model has frequency weights (weights.fweight): a row stands for several "
+                              "observations, whose simulated responses would differ, so one draw per row is not "
+                              "the design; expand the rows (repeat each fweight times), drop `fweight`, and simulate")
     eta = draw_latent(model, values, rng)
     return draw_responses(model, values, linear_predictor(model, values, eta), rng)
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlmrun.estimate import estimate
 from mlmrun.pipeline import prepare
+from mlmrun.postest.simulate import SimulationError, replicate_rng, simulate
 from mlmrun.postest.units import unit_predictions
 from tests.conftest import SPECS, write_spec
 
@@ -42,3 +44,12 @@ def test_weighted_linear_gaussian_eb_is_the_weighted_blup(tmp_path: Path) -> Non
     (pred,) = unit_predictions(fit)
     np.testing.assert_allclose(pred.mean[:, 0], mean.to_numpy(), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(pred.sd[:, 0], np.sqrt(1 / precision.to_numpy()), rtol=1e-6)
+
+
+def test_simulate_refuses_frequency_weights(tmp_path: Path) -> None:
+    data = pd.read_csv(SPECS / "data" / "pig.csv")
+    data["fw"] = 2
+    data.to_csv(tmp_path / "pigw.csv", index=False)
+    model = prepare(write_spec(tmp_path, PIG)).model
+    with pytest.raises(SimulationError, match="frequency weights"):
+        simulate(model, model.partable.start_values.astype(float), replicate_rng(1, 0))
