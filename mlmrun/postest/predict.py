@@ -7,7 +7,7 @@ Column names (README, "After the fit: `mlmrun predict`"):
 - `xb`, `eta`, `mu`, `mu_marginal`, `resid`, `resid_pearson`, `resid_deviance`
   (rows.py; choice equations: mu the probability that the row's alternative is chosen, or ranked first,
   given the EB predictions, and mu_marginal NaN: the marginal choice probability needs the set's joint
-  random part, not one row's), `resid_standardized` when an equation is gaussian, `equation` with several responses;
+  random part, not one row's), `resid_standardized` when an equation is gaussian (censored or composite too), `equation` with several responses;
 - per latent variable NAME at level LEVEL: `eb_mean(NAME)@LEVEL` and `eb_sd(NAME)@LEVEL`, the
   posterior mean and SD of the row's unit (`--eb mode`: `eb_mode(NAME)@LEVEL` and `eb_sd(NAME)@LEVEL`,
   the posterior mode and the SD from the curvature there). NAME@LEVEL is how the parameter table
@@ -30,6 +30,7 @@ import pandas as pd
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.postest.frames import ROW, row_numbers
+from mlmrun.postest.residuals import GAUSSIAN
 from mlmrun.postest.rows import RowPredictions, latent_maps, row_predictions
 from mlmrun.postest.units import EbKind
 from mlmrun.predict import LevelPrediction
@@ -117,7 +118,7 @@ def row_table(model: CompiledModel, frame: pd.DataFrame, rp: RowPredictions, eb_
         cols["equation"] = np.array([eq.name for eq in model.equations], dtype=object)[model.eq_of_row]
     for name in PREDICTION_COLUMNS:
         cols[name] = getattr(rp, name)
-    if any(eq.family.name == "gaussian" for eq in model.equations):
+    if any(eq.family.name in GAUSSIAN for eq in model.equations):
         cols["resid_standardized"] = rp.resid_standardized
     for lvl in sorted({lat.level for lat in model.latent}):
         level = model.levels[lvl].name
