@@ -128,7 +128,7 @@ def _numbers(frame: pd.DataFrame, col: str, rows: np.ndarray, key: str) -> np.nd
     """A censoring column as floats on the equation's rows; text that is no number is refused naming the column."""
     from mlmrun.compile.data_checks import numeric_column  # data_checks imports this module
 
-    return numeric_column(frame, col, rows, key)
+    return np.array(numeric_column(frame, col, rows, key), dtype=float)  # a copy: the bounds are edited in place
 
 
 def _indicator(frame: pd.DataFrame, col: str, rows: np.ndarray, k: int, key: str) -> np.ndarray:
