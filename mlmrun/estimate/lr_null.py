@@ -19,7 +19,7 @@ from scipy import optimize
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.compile.model import CompiledModel
 
-FAMILY_BLOCKS = ("fixed", "threshold", "residual", "hetero", "shape")
+FAMILY_BLOCKS = ("fixed", "threshold", "residual", "hetero", "shape", "dispersion", "zeroinfl", "composite")
 LATENT_BLOCKS = ("sd", "corr", "loading", "B", "Gamma")
 
 
