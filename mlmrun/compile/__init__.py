@@ -16,6 +16,7 @@ from mlmrun.compile.choice import (
     choice_design,
     expand_per_choice,
 )
+from mlmrun.compile.choice_weights import check_choice_weights
 from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.discrete import compile_discrete
@@ -395,6 +396,8 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     _apply_starts(spec, pt)
     _apply_constraints(spec, pt)
     weighting = compile_weights(spec, frame, levels, [lat.level for lat in parts.latent])
+    weighting = check_choice_weights(spec, [(k, eq.choice.set_of_row) for k, eq in enumerate(equations)
+                                            if eq.choice is not None], weighting, len(frame))
     if discrete and weighting is not None:
         where = ("weights",) if spec.weights is not None else ("estimation", "vce")
         raise SpecError.at(where, "weights and robust standard errors are not available with discrete latent "

@@ -124,8 +124,15 @@ def _shown(idx: np.ndarray) -> str:
     return ", ".join(str(int(i)) for i in idx[:_SHOWN]) + more
 
 
+def _numbers(frame: pd.DataFrame, col: str, rows: np.ndarray, key: str) -> np.ndarray:
+    """A censoring column as floats on the equation's rows; text that is no number is refused naming the column."""
+    from mlmrun.compile.data_checks import numeric_column  # data_checks imports this module
+
+    return np.array(numeric_column(frame, col, rows, key), dtype=float)  # a copy: the bounds are edited in place
+
+
 def _indicator(frame: pd.DataFrame, col: str, rows: np.ndarray, k: int, key: str) -> np.ndarray:
-    v = frame[col].to_numpy(dtype=float)[rows]
+    v = _numbers(frame, col, rows, f"responses.{k}.censoring.{key}")
     bad = np.flatnonzero((v != 0.0) & (v != 1.0))
     if bad.size:
         raise DataError.at(("responses", k, "censoring", key),
@@ -147,7 +154,7 @@ def censoring_bounds(eq: EquationSpec, k: int, frame: pd.DataFrame, rows: np.nda
                            f"{both.size} rows are flagged both left- and right-censored (first rows of the equation, "
                            f"0-based: {_shown(both)}); give an interval with `upper:` instead, or fix the flags")
     if cen.upper:
-        up = frame[cen.upper].to_numpy(dtype=float)[rows]
+        up = _numbers(frame, cen.upper, rows, f"responses.{k}.censoring.upper")
         below = np.flatnonzero(up < y)
         if below.size:
             raise DataError.at(("responses", k, "censoring", "upper"),

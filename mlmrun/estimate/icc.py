@@ -59,7 +59,8 @@ def _level1_variance(model: CompiledModel) -> tuple[Any, str] | None:
         row = int(eq.scale_rows[0])
         return (lambda v: float(v[row]) ** 2), "level-1 variance: the residual variance"
     const = LATENT_RESPONSE_VARIANCE.get((fam.name, fam.link))
-    if const is None:
+    if const is None or (eq.ordinal is not None and eq.ordinal.Z.shape[1]):  # `scale:`: level-1 variance per row
+        return None
         return None
     return (lambda v: const), f"latent-response scale: level-1 variance {'pi^2/3' if fam.link == 'logit' else '1'}"
 

@@ -222,6 +222,8 @@ def robust_covariance(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation
     codes = wt.cluster_codes if wt is not None and wt.cluster_codes is not None else np.arange(obj.model.n)
     if obj.plan.method == "laplace" and ad is not None:
         S = laplace_cluster_scores(obj, free, ad, codes[original])
+    elif any(eq.family_params is not None or eq.ordinal is not None for eq in obj.model.equations):
+        S = cluster_scores_by_subsets(obj, free, ad, codes[original])  # per-row parameter columns: the general adjoint
     else:
         S = cluster_scores(obj, free, ad, codes[original])
     G = len(S)

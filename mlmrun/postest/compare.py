@@ -15,6 +15,7 @@ boundary of the parameter space, so the LR statistic is not chi2(df):
 - one variance and its covariances with the k-1 variances kept in A:
   50:50 mixture of chi2(k-1) and chi2(k) (Self & Liang 1987, Stram & Lee 1994);
 - other tests involving variances: chi2(df), with Stata's note that it is conservative;
+- a count dispersion (Poisson within NB) as a variance; zero-inflation terms: chi2(df), conservative;
 - no variance tested (fixed effects): chi2(df).
 """
 
@@ -100,6 +101,27 @@ def check_comparable(models: list[Candidate]) -> None:
                                   "with `estimation: {method: ML}`")
 
 
+def pseudolikelihood_reason(doc: dict[str, Any]) -> str | None:
+    """Why a fit's log likelihood supports no LR test (sampling weights, robust SEs), or None when it does."""
+    if (doc.get("weights") or {}).get("pseudolikelihood"):
+        return "maximises a log pseudolikelihood (sampling weights)"
+    vce = (doc.get("vce") or {}).get("type", "oim")
+    if vce != "oim":
+        return f"has {vce} standard errors"
+    return None
+
+
+def check_same_weights(models: list[Candidate]) -> None:
+    """Refuse fits weighted differently: their (pseudo)likelihoods weigh the rows differently."""
+    first = models[0]
+    for other in models[1:]:
+        a, b = first.doc.get("weights"), other.doc.get("weights")
+        if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
+            raise ComparisonError(f"{first.label} and {other.label} were fitted with different weights ({a} vs {b}); "
+                                  "their log likelihoods weigh the rows differently and do not compare: give both "
+                                  "the same `weights:` and `levels[].pweight`")
+
+
 def _mixture_p(stat: float, low: int, high: int) -> float:
     """P(X > stat) for the 50:50 mixture of chi2(low) and chi2(high); chi2(0) is the point mass at 0."""
     tail_low = float(chdtrc(low, stat)) if low > 0 else 0.0
@@ -107,8 +129,16 @@ def _mixture_p(stat: float, low: int, high: int) -> float:
 
 
 def boundary_kind(tested: dict[str, str]) -> str:
-    """'none' (no variance tested), 'mixture' (one variance and its covariances) or 'conservative'."""
-    sds = [n for n, b in tested.items() if b == "sd"]
+    """'none' (no variance tested), 'mixture' (one variance and its covariances) or 'conservative'.
+
+    A count dispersion (NB2's 1/theta, NB1's phi: block `dispersion`) is 0 under the Poisson null, on its
+    boundary like a variance: tested alone, chibar2(01) (Stata's nbreg LR test of alpha = 0). Zero-inflation
+    coefficients put P(structural zero) = 0 at the edge of their space (logit -inf): the plain chi2 is
+    reported with the conservative note.
+    """
+    if any(b == "zeroinfl" for b in tested.values()):
+        return "conservative"
+    sds = [n for n, b in tested.items() if b in ("sd", "dispersion")]
     corrs = [n for n, b in tested.items() if b == "corr"]
     if not sds:
         return "none"  # a correlation's null value 0 is inside its space: the regular chi2
@@ -156,6 +186,7 @@ def compare(models: list[Candidate]) -> dict[str, Any]:
     if len(models) < 2:
         raise ComparisonError("compare needs at least two models (specs or results.json files)")
     check_comparable(models)
+    check_same_weights(models)
     rows = []
     for m in models:
         d = m.doc
@@ -165,7 +196,8 @@ def compare(models: list[Candidate]) -> dict[str, Any]:
                      "converged": d.get("converged")})
     order = sorted(range(len(models)), key=lambda i: int(models[i].doc["n_params"]))
     tests = []
-    for a, i in enumerate(order):
+    pseudo = [(m.label, r) for m in models if (r := pseudolikelihood_reason(m.doc)) is not None]
+    for a, i in enumerate(order if not pseudo else []):
         for j in order[a + 1:]:
             test = lr_test(models[i], models[j])
             if test is not None:
@@ -176,8 +208,11 @@ def compare(models: list[Candidate]) -> dict[str, Any]:
     estimates = {n: [next((p["estimate"] for p in m.doc["parameters"] if p["name"] == n), None) for m in models]
                  for n in names}
     first = models[0].doc["data"]
-    notes = []
-    if len({json.dumps(m.doc.get("integration"), sort_keys=True) for m in models}) > 1:
+    notes = [f"{label} {reason}: likelihood-ratio tests are not valid and are not reported (Stata's lrtest "
+             "refuses them too); AIC and BIC are those of the pseudolikelihood. Test parameters by their Wald "
+             "statistics (robust standard errors, results.json `wald`)." for label, reason in pseudo]
+    integrated = [i for m in models if (i := m.doc.get("integration") or {}).get("points") or i.get("method") == "exact"]
+    if len({json.dumps(i, sort_keys=True) for i in integrated}) > 1:  # quadrature without points: no latent variables
         notes.append("The models were integrated differently (method or points): their log likelihoods carry "
                      "different approximation errors (see each fit's point check).")
     return {"data": {"sha256": first.get("sha256"), "n_used": first.get("n_used")}, "models": rows,
@@ -201,7 +236,7 @@ def render_text(doc: dict[str, Any]) -> str:
                      f"{_num(r['loglik'], '13.4f')} {r['n_params']:>5} {_num(r['aic'], '13.3f')} "
                      f"{_num(r['bic'], '13.3f')}{flag}")
     lines.append("")
-    if not doc["lr_tests"]:
+    if not doc["lr_tests"] and not any("likelihood-ratio tests are not valid" in n for n in doc.get("notes", [])):
         lines.append("No nested pairs: no likelihood-ratio test (AIC and BIC compare non-nested models).")
     for t in doc["lr_tests"]:
         label = f"LR chi2({t['df']})" if t["kind"] == "chi2" else f"LR chibar2({t['df'] - 1}{t['df']})"

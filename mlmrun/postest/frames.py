@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlmrun.compile import used_columns
+from mlmrun.compile.choice import expand_per_choice
 from mlmrun.compile.data_checks import drop_missing
 from mlmrun.data.load import apply_filters, read_table
 from mlmrun.data.reshape import stack_long
@@ -42,8 +43,9 @@ def filtered_rows(spec: Spec, raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def prepared_rows(spec: Spec, raw: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a numbered raw table that the model uses, in the model's order (filters, stack, missing)."""
-    frame, _ = drop_missing(filtered_rows(spec, raw), used_columns(spec))
+    """The rows of a numbered raw table that the model uses, in the model's order (filters, stack, per_choice
+    expansion to one row per alternative, missing values)."""
+    frame, _ = drop_missing(expand_per_choice(spec, filtered_rows(spec, raw)), used_columns(spec))
     return frame
 
 

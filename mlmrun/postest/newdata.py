@@ -34,8 +34,10 @@ from mlmrun.postest.units import EbKind
 from mlmrun.postest.usage import UsageError
 from mlmrun.predict import LevelPrediction
 from mlmrun.results import FitResult
+from mlmrun.spec.model import Spec
 
 _NEW = "__mlmrun_new__"
+_SET = "__mlmrun_set{k}__"
 _DATA_DEPENDENT = re.compile(r"\b(center|scale|poly)\s*\(")
 
 
@@ -71,6 +73,25 @@ def _with_responses(fit: FitResult, old: pd.DataFrame, new: pd.DataFrame) -> tup
     return new, observed
 
 
+def separate_sets(spec: Spec, both: pd.DataFrame) -> tuple[Spec, pd.DataFrame]:
+    """Keep the new rows' choice sets apart from the fitted ones that carry the same set id.
+
+    A per_alternative equation's sets are read from its `set:` column; a new row with a fitted set's id would
+    join that set. The combined table gets a hidden set column (the id, tagged with old/new) and the spec
+    points at it; the level ids are untouched, so a fitted unit stays seen.
+    """
+    responses = list(spec.responses)
+    both = both.copy()
+    for k, eq in enumerate(responses):
+        if eq.choice is None or eq.choice.layout != "per_alternative" or not eq.choice.set:
+            continue
+        column = _SET.format(k=k)
+        both[column] = both[_NEW].map({False: "fit:", True: "new:"}) + both[eq.choice.set].astype(str)
+        both.loc[both[eq.choice.set].isna(), column] = np.nan
+        responses[k] = eq.model_copy(update={"choice": eq.choice.model_copy(update={"set": column})})
+    return spec.model_copy(update={"responses": responses}), both
+
+
 def new_predictions(fit: FitResult, old_raw: pd.DataFrame, new_raw: pd.DataFrame, preds: list[LevelPrediction],
                     kind: EbKind, shown: str) -> Predictions:
     """The per-row table for the rows of `new_raw` (a raw table as read; rows numbered 1.. in it)."""
@@ -94,6 +115,7 @@ def new_predictions(fit: FitResult, old_raw: pd.DataFrame, new_raw: pd.DataFrame
     old["__mlmrun_observed__"] = True
     both = pd.concat([old, new_raw[[c for c in new_raw.columns if c in old.columns or c.startswith("__mlmrun")]]],
                      ignore_index=True)
+    spec, both = separate_sets(spec, both)
     try:
         filtered = filtered_rows(spec, both)
         combined = compile_model(spec, LoadedData(frame=filtered, sha256=model.data_sha256, n_rows=len(filtered),

@@ -2,9 +2,12 @@
 
 Column names (README, "After the fit: `mlmrun predict`"):
 - `row` (1-based row of the data file), the id column of every level as it is in the data, and for a
-  stacked file (`data.stack`) the item column, since one wide row gives several rows;
+  stacked file (`data.stack`) the item column, since one wide row gives several rows; for a choice
+  equation the alternatives column (per_choice data: one row per alternative, `row` the choice's row);
 - `xb`, `eta`, `mu`, `mu_marginal`, `resid`, `resid_pearson`, `resid_deviance`
-  (rows.py), `resid_standardized` when an equation is gaussian, `equation` with several responses;
+  (rows.py; choice equations: mu the probability that the row's alternative is chosen, or ranked first,
+  given the EB predictions, and mu_marginal NaN: the marginal choice probability needs the set's joint
+  random part, not one row's), `resid_standardized` when an equation is gaussian (censored or composite too), `equation` with several responses;
 - per latent variable NAME at level LEVEL: `eb_mean(NAME)@LEVEL` and `eb_sd(NAME)@LEVEL`, the
   posterior mean and SD of the row's unit (`--eb mode`: `eb_mode(NAME)@LEVEL` and `eb_sd(NAME)@LEVEL`,
   the posterior mode and the SD from the curvature there). NAME@LEVEL is how the parameter table
@@ -27,6 +30,7 @@ import pandas as pd
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.postest.frames import ROW, row_numbers
+from mlmrun.postest.residuals import GAUSSIAN
 from mlmrun.postest.rows import RowPredictions, latent_maps, row_predictions
 from mlmrun.postest.units import EbKind
 from mlmrun.predict import LevelPrediction
@@ -107,11 +111,14 @@ def row_table(model: CompiledModel, frame: pd.DataFrame, rp: RowPredictions, eb_
     stack = model.spec.data.stack
     if stack is not None and stack.item not in cols:
         cols[stack.item] = frame[stack.item].to_numpy()
+    for eq in model.spec.responses:
+        if eq.choice is not None and eq.choice.alternatives in frame.columns and eq.choice.alternatives not in cols:
+            cols[eq.choice.alternatives] = frame[eq.choice.alternatives].to_numpy()
     if len(model.equations) > 1:
         cols["equation"] = np.array([eq.name for eq in model.equations], dtype=object)[model.eq_of_row]
     for name in PREDICTION_COLUMNS:
         cols[name] = getattr(rp, name)
-    if any(eq.family.name == "gaussian" for eq in model.equations):
+    if any(eq.family.name in GAUSSIAN for eq in model.equations):
         cols["resid_standardized"] = rp.resid_standardized
     for lvl in sorted({lat.level for lat in model.latent}):
         level = model.levels[lvl].name

@@ -24,7 +24,7 @@ from numpy.polynomial.hermite_e import hermegauss
 
 from mlmrun.compile.matrices import ModelMatrices, model_matrices
 from mlmrun.compile.model import CompiledModel
-from mlmrun.postest.residuals import deviance, variance
+from mlmrun.postest.residuals import GAUSSIAN, deviance, variance
 
 MARGINAL_POINTS = 64
 """Gauss-Hermite points of the marginal mean's one-dimensional integral (exact to ~1e-12 for sd(a'u) up to ~5)."""
@@ -74,15 +74,43 @@ def prior_means(model: CompiledModel, mm: ModelMatrices) -> np.ndarray:
     return model.W @ (T @ mm.Gamma).T
 
 
+def family_args(model: CompiledModel, mm: ModelMatrices, e: int, idx: np.ndarray) -> np.ndarray | None:
+    """The family parameters of equation e on the model rows `idx` (all of them rows of that equation).
+
+    Count, censored and composite families take per-row parameter columns (mm.family, indexed by the
+    equation's own rows), ordinal models with `thresholds:`/`scale:` per-row thresholds (indexed by model
+    row), plain ordinal models one threshold vector, choice families each row's choice-set code.
+    """
+    eq = model.equations[e]
+    if eq.family_params is not None:
+        at = np.empty(model.n, dtype=np.intp)
+        at[eq.rows] = np.arange(len(eq.rows))
+        return mm.family[e][at[idx]]
+    if eq.choice is not None:
+        return eq.choice.set_of_row[idx]
+    t = mm.thresholds[e]
+    if t is not None and eq.ordinal is not None:
+        return t[idx]
+    return t
+
+
 def means(model: CompiledModel, mm: ModelMatrices, nu: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """E[y | nu] on the rows `idx` (nu shaped (len(idx), K)), on the response column's scale."""
+    """E[y | nu] on the rows `idx` (nu shaped (len(idx), K)), on the response column's scale.
+
+    Choice families: the probability that the row's alternative is chosen (first) from its whole set, so
+    only for one node per row and `idx` holding whole sets; with several nodes (the marginal mean) NaN.
+    """
     out = np.empty_like(nu)
     eq_of = model.eq_of_row[idx]
     for e, eq in enumerate(model.equations):
         pos = np.flatnonzero(eq_of == e)
         if not len(pos):
             continue
-        out[pos] = eq.family.mean(nu[pos], mm.thresholds[e])
+        params = family_args(model, mm, e, idx[pos])
+        if eq.choice is not None:
+            out[pos] = eq.family.mean(nu[pos, 0], params)[:, None] if nu.shape[1] == 1 else np.nan
+            continue
+        out[pos] = eq.family.mean(nu[pos], params)
         if eq.family.name == "binomial" and model.trials is not None:
             out[pos] *= model.trials[idx[pos]][:, None]
     return out
@@ -118,15 +146,20 @@ def row_predictions(model: CompiledModel, values: np.ndarray, eta_hat: np.ndarra
     for e, eq in enumerate(model.equations):
         rows = eq.rows
         name = eq.family.name
+        params = family_args(model, mm, e, rows)
         trials = model.trials[rows] if model.trials is not None and name == "binomial" else None
-        code_var = p_obs = None
+        extra = None
         if name == "ordinal":
-            probs = eq.family.probabilities(eta[rows], mm.thresholds[e])
+            probs = eq.family.probabilities(eta[rows], params)
             codes = np.arange(probs.shape[1], dtype=float)
-            code_var = probs @ codes**2 - mu[rows] ** 2
-            p_obs = probs[np.arange(len(rows)), y[rows].astype(int)]
-        pearson[rows] = resid[rows] / np.sqrt(variance(name, mu[rows], trials, code_var))
-        dev[rows] = np.sign(resid[rows]) * np.sqrt(np.clip(deviance(name, y[rows], mu[rows], trials, p_obs), 0, None))
-        if name == "gaussian":
-            standardized[rows] = resid[rows] / mm.scale[rows]
+            extra = (probs @ codes**2 - mu[rows] ** 2, probs[np.arange(len(rows)), y[rows].astype(int)])
+        elif eq.family_params is not None:
+            extra = (params, eta[rows])
+        if name == "censored_gaussian":
+            resid[rows[params[:, 1] != params[:, 2]]] = np.nan  # a bound, not a value: no residual
+        pearson[rows] = resid[rows] / np.sqrt(variance(name, mu[rows], trials, extra))
+        dev[rows] = np.sign(resid[rows]) * np.sqrt(np.clip(deviance(name, y[rows], mu[rows], trials, extra), 0, None))
+        if name in GAUSSIAN:
+            sd = mm.scale[rows] if name == "gaussian" else params[:, 0]
+            standardized[rows] = resid[rows] / sd
     return RowPredictions(xb, eta, mu, mu_marginal, resid, pearson, dev, standardized)

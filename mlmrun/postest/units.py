@@ -6,7 +6,9 @@ engine that fitted it:
 - linear Gaussian models (every response gaussian/identity, nested or
   crossed levels): the posterior of the latent variables is exactly Gaussian,
   so means, modes and SDs are the closed-form BLUPs and conditional SDs
-  (estimate/gaussian_eb.py), whatever method estimated the parameters;
+  (estimate/gaussian_eb.py), whatever method estimated the parameters; weighted ones go by
+  quadrature like the others (the closed form has no weights; their fit is by quadrature too), so that a
+  frequency-weighted row counts as its replicates;
 - other models: posterior means and SDs by nested adaptive quadrature
   (mlmrun.predict.empirical_bayes) with the fit's own rule when it was
   fitted by quadrature, else (a Laplace fit, one point) with EB_POINTS per
@@ -69,7 +71,8 @@ def unit_predictions(fit: FitResult, kind: EbKind = "mean") -> list[LevelPredict
         from mlmrun.postest.moments import moments_unit_predictions
 
         return moments_unit_predictions(fit)
-    if model.is_linear_gaussian:
+    weighted = model.weighting is not None and (model.weighting.row is not None or bool(model.weighting.unit))
+    if model.is_linear_gaussian and not weighted:
         predictions, _ = gaussian_empirical_bayes(GaussianDesign(model), model_matrices(model, fit.values))
         return predictions
     free = np.asarray(fit.free, dtype=float)

@@ -1102,3 +1102,13 @@ CASES += [
          edit(HSB_SUCCESS, 'success: "Yes"', 'success: "Yes", trials: ses'), at=("responses", 0, "success"),
          hint="drop `success:` or `trials:`"),
 ]
+CHOICE_WEIGHTS = "compile/choice_weights.py"
+CASES += [
+    Case("choice_set_weights_differ", ((CHOICE_WEIGHTS, "a choice set is one observation: give all rows"),),
+         RANKING + "weights: {fweight: alt}\n", at=("weights", "fweight"), hint="give all rows of a set the same weight"),
+]
+CASES += [
+    Case("censoring_column_text", ((DATA_CHECKS, "must be numeric; \x00 of its values"),),
+         edit(PIG, "family: gaussian}", "family: gaussian, censoring: {left: label}}"),
+         at=("responses", 0, "censoring", "left"), column="label", hint="recode the column as numbers"),
+]

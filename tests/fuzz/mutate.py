@@ -34,7 +34,15 @@ VOCABULARY = (
     "log(x)", "x:z", "x * z", "I(x**2)", "center(x)", "scale(x)", "var(x)", "cov(a,b)", "sd(Residual)",
     "data/pig.csv", "../x.csv", "/etc/passwd", ".git/config", "results.json", "data", "", " ", "-1", "1e308",
     "nan", "inf", "true", "null", "ü", "a\tb", "{x}", "`x`", "x.__class__", "__import__", "0x10", "01",
+    # the spec keys and values of the families, weights and choice sets added after the fuzz was written
+    "thresholds", "scale", "choice", "zero_inflation", "censoring", "composite", "weights", "pweight", "fweight",
+    "pwscale", "size", "effective", "gk", "vce", "robust", "oim", "cluster", "nbinom1", "nbinom2", "multinomial",
+    "ranking", "layout", "per_choice", "per_alternative", "alternatives", "set", "base", "case", "left", "right",
+    "upper", "formula", "alternatives_order", "~ 0", "~ 1 + x",
 )
+FEATURE_KEYS = ("thresholds", "scale", "choice", "zero_inflation", "censoring", "composite", "weights", "pweight",
+                "vce", "family")
+"""What `add_feature` grafts onto a spec: the keys of the families, weights and choice sets."""
 
 
 @cache
@@ -118,7 +126,11 @@ class Case:
 def mutate_spec(draw: st.DrawFn, case: Case) -> None:
     """Apply one mutation to the spec tree."""
     paths = _paths(case.tree)
-    kind = draw(st.sampled_from(["delete", "rename", "replace", "swap", "add", "same_type", "same_type", "same_type"]))
+    kind = draw(st.sampled_from(["delete", "rename", "replace", "swap", "add", "same_type", "same_type", "same_type",
+                                 "feature", "feature"]))
+    if kind == "feature" and isinstance(case.tree, dict):
+        add_feature(draw, case)
+        return
     path = draw(st.sampled_from(paths)) if paths else ()
     if not path:
         case.tree = draw(values)
@@ -147,6 +159,52 @@ def mutate_spec(draw: st.DrawFn, case: Case) -> None:
     else:
         parent[key] = draw(st.one_of(values, st.sampled_from(case.header or ["x"]), st.sampled_from(VOCABULARY)))
         case.actions.append(f"set {path} = {parent[key]!r}")
+
+
+def add_feature(draw: st.DrawFn, case: Case) -> None:
+    """Graft one feature's key onto the spec with a plausible value built from the data's columns.
+
+    Plausible values reach compile and the likelihood (where features meet), where random values stop at the
+    schema: a formula on a column, a 0/1 column as a censoring flag, a column as a weight, set or alternative.
+    """
+    col = draw(st.sampled_from(case.header or ["x"]))
+    other = draw(st.sampled_from(case.header or ["x"]))
+    key = draw(st.sampled_from(FEATURE_KEYS))
+    tree = case.tree
+    responses = tree.get("responses")
+    eq = responses[0] if isinstance(responses, list) and responses and isinstance(responses[0], dict) else None
+    value: Any
+    if key == "weights":
+        value = draw(st.sampled_from([{"fweight": col}, {"pweight": col}, {"pweight": col, "pwscale": "size"},
+                                      {"pweight": f"{col} / {other}", "pwscale": "gk"}, {"fweight": col, "pweight": other}]))
+        tree["weights"] = value
+    elif key == "vce":
+        value = draw(st.sampled_from(["robust", "oim", {"cluster": col}]))
+        est = tree.setdefault("estimation", {})
+        if isinstance(est, dict):
+            est["vce"] = value
+    elif key == "pweight":
+        levels = tree.get("levels")
+        if not (isinstance(levels, list) and levels and isinstance(levels[0], dict)):
+            return
+        value = col
+        draw(st.sampled_from(levels))["pweight"] = value
+    elif eq is None:
+        return
+    elif key == "family":
+        value = draw(st.sampled_from(["nbinom1", "nbinom2", "multinomial", "ranking", "ordinal", "poisson"]))
+        eq["family"] = value
+    else:
+        value = {
+            "thresholds": f"~ {col}", "scale": f"~ {col}", "zero_inflation": draw(st.sampled_from(["~ 1", f"~ {col}"])),
+            "censoring": draw(st.sampled_from([{"left": col}, {"right": col}, {"upper": col}, {"left": col, "upper": other}])),
+            "composite": [{"formula": f"~ {col}", "link": draw(st.sampled_from(["log", "logit", "identity"]))}],
+            "choice": draw(st.sampled_from([{"layout": "per_alternative", "alternatives": col, "set": other},
+                                            {"layout": "per_choice", "alternatives": "alt_new"},
+                                            {"layout": "per_choice", "alternatives": col, "base": other}])),
+        }[key]
+        eq[key] = value
+    case.actions.append(f"feature {key} = {value!r}")
 
 
 def _same_type(draw: st.DrawFn, value: Any, case: Case) -> Any:

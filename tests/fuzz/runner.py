@@ -109,8 +109,11 @@ def isolated(run: Callable[[], tuple[int, str]], seconds: float, what: str) -> t
     return int(rc), str(err)
 
 
-def judge(rc: int, stderr: str, columns: list[str]) -> str | None:
-    """None when the outcome keeps the contract, else what is wrong."""
+def judge(rc: int, stderr: str, columns: list[str], files: tuple[str, ...] = ()) -> str | None:
+    """None when the outcome keeps the contract, else what is wrong.
+
+    `files`: options naming files a message may be located at instead (predict's `--results: PATH: ...`).
+    """
     if "Traceback" in stderr:
         return "traceback"
     if rc not in (0, 1, 2):
@@ -121,13 +124,14 @@ def judge(rc: int, stderr: str, columns: list[str]) -> str | None:
             return "exit 2 without a message"
         quoted = [f"'{c}'" for c in columns if c]
         for line in lines:
-            if not LOCATED.search(line) and not any(q in line for q in quoted):
+            if not LOCATED.search(line) and not any(q in line for q in quoted) and not line.startswith(files):
                 return f"unlocated: {line[:200]}"
     return None
 
 
 def run_case(case: Case, folder: Path, fit: bool) -> list[Outcome]:
-    """validate (and fit when asked and validate passed) one case; one Outcome per command."""
+    """validate (and fit when asked and validate passed, then predict and simulate from its results.json) one
+    case; one Outcome per command."""
     spec = write_case(case, folder)
     outcomes = []
     rc, err = isolated(lambda: _cli(["validate", str(spec)]), VALIDATE_SECONDS, "validate")
@@ -138,4 +142,13 @@ def run_case(case: Case, folder: Path, fit: bool) -> list[Outcome]:
         rc, err = isolated(lambda: _cli(argv), FIT_SECONDS, "fit")
         problem = judge(rc, err, case.header)
         outcomes.append(Outcome("fit", rc, err, problem, known_failure(problem, err, str(case.actions)) if problem else None))
+        results = folder / "out" / "results.json"
+        if rc in (0, 1) and results.exists():
+            for command, extra in (("predict", ["--out", str(folder / "p.csv"), "--by-unit", str(folder / "u.csv")]),
+                                   ("simulate", ["--seed", "1", "--out", str(folder / "s.csv")])):
+                argv = [command, str(spec), "--results", str(results), "--quiet", *extra]
+                rc2, err2 = isolated(lambda argv=argv: _cli(argv), FIT_SECONDS, command)
+                problem = judge(rc2, err2, case.header, ("--results: ",))
+                outcomes.append(Outcome(command, rc2, err2, problem,
+                                        known_failure(problem, err2, str(case.actions)) if problem else None))
     return outcomes

@@ -3,7 +3,8 @@
 Bounded and reproducible: derandomized (the same cases every run), max_examples
 from MLMRUN_FUZZ_EXAMPLES (default a few hundred, about a minute; `make fuzz`
 runs tens of thousands), every MLMRUN_FUZZ_FIT_EVERY-th case also fitted
-on a small slice of the data with 3 quadrature points. MLMRUN_FUZZ_SEED draws a
+on a small slice of the data with 3 quadrature points,
+then predicted and simulated from its results.json. MLMRUN_FUZZ_SEED draws a
 different sequence; MLMRUN_FUZZ_LOG=FILE appends every outcome as JSON lines
 and keeps going past failures (no shrinking), for long runs and their counts.
 
