@@ -16,7 +16,7 @@ estimates, Bayes' rule gives unit j's posterior point probabilities
   `mu_marginal` = sum_k p_jk E[y | nu_ik], the population-averaged mean; residuals from `mu` as for other
   models (postest/rows.py).
 
-Posterior modes (`--eb mode`), new data (`--data`) and normal latent variables below the discrete level
+Posterior modes (`--eb mode`), new data (`--data`), normal latent variables at other levels and a second discrete level
 are refused with a message (UsageError, exit 2) rather than given numbers of another model.
 """
 
@@ -70,9 +70,10 @@ def discrete_unit_predictions(fit: FitResult, kind: str) -> list[LevelPrediction
         raise UsageError("--eb mode: the latent variables of this model are discrete, so they have posterior "
                          "probabilities per point, not a curvature at a mode; use --eb mean (the p(class=k) "
                          "columns give the most probable point)")
-    if model.latent:
-        raise UsageError("predict: models with normal latent variables below a discrete level are not supported "
-                         "yet; fit the model without them to get predictions")
+    if model.latent or len(model.discrete) > 1:
+        raise UsageError("predict: models that combine a discrete level with normal latent variables at other "
+                         "levels, or with a second discrete level, are not supported yet; predictions exist for "
+                         "models whose only latent variables are one level's mass points or classes")
     dl: DiscreteLevel = model.discrete[0]
     values = np.asarray(fit.values, dtype=float)
     obj = DiscreteObjective(model)
@@ -118,15 +119,14 @@ def discrete_row_predictions(model: CompiledModel, values: np.ndarray, pred: Dis
         rows = eq.rows
         name = eq.family.name
         trials = model.trials[rows] if model.trials is not None and name == "binomial" else None
-        code_var = p_obs = None
+        extra = None
         if name == "ordinal":
             probs = sum(w[rows, k, None] * eq.family.probabilities(nu[rows, k], mm.thresholds[e])
                         for k in range(nu.shape[1]))
             codes = np.arange(probs.shape[1], dtype=float)
-            code_var = probs @ codes**2 - mu[rows] ** 2
-            p_obs = probs[np.arange(len(rows)), y[rows].astype(int)]
-        pearson[rows] = resid[rows] / np.sqrt(variance(name, mu[rows], trials, code_var))
-        dev[rows] = np.sign(resid[rows]) * np.sqrt(np.clip(deviance(name, y[rows], mu[rows], trials, p_obs), 0, None))
+            extra = (probs @ codes**2 - mu[rows] ** 2, probs[np.arange(len(rows)), y[rows].astype(int)])
+        pearson[rows] = resid[rows] / np.sqrt(variance(name, mu[rows], trials, extra))
+        dev[rows] = np.sign(resid[rows]) * np.sqrt(np.clip(deviance(name, y[rows], mu[rows], trials, extra), 0, None))
         if name == "gaussian":
             standardized[rows] = resid[rows] / mm.scale[rows]
     return RowPredictions(xb, eta, mu, mu_marginal, resid, pearson, dev, standardized)

@@ -133,6 +133,13 @@ def simulate(model: CompiledModel, values: np.ndarray, rng: np.random.Generator)
         raise SimulationError("simulate: the model has frequency weights (weights.fweight): a row stands for several "
                               "observations, whose simulated responses would differ, so one draw per row is not "
                               "the design; expand the rows (repeat each fweight times), drop `fweight`, and simulate")
+    unsupported = [what for what, present in (("a residual covariance structure (responses[].residuals)", model.residual),
+                                              ("residual covariances (residual_covariances)", model.rescov),
+                                              ("discrete latent distributions or classes", model.discrete)) if present]
+    if unsupported:
+        raise SimulationError(f"simulate: the model has {' and '.join(unsupported)}, which the simulator does not draw "
+                              "yet (it would draw independent residuals and normal latent variables instead); "
+                              "simulate a model without them")
     eta = draw_latent(model, values, rng)
     return draw_responses(model, values, linear_predictor(model, values, eta), rng)
 

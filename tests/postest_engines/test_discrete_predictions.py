@@ -140,7 +140,23 @@ def test_normal_latent_variables_below_a_discrete_level_are_refused(tmp_path: Pa
     fit = FitResult(model=model, values=values, free=model.partable.pack(values), cov_free=None, loglik=0.0,
                     method="ML", integration={}, converged=True, iterations=0, n_evaluations=0, fit_seconds=0.0,
                     warnings=(), extras={})
-    with pytest.raises(UsageError, match="normal latent variables below a discrete level"):
+    with pytest.raises(UsageError, match="normal latent variables at other"):
+        unit_predictions(fit, "mean")
+
+
+def test_a_discrete_level_below_normal_latent_variables_is_refused(tmp_path: Path) -> None:
+    from mlmrun.postest.units import unit_predictions
+    from mlmrun.postest.usage import UsageError
+    from mlmrun.results import FitResult
+    from tests.discrete.data import compiled
+    from tests.discrete.test_discrete_under_normal import SPEC, person_points_data
+
+    model = compiled(tmp_path, SPEC.replace("POINTS", "8"), person_points_data(20, 3))
+    values = model.partable.frame["value"].to_numpy(dtype=float)
+    fit = FitResult(model=model, values=values, free=model.partable.pack(values), cov_free=None, loglik=0.0,
+                    method="ML", integration={}, converged=True, iterations=0, n_evaluations=0, fit_seconds=0.0,
+                    warnings=(), extras={})
+    with pytest.raises(UsageError, match="normal latent variables at other"):
         unit_predictions(fit, "mean")
 
 
