@@ -89,6 +89,18 @@ def case_formula(eq, k: int):
     return parse_formula(eq.choice.case, f"responses.{k}.choice.case", "one_sided")
 
 
+MAX_ALTERNATIVES = 100
+"""Most alternatives a choice response may have: per_choice data are expanded to one row per alternative and
+case covariates get one coefficient per alternative, so the count bounds the cost of a spec."""
+
+
+def _check_alternative_count(alts: list[str] | tuple[str, ...], k: int) -> None:
+    if len(alts) > MAX_ALTERNATIVES:
+        raise DataError.at(("responses", k, "choice", "alternatives"),
+                           f"the choice has {len(alts)} alternatives, more than the {MAX_ALTERNATIVES} allowed; "
+                           "merge rare alternatives, or model the response with another family")
+
+
 def expand_per_choice(spec: Spec, frame: pd.DataFrame) -> pd.DataFrame:
     """Expand per_choice data to one row per alternative (the model's rows), rows ordered by choice then alternative."""
     for k, eq in enumerate(spec.responses):
@@ -109,6 +121,7 @@ def expand_per_choice(spec: Spec, frame: pd.DataFrame) -> pd.DataFrame:
                             f"which are not among the alternatives {excerpts(alts, 10)}; add them")
         if len(alts) < 2:
             raise DataError(f"{where}: the response {excerpt(eq.name)} has {len(alts)} alternative; a choice needs two or more")
+        _check_alternative_count(alts, k)
         n, m = len(frame), len(alts)
         long = frame.loc[frame.index.repeat(m)].reset_index(drop=True)
         alt_col = np.tile(np.array(alts, dtype=object), n)
@@ -125,6 +138,7 @@ def _alternatives(eq, k: int, frame: pd.DataFrame, rows: np.ndarray) -> tuple[np
     alts = tuple(sorted(set(alt)))
     if eq.choice.layout == "per_choice" and eq.choice.alternatives_order:
         alts = tuple(str(a) for a in eq.choice.alternatives_order)
+    _check_alternative_count(alts, k)
     base = alts[0] if eq.choice.base is None else str(eq.choice.base)
     if base not in alts:
         raise SpecError(f"responses.{k}.choice.base: {excerpt(base)} is not an alternative; alternatives are "

@@ -29,6 +29,9 @@ from mlmrun.errors import DataError, SpecError
 from mlmrun.spec.model import Residuals, Spec
 
 ORDERED = ("ar", "ma", "banded", "toeplitz")
+MAX_PARAMETERS = 1000
+"""Most parameters one residual structure may have (they grow with the squared number of time values and with
+the `by` categories, so a spec's cost stays bounded before any row is added to the parameter table)."""
 """Structures with an order."""
 TIMED = ORDERED + ("unstructured", "exponential")
 """Structures that need a time column."""
@@ -247,6 +250,22 @@ def _groups(frame: pd.DataFrame, res: Residuals, k: int, cluster: np.ndarray,
     return codes.astype(int), labels
 
 
+def _check_size(res: Residuals, order: int, n_times: int, n_groups: int, k: int) -> None:
+    """Refuse a structure with more than MAX_PARAMETERS parameters (counted as _add_rows would add them)."""
+    s = res.structure
+    if s in ("unstructured", "banded"):
+        band = n_times if s == "unstructured" else order
+        per_group = n_times + sum(min(band, n_times - 1 - a) for a in range(n_times))
+    else:
+        per_group = 1 + (order if s in ORDERED else int(s in ("exponential", "exchangeable")))
+    total = per_group * n_groups
+    if total > MAX_PARAMETERS:
+        raise SpecError.at(("responses", k, "residuals"),
+                           f"structure {s} over {n_times} time values and {n_groups} `by` group(s) would have "
+                           f"{total} parameters, more than the {MAX_PARAMETERS} allowed; use fewer time values or "
+                           "groups, or a structure with fewer parameters (ar, toeplitz, exponential)")
+
+
 def _add_rows(pt: ParTableBuilder, res: Residuals, order: int, label: str | None, suffix: str, eq_name: str,
               time_values: np.ndarray, ystd: float) -> ResidualGroup:
     """The partable rows of one group, in Stata's order (correlation parameters first, then the SDs)."""
@@ -326,6 +345,7 @@ def compile_residuals(spec: Spec, frame: pd.DataFrame, levels: list[LevelIndex],
                                f"by category {excerpt(label)} has no rows at time values {excerpts(missing, 5)}, "
                                f"so its {res.structure} variances there are not identified; drop those times or "
                                "the `by:`")
+        _check_size(res, order, len(time_values), len(labels), k)
         groups.append(_add_rows(pt, res, order, label, suffix, eq.name, time_values, ystd))
     scale_rows = np.empty(len(eq.rows), dtype=int)
     for g, grp in enumerate(groups):

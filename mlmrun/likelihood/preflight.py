@@ -23,7 +23,7 @@ def uses_exact_likelihood(model: CompiledModel) -> bool:
 
 def preflight(model: CompiledModel) -> IntegrationPlan | None:
     """Run fit's pre-optimisation checks (SpecError at the key); the integration plan, None for exact fits."""
-    if uses_exact_likelihood(model) or needs_moments(model):
+    if model.residual is None and (uses_exact_likelihood(model) or needs_moments(model)):  # as estimate() routes
         plan_moments(model)  # the moments engine's checks: residual covariances, meanstructure, identification
     if uses_exact_likelihood(model):
         return None

@@ -1112,3 +1112,18 @@ CASES += [
          edit(PIG, "family: gaussian}", "family: gaussian, censoring: {left: label}}"),
          at=("responses", 0, "censoring", "left"), column="label", hint="recode the column as numbers"),
 ]
+CASES += [
+    Case("residual_structure_too_many_parameters", ((RESID, "parameters, more than the"),),
+         edit(OVARY, "data/ovary.csv", "data/long.csv", "structure: ar, order: 2, time: time",
+              "structure: unstructured, time: time", "random:\n  - {level: mare, terms: [1]}\n", ""),
+         files={"data/long.csv": "mare,time,follicles,sin1,cos1\n" + "".join(
+             f"{m},{t},{(m * 7 + t * 3) % 11},{(t % 5) / 5},{(t % 3) / 3}\n" for m in range(3) for t in range(50))},
+         at=("responses", 0, "residuals"), hint="a structure with fewer parameters"),
+]
+CASES += [
+    Case("choice_too_many_alternatives", (("compile/choice.py", "alternatives, more than the"),),
+         edit(MULTINOMIAL, "multinomial_sim.csv", "many.csv", "base: A,", "base: a0,"),
+         files={"data/many.csv": "region,x,female,choice\n" + "".join(f"{i % 7},{i / 10},{i % 2},a{i}\n"
+                                                                       for i in range(101))},
+         at=("responses", 0, "choice", "alternatives"), hint="merge rare alternatives"),
+]
