@@ -31,8 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 from mlmrun.estimate import estimate
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 
 SPECS = {

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmrun.likelihood.adaptive import Adaptation
-from mlmrun.likelihood.modes import adapt
-from mlmrun.likelihood.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.adaptive import Adaptation
+from mlmrun.likelihood.quadrature.modes import adapt
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def posterior_modes(obj: QuadratureObjective, free: np.ndarray) -> list[LevelPre
     """Joint posterior modes of eta per unit, with SDs from the curvature there (lme4's ranef with condVar).
 
     The modes and the block elimination of the negated Hessian come from
-    likelihood/modes.py: given its ancestors, a unit's u is approximately
+    likelihood/quadrature/modes.py: given its ancestors, a unit's u is approximately
     N(m_c + S (u_a - m_a), C C'), so its chain (u_c, u_a) has covariance
     [[C C' + S V_a S', S V_a], [V_a S', V_a]], built top-down; that is the
     inverse of the joint negated Hessian, restricted to the chain.

@@ -49,3 +49,28 @@ def test_layering_check_detects_a_violation(tmp_path):
     bad.write_text("from mlmrun.report import render\n")
     assert "mlmrun.report" in _imports(bad)
     assert ORDER.index(_stage("mlmrun.report")) > ORDER.index("spec")
+
+
+ROOMS = ("gaussian", "quadrature", "moments", "laplace")
+
+
+def test_engine_rooms_do_not_import_each_other():
+    """Each engine lives in its own room under likelihood/ (DESIGN.md section 5); rooms share only compile/ and families/."""
+    problems = []
+    for room in ROOMS:
+        folder = PACKAGE / "likelihood" / room
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*.py"):
+            for module in _imports(path):
+                parts = module.split(".")
+                if parts[:2] == ["mlmrun", "likelihood"] and len(parts) > 2 and parts[2] in ROOMS and parts[2] != room:
+                    problems.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert not problems, "\n".join(problems)
+
+
+def test_likelihood_top_level_holds_only_shared_doors():
+    """Engine code lives in rooms; likelihood/ itself keeps only what routes between them."""
+    loose = sorted(p.name for p in (PACKAGE / "likelihood").glob("*.py") if p.name != "__init__.py")
+    assert set(loose) <= {"preflight.py", "engine.py"}, loose
+    assert (PACKAGE / "likelihood" / "sparse").is_dir()

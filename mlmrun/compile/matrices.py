@@ -143,7 +143,7 @@ class MatrixGradient:
     thresholds: list[np.ndarray | None]
     family: list[np.ndarray | None] = field(default_factory=list)
     residual: np.ndarray | None = None
-    """Gradient on partable rows of a residual covariance structure (likelihood/residual_structures.py), or None."""
+    """Gradient on partable rows of a residual covariance structure (likelihood/gaussian/residual_structures.py), or None."""
 
     @classmethod
     def zeros(cls, mm: ModelMatrices) -> MatrixGradient:

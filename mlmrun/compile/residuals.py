@@ -3,7 +3,7 @@
 Stata's `mixed ..., residuals(S, t(time) by(g))`: the residuals of the rows of
 one unit of the lowest level above the rows (a cluster) are correlated with
 covariance R_j = D_j C_j D_j, D_j the residual SDs of its rows and C_j a
-correlation matrix of structure S (likelihood/residual_structures.py builds
+correlation matrix of structure S (likelihood/gaussian/residual_structures.py builds
 them). Lags are differences of the time values, not of row positions, so gaps
 count. `by` gives every category its own set of residual parameters.
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import SpecError
 from mlmrun.estimate.wald import wald_test
-from mlmrun.likelihood.moments_checks import needs_moments, plan_moments
+from mlmrun.likelihood.moments.checks import needs_moments, plan_moments
 from mlmrun.progress import phase
 from mlmrun.results import FitResult
 

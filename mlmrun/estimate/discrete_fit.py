@@ -10,7 +10,7 @@ Steps:
    (numpy's default_rng([seed, start])) and take one M-step from that split.
 3. From each start, EM_ITERATIONS EM iterations (estimate/em.py) get close;
    the POLISHED starts with the highest log likelihood after EM are then
-   converged by L-BFGS-B with the analytic gradient (likelihood/discrete.py)
+   converged by L-BFGS-B with the analytic gradient (likelihood/quadrature/discrete.py)
    and the best is kept. Reported: every start's log likelihood after EM, the
    converged ones and their spread (max - min).
 4. Points that coincide or carry no probability are merged (the NPMLE's
@@ -37,8 +37,8 @@ from mlmrun.compile.discrete import discrete_rows, masses, resize
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.em import em
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, numeric_hessian
-from mlmrun.likelihood.discrete import DiscreteObjective
-from mlmrun.likelihood.quadrature import gauss_hermite
+from mlmrun.likelihood.quadrature.discrete import DiscreteObjective
+from mlmrun.likelihood.quadrature.rules import gauss_hermite
 from mlmrun.results import FitResult
 
 MERGE_TOL = 1e-5
@@ -86,18 +86,18 @@ def objective_for(model: CompiledModel):
     """The discrete engine; the mixed one when normal latent variables sit only below the discrete level; the
     nested one (the points as a level of the nested quadrature) when some sit above it."""
     if len(model.discrete) > 1 and not model.latent:
-        from mlmrun.likelihood.discrete_nested import NestedObjective
-        from mlmrun.likelihood.plan import integration_plan
+        from mlmrun.likelihood.quadrature.discrete_nested import NestedObjective
+        from mlmrun.likelihood.quadrature.plan import integration_plan
 
         return NestedObjective(model, integration_plan(model))
     if model.latent:
-        from mlmrun.likelihood.plan import integration_plan
+        from mlmrun.likelihood.quadrature.plan import integration_plan
 
         if len(model.discrete) > 1 or any(lat.level > model.discrete[0].level for lat in model.latent):
-            from mlmrun.likelihood.discrete_nested import NestedObjective
+            from mlmrun.likelihood.quadrature.discrete_nested import NestedObjective
 
             return NestedObjective(model, integration_plan(model))
-        from mlmrun.likelihood.discrete_mixed import MixedObjective
+        from mlmrun.likelihood.quadrature.discrete_mixed import MixedObjective
 
         plan = integration_plan(model)
         return MixedObjective(model, plan.with_points(LAPLACE_START_POINTS) if plan.method == "laplace" else plan)
@@ -121,8 +121,8 @@ def laplace_polish(sol: Solution, information: np.ndarray) -> tuple[Solution, Ca
     quadrature fitter does for Laplace; standard errors come from its second differences.
     """
     from mlmrun.estimate.quadrature_opt import polish
-    from mlmrun.likelihood.discrete_mixed import MixedObjective
-    from mlmrun.likelihood.plan import integration_plan
+    from mlmrun.likelihood.quadrature.discrete_mixed import MixedObjective
+    from mlmrun.likelihood.quadrature.plan import integration_plan
 
     obj = MixedObjective(sol.model, integration_plan(sol.model))
 

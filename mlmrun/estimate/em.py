@@ -1,6 +1,6 @@
 """EM for discrete latent distributions: posterior point weights, then a partial maximisation of Q.
 
-E-step: the posterior weights w_jk of each unit's points (likelihood/discrete.py).
+E-step: the posterior weights w_jk of each unit's points (likelihood/quadrature/discrete.py).
 M-step: a few L-BFGS-B iterations on EM's complete-data objective
 Q(theta) = sum_jk w_jk (log p_jk + sum_i log f_ik) with its analytic gradient
 (a generalised EM step: Q rises, so the log likelihood does). EM is robust far
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from mlmrun.likelihood.discrete import DiscreteObjective
-from mlmrun.likelihood.discrete_mixed import MixedObjective
+from mlmrun.likelihood.quadrature.discrete import DiscreteObjective
+from mlmrun.likelihood.quadrature.discrete_mixed import MixedObjective
 
 M_STEP_ITERATIONS = 1
 

@@ -28,8 +28,8 @@ import numpy as np
 from scipy import special
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.moments import LOG2PI, Implied
-from mlmrun.likelihood.moments_data import MomentsData
+from mlmrun.likelihood.moments.data import MomentsData
+from mlmrun.likelihood.moments.likelihood import LOG2PI, Implied
 
 
 def pattern_loglik(data: MomentsData, mu: np.ndarray, Sigma: np.ndarray) -> float:

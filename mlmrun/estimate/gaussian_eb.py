@@ -2,7 +2,7 @@
 
 In a linear Gaussian model the posterior of the standardised disturbances
 given the data is exactly Gaussian, with mean u^ = M^-1 A'W r (r the
-residual at the estimated beta) and covariance M^-1 (likelihood/gaussian.py,
+residual at the estimated beta) and covariance M^-1 (likelihood/gaussian/deviance.py,
 gaussian_grad.py): no quadrature is needed. The latent variables are
 eta = T Gamma w + T L u, and a latent variable at level l loads (through B)
 only on the disturbances of its own unit and of the units above it that
@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from mlmrun.compile.matrices import ModelMatrices
-from mlmrun.likelihood.gaussian import factor_system, given_beta
-from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.selected_inverse import SelectedInverse, selected_inverse
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.deviance import factor_system, given_beta
+from mlmrun.likelihood.sparse.selected_inverse import SelectedInverse, selected_inverse
 from mlmrun.predict import LevelPrediction
 
 

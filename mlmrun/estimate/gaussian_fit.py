@@ -1,8 +1,8 @@
 """Exact ML/REML for linear Gaussian models: profiled deviance, L-BFGS-B, boundary handling, SEs, LR test.
 
-The objective is the profiled deviance of mlmrun.likelihood.gaussian over
+The objective is the profiled deviance of mlmrun.likelihood.gaussian.deviance over
 the coordinates of mlmrun.estimate.gaussian_params (beta and, when possible,
-sigma profiled out), with its analytic gradient (likelihood/gaussian_grad.py:
+sigma profiled out), with its analytic gradient (likelihood/gaussian/gradient.py:
 the Fisher identity in matrix form, from the same block factorisation), so a
 factor model with dozens of loadings and residual SDs costs a few dozen
 evaluations instead of 2k per gradient. Only where the final block of M is
@@ -31,10 +31,10 @@ from mlmrun.estimate.gaussian_eb import empirical_bayes
 from mlmrun.estimate.gaussian_params import GaussianParams, start_values
 from mlmrun.estimate.gaussian_se import BOUNDARY, covariance, gradient_hessian, lr_test
 from mlmrun.estimate.inference import numeric_hessian
-from mlmrun.likelihood import sparse_blocks
-from mlmrun.likelihood.gaussian import Profiled, profiled
-from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.gaussian_grad import profiled_gradient
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.deviance import Profiled, profiled
+from mlmrun.likelihood.gaussian.gradient import profiled_gradient
+from mlmrun.likelihood.sparse import blocks as sparse_blocks
 from mlmrun.progress import phase
 from mlmrun.results import FitResult
 
@@ -101,7 +101,7 @@ class Objective:
         return dev
 
     def value_and_grad(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
-        """Deviance and its analytic gradient in phi (likelihood/gaussian_grad.py, mapped through the partable)."""
+        """Deviance and its analytic gradient in phi (likelihood/gaussian/gradient.py, mapped through the partable)."""
         phi = np.asarray(phi, float)
         if not self.analytic:
             return self(phi), self.numeric_gradient(phi)

@@ -27,10 +27,10 @@ from mlmrun.estimate.boundary import no_se_at_boundary
 from mlmrun.estimate.gaussian_params import GaussianParams
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, lr_p_value, numeric_hessian
 from mlmrun.estimate.lr_null import gaussian_null_loglik, tested_free
-from mlmrun.likelihood import sparse_blocks
-from mlmrun.likelihood.gaussian import Profiled, deviance_at, profiled
-from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.gaussian_grad import deviance_gradient, profiled_gradient
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.deviance import Profiled, deviance_at, profiled
+from mlmrun.likelihood.gaussian.gradient import deviance_gradient, profiled_gradient
+from mlmrun.likelihood.sparse import blocks as sparse_blocks
 
 BOUNDARY = 1e-4
 """Relative SDs (SD / residual SD) below this count as zero (lme4's isSingular tolerance)."""

@@ -111,7 +111,7 @@ def gaussian_null_loglik(model: CompiledModel, values: np.ndarray, reml: bool) -
     elements on the mean path (rare) are found by an outer numerical search
     started at `values` (the full model's estimates).
     """
-    from mlmrun.likelihood.gaussian import regression_loglik
+    from mlmrun.likelihood.gaussian.deviance import regression_loglik
 
     if not model.Gamma_entries:
         return regression_loglik(model, reml=reml)

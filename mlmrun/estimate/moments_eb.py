@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.moments import Implied
-from mlmrun.likelihood.moments_data import MomentsData
+from mlmrun.likelihood.moments.data import MomentsData
+from mlmrun.likelihood.moments.likelihood import Implied
 
 
 def factor_scores(model: CompiledModel, data: MomentsData, imp: Implied) -> dict[str, Any]:

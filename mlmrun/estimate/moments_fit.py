@@ -1,4 +1,4 @@
-"""ML from the sufficient statistics (likelihood/moments.py): Fisher scoring, SEs, fit measures, standardized solution.
+"""ML from the sufficient statistics (likelihood/moments/likelihood.py): Fisher scoring, SEs, fit measures, standardized solution.
 
 Fisher scoring (Newton with the expected information, step halving on the
 log likelihood) from lavaan-like starting values converges in a few dozen
@@ -22,9 +22,9 @@ from mlmrun.compile.partable import ParTable
 from mlmrun.estimate.fit_indices import fit_measures, saturated
 from mlmrun.estimate.moments_eb import factor_scores
 from mlmrun.estimate.standardized import standardized
-from mlmrun.likelihood.moments import Evaluation, MomentsModel, evaluate
-from mlmrun.likelihood.moments_checks import active_coordinates, saturated_means
-from mlmrun.likelihood.moments_data import MomentsData, Pattern
+from mlmrun.likelihood.moments.checks import active_coordinates, saturated_means
+from mlmrun.likelihood.moments.data import MomentsData, Pattern
+from mlmrun.likelihood.moments.likelihood import Evaluation, MomentsModel, evaluate
 from mlmrun.results import FitResult
 
 

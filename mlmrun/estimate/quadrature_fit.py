@@ -38,8 +38,8 @@ from mlmrun.estimate.inference import (
 from mlmrun.estimate.lr_null import FAMILY_BLOCKS, null_free_mask, tested_free
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
 from mlmrun.estimate.robust import bread, glm_information, least_squares_start, robust_covariance, weight_scale
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import IntegrationPlan, integration_plan
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
 from mlmrun.progress import Offset, phase
 from mlmrun.results import FitResult

@@ -1,6 +1,6 @@
 """Optimisers for the quadrature likelihood: re-adaptation rounds, and the Laplace polish.
 
-Two objectives exist (likelihood/objective.py): the frozen one, with node
+Two objectives exist (likelihood/quadrature/objective.py): the frozen one, with node
 placement held fixed, whose exact gradient is the Fisher identity; and the
 re-adapted one, nodes moved to the posterior modes at every parameter value,
 which is what lme4, glmmTMB and gllamm report and maximise.
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlmrun.estimate.inference import hessian_forward, hessian_from_gradient
-from mlmrun.likelihood.adaptive import Adaptation
-from mlmrun.likelihood.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.adaptive import Adaptation
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
 from mlmrun.progress import phase
 
 MAX_ROUNDS = 40

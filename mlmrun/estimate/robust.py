@@ -14,7 +14,7 @@ parameters' profile information; it reproduces Stata's pisa2000 output to 6
 digits, tests/test_pisa_weights.py), else the whole information (gllamm).
 Scores come from the Fisher identity with the adaptation frozen at the optimum:
 the same per-row posterior expectations the optimiser's gradient uses
-(likelihood/objective.py), summed per cluster through the gradient's adjoint
+(likelihood/quadrature/objective.py), summed per cluster through the gradient's adjoint
 (`cluster_scores`; `cluster_scores_by_subsets`, one gradient per cluster, is
 its slower twin, kept to check it). Laplace fits,
 whose objective re-places its single node at every parameter value, difference
@@ -30,9 +30,9 @@ import numpy as np
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.inference import hessian_from_gradient
-from mlmrun.likelihood.adaptive import Adaptation, evaluate, indicator
-from mlmrun.likelihood.objective import Layout, Pieces, QuadratureObjective, free_gradient
-from mlmrun.likelihood.rows import RowSet
+from mlmrun.likelihood.quadrature.adaptive import Adaptation, evaluate, indicator
+from mlmrun.likelihood.quadrature.objective import Layout, Pieces, QuadratureObjective, free_gradient
+from mlmrun.likelihood.quadrature.rows import RowSet
 
 
 def _row_scores(obj: QuadratureObjective, free: np.ndarray,

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.moments import Implied, MomentsModel
-from mlmrun.likelihood.moments_data import MomentsData
+from mlmrun.likelihood.moments.data import MomentsData
+from mlmrun.likelihood.moments.likelihood import Implied, MomentsModel
 from mlmrun.results import covariance_name, variance_name
 
 

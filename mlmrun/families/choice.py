@@ -19,7 +19,7 @@ stage's term is carried by its chosen row, and d/dnu_j is the derivative of the 
 set's term in row j's predictor, so sums over rows and the Fisher-identity gradient are
 exact. The Hessian in nu is not diagonal: per stage it is -(diag(p) - p p'). `derivs`
 returns its diagonal; `cross` returns the stage groups and probabilities from which the
-mode finder adds the off-diagonal part (likelihood/modes.py).
+mode finder adds the off-diagonal part (likelihood/quadrature/modes.py).
 """
 
 from __future__ import annotations

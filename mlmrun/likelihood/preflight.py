@@ -4,7 +4,7 @@ A spec that validates must not exit 2 in `fit`. Estimation (mlmrun/estimate)
 chooses the exact Gaussian likelihood or quadrature and, for quadrature,
 builds the integration plan; each refusal on that path is here, located at
 the spec key to change: REML outside linear Gaussian models, latent variables
-at crossed levels, integration settings (likelihood/plan.py), and the memory
+at crossed levels, integration settings (likelihood/quadrature/plan.py), and the memory
 the quadrature would need against `estimation.memory_budget_gib`.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import SpecError
-from mlmrun.likelihood.moments_checks import needs_moments, plan_moments
-from mlmrun.likelihood.plan import IntegrationPlan, check_memory, integration_plan
+from mlmrun.likelihood.moments.checks import needs_moments, plan_moments
+from mlmrun.likelihood.quadrature.plan import IntegrationPlan, check_memory, integration_plan
 
 
 def uses_exact_likelihood(model: CompiledModel) -> bool:

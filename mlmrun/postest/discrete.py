@@ -6,7 +6,7 @@ estimates, Bayes' rule gives unit j's posterior point probabilities
 
     w_jk = p_jk prod_{i in j} f(y_i | nu_ik) / sum_l p_jl prod_{i in j} f(y_i | nu_il),   nu_ik = x_i'b + o_i + z_i'e_k,
 
-(the likelihood's own posterior, likelihood/discrete.py). From them, per unit and per row:
+(the likelihood's own posterior, likelihood/quadrature/discrete.py). From them, per unit and per row:
 
 - `eb_mean(NAME)@LEVEL`, `eb_sd(NAME)@LEVEL` (NPMLE mass points only): sum_k w_jk e_k and the SD of e under w;
 - `p(class=k)@LEVEL`: w_jk, k = 1..K in the parameter table's point order (`loc{k}`, `class{k}`);
@@ -30,7 +30,7 @@ import pandas as pd
 from mlmrun.compile.discrete import DiscreteLevel, point_logits, resize, softmax_rows
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.discrete import DiscreteObjective
+from mlmrun.likelihood.quadrature.discrete import DiscreteObjective
 from mlmrun.postest.predict import Predictions, eb_column, row_table
 from mlmrun.postest.residuals import deviance, variance
 from mlmrun.postest.rows import RowPredictions, means

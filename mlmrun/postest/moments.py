@@ -2,7 +2,7 @@
 
 The exact engine's design (estimate/gaussian_eb.py) has independent residuals, so a model with
 `residual_covariances:` (lavaan's `y1 ~~ y5`) would get the BLUPs of a model without them. Such a model is
-a factor model over the items of one unit level (likelihood/moments_data.py): per unit observing items o,
+a factor model over the items of one unit level (likelihood/moments/data.py): per unit observing items o,
 the latent variables' posterior is Gaussian with
 
     E[eta | y_o] = Phi Lambda_o' Sigma_oo^-1 (y_o - mu_o),   Cov[eta | y_o] = Phi - Phi Lambda_o' Sigma_oo^-1 Lambda_o Phi,
@@ -22,8 +22,8 @@ import numpy as np
 from mlmrun.compile.model import CompiledModel
 from mlmrun.compile.partable import ParTable
 from mlmrun.estimate.moments_eb import factor_scores
-from mlmrun.likelihood.moments import MomentsModel
-from mlmrun.likelihood.moments_checks import plan_moments
+from mlmrun.likelihood.moments.checks import plan_moments
+from mlmrun.likelihood.moments.likelihood import MomentsModel
 from mlmrun.postest.usage import UsageError
 from mlmrun.predict import LevelPrediction
 from mlmrun.results import FitResult

@@ -28,9 +28,16 @@ import numpy as np
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.gaussian_eb import empirical_bayes as gaussian_empirical_bayes
-from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import GIB, LAPLACE_START_POINTS, IntegrationPlan, integration_plan, plan_memory, plan_sizes
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import (
+    GIB,
+    LAPLACE_START_POINTS,
+    IntegrationPlan,
+    integration_plan,
+    plan_memory,
+    plan_sizes,
+)
 from mlmrun.predict import LevelPrediction, empirical_bayes, posterior_modes
 from mlmrun.results import FitResult
 

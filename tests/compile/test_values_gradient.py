@@ -18,8 +18,8 @@ import pytest
 from mlmrun.compile.matrices import block_L, block_L_adjoint
 from mlmrun.compile.model import CovBlock
 from mlmrun.estimate import estimate
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 from tests.conftest import write_spec
 from tests.likelihood.test_adaptive_gradient import STRUCTURES, make_model

@@ -1,7 +1,7 @@
 """The quadrature's memory is estimated before fitting and refused over `estimation.memory_budget_gib`.
 
 `points: 100` in 5 dimensions once passed validate and then asked for 75 GiB.
-The estimate (likelihood/plan.py) is checked against tracemalloc's peak of
+The estimate (likelihood/quadrature/plan.py) is checked against tracemalloc's peak of
 real evaluations, its refusal boundary against the budget, and the refusal
 at the CLI: exit 2 at the key, with the estimate, the budget and what to lower.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from mlmrun.estimate.quadrature_fit import COARSE_POINTS
-from mlmrun.likelihood import quadrature
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import (
+from mlmrun.likelihood.quadrature import rules as quadrature
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import (
     GIB,
     LAPLACE_START_POINTS,
     IntegrationPlan,

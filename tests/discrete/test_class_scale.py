@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from mlmrun.estimate import estimate
-from mlmrun.likelihood.discrete import DiscreteObjective
+from mlmrun.likelihood.quadrature.discrete import DiscreteObjective
 from mlmrun.report.discrete import discrete_tables
 from mlmrun.results import parameter_rows
 from tests.discrete.data import compiled

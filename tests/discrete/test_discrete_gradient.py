@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.discrete import DiscreteObjective
+from mlmrun.likelihood.quadrature.discrete import DiscreteObjective
 from tests.conftest import SPECS
 from tests.discrete.data import class_data, compiled, gaussian_data, ordinal_data
 
@@ -107,8 +107,8 @@ def test_em_objective_gradient_matches_finite_differences(name: str, tmp_path: P
 
 
 def test_bernoulli_fast_path_equals_the_binomial_kernel() -> None:
-    from mlmrun.likelihood.discrete import BernoulliLogit
-    from mlmrun.likelihood.kernels import binomial_logit
+    from mlmrun.likelihood.quadrature.discrete import BernoulliLogit
+    from mlmrun.likelihood.quadrature.kernels import binomial_logit
 
     rng = np.random.default_rng(0)
     y = (rng.random(500) < 0.4).astype(float)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from mlmrun.estimate import estimate
-from mlmrun.likelihood.discrete_mixed import MixedObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.discrete_mixed import MixedObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from tests.discrete.data import compiled, three_level_data
 
 SPEC = """\

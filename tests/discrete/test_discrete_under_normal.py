@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from mlmrun.estimate import estimate
-from mlmrun.likelihood.discrete_nested import NestedObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.discrete_nested import NestedObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from tests.discrete.data import compiled
 
 SPEC = """\

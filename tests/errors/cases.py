@@ -222,11 +222,11 @@ latent:
 
 DISCRETE = "compile/discrete.py"
 INIT, DESIGN, LATENT, START = "compile/__init__.py", "compile/design.py", "compile/latent.py", "compile/start_from.py"
-LOAD, LEVELS, RESHAPE, PLAN = "data/load.py", "data/levels.py", "data/reshape.py", "likelihood/plan.py"
+LOAD, LEVELS, RESHAPE, PLAN = "data/load.py", "data/levels.py", "data/reshape.py", "likelihood/quadrature/plan.py"
 LOADER, MODEL, FAMILIES = "spec/loader.py", "spec/model.py", "families/families.py"
 YAML, GRAMMAR, CHECKS, FILES = "spec/yaml_read.py", "spec/formula_grammar.py", "compile/spec_checks.py", "data/files.py"
 DATA_CHECKS, ORDER, PREFLIGHT = "compile/data_checks.py", "compile/level_order.py", "likelihood/preflight.py"
-ITEMS, MOMENTS = "compile/items.py", "likelihood/moments_checks.py"
+ITEMS, MOMENTS = "compile/items.py", "likelihood/moments/checks.py"
 
 HS = """\
 name: errors
@@ -626,7 +626,7 @@ CASES: list[Case] = [
     Case("start_from_names_nothing", ((START, "names none of this model's free parameters"),),
          PIG + "estimation: {start_from: old.json}\n", files={"old.json": '{"parameters": [{"name": "zzz", "estimate": 1}]}'},
          at=("estimation", "start_from"), hint="sd(Residual)"),
-    # --- likelihood/plan.py and likelihood/preflight.py (checked by validate) ------------------------------------
+    # --- likelihood/quadrature/plan.py and likelihood/preflight.py (checked by validate) ------------------------------------
     Case("crossed_level_non_gaussian", ((PLAN, "which nested quadrature cannot integrate"),),
          edit(CBPP, "{name: herd, id: herd}", "{name: herd, id: herd, crossed: true}"), at=("levels", 0, "crossed"),
          hint="drop `crossed: true`"),
@@ -807,7 +807,7 @@ CASES: list[Case] = [
     Case("discrete_with_robust_vce", (("compile/__init__.py", "are not available with discrete latent"),),
          edit(CBPP_NPMLE, "estimation: {integration: {points: 5}}", "estimation: {integration: {points: 5}, vce: robust}"),
          at=("estimation", "vce"), hint="give the latent variables a normal distribution"),
-    # --- issue 9: residual covariances and the moments engine (compile/items.py, likelihood/moments_checks.py) ---
+    # --- issue 9: residual covariances and the moments engine (compile/items.py, likelihood/moments/checks.py) ---
     Case("rescov_no_item_column", ((ITEMS, "no column names the item of each row"),),
          edit(PIG, "random:\n  - {level: pig, terms: [1, week]}\n",
               "latent:\n  - {name: f, level: pig, loadings: {on: [1], fix: {1: 1}}}\n"

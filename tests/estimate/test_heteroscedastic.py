@@ -21,11 +21,11 @@ from mlmrun.errors import SpecError
 from mlmrun.estimate import estimate
 from mlmrun.estimate.gaussian_fit import Objective
 from mlmrun.estimate.gaussian_params import GaussianParams
-from mlmrun.likelihood.gaussian import exact_loglik, profiled
-from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.gaussian_grad import profiled_gradient
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.deviance import exact_loglik, profiled
+from mlmrun.likelihood.gaussian.gradient import profiled_gradient
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 from tests.conftest import SPECS, write_spec
 from tests.likelihood.test_gaussian_gradient import assert_gradient, central

@@ -14,10 +14,10 @@ from scipy import optimize, stats
 from mlmrun.estimate import estimate
 from mlmrun.estimate.fit_indices import saturated
 from mlmrun.estimate.gaussian_fit import fit_gaussian
-from mlmrun.likelihood.gaussian import exact_loglik
-from mlmrun.likelihood.moments import MomentsModel, evaluate
-from mlmrun.likelihood.moments_checks import generic_point, plan_moments
-from mlmrun.likelihood.moments_data import moments_data
+from mlmrun.likelihood.gaussian.deviance import exact_loglik
+from mlmrun.likelihood.moments.checks import generic_point, plan_moments
+from mlmrun.likelihood.moments.data import moments_data
+from mlmrun.likelihood.moments.likelihood import MomentsModel, evaluate
 from mlmrun.pipeline import prepare
 from mlmrun.results import parameter_rows
 from tests.conftest import SPECS, write_spec

@@ -19,10 +19,10 @@ from scipy.special import gammaln, log_expit
 
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.families import get_family
-from mlmrun.likelihood.kernels import kernel_for
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
-from mlmrun.likelihood.quadrature import product_rule
+from mlmrun.likelihood.quadrature.kernels import kernel_for
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
+from mlmrun.likelihood.quadrature.rules import product_rule
 from mlmrun.predict import empirical_bayes
 from tests.likelihood.test_adaptive_gradient import STRUCTURES, make_model, random_free
 

@@ -11,8 +11,8 @@ import pytest
 from mlmrun.errors import DataError, SpecError
 from mlmrun.estimate import estimate
 from mlmrun.estimate.quadrature_fit import fit_quadrature
-from mlmrun.likelihood.gaussian import exact_loglik
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.gaussian.deviance import exact_loglik
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 from tests.conftest import write_spec
 from tests.likelihood.test_adaptive_gradient import STRUCTURES, make_model, synthetic_frame

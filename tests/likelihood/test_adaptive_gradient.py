@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 from tests.conftest import write_spec
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import mlmrun.likelihood.sparse_blocks as sb
-from mlmrun.likelihood.selected_inverse import InversePlan, selected_inverse
-from mlmrun.likelihood.sparse_blocks import BlockStructure, BlockSystem, factorize, schur
+import mlmrun.likelihood.sparse.blocks as sb
+from mlmrun.likelihood.sparse.blocks import BlockStructure, BlockSystem, factorize, schur
+from mlmrun.likelihood.sparse.selected_inverse import InversePlan, selected_inverse
 
 
 def _codes(x: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Analytic gradient and empirical Bayes of the exact Gaussian path against central differences and dense algebra.
 
-The gradient (likelihood/gaussian_grad.py) is checked at random parameter
+The gradient (likelihood/gaussian/gradient.py) is checked at random parameter
 values, ML and REML, on both ways of forming the cross products (raw sums and
 row-wise), on: nested random slopes, crossed intercepts, crossed factors with
 loadings, free loadings with one residual SD per item (Holzinger-Swineford),
@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mlmrun.likelihood.sparse_blocks as sb
+import mlmrun.likelihood.sparse.blocks as sb
 from mlmrun.compile.matrices import model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.gaussian_eb import empirical_bayes
 from mlmrun.estimate.gaussian_fit import Objective, fit_gaussian
 from mlmrun.estimate.gaussian_params import GaussianParams
-from mlmrun.likelihood.gaussian import deviance_at, profiled
-from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.gaussian_grad import deviance_gradient, profiled_gradient
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.deviance import deviance_at, profiled
+from mlmrun.likelihood.gaussian.gradient import deviance_gradient, profiled_gradient
 from mlmrun.pipeline import prepare
 from tests.conftest import SPECS, write_spec
 from tests.likelihood.test_gaussian_loglik import random_values

@@ -12,8 +12,8 @@ from scipy import stats
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.gaussian_fit import fit_gaussian
-from mlmrun.likelihood.gaussian import exact_loglik, profiled, regression_loglik
-from mlmrun.likelihood.gaussian_design import GaussianDesign
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.deviance import exact_loglik, profiled, regression_loglik
 from mlmrun.pipeline import prepare
 from tests.conftest import SPECS, write_spec
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy.special import gammaln, logsumexp, roots_hermitenorm
 
-from mlmrun.likelihood.quadrature import LOG_2PI, gauss_hermite, gauss_hermite_log, product_rule
+from mlmrun.likelihood.quadrature.rules import LOG_2PI, gauss_hermite, gauss_hermite_log, product_rule
 
 SIZES = [1, 2, 3, 5, 8, 12, 20, 25, 40, 50, 51, 60, 80, 100, 128, 150, 151, 200, 250]
 

@@ -20,10 +20,10 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from mlmrun.compile.matrices import model_matrices, values_gradient
-from mlmrun.likelihood import residual_structures
-from mlmrun.likelihood.gaussian import exact_loglik, profiled
-from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.gaussian_grad import profiled_gradient
+from mlmrun.likelihood.gaussian import residual_structures
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.deviance import exact_loglik, profiled
+from mlmrun.likelihood.gaussian.gradient import profiled_gradient
 from mlmrun.pipeline import prepare
 
 

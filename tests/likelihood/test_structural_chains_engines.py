@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlmrun.likelihood.gaussian import exact_loglik
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.gaussian.deviance import exact_loglik
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from tests.likelihood.test_adaptive_gradient import check_gradient, make_model, random_free
 
 CHAIN = """
@@ -71,9 +71,9 @@ def test_quadrature_gradient_with_a_b_chain_and_gamma(tmp_path: Path) -> None:
 def test_exact_gradient_with_a_b_chain_and_gamma(tmp_path: Path) -> None:
     """Exact engine: d log L at given beta (nothing profiled) against central differences, B far from 0."""
     from mlmrun.compile.matrices import model_matrices, values_gradient
-    from mlmrun.likelihood.gaussian import deviance_at
-    from mlmrun.likelihood.gaussian_design import GaussianDesign
-    from mlmrun.likelihood.gaussian_grad import deviance_gradient
+    from mlmrun.likelihood.gaussian.design import GaussianDesign
+    from mlmrun.likelihood.gaussian.deviance import deviance_at
+    from mlmrun.likelihood.gaussian.gradient import deviance_gradient
 
     model = make_model(tmp_path, chain_body("gaussian"), "chain_exact", points=3)
     design = GaussianDesign(model)

@@ -16,9 +16,9 @@ import pytest
 
 from mlmrun.estimate import estimate
 from mlmrun.estimate.robust import cluster_scores, cluster_scores_by_subsets
-from mlmrun.likelihood.adaptive import evaluate
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.adaptive import evaluate
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 from mlmrun.results import parameter_rows
 from tests.conftest import write_spec

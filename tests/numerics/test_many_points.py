@@ -20,8 +20,8 @@ from scipy import integrate
 from scipy.special import log_expit, logsumexp, roots_hermitenorm
 
 from mlmrun import estimate
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 from tests.conftest import write_spec
 

@@ -23,9 +23,9 @@ from scipy.special import log_expit, logsumexp
 
 from mlmrun.estimate.quadrature_fit import point_check
 from mlmrun.estimate.quadrature_opt import Outcome
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
-from mlmrun.likelihood.quadrature import product_rule
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
+from mlmrun.likelihood.quadrature.rules import product_rule
 from mlmrun.pipeline import prepare
 from tests.conftest import write_spec
 

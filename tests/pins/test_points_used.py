@@ -19,7 +19,7 @@ import pytest
 from scipy.special import gammaln
 
 from mlmrun import prepare
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from tests.pins.fixed import fit_fixed, logsumexp, write_case
 
 INTERCEPT, SLOPE, SD0, SD1, CORR = 0.4, 0.3, 0.9, 0.5, 0.2

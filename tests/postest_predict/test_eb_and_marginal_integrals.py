@@ -18,7 +18,7 @@ from scipy.special import expit, gammaln, log_expit
 
 from mlmrun.compile.matrices import model_matrices
 from mlmrun.estimate import estimate
-from mlmrun.likelihood.plan import GIB, integration_plan
+from mlmrun.likelihood.quadrature.plan import GIB, integration_plan
 from mlmrun.pipeline import prepare
 from mlmrun.postest import units
 from mlmrun.postest.rows import row_predictions

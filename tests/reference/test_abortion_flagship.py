@@ -28,8 +28,8 @@ import sys
 import numpy as np
 import pytest
 
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 from tests.conftest import ROOT, SPECS
 from tests.reference.compare import load_reference

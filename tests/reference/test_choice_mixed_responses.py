@@ -18,8 +18,8 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 from mlmrun.estimate import estimate
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 from mlmrun.results import FitResult
 

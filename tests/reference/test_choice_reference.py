@@ -20,8 +20,8 @@ import pytest
 from scipy.special import logsumexp
 
 from mlmrun.estimate import estimate
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
 from mlmrun.results import parameter_rows
 from tests.conftest import SPECS

@@ -26,7 +26,7 @@ import pytest
 from scipy.stats import norm
 
 from mlmrun.estimate import estimate
-from mlmrun.likelihood.gaussian import exact_loglik
+from mlmrun.likelihood.gaussian.deviance import exact_loglik
 from mlmrun.pipeline import prepare
 from mlmrun.report.format import z_and_p
 from mlmrun.results import FitResult

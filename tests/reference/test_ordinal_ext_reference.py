@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from mlmrun.likelihood.objective import QuadratureObjective
-from mlmrun.likelihood.plan import integration_plan
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective
+from mlmrun.likelihood.quadrature.plan import integration_plan
 from tests.conftest import SPECS
 from tests.reference.compare import assert_close, load_reference, loglik_tolerance
 from tests.reference.test_glmm_reference import fitted, fitted_text, se, value

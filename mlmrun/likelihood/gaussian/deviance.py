@@ -1,7 +1,7 @@
 """Exact marginal (and restricted) log likelihood of a linear Gaussian model.
 
 With V = S + A A' (S = diag(sigma_i^2), A the random-effects design of
-mlmrun.likelihood.gaussian_design) and M = I + A'WA, W = S^-1:
+mlmrun.likelihood.gaussian.design) and M = I + A'WA, W = S^-1:
 
     log|V|       = log|S| + log|M|
     F'V^-1 F     = F'WF - F'WA M^-1 A'WF           (the Schur complement `schur`)
@@ -18,7 +18,7 @@ latent SD expressed relative to it (V = sigma^2 V~), sigma^2 is profiled too
     REML: -2 l_R = log|M~| + log|X'V~^-1 X| + (n - p)(1 + log(2 pi r~^2 / (n - p))).
 
 The analytic gradient of both criteria, from the same factorisation, is in
-mlmrun.likelihood.gaussian_grad; `factor_system` and `profile_schur` are the
+mlmrun.likelihood.gaussian.gradient; `factor_system` and `profile_schur` are the
 steps it shares with `profiled`.
 """
 
@@ -31,8 +31,8 @@ from scipy import optimize
 
 from mlmrun.compile.matrices import ModelMatrices, model_matrices
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.sparse_blocks import BlockFactor, BlockSystem, factorize, schur
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.sparse.blocks import BlockFactor, BlockSystem, factorize, schur
 
 LOG_2PI = float(np.log(2 * np.pi))
 

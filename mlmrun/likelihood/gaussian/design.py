@@ -13,7 +13,7 @@ Gamma term (W = diag(1/sigma_i^2)). They are formed either from raw sums of
 xi xi' per unit and residual class, computed once (cheap per evaluation, the
 usual case: Z does not depend on the parameters), or from the rows at every
 evaluation when raw sums would be larger than the data. The reverse of
-`system` (for the analytic gradient) is mlmrun.likelihood.gaussian_adjoint.
+`system` (for the analytic gradient) is mlmrun.likelihood.gaussian.adjoint.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import scipy.sparse as sp
 
 from mlmrun.compile.matrices import ModelMatrices
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.residual_structures import ResidualPlan
-from mlmrun.likelihood.selected_inverse import InversePlan
-from mlmrun.likelihood.sparse_blocks import BlockStructure, BlockSystem
+from mlmrun.likelihood.gaussian.residual_structures import ResidualPlan
+from mlmrun.likelihood.sparse.blocks import BlockStructure, BlockSystem
+from mlmrun.likelihood.sparse.selected_inverse import InversePlan
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ class GaussianDesign:
         """This design with every cluster's rows of F and xi multiplied by L_j^-1 (R_j = L_j L_j'), or itself.
 
         The copy has unit residual weights and carries log|R| (`residual_logdet`)
-        and the factors for the adjoint (likelihood/residual_structures.py).
+        and the factors for the adjoint (likelihood/gaussian/residual_structures.py).
         Raises LinAlgError where the residual covariance is not positive definite.
         """
         if self.residual is None or self.is_whitened:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.moments_data import MomentsData
+from mlmrun.likelihood.moments.data import MomentsData
 
 LOG2PI = float(np.log(2 * np.pi))
 

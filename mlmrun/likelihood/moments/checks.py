@@ -15,8 +15,8 @@ import numpy as np
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import IdentificationError, Loc, SpecError
-from mlmrun.likelihood.moments import MomentsModel
-from mlmrun.likelihood.moments_data import MomentsData, moments_data
+from mlmrun.likelihood.moments.data import MomentsData, moments_data
+from mlmrun.likelihood.moments.likelihood import MomentsModel
 
 
 def needs_moments(model: CompiledModel) -> bool:

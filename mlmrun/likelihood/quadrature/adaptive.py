@@ -17,7 +17,7 @@ the node values u_a of its ancestors, is
     log weight = log w_r - log phi(x_r) + log phi(u_c) + log|C_c|,
 
 the Gaussian approximation of the posterior of u_c given its ancestors (mode
-m, precision-based shift S and Cholesky factor C; likelihood/modes.py). One
+m, precision-based shift S and Cholesky factor C; likelihood/quadrature/modes.py). One
 point per level then gives the Laplace approximation; m = 0, S = 0, C = I
 gives ordinary (non-adaptive) Gauss-Hermite quadrature.
 
@@ -31,7 +31,7 @@ Gradient (Fisher identity, Louis 1982): with the adaptation frozen, weights
 do not depend on the parameters, so d loglik = sum_i E_post[s_i d nu_i] with
 s_i = d log f_i / d nu. `evaluate` returns E[s_i] and E[s_i u_chain(i)] per
 row and the posterior expectation of the family-parameter scores; the caller
-maps them to beta, loadings, L, B, Gamma (likelihood/objective.py).
+maps them to beta, loadings, L, B, Gamma (likelihood/quadrature/objective.py).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from mlmrun.likelihood.quadrature import LOG_2PI, Rule
+from mlmrun.likelihood.quadrature.rules import LOG_2PI, Rule
 
 CHUNK_ELEMENTS = 1 << 15
 """Rows x nodes x configurations evaluated per block (256 kB per float array: the kernel's temporaries stay in cache;
@@ -79,7 +79,7 @@ class Hierarchy:
     child_sum: tuple[sp.csr_matrix | None, ...]
     """child_sum[k] (n_k x n_{k-1}) sums level k-1 units into level k units (None for k = 0), times their weights."""
     unit_weight: tuple[np.ndarray, ...] | None = None
-    """Sampling weight of every unit per level, or None (likelihood/weights.py: the log pseudolikelihood)."""
+    """Sampling weight of every unit per level, or None (likelihood/quadrature/weights.py: the log pseudolikelihood)."""
 
     @property
     def depth(self) -> int:
@@ -91,7 +91,7 @@ class Hierarchy:
 
     def row_scale(self) -> np.ndarray:
         """Per row, the product of the weights of all its units, top included (ones when unweighted): the
-        factor on its score in the log pseudolikelihood (likelihood/weights.py)."""
+        factor on its score in the log pseudolikelihood (likelihood/quadrature/weights.py)."""
         scale = np.ones(self.n_rows)
         for k, w in enumerate(self.unit_weight or ()):
             scale *= w[self.unit_of_row[k]]

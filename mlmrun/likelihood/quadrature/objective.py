@@ -6,7 +6,7 @@ L, family parameters), the linear predictor in u-space
     nu_i = x_i'beta + offset_i + z_i' T Gamma w_i + z_i' T L u,   T = (I - B)^-1,
 
 (so A_i = z_i' T L, columns ordered by level), the nested adaptive quadrature
-of likelihood/adaptive.py and, for the gradient, the adjoint of this map:
+of likelihood/quadrature/adaptive.py and, for the gradient, the adjoint of this map:
 from E[s_i] and E[s_i u] per row to d loglik / d (beta, lambda, L, B, Gamma,
 family parameters), then `values_gradient` and the partable Jacobian onto the
 free vector. No parameter list exists here besides the partable's.
@@ -21,13 +21,13 @@ import numpy as np
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.families.choice import ChoiceSets
-from mlmrun.likelihood.adaptive import Adaptation, Evaluation, Hierarchy, Predictor, evaluate, make_hierarchy
-from mlmrun.likelihood.choice_rows import choice_sets
-from mlmrun.likelihood.kernels import kernel_for
-from mlmrun.likelihood.modes import adapt, adapt_to_means
-from mlmrun.likelihood.plan import IntegrationPlan
-from mlmrun.likelihood.rows import RowSet, row_set
-from mlmrun.likelihood.weights import WeightedFamilies
+from mlmrun.likelihood.quadrature.adaptive import Adaptation, Evaluation, Hierarchy, Predictor, evaluate, make_hierarchy
+from mlmrun.likelihood.quadrature.choice_rows import choice_sets
+from mlmrun.likelihood.quadrature.kernels import kernel_for
+from mlmrun.likelihood.quadrature.modes import adapt, adapt_to_means
+from mlmrun.likelihood.quadrature.plan import IntegrationPlan
+from mlmrun.likelihood.quadrature.rows import RowSet, row_set
+from mlmrun.likelihood.quadrature.weights import WeightedFamilies
 
 
 class EquationFamilies:
@@ -134,7 +134,7 @@ class Layout:
     choice: dict[int, ChoiceSets] = field(default_factory=dict)
     """Per choice equation: its sets in row order (parameter-free, built once)."""
     row_weight: np.ndarray | None = None
-    """Weight of every row in quadrature order (likelihood/weights.py), None when unweighted."""
+    """Weight of every row in quadrature order (likelihood/quadrature/weights.py), None when unweighted."""
 
 
 def layout(model: CompiledModel, merge: bool = True) -> Layout:

@@ -3,7 +3,7 @@
 With residual covariance R = blockdiag(R_j) over the clusters j (units of the
 lowest level above the rows) and R_j = L_j L_j' (Cholesky), the model
 y = X beta + A u + e, e ~ N(0, R), is the independent-residual model of
-likelihood/gaussian.py for the whitened rows L_j^-1 [X, y, xi] of every
+likelihood/gaussian/deviance.py for the whitened rows L_j^-1 [X, y, xi] of every
 cluster, with unit residual weights, plus log|R| = 2 sum_j log|L_j| (nlme's
 and Stata's approach). Every row of a cluster belongs to the same unit of
 every level above it (the clusters are the lowest level), so whitening keeps

@@ -2,13 +2,13 @@
 
 For unit j of the discrete level and its point k, the lower levels' normal
 latent variables are integrated by the nested (adaptive) quadrature of
-likelihood/adaptive.py with the point's contribution z_i' e_k added to every
+likelihood/quadrature/adaptive.py with the point's contribution z_i' e_k added to every
 row's linear predictor; the adaptation (posterior modes and curvatures) is
 found per point, since the modes move with e_k. Then
 
     log L_j = logsumexp_k [ log p_jk + sum_{top units t in j} log L_t(e_k) ],
 
-the same outer sum as likelihood/discrete.py. The gradient with the
+the same outer sum as likelihood/quadrature/discrete.py. The gradient with the
 adaptations held fixed is exact (the Fisher identity inside, posterior point
 weights outside): the per-row score expectations of every point are weighted
 by the unit's posterior point probabilities and mapped by the quadrature
@@ -21,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.adaptive import Adaptation, Predictor, evaluate, logsumexp
-from mlmrun.likelihood.discrete import DiscreteEvaluation
-from mlmrun.likelihood.modes import adapt
-from mlmrun.likelihood.objective import QuadratureObjective, free_gradient
-from mlmrun.likelihood.plan import IntegrationPlan
+from mlmrun.likelihood.quadrature.adaptive import Adaptation, Predictor, evaluate, logsumexp
+from mlmrun.likelihood.quadrature.discrete import DiscreteEvaluation
+from mlmrun.likelihood.quadrature.modes import adapt
+from mlmrun.likelihood.quadrature.objective import QuadratureObjective, free_gradient
+from mlmrun.likelihood.quadrature.plan import IntegrationPlan
 
 
 class MixedObjective:

@@ -1,7 +1,7 @@
 """Analytic gradient of the exact Gaussian (restricted) log likelihood, from the same block factorisation.
 
 With M = I + A'WA, R = A'WFE, U = M^-1 R and the Schur complement
-S = ff - R'U (likelihood/gaussian.py), the deviance is a function of log|M|,
+S = ff - R'U (likelihood/gaussian/deviance.py), the deviance is a function of log|M|,
 log|S_xx| (REML) and the quadratic form e'Se at e = [-delta; 1] (the GLS
 residual). Beta is profiled, so by the envelope theorem its optimality makes
 delta's own variation drop out (likewise sigma when profiled), and
@@ -17,7 +17,7 @@ P = c ee' (+ Q in the top-left block for REML):
 This is the Fisher identity of the quadrature engine in matrix form: U e is
 the posterior mean of the disturbances and Z + U e e'U' their posterior second
 moment. G_M is needed only where M is non-zero, so Z comes from the selected
-inverse (likelihood/selected_inverse.py); gaussian_adjoint.py carries G_M,
+inverse (likelihood/sparse/selected_inverse.py); gaussian_adjoint.py carries G_M,
 G_R, G_ff back to H_l, E, the residual weights and the model matrices.
 """
 
@@ -26,12 +26,12 @@ from __future__ import annotations
 import numpy as np
 
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices
-from mlmrun.likelihood.batched import bmm
-from mlmrun.likelihood.gaussian import LOG_2PI, Profiled, factor_system, given_beta, profile_schur
-from mlmrun.likelihood.gaussian_adjoint import SystemGradient, matrix_gradient, system_adjoint
-from mlmrun.likelihood.gaussian_design import GaussianDesign
-from mlmrun.likelihood.selected_inverse import SelectedInverse, selected_inverse
-from mlmrun.likelihood.sparse_blocks import BlockSystem
+from mlmrun.likelihood.gaussian.adjoint import SystemGradient, matrix_gradient, system_adjoint
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.deviance import LOG_2PI, Profiled, factor_system, given_beta, profile_schur
+from mlmrun.likelihood.sparse.batched import bmm
+from mlmrun.likelihood.sparse.blocks import BlockSystem
+from mlmrun.likelihood.sparse.selected_inverse import SelectedInverse, selected_inverse
 
 
 def _solve_schur(factor, system: BlockSystem) -> tuple[list[np.ndarray], np.ndarray]:

@@ -25,9 +25,9 @@ import numpy as np
 from mlmrun.compile.discrete import DiscreteLevel, point_logits
 from mlmrun.compile.matrices import MatrixGradient, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.adaptive import logsumexp
-from mlmrun.likelihood.objective import EquationFamilies
-from mlmrun.likelihood.rows import RowSet, row_set
+from mlmrun.likelihood.quadrature.adaptive import logsumexp
+from mlmrun.likelihood.quadrature.objective import EquationFamilies
+from mlmrun.likelihood.quadrature.rows import RowSet, row_set
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """Adjoint of the Gaussian block system: from d deviance / d (A'WA, A'WF, F'WF) to the model matrices.
 
-mlmrun.likelihood.gaussian_design builds the blocks of the system from the
+mlmrun.likelihood.gaussian.design builds the blocks of the system from the
 loading maps H_l (a_l(i) = H_l' xi_{l,i}), the fixed map E (F_raw E = [X, y~])
 and the residual weights w_g = 1/sigma_g^2:
 
     M_uu = H' (sum_i w_i xi_i xi_i') H,   M_ab = H_a' (...) H_b,   R_u = H' (sum_i w_i xi_i F_i') E,   ff = E'F'WFE.
 
 The deviance D depends on them through tr(G_M dM) + tr(G_R' dR) + tr(G_ff dff)
-(`SystemGradient`, likelihood/gaussian.py), so its gradient with respect to
+(`SystemGradient`, likelihood/gaussian/deviance.py), so its gradient with respect to
 H_l, E and w follows by the chain rule, either from the raw sums (one product
 per unit, as `system` does) or row by row. The second half maps those onto
 the model matrices: H_l = blocks lambda_m (T L)[m, members] per source m,
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices
-from mlmrun.likelihood.gaussian_design import GaussianDesign, _wsum
-from mlmrun.likelihood.sparse_blocks import Pair
+from mlmrun.likelihood.gaussian.design import GaussianDesign, _wsum
+from mlmrun.likelihood.sparse.blocks import Pair
 
 
 @dataclass(frozen=True)

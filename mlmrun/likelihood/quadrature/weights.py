@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlmrun.likelihood.adaptive import Hierarchy, RowFamily
+from mlmrun.likelihood.quadrature.adaptive import Hierarchy, RowFamily
 
 
 class WeightedFamilies:

@@ -12,7 +12,7 @@ eliminated (Schur complement) into its ancestors' blocks, then the steps
 are recovered top-down. Cost is linear in the number of units.
 
 The same elimination gives, at the mode, the Gaussian approximation that
-adaptive quadrature needs (likelihood/adaptive.py): with precision P (the
+adaptive quadrature needs (likelihood/quadrature/adaptive.py): with precision P (the
 negated Hessian) after eliminating a unit's descendants, u_c given its
 ancestors u_a has mean m_c - P_cc^-1 P_ca (u_a - m_a) and covariance P_cc^-1
 (Rabe-Hesketh, Skrondal & Pickles 2005, section 3; Pinheiro & Chao 2006 for
@@ -25,9 +25,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmrun.likelihood.adaptive import Adaptation, Hierarchy, Predictor, RowFamily, chain_modes, evaluate, indicator
-from mlmrun.likelihood.quadrature import Rule
-from mlmrun.likelihood.weights import below_top
+from mlmrun.likelihood.quadrature.adaptive import (
+    Adaptation,
+    Hierarchy,
+    Predictor,
+    RowFamily,
+    chain_modes,
+    evaluate,
+    indicator,
+)
+from mlmrun.likelihood.quadrature.rules import Rule
+from mlmrun.likelihood.quadrature.weights import below_top
 
 MIN_EIGEN = 1e-6
 """Smallest eigenvalue allowed in a precision block (non-log-concave families may give indefinite curvature)."""

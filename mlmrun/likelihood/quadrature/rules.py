@@ -4,7 +4,7 @@ A rule here integrates against the standard normal density phi: for a
 function g, E[g(x)] = sum_r w_r g(x_r) with weights summing to one. The
 likelihood integrates in the standardised disturbances u ~ N(0, I) of each
 level (DESIGN.md section 1), so this is the only rule it needs; adaptive
-quadrature moves and scales these nodes per unit (likelihood/adaptive.py).
+quadrature moves and scales these nodes per unit (likelihood/quadrature/adaptive.py).
 
 A rule with n points integrates polynomials of degree up to 2n - 1 exactly.
 Nodes are the eigenvalues of the Jacobi matrix (Golub-Welsch) polished by
@@ -19,7 +19,7 @@ drops the lightest nodes whose weights sum to at most tol; that bounds the
 dropped prior mass, NOT the integration error of adaptive quadrature, whose
 integrand grows towards the corners (posterior tails heavier than the
 Gaussian approximation). The fitted rules are therefore unpruned
-(likelihood/plan.py); pruning is for exploratory, cheaper evaluations only.
+(likelihood/quadrature/plan.py); pruning is for exploratory, cheaper evaluations only.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import numpy as np
 
 from mlmrun.compile.choice import ChoiceDesign
 from mlmrun.families.choice import ChoiceSets
-from mlmrun.likelihood.rows import RowSet
+from mlmrun.likelihood.quadrature.rows import RowSet
 
 
 def choice_sets(design: ChoiceDesign, rows: RowSet, eq_rows: np.ndarray) -> ChoiceSets:

@@ -16,9 +16,9 @@ import numpy as np
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import KEY, Loc, SpecError
-from mlmrun.likelihood.adaptive import CHUNK_ELEMENTS, Adaptation, Hierarchy, plain_adaptation
-from mlmrun.likelihood.quadrature import Rule, product_rule
-from mlmrun.likelihood.rows import row_set
+from mlmrun.likelihood.quadrature.adaptive import CHUNK_ELEMENTS, Adaptation, Hierarchy, plain_adaptation
+from mlmrun.likelihood.quadrature.rows import row_set
+from mlmrun.likelihood.quadrature.rules import Rule, product_rule
 
 PRUNE = 0.0
 """Product rules are not pruned: dropping light corner nodes biased the flagship log likelihood by ~2e-4
@@ -151,7 +151,7 @@ class PlanSizes:
     """The data sizes the quadrature's memory depends on."""
 
     n_rows: int
-    """Rows the quadrature evaluates (after merging rows with identical predictors, likelihood/rows.py)."""
+    """Rows the quadrature evaluates (after merging rows with identical predictors, likelihood/quadrature/rows.py)."""
     n_units: tuple[int, ...]
     """Units of each integrated level, lowest first (as in IntegrationPlan.level_names)."""
     max_unit_rows: int

@@ -29,8 +29,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from mlmrun.likelihood.batched import bmm, summing
-from mlmrun.likelihood.sparse_blocks import BlockFactor, BlockStructure, Pair
+from mlmrun.likelihood.sparse.batched import bmm, summing
+from mlmrun.likelihood.sparse.blocks import BlockFactor, BlockStructure, Pair
 
 
 @dataclass(frozen=True)

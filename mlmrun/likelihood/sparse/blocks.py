@@ -18,7 +18,7 @@ where every update lands); it depends only on which units share a row, so it
 is built once per model. `factorize` does the numeric work for one parameter
 value and returns a `BlockFactor` (log determinant, solves, Schur complements).
 The blocks of M^-1 the gradient needs are recovered from that factor by
-mlmrun.likelihood.selected_inverse, using the structure's `links`.
+mlmrun.likelihood.sparse.selected_inverse, using the structure's `links`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from mlmrun.likelihood.batched import bmm, chol, summing, tinv
+from mlmrun.likelihood.sparse.batched import bmm, chol, summing, tinv
 
 DENSE_MAX = 5000
 """Largest remainder factorised densely; larger remainders use sparse LU."""

@@ -1,6 +1,6 @@
 """A discrete level inside the nested quadrature, under normal latent variables at higher levels.
 
-The discrete level becomes one more level of likelihood/adaptive.py's
+The discrete level becomes one more level of likelihood/quadrature/adaptive.py's
 hierarchy whose disturbance is a one-hot vector u in {delta_1..delta_K}: its
 columns of the linear predictor are A_ik = z_i' e_k (so A_i u = z_i' e_k at
 point k) and its rule has the K unit vectors as nodes with log weights
@@ -29,14 +29,21 @@ from __future__ import annotations
 import numpy as np
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.adaptive import Adaptation, Predictor, chain_modes, evaluate, logsumexp, make_hierarchy
-from mlmrun.likelihood.choice_rows import choice_sets
-from mlmrun.likelihood.discrete import DiscreteEvaluation
-from mlmrun.likelihood.modes import _spd
-from mlmrun.likelihood.objective import Layout, free_gradient, pieces
-from mlmrun.likelihood.plan import IntegrationPlan
-from mlmrun.likelihood.quadrature import LOG_2PI, Rule
-from mlmrun.likelihood.rows import row_set
+from mlmrun.likelihood.quadrature.adaptive import (
+    Adaptation,
+    Predictor,
+    chain_modes,
+    evaluate,
+    logsumexp,
+    make_hierarchy,
+)
+from mlmrun.likelihood.quadrature.choice_rows import choice_sets
+from mlmrun.likelihood.quadrature.discrete import DiscreteEvaluation
+from mlmrun.likelihood.quadrature.modes import _spd
+from mlmrun.likelihood.quadrature.objective import Layout, free_gradient, pieces
+from mlmrun.likelihood.quadrature.plan import IntegrationPlan
+from mlmrun.likelihood.quadrature.rows import row_set
+from mlmrun.likelihood.quadrature.rules import LOG_2PI, Rule
 
 ADAPT_ITERATIONS = 30
 """Posterior-moment adaptation steps at most per `readapt` (stops when the node centres move less than ADAPT_TOL)."""

@@ -1,0 +1,1 @@
+"""The moments engine: SEM likelihood from per-pattern sufficient statistics (FIML over missingness)."""

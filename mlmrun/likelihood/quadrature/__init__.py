@@ -1,0 +1,1 @@
+"""The nested quadrature engine: adaptive Gauss-Hermite, Laplace per unit, and discrete mass points."""
