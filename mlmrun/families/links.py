@@ -1,14 +1,16 @@
 """Link functions: the map between the linear predictor ``nu`` and the mean.
 
 Every link exposes the inverse link (the mean as a function of ``nu``) and its
-first two derivatives, which is what fitted values and the Gaussian family need.
+first three derivatives, which is what fitted values and the Gaussian family need
+(the third for exact Laplace gradients).
 
 The links used by binary and cumulative (ordinal) models -- logit, probit and
 cloglog -- have an inverse that is a continuous CDF ``F`` on the real line.
 Those models are written in terms of ``log F`` and ``log(1 - F)`` and of
 log-probabilities of intervals, so that quadrature nodes far in the tails
 (``|nu|`` of 30-40) still give finite, accurate log-likelihoods and derivatives
-instead of ``log(0)`` or catastrophic cancellation.
+(up to the third, ``interval_curvature``) instead of ``log(0)`` or catastrophic
+cancellation.
 """
 
 from __future__ import annotations
@@ -465,16 +467,12 @@ class ProbitLink(CdfLink):
         return (x**2 - 1.0) * np.exp(self.log_pdf(x))
 
     def d3log_cdf(self, x: ArrayLike) -> FloatArray:
-        """lam ((x + lam)(x + 2 lam) - 1), lam the inverse Mills ratio (lam' = -lam (x + lam)); 0 where lam is.
+        """lam ((x + lam)(x + 2 lam) - 1), lam the inverse Mills ratio (lam' = -lam (x + lam)); 0 at x = +-inf.
 
         Below x = -5 the bracket cancels (it is O(x^-4)); there, with the continued
-        fraction of _mills_fraction, it equals lam K_1^2 K_2 (K_3 - K_2) exactly.
+        fraction of _mills_fraction, it equals lam K_1^2 K_2 (K_3 - K_2) exactly (_log_phi_derivs).
         """
-        x = _as_float(x)
-        lam = self._mills(x)
-        with np.errstate(invalid="ignore"):
-            near = np.where(lam == 0.0, 0.0, lam * ((x + lam) * (x + 2.0 * lam) - 1.0))
-        return self._far_tail(x, near, lambda t, k1, k2, k3: (t + k1) * k1**2 * k2 * (k3 - k2))
+        return self._log_phi_derivs(_as_float(x), 3)[2]
 
     def d3log_sf(self, x: ArrayLike) -> FloatArray:
         return -self.d3log_cdf(-_as_float(x))
