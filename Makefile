@@ -54,8 +54,7 @@ mutate: install
 	$(PIN_BLAS) $(BIN)/python tools/mutate.py -j 2
 
 schema: install
-	$(BIN)/mlmrun schema > schemas/.mlmrun.schema.json.tmp
-	mv schemas/.mlmrun.schema.json.tmp schemas/mlmrun.schema.json
+	$(BIN)/python -m mlmrun.spec.schema mlmrun/spec/mlmrun.schema.json schemas/mlmrun.schema.json
 
 lint: install
 	$(BIN)/ruff check mlmrun tests bench tools

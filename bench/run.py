@@ -6,7 +6,8 @@ one prepared model (the fit alone), and the median wall time of the complete
 fitting, rendering, writing). BLAS threads are pinned to one
 (OMP/OPENBLAS/MKL_NUM_THREADS=1) so timings are comparable across machines and
 with single-threaded peers. Then runs bench/bench_million.py,
-bench/bench_glmm.py, bench/bench_latent.py and bench/bench_discrete.py when they exist. Results go to stdout and
+bench/bench_glmm.py, bench/bench_latent.py, bench/bench_discrete.py and the others in EXTRA_BENCHES
+(bench/bench_startup.py: start-up of --help, --version, schema and validate) when they exist. Results go to stdout and
 .bench/results.json.
 """
 
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py", "bench_latent.py", "bench_weights.py", "bench_counts.py",
-                 "bench_predict.py", "bench_discrete.py", "bench_sem.py")
+                 "bench_predict.py", "bench_discrete.py", "bench_sem.py", "bench_startup.py")
 
 
 def time_in_process(spec: Path, repeat: int) -> dict:

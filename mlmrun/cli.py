@@ -234,10 +234,10 @@ def _validate_one(spec: str, args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    """Print the JSON Schema of the spec language."""
-    from mlmrun.spec.schema import schema_text
+    """Print the JSON Schema of the spec language (the copy shipped with the package: no model building)."""
+    from mlmrun.spec.schema import shipped_schema_text
 
-    sys.stdout.write(schema_text())
+    sys.stdout.write(shipped_schema_text())
     return EXIT_OK
 
 

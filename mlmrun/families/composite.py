@@ -21,12 +21,12 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special as sc
 
 from mlmrun.families.counts import _validate_counts
 from mlmrun.families.families import _LOG_SQRT_2PI, Curvature, Derivs, Family, FloatArray, _response, _rows
 from mlmrun.families.links import Link, get_link
 from mlmrun.families.row_params import columns, full, stack
+from mlmrun.families.special import sc
 
 
 class Composite(Family):

@@ -18,10 +18,10 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special as sc
 
 from mlmrun.families.families import Derivs, Family, FloatArray, Poisson, _check, _is_integer, _response, _rows
 from mlmrun.families.row_params import columns, stack
+from mlmrun.families.special import sc
 
 
 def _validate_counts(y: ArrayLike, name: str) -> None:

@@ -18,10 +18,10 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special as sc
 
 from mlmrun.errors import DataError
 from mlmrun.families.links import CdfLink, IntervalCurvature, IntervalLogProb, Link, get_link
+from mlmrun.families.special import sc
 
 FloatArray = NDArray[np.float64]
 Derivs = tuple[FloatArray, FloatArray | None, FloatArray | None]

@@ -21,7 +21,8 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special as sc
+
+from mlmrun.families.special import sc
 
 FloatArray = NDArray[np.float64]
 
