@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln
 
 from mlmrun.compile.model import CompiledModel
+from mlmrun.families.special import sc
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,9 @@ def row_set(model: CompiledModel, levels: tuple[int, ...], merge: bool = True) -
             r = eq.rows
             if eq.family.name == "binomial":
                 t = base[r]
-                per_row[r] = gammaln(t + 1) - gammaln(model.y[r] + 1) - gammaln(t - model.y[r] + 1)
+                per_row[r] = sc.gammaln(t + 1) - sc.gammaln(model.y[r] + 1) - sc.gammaln(t - model.y[r] + 1)
             else:
-                per_row[r] = -gammaln(model.y[r] + 1)
+                per_row[r] = -sc.gammaln(model.y[r] + 1)
         trials = np.bincount(group, weights=base, minlength=len(rep))
         constant = np.bincount(group, weights=per_row, minlength=len(rep))
     elif model.trials is not None:
