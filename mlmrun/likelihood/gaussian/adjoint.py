@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlmrun.compile.layout import level_layout
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices
 from mlmrun.likelihood.gaussian.design import GaussianDesign, _wsum
 from mlmrun.likelihood.sparse.blocks import Pair
@@ -169,9 +170,10 @@ def matrix_gradient(design: GaussianDesign, mats: ModelMatrices, dH: list[np.nda
     M = len(model.latent)
     has_B = len(model.B_entries) > 0
     T = mats.T if has_B else np.eye(M)
+    members_at = level_layout(model).members
     Lblk = np.zeros((M, M))
     for lvl, L in mats.L.items():
-        members = model.latent_at(lvl)
+        members = members_at[lvl]
         Lblk[np.ix_(members, members)] = L
     Gm = T @ Lblk
     dGm = np.zeros((M, M))
@@ -186,7 +188,7 @@ def matrix_gradient(design: GaussianDesign, mats: ModelMatrices, dH: list[np.nda
     dT = dGm @ Lblk.T
     dLblk = T.T @ dGm
     for lvl in mats.L:
-        members = model.latent_at(lvl)
+        members = members_at[lvl]
         grad.L[lvl] = -0.5 * dLblk[np.ix_(members, members)]
     p = design.p
     if design.gamma_cols:
