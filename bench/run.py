@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py", "bench_latent.py", "bench_weights.py", "bench_counts.py",
-                 "bench_predict.py", "bench_discrete.py", "bench_sem.py", "bench_insteval.py")
+                 "bench_predict.py", "bench_discrete.py", "bench_sem.py", "bench_insteval.py",
+                 "bench_lmm.py")
 
 
 def time_in_process(spec: Path, repeat: int) -> dict:
