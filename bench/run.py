@@ -5,9 +5,10 @@ one prepared model (the fit alone), and the median wall time of the complete
 `mlmrun fit` command in a subprocess (start-up, data loading, compiling,
 fitting, rendering, writing). BLAS threads are pinned to one
 (OMP/OPENBLAS/MKL_NUM_THREADS=1) so timings are comparable across machines and
-with single-threaded peers. Then runs bench/bench_million.py,
-bench/bench_glmm.py, bench/bench_latent.py and bench/bench_discrete.py when they exist. Results go to stdout and
-.bench/results.json.
+with single-threaded peers. Then runs the scripts of EXTRA_BENCHES that exist
+(bench_lmm.py: every shipped LMM's compile + fit beside lme4's time and the
+ratio; bench_insteval.py: time and peak memory on InstEval's layout beside
+lmer's). Results go to stdout and .bench/results.json.
 """
 
 from __future__ import annotations
