@@ -5,10 +5,10 @@ one prepared model (the fit alone), and the median wall time of the complete
 `mlmrun fit` command in a subprocess (start-up, data loading, compiling,
 fitting, rendering, writing). BLAS threads are pinned to one
 (OMP/OPENBLAS/MKL_NUM_THREADS=1) so timings are comparable across machines and
-with single-threaded peers. Then runs bench/bench_million.py,
-bench/bench_glmm.py, bench/bench_latent.py, bench/bench_discrete.py and the others in EXTRA_BENCHES
-(bench/bench_startup.py: start-up of --help, --version, schema and validate) when they exist. Results go to stdout and
-.bench/results.json.
+with single-threaded peers. Then runs the scripts of EXTRA_BENCHES that exist (among them
+bench_lmm.py: every shipped LMM's compile + fit beside lme4's time and the ratio; bench_insteval.py: time and
+peak memory on InstEval's layout beside lmer's; bench_startup.py: start-up of --help, --version, schema and
+validate). Results go to stdout and .bench/results.json.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 EXTRA_BENCHES = ("bench_million.py", "bench_glmm.py", "bench_latent.py", "bench_weights.py", "bench_counts.py",
-                 "bench_predict.py", "bench_discrete.py", "bench_sem.py", "bench_startup.py")
+                 "bench_predict.py", "bench_discrete.py", "bench_sem.py", "bench_startup.py", "bench_insteval.py",
+                 "bench_lmm.py")
 
 
 def time_in_process(spec: Path, repeat: int) -> dict:

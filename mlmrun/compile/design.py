@@ -39,12 +39,22 @@ _OK_NODES = (ast.Expression, ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.Un
              ast.Eq, ast.NotEq, ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 
 
+PARSED: dict[tuple[str, str, str], Formula] = {}
+"""parse_formula's cache: (text, where, kind) -> Formula (cleared when it grows past 256 entries)."""
+
+
 def parse_formula(text: str, where: str = "fixed", kind: Kind = "formula") -> Formula:
     """Check a formula against the grammar, parse it with formulaic and check every factor again.
 
     `where` is the spec key errors name first (e.g. `responses.0.variance`), so the CLI
     locates them; `kind` says which sides the formula may have (see `check_formula`).
+    Cached: one compile parses the fixed part several times (columns used, checks,
+    design), and parsing costs more than the rest of a small model's compile.
+    Formulas are only read, never changed; a refused formula raises (not cached).
     """
+    key = (text, where, kind)
+    if key in PARSED:
+        return PARSED[key]
     parsed = check_formula(text, where, kind)
     try:
         formula = Formula(parsed.python_text or text)
@@ -54,6 +64,9 @@ def parse_formula(text: str, where: str = "fixed", kind: Kind = "formula") -> Fo
                         "write columns joined by + - * : and the allowed functions") from None
     for factor in _factors(formula):
         check_factor(factor, text, where)
+    if len(PARSED) >= 256:
+        PARSED.clear()
+    PARSED[key] = formula
     return formula
 
 

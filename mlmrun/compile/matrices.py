@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlmrun.compile.layout import level_layout, tril
 from mlmrun.compile.model import CompiledModel, CovBlock
 from mlmrun.compile.ordinal_ext import add_row_params_gradient, row_params
 
@@ -46,14 +47,14 @@ def block_L(block: CovBlock, values: np.ndarray) -> tuple[np.ndarray, bool]:
     """L with L L' = D R D for one covariance block; flags an indefinite R."""
     k = len(block.members)
     sd = values[block.sd_rows]
+    if k == 1:
+        return sd.reshape(1, 1).copy(), True
     R = np.eye(k)
     if len(block.corr_rows):
         r = values[block.corr_rows]
-        rows, cols = np.tril_indices(k, -1)
+        rows, cols = tril(k, -1)
         R[rows, cols] = r
         R[cols, rows] = r
-    if k == 1:
-        return sd.reshape(1, 1).copy(), True
     try:
         C = np.linalg.cholesky(R)
         ok = True
@@ -82,10 +83,6 @@ def semidefinite_cholesky(R: np.ndarray, tol: float = 1e-12) -> np.ndarray:
     return C
 
 
-def _level_members(model: CompiledModel) -> dict[int, list[int]]:
-    return {lvl: model.latent_at(lvl) for lvl in sorted({lat.level for lat in model.latent})}
-
-
 def model_matrices(model: CompiledModel, values: np.ndarray) -> ModelMatrices:
     """Arrange natural parameter values into the model matrices."""
     M = len(model.latent)
@@ -95,19 +92,16 @@ def model_matrices(model: CompiledModel, values: np.ndarray) -> ModelMatrices:
     Gamma = np.zeros((M, model.W.shape[1]))
     for m, c, row in model.Gamma_entries:
         Gamma[m, c] = values[row]
-    L: dict[int, np.ndarray] = {}
+    layout = level_layout(model)
+    L: dict[int, np.ndarray] = {lvl: np.zeros((len(m), len(m))) for lvl, m in layout.members.items()}
     valid = True
-    for lvl, members in _level_members(model).items():
-        pos = {m: p for p, m in enumerate(members)}
-        Ll = np.zeros((len(members), len(members)))
-        for block in model.blocks:
-            if block.level != lvl:
-                continue
-            idx = [pos[m] for m in block.members]
-            Lb, ok = block_L(block, values)
-            valid &= ok
-            Ll[np.ix_(idx, idx)] = Lb
-        L[lvl] = Ll
+    for block, bl in zip(model.blocks, layout.blocks, strict=True):
+        if bl.diagonal:
+            L[block.level][bl.pos[0], bl.pos[0]] = values[block.sd_rows[0]]
+            continue
+        Lb, ok = block_L(block, values)
+        valid &= ok
+        L[block.level][np.ix_(bl.pos, bl.pos)] = Lb
     scale = np.full(model.n, np.nan)
     thresholds: list[np.ndarray | None] = []
     for eq in model.equations:
@@ -173,7 +167,7 @@ def block_L_adjoint(block: CovBlock, values: np.ndarray, gL: np.ndarray, eps: fl
     if k == 1:
         return np.array([float(gL[0, 0])])
     R = np.eye(k)
-    rows, cols = np.tril_indices(k, -1)
+    rows, cols = tril(k, -1)
     if len(block.corr_rows):
         r = values[block.corr_rows]
         R[rows, cols] = r
@@ -215,13 +209,12 @@ def values_gradient(model: CompiledModel, values: np.ndarray, grad: MatrixGradie
         g[row] += grad.B[i, j]
     for m, c, row in model.Gamma_entries:
         g[row] += grad.Gamma[m, c]
-    members_of = _level_members(model)
-    for block in model.blocks:
-        pos = {m: p for p, m in enumerate(members_of[block.level])}
-        idx = [pos[m] for m in block.members]
-        gL = grad.L[block.level][np.ix_(idx, idx)]
-        rows = np.concatenate([block.sd_rows, block.corr_rows]).astype(int)
-        np.add.at(g, rows, block_L_adjoint(block, values, gL, eps))
+    for block, bl in zip(model.blocks, level_layout(model).blocks, strict=True):
+        if bl.diagonal:
+            g[bl.rows[0]] += grad.L[block.level][bl.pos[0], bl.pos[0]]
+            continue
+        gL = grad.L[block.level][np.ix_(bl.pos, bl.pos)]
+        np.add.at(g, bl.rows, block_L_adjoint(block, values, gL, eps))
     for eq, gt in zip(model.equations, grad.thresholds, strict=True):
         if eq.scale_rows is not None:
             gs = grad.scale[eq.rows]

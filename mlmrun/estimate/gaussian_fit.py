@@ -68,6 +68,9 @@ class Objective:
         self.lo, self.hi = np.array(lo, float), np.array(hi, float)
         self.analytic = design.structure.q_remainder <= sparse_blocks.DENSE_MAX
         """The selected inverse (so the analytic gradient) exists unless the remainder needs sparse LU."""
+        self._latest: tuple[bytes, Profiled, float, np.ndarray] | None = None
+        """The last analytic evaluation (phi, profiled pieces, deviance, gradient): the optimiser's final point
+        is asked for again by the polish and for the estimates, and costs a full evaluation each time."""
 
     def matrices(self, phi: np.ndarray) -> tuple[np.ndarray, ModelMatrices] | None:
         """Partable values and model matrices at phi (sigma 1 when profiled), or None where invalid."""
@@ -80,6 +83,8 @@ class Objective:
 
     def fit(self, phi: np.ndarray) -> Profiled | None:
         """Profiled pieces at phi, or None where phi gives no valid model."""
+        if self._latest is not None and self._latest[0] == np.asarray(phi, float).tobytes():
+            return self._latest[1]
         at = self.matrices(phi)
         if at is None:
             return None
@@ -105,6 +110,9 @@ class Objective:
         phi = np.asarray(phi, float)
         if not self.analytic:
             return self(phi), self.numeric_gradient(phi)
+        key = phi.tobytes()
+        if self._latest is not None and self._latest[0] == key:
+            return self._latest[2], self._latest[3].copy()
         self.n_evaluations += 1
         at = self.matrices(phi)
         dev, g = PENALTY, np.zeros(len(phi))
@@ -119,6 +127,7 @@ class Objective:
                 free = self.params.free_vector(phi)
                 g_free = pt.jacobian(free).T @ values_gradient(self.model, values, grad)
                 dev, g = res.deviance, -2.0 * self.params.phi_gradient(g_free, grad.L, phi)
+                self._latest = (key, res, dev, g.copy())
         self._remember(phi, dev)
         return dev, g
 

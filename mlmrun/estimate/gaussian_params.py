@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mlmrun.compile.layout import tril
 from mlmrun.compile.matrices import ModelMatrices
 from mlmrun.compile.model import CompiledModel
 
@@ -159,6 +160,7 @@ class GaussianParams:
             skip |= set(resid_idx)
         self.plain_idx = np.array([j for j in range(self.n_free) if j not in skip], dtype=int)
         self.plain_kind = [self._kind(idx_blocks[j]) for j in self.plain_idx]
+        self._plain_sd = np.array([kind == "sd" for kind in self.plain_kind], dtype=bool)
         n_phi = len(self.plain_idx)
         for b in model.blocks:
             k = len(b.members)
@@ -209,19 +211,20 @@ class GaussianParams:
         if self.profile_sigma:
             free[self.residual_idx] = np.log(sigma)
         scale = sigma if self.profile_sigma else 1.0
-        for j, kind, x in zip(self.plain_idx, self.plain_kind, phi[:len(self.plain_idx)], strict=True):
-            free[j] = x * scale if kind == "sd" else x
+        n_plain = len(self.plain_idx)
+        free[self.plain_idx] = phi[:n_plain] * np.where(self._plain_sd, scale, 1.0)
         for cb in self.chol:
             k = len(cb.sd_idx)
             Lam = np.zeros((k, k))
-            Lam[np.tril_indices(k)] = phi[cb.pos]
+            Lam[tril(k)] = phi[cb.pos]
             Sigma = Lam @ Lam.T
             sd = np.sqrt(np.diag(Sigma))
             free[cb.sd_idx] = sd * scale
+            rows, cols = tril(k, -1)
+            denom = sd[rows] * sd[cols]
             with np.errstate(invalid="ignore", divide="ignore"):
-                R = Sigma / np.outer(sd, sd)
-            rows, cols = np.tril_indices(k, -1)
-            free[cb.corr_idx] = np.clip(np.nan_to_num(R[rows, cols]), -1.0, 1.0)
+                corr = np.where(denom > 0, Sigma[rows, cols] / np.where(denom > 0, denom, 1.0), 0.0)
+            free[cb.corr_idx] = np.clip(corr, -1.0, 1.0)
         for rc in self.resid_chol:
             free[np.concatenate([rc.sd_idx, rc.corr_idx])] = rc.natural(phi[rc.pos])
         return free
@@ -238,10 +241,10 @@ class GaussianParams:
             return mats
         L = {lvl: Ll.copy() for lvl, Ll in mats.L.items()}
         for cb in self.chol:
-            k = len(cb.sd_idx)
-            Lam = np.zeros((k, k))
-            Lam[np.tril_indices(k)] = phi[cb.pos]
-            L[cb.level][np.ix_(cb.where, cb.where)] = Lam
+            rows, cols = tril(len(cb.sd_idx))
+            Ll = L[cb.level]
+            Ll[np.ix_(cb.where, cb.where)] = 0.0
+            Ll[cb.where[rows], cb.where[cols]] = phi[cb.pos]
         return replace(mats, L=L)
 
     def phi_gradient(self, g_free: np.ndarray, g_L: dict[int, np.ndarray], phi: np.ndarray | None = None) -> np.ndarray:
@@ -253,8 +256,8 @@ class GaussianParams:
         g = np.zeros(self.n_phi)
         g[:len(self.plain_idx)] = g_free[self.plain_idx]
         for cb in self.chol:
-            k = len(cb.sd_idx)
-            g[cb.pos] = g_L[cb.level][np.ix_(cb.where, cb.where)][np.tril_indices(k)]
+            rows, cols = tril(len(cb.sd_idx))
+            g[cb.pos] = g_L[cb.level][cb.where[rows], cb.where[cols]]
         for rc in self.resid_chol:  # phi is needed (only) here
             g[rc.pos] = rc.jacobian(phi[rc.pos]).T @ g_free[np.concatenate([rc.sd_idx, rc.corr_idx])]
         return g

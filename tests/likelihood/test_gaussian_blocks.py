@@ -69,7 +69,7 @@ CASES = list(designs(np.random.default_rng(0)))
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("mode", ["default", "all-dense", "sparse-lu", "sparse-product"])
+@pytest.mark.parametrize("mode", ["default", "all-dense", "sparse-lu", "sparse-product", "direct"])
 def test_logdet_solve_and_schur_match_dense(case: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if mode == "all-dense":
         monkeypatch.setattr(sb, "COMBO_MAX", -1)
@@ -77,6 +77,8 @@ def test_logdet_solve_and_schur_match_dense(case: str, mode: str, monkeypatch: p
         monkeypatch.setattr(sb, "DENSE_MAX", 0)
     if mode == "sparse-product":
         monkeypatch.setattr(sb, "DENSE_PRODUCT_MAX", 0)
+    if mode == "direct":
+        monkeypatch.setattr(sb, "DIRECT_MIN", 0)
     rng = np.random.default_rng(CASES.index(case))
     levels, ks = designs(rng)[case]
     structure, system, M, R = random_system(rng, [_codes(c) for c in levels], ks)
@@ -108,7 +110,7 @@ def test_not_positive_definite_raises() -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("mode", ["default", "all-dense", "sparse-lu", "sparse-product"])
+@pytest.mark.parametrize("mode", ["default", "all-dense", "sparse-lu", "sparse-product", "direct"])
 def test_selected_inverse_matches_dense_inverse(case: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Diagonal unit blocks and the blocks of units sharing a row equal those of inv(M); None after sparse LU."""
     if mode == "all-dense":
@@ -117,6 +119,8 @@ def test_selected_inverse_matches_dense_inverse(case: str, mode: str, monkeypatc
         monkeypatch.setattr(sb, "DENSE_MAX", 0)
     if mode == "sparse-product":
         monkeypatch.setattr(sb, "DENSE_PRODUCT_MAX", 0)
+    if mode == "direct":
+        monkeypatch.setattr(sb, "DIRECT_MIN", 0)
     rng = np.random.default_rng(CASES.index(case))
     levels, ks = designs(rng)[case]
     structure, system, M, _ = random_system(rng, [_codes(c) for c in levels], ks)
@@ -138,3 +142,38 @@ def test_selected_inverse_matches_dense_inverse(case: str, mode: str, monkeypatc
         ia, ib = (x[:n0] for x in structure.pairs[(a, b)])
         expected = Z[block(a, ia)[:, :, None], block(b, ib)[:, None, :]]
         np.testing.assert_allclose(blocks, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("ks", [[1, 1, 1], [2, 1, 2]])
+def test_crossed_students_and_lecturers_take_the_direct_path_and_match_dense(ks: list[int],
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """InstEval's layout in small: students rate many lecturers (nested in departments) and a dept x service cell.
+
+    Eliminating students fills the lecturers, so every neighbour of a student is in the
+    remainder and the students are eliminated `direct` (no per-pair links); logdet,
+    solves and the selected inverse must still equal dense numpy's.
+    """
+    monkeypatch.setattr(sb, "DIRECT_MIN", 500)
+    rng = np.random.default_rng(14)
+    n_students, n_lecturers, n_depts = 60, 25, 4
+    student = np.repeat(np.arange(n_students), 8)
+    lecturer = rng.integers(0, n_lecturers, len(student))
+    cell = rng.integers(0, n_depts, n_lecturers)[lecturer] * 2 + rng.integers(0, 2, len(student))
+    structure, system, M, R = random_system(rng, [_codes(student), _codes(lecturer), _codes(cell)], ks)
+    assert structure.direct == [True] and structure.n_blockwise == 1 and structure.remainder == [1, 2]
+    factor = factorize(structure, system)
+    assert factor.logdet == pytest.approx(np.linalg.slogdet(M)[1], abs=1e-9)
+    np.testing.assert_allclose(schur(factor, system), system.ff - R.T @ np.linalg.solve(M, R), atol=1e-9)
+    inv = selected_inverse(factor, InversePlan(structure))
+    Z = np.linalg.inv(M)
+    offsets = np.concatenate([[0], np.cumsum([u * k for u, k in zip(structure.n_units, ks, strict=True)])])
+
+    def block(level: int, units: np.ndarray) -> np.ndarray:
+        return offsets[level] + units[:, None] * ks[level] + np.arange(ks[level])[None, :]
+
+    for lvl in range(3):
+        idx = block(lvl, np.arange(structure.n_units[lvl]))
+        np.testing.assert_allclose(inv.diag[lvl], Z[idx[:, :, None], idx[:, None, :]], atol=1e-12)
+    for (a, b), blocks in inv.pairs.items():
+        ia, ib = (x[:structure.n_initial[(a, b)]] for x in structure.pairs[(a, b)])
+        np.testing.assert_allclose(blocks, Z[block(a, ia)[:, :, None], block(b, ib)[:, None, :]], atol=1e-12)

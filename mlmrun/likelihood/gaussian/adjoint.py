@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlmrun.compile.layout import level_layout
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices
 from mlmrun.likelihood.gaussian.design import GaussianDesign, _wsum
 from mlmrun.likelihood.sparse.blocks import Pair
@@ -168,10 +169,13 @@ def matrix_gradient(design: GaussianDesign, mats: ModelMatrices, dH: list[np.nda
     grad = MatrixGradient.zeros(mats)
     M = len(model.latent)
     has_B = len(model.B_entries) > 0
+    if not has_B and not design.gamma_cols:
+        return _finish(design, grad, _plain_level_gradient(design, mats, dH, grad), dE, dsigma, beta_given)
     T = mats.T if has_B else np.eye(M)
+    members_at = level_layout(model).members
     Lblk = np.zeros((M, M))
     for lvl, L in mats.L.items():
-        members = model.latent_at(lvl)
+        members = members_at[lvl]
         Lblk[np.ix_(members, members)] = L
     Gm = T @ Lblk
     dGm = np.zeros((M, M))
@@ -186,7 +190,7 @@ def matrix_gradient(design: GaussianDesign, mats: ModelMatrices, dH: list[np.nda
     dT = dGm @ Lblk.T
     dLblk = T.T @ dGm
     for lvl in mats.L:
-        members = model.latent_at(lvl)
+        members = members_at[lvl]
         grad.L[lvl] = -0.5 * dLblk[np.ix_(members, members)]
     p = design.p
     if design.gamma_cols:
@@ -200,9 +204,35 @@ def matrix_gradient(design: GaussianDesign, mats: ModelMatrices, dH: list[np.nda
         dT += dTG @ mats.Gamma.T
     if has_B:
         grad.B = -0.5 * (T.T @ dT @ T.T)
+    return _finish(design, grad, dlam, dE, dsigma, beta_given)
+
+
+def _plain_level_gradient(design: GaussianDesign, mats: ModelMatrices, dH: list[np.ndarray], grad: MatrixGradient
+                          ) -> list[np.ndarray]:
+    """Without B and Gamma: each level's sources are its own members, G = blockdiag(L), so row m of G is
+    row m of its level's L; dD/dlambda and grad.L (set here) follow level by level, with no M x M matrices."""
+    dlam = [np.zeros_like(x) for x in mats.lambdas]
+    for lv, dHl in zip(design.levels, dH, strict=True):
+        L = mats.L[lv.level]
+        gL = np.zeros_like(L)
+        pos = {m: i for i, m in enumerate(lv.members)}
+        start = 0
+        for m in lv.sources:
+            blk = dHl[start:start + len(mats.lambdas[m])]
+            start += len(mats.lambdas[m])
+            dlam[m] += blk @ L[pos[m]]
+            gL[pos[m]] += mats.lambdas[m] @ blk
+        grad.L[lv.level] = -0.5 * gL
+    return dlam
+
+
+def _finish(design: GaussianDesign, grad: MatrixGradient, dlam: list[np.ndarray], dE: np.ndarray,
+            dsigma: np.ndarray | None, beta_given: bool) -> MatrixGradient:
+    """Loadings, a given beta and the residual SDs: the parts every model has."""
+    p = design.p
     grad.lambdas = [-0.5 * d for d in dlam]
     if beta_given and p:
-        grad.beta[np.isin(model.beta_rows, design.beta_rows)] = 0.5 * dE[:p, 0]
+        grad.beta[np.isin(design.model.beta_rows, design.beta_rows)] = 0.5 * dE[:p, 0]
     if dsigma is not None:
         grad.scale[design.class_first] = -0.5 * dsigma
     return grad

@@ -25,6 +25,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
+from mlmrun.compile.layout import level_layout
 from mlmrun.compile.matrices import ModelMatrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.gaussian.residual_structures import ResidualPlan
@@ -271,14 +272,24 @@ class GaussianDesign:
         """H_l (K_l x k_l) with a_l(i) = H_l' xi_{l,i}: loadings times G = T blockdiag(L)."""
         model = self.model
         M = len(model.latent)
-        Lblk = np.zeros((M, M))
-        for lvl, L in mats.L.items():
-            members = model.latent_at(lvl)
-            Lblk[np.ix_(members, members)] = L
-        Gm = mats.T @ Lblk if len(model.B_entries) else Lblk
+        members_at = level_layout(model).members
+        only = next(iter(mats.L)) if len(mats.L) == 1 else None
+        if only is not None and not len(model.B_entries) and members_at[only] == list(range(M)):
+            Gm = mats.L[only]
+        else:
+            Lblk = np.zeros((M, M))
+            for lvl, L in mats.L.items():
+                members = members_at[lvl]
+                Lblk[np.ix_(members, members)] = L
+            Gm = mats.T @ Lblk if len(model.B_entries) else Lblk
         out = []
         for lv in self.levels:
-            blocks = [mats.lambdas[m][:, None] * Gm[m, list(lv.members)][None, :] for m in lv.sources]
+            cols = list(lv.members)
+            if len(lv.sources) == 1:
+                m = lv.sources[0]
+                out.append(mats.lambdas[m][:, None] * Gm[m, cols][None, :])
+                continue
+            blocks = [mats.lambdas[m][:, None] * Gm[m, cols][None, :] for m in lv.sources]
             out.append(np.vstack(blocks) if blocks else np.zeros((0, len(lv.members))))
         return out
 

@@ -32,6 +32,7 @@ from scipy import optimize
 from mlmrun.compile.matrices import ModelMatrices, model_matrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.small_dense import dense_small, dense_system
 from mlmrun.likelihood.sparse.blocks import BlockFactor, BlockSystem, factorize, schur
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -105,8 +106,20 @@ def profile_schur(design: GaussianDesign, S: np.ndarray, logdet: float, log_s: f
     return Profiled(float(deviance), beta, None, logdet, xtvx)
 
 
+def dense_weights(design: GaussianDesign, mats: ModelMatrices, profile_sigma: bool) -> tuple[np.ndarray, float]:
+    """Residual weights and log|S| as `factor_system` takes them (no residual structure here)."""
+    if profile_sigma and not design.hetero:
+        return np.ones(len(design.class_rows)), 0.0
+    return log_det_residual(design, mats)
+
+
 def profiled(design: GaussianDesign, mats: ModelMatrices, *, reml: bool, profile_sigma: bool) -> Profiled:
     """Deviance with beta profiled; with `profile_sigma`, `mats` holds relative SDs and unit residual SD."""
+    plan = dense_small(design)
+    if plan is not None:
+        weights, log_s = dense_weights(design, mats, profile_sigma)
+        ds = dense_system(plan, design, mats, float(weights[0]))
+        return profile_schur(design, ds.S, ds.logdet, log_s, reml=reml, profile_sigma=profile_sigma)
     _, log_s, _, system, factor = factor_system(design, mats, profile_sigma)
     return profile_schur(design, schur(factor, system), factor.logdet, log_s, reml=reml, profile_sigma=profile_sigma)
 

@@ -28,7 +28,15 @@ import numpy as np
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices
 from mlmrun.likelihood.gaussian.adjoint import SystemGradient, matrix_gradient, system_adjoint
 from mlmrun.likelihood.gaussian.design import GaussianDesign
-from mlmrun.likelihood.gaussian.deviance import LOG_2PI, Profiled, factor_system, given_beta, profile_schur
+from mlmrun.likelihood.gaussian.deviance import (
+    LOG_2PI,
+    Profiled,
+    dense_weights,
+    factor_system,
+    given_beta,
+    profile_schur,
+)
+from mlmrun.likelihood.gaussian.small_dense import dense_adjoint, dense_small, dense_system
 from mlmrun.likelihood.sparse.batched import bmm
 from mlmrun.likelihood.sparse.blocks import BlockSystem
 from mlmrun.likelihood.sparse.selected_inverse import SelectedInverse, selected_inverse
@@ -84,12 +92,22 @@ def profiled_gradient(design: GaussianDesign, mats: ModelMatrices, *, reml: bool
     gradient is that of the profiled criterion.
     """
     design = design.whitened(mats)
+    plan = dense_small(design)
+    if plan is not None:
+        return _dense_profiled_gradient(plan, design, mats, reml, profile_sigma)
     weights, log_s, E, system, factor = factor_system(design, mats, profile_sigma)
     inv = selected_inverse(factor, design.inverse_plan)
     U, S = _solve_schur(factor, system)
     prof = profile_schur(design, S, factor.logdet, log_s, reml=reml, profile_sigma=profile_sigma)
     if inv is None:
         return prof, None
+    sg = system_gradient(design, inv, U, _schur_coefficients(design, prof, S, reml, profile_sigma))
+    return prof, _matrix_gradient(design, mats, E, weights, sg, profile_sigma, beta_given=False)
+
+
+def _schur_coefficients(design: GaussianDesign, prof: Profiled, S: np.ndarray, reml: bool,
+                        profile_sigma: bool) -> np.ndarray:
+    """P = c ee' (+ (X'V^-1X)^-1 in the beta block for REML): dD = tr(P dS) at the profiled beta (and sigma)."""
     p = design.p
     e = np.concatenate([-np.linalg.solve(prof.xtvx, S[:p, p]) if p else np.zeros(0), [1.0]])
     dof = design.n - p if reml else design.n
@@ -98,8 +116,19 @@ def profiled_gradient(design: GaussianDesign, mats: ModelMatrices, *, reml: bool
     if reml and p:
         Q = np.linalg.inv(prof.xtvx)
         P[:p, :p] += 0.5 * (Q + Q.T)
-    sg = system_gradient(design, inv, U, P)
-    return prof, _matrix_gradient(design, mats, E, weights, sg, profile_sigma, beta_given=False)
+    return P
+
+
+def _dense_profiled_gradient(plan, design: GaussianDesign, mats: ModelMatrices, reml: bool, profile_sigma: bool
+                             ) -> tuple[Profiled, MatrixGradient]:
+    """`profiled_gradient` on likelihood/gaussian/small_dense.py's dense path (few random effects)."""
+    weights, log_s = dense_weights(design, mats, profile_sigma)
+    ds = dense_system(plan, design, mats, float(weights[0]))
+    prof = profile_schur(design, ds.S, ds.logdet, log_s, reml=reml, profile_sigma=profile_sigma)
+    need = not profile_sigma
+    dH, dE, dw = dense_adjoint(plan, ds, _schur_coefficients(design, prof, ds.S, reml, profile_sigma), need)
+    dsigma = _residual_sd_gradient(design, weights, np.array([dw])) if need else None
+    return prof, matrix_gradient(design, mats, dH, dE, dsigma, beta_given=False)
 
 
 def deviance_gradient(design: GaussianDesign, mats: ModelMatrices) -> tuple[float, MatrixGradient | None]:

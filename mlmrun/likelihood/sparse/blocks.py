@@ -44,6 +44,11 @@ a BLAS flop is about that much cheaper than a sparse product's, so only very spa
 crossed design meeting one middle school) is worth the sparse product."""
 COMBO_MAX = 20_000_000
 """Most block products one blockwise elimination may create before the rest goes dense instead."""
+DIRECT_MIN = 200_000
+"""A level eliminated just before the remainder, with at least this many neighbour pairs among its units, skips
+the symbolic clique of every unit's neighbours (one index entry per pair, the memory of a crossed design such
+as InstEval's students x lecturers): its K'K update is one sparse product and its selected inverse one sparse
+times dense product K Z_r (`direct`)."""
 
 Pair = tuple[int, int]
 
@@ -99,14 +104,26 @@ class BlockStructure:
         intra_keys = [np.zeros(0, np.int64) for _ in range(L)]
         raw_updates: list[list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]] = []
         n_blockwise = 0
+        self.direct: list[bool] = []
+        """Per eliminated level: True when it was eliminated `direct` (no `links`; see DIRECT_MIN)."""
         for a in range(L):
             remaining = sum(self.n_units[j] * self.k[j] for j in range(a, L))
             links = {b: divmod(keys[(a, b)], self.n_units[b]) for b in range(a + 1, L) if len(keys[(a, b)])}
             degree = {b: np.bincount(ia, minlength=self.n_units[a]) for b, (ia, _) in links.items()}
             combos = sum(int(np.dot(degree[b], degree[c])) * self.k[b] * self.k[c]
                          for b in links for c in links if b <= c)
-            if len(intra_keys[a]) or (combos > COMBO_MAX and remaining <= DENSE_MAX):
+            if len(intra_keys[a]) or (combos > COMBO_MAX and remaining <= DENSE_MAX) or any(self.direct):
                 break
+            # The next level gets fill inside itself (so it ends the blockwise levels) when a unit of this
+            # one meets two of its units: every neighbour of this level is then in the remainder.
+            nxt = a + 1
+            last = nxt < L and (len(intra_keys[nxt]) > 0 or (nxt in degree and int(degree[nxt].max()) >= 2))
+            if last and combos >= DIRECT_MIN:
+                raw_updates.append([])
+                self.direct.append(True)
+                n_blockwise += 1
+                continue
+            self.direct.append(False)
             step = []
             for b in links:
                 for c in links:
@@ -239,8 +256,10 @@ class BlockFactor:
         logdet = 0.0
         self.Linv: list[np.ndarray] = []
         self.K: list[dict[int, np.ndarray]] = []
-        self.remainder_updates: list[sp.coo_matrix] = []
+        self.remainder_updates: list[sp.csr_matrix] = []
         self.remainder_dense: np.ndarray | float = 0.0
+        self.K_remainder: dict[int, np.ndarray] = {}
+        """Direct levels: K's values at the structure's `into_remainder` (rows, cols) (selected_inverse's K Z_r)."""
         for a in range(st.n_blockwise):
             La = chol(D[a])
             logdet += 2.0 * float(np.sum(np.log(np.diagonal(La, axis1=1, axis2=2))))
@@ -254,13 +273,15 @@ class BlockFactor:
             if targets:
                 data = np.concatenate([Ka[b].ravel() for b in targets])
                 shape = (st.n_units[a] * st.k[a], st.q_remainder)
+                if st.direct[a]:
+                    self.K_remainder[a] = data
                 if shape[0] * shape[1] <= DENSE_PRODUCT_MAX and shape[1] <= DENSE_MAX and st.dense_product[a]:
                     Kd = np.zeros(shape)
                     Kd[rows, cols] = data
                     self.remainder_dense = self.remainder_dense + Kd.T @ Kd
                 else:
                     Kr = sp.csr_matrix((data, (rows, cols)), shape=shape)
-                    self.remainder_updates.append((Kr.T @ Kr).tocoo())
+                    self.remainder_updates.append((Kr.T @ Kr).tocsr())
             for up in st.updates[a]:
                 prod = bmm(np.swapaxes(Ka[up.b][up.left], 1, 2), Ka[up.c][up.right])
                 delta = up.agg @ prod.reshape(len(prod), -1)
@@ -277,10 +298,42 @@ class BlockFactor:
             logdet += self._factor_remainder(D, offv)
         self.logdet = logdet
 
+    def _factor_dense(self, D: list[np.ndarray], offv: dict[Pair, np.ndarray]) -> float:
+        """Assemble the remainder in one dense array and factor it in place (LAPACK potrf).
+
+        The sparse K'K updates are expanded straight into that array and
+        dropped, so the remainder exists once (not as coo triplets, a dense
+        copy and a separate factor).
+        """
+        st = self.structure
+        q = st.q_remainder
+        updates, self.remainder_updates = self.remainder_updates, []
+        if updates:
+            dense = (updates[0] if len(updates) == 1 else sum(updates[1:], updates[0])).toarray()
+            np.negative(dense, out=dense)
+        else:
+            dense = np.zeros((q, q))
+        del updates
+        for kind, (b, c), r, cc in st.scatter:
+            v = (D[b] if kind == "diag" else offv[(b, c)][:st.n_initial[(b, c)]]).ravel()
+            dense[r, cc] += v
+            if kind != "diag":
+                dense[cc, r] += v
+        if isinstance(self.remainder_dense, np.ndarray):
+            dense -= self.remainder_dense
+            self.remainder_dense = 0.0
+        upper, info = sla.lapack.dpotrf(dense.T, lower=0, overwrite_a=1, clean=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("the remainder of M is not positive definite")
+        self.dense = upper.T
+        return 2.0 * float(np.sum(np.log(np.diag(self.dense))))
+
     def _factor_remainder(self, D: list[np.ndarray], offv: dict[Pair, np.ndarray]) -> float:
         """Assemble the remainder (unit blocks, data pairs, sparse K'K updates) and factor it."""
         st = self.structure
         q = st.q_remainder
+        if q <= DENSE_MAX:
+            return self._factor_dense(D, offv)
         rows, cols, vals = [], [], []
         for kind, (b, c), r, cc in st.scatter:
             v = D[b] if kind == "diag" else offv[(b, c)][:st.n_initial[(b, c)]]
@@ -291,15 +344,11 @@ class BlockFactor:
                 rows.append(cc)
                 cols.append(r)
                 vals.append(v.ravel())
-        for upd in self.remainder_updates:
+        for upd in (u.tocoo() for u in self.remainder_updates):
             rows.append(upd.row)
             cols.append(upd.col)
             vals.append(-upd.data)
         r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-        if q <= DENSE_MAX:
-            dense = sp.coo_matrix((v, (r, c)), shape=(q, q)).toarray() - self.remainder_dense
-            self.dense = sla.cholesky(dense, lower=True, check_finite=False)
-            return 2.0 * float(np.sum(np.log(np.diag(self.dense))))
         mat = sp.csc_matrix((v, (r, c)), shape=(q, q))
         self.lu = spla.splu(mat, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                             options={"SymmetricMode": True})
@@ -322,8 +371,8 @@ class BlockFactor:
     def _remainder_solve(self, b: list[np.ndarray]) -> np.ndarray:
         st = self.structure
         stacked = np.concatenate([b[lvl].reshape(st.n_units[lvl] * st.k[lvl], -1) for lvl in st.remainder])
-        if self.dense is not None:
-            return sla.cho_solve((self.dense, True), stacked, check_finite=False)
+        if self.dense is not None:  # the transposed view is Fortran-ordered: LAPACK takes it without a copy
+            return sla.cho_solve((self.dense.T, False), stacked, check_finite=False)
         return self.lu.solve(stacked)
 
     def solve(self, rhs: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -17,7 +17,9 @@ Levels are processed in reverse elimination order; each needs Z only on pairs
 of its units' neighbours, which later levels (or the remainder) have already
 produced: the structure's `links` list exactly those pairs. The remainder
 (levels factorised together at the end) is inverted densely from its Cholesky
-factor (LAPACK potri). A remainder factorised by sparse LU has no selected
+factor (LAPACK potri). A `direct` level (blocks.DIRECT_MIN: eliminated just before
+the remainder, every neighbour in it) gets its Y_k from one sparse times
+dense product K Z_r, in chunks, instead of per-pair links. A remainder factorised by sparse LU has no selected
 inverse here (`selected_inverse` returns None and callers fall back).
 """
 
@@ -59,6 +61,65 @@ def _remainder_rows(st: BlockStructure, b: int, units: np.ndarray) -> np.ndarray
     return st.offsets[b] + units[:, None] * st.k[b] + np.arange(st.k[b])[None, :]
 
 
+CHUNK_ENTRIES = 1 << 18
+"""Products K[r, c_i] Z_r[c_i, c_j] of a direct level formed at a time (a few MB of temporaries)."""
+
+
+@dataclass(frozen=True)
+class DirectPlan:
+    """A direct level's K as a row-sorted sparse matrix over the remainder, its rows grouped by length.
+
+    Only Y = K Z_r at K's own pattern is needed, and for a row r with entries
+    (c_1..c_L) that is Y[r, c_j] = sum_i K[r, c_i] Z_r[c_i, c_j]: an L x L block
+    of Z_r per row (a unit's neighbours with each other). Rows of one length
+    are done together, at most CHUNK_ENTRIES block entries at a time, so the
+    per-pair index arrays of the `links` are never stored.
+    """
+
+    order: np.ndarray
+    """Entries of `into_remainder` (K's values in BlockFactor order) sorted by row then column."""
+    cols: np.ndarray
+    """Remainder column of each sorted entry."""
+    groups: tuple[tuple[int, np.ndarray], ...]
+    """(L, first sorted entry of each row of length L), split into chunks."""
+    targets: tuple[tuple[int, int, int], ...]
+    """(level b, start, stop) of each neighbour level's blocks in K's values."""
+
+    @classmethod
+    def build(cls, st: BlockStructure, a: int) -> DirectPlan:
+        targets, rows, cols = st.into_remainder[a]
+        order = np.lexsort((cols, rows))
+        indptr = np.searchsorted(rows[order], np.arange(st.n_units[a] * st.k[a] + 1))
+        lens = np.diff(indptr)
+        groups = []
+        for length in np.unique(lens[lens > 0]):
+            starts = indptr[:-1][lens == length]
+            per = max(1, CHUNK_ENTRIES // int(length) ** 2)
+            groups += [(int(length), starts[i:i + per]) for i in range(0, len(starts), per)]
+        spans, start = [], 0
+        for b in targets:
+            size = len(st.pairs[(a, b)][0]) * st.k[a] * st.k[b]
+            spans.append((b, start, start + size))
+            start += size
+        return cls(order, cols[order], tuple(groups), tuple(spans))
+
+
+def _direct_products(factor: BlockFactor, plan: DirectPlan, a: int, Zr: np.ndarray) -> dict[int, np.ndarray]:
+    """Y_b = sum_j K_u[j] Z_jb for a direct level a (every neighbour in the remainder), at its pairs with b."""
+    q = factor.structure.q_remainder
+    values = factor.K_remainder[a][plan.order]
+    out = np.empty_like(values)
+    flat = Zr.ravel()
+    for length, starts in plan.groups:
+        idx = starts[:, None] + np.arange(length)[None, :]
+        c = plan.cols[idx]
+        block = flat.take(c[:, :, None] * q + c[:, None, :])
+        out[idx] = (values[idx][:, None, :] @ block)[:, 0, :]
+    Y = np.empty_like(out)
+    Y[plan.order] = out
+    return {b: Y[s0:s1].reshape(factor.K[a][b].shape) for b, s0, s1 in plan.targets}
+
+
 class InversePlan:
     """Parameter-free index arrays of the selected inversion (built once per BlockStructure)."""
 
@@ -81,6 +142,7 @@ class InversePlan:
                 links.append(Link(b, c, left, right, source, index, summing(right, len(st.pairs[(a, c)][0])),
                                   mirror, mirror_index, summing(left[mirror], len(st.pairs[(a, b)][0]))))
             self.links.append(links)
+        self.direct = {a: DirectPlan.build(st, a) for a in range(st.n_blockwise) if st.direct[a]}
         self.remainder_pairs: dict[Pair, tuple[np.ndarray, np.ndarray]] = {}
         for b in st.remainder:
             for c in st.remainder:
@@ -104,10 +166,18 @@ class SelectedInverse:
 
 def _remainder_inverse(factor: BlockFactor) -> np.ndarray:
     """Dense inverse of the remainder from its lower Cholesky factor."""
-    inv, info = lapack.dpotri(factor.dense, lower=1)
+    upper, info = lapack.dpotri(factor.dense.T, lower=0)  # Fortran view of L': no copy on the way in
     if info != 0:
         raise np.linalg.LinAlgError("the remainder of M could not be inverted")
-    return np.tril(inv) + np.tril(inv, -1).T
+    Z = upper.T  # C-ordered, inverse in the lower triangle: mirror it in place, a band of rows at a time
+    q = len(Z)
+    for i0 in range(0, q, 256):
+        i1 = min(i0 + 256, q)
+        Z[i0:i1, i1:] = Z[i1:, i0:i1].T
+        block = Z[i0:i1, i0:i1]
+        upper_idx = np.triu_indices(i1 - i0, 1)
+        block[upper_idx] = block.T[upper_idx]
+    return Z
 
 
 def selected_inverse(factor: BlockFactor, plan: InversePlan) -> SelectedInverse | None:
@@ -123,7 +193,8 @@ def selected_inverse(factor: BlockFactor, plan: InversePlan) -> SelectedInverse 
     for a in range(st.n_blockwise - 1, -1, -1):
         Li, K = factor.Linv[a], factor.K[a]
         ka = st.k[a]
-        Y = {b: np.zeros_like(Kb) for b, Kb in K.items()}
+        Y = _direct_products(factor, plan.direct[a], a, Zr) if a in plan.direct else \
+            {b: np.zeros_like(Kb) for b, Kb in K.items()}
         for link in plan.links[a]:
             if link.source == "dense":
                 Zlr = flat.take(link.index)
