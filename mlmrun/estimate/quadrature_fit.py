@@ -38,6 +38,7 @@ from mlmrun.estimate.inference import (
 from mlmrun.estimate.lr_null import FAMILY_BLOCKS, null_free_mask, tested_free
 from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
 from mlmrun.estimate.robust import bread, glm_information, least_squares_start, robust_covariance, weight_scale
+from mlmrun.likelihood.quadrature.adaptive import Adaptation
 from mlmrun.likelihood.quadrature.objective import QuadratureObjective
 from mlmrun.likelihood.quadrature.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
@@ -99,23 +100,36 @@ def starting_values(obj: QuadratureObjective, glm_free: np.ndarray) -> np.ndarra
 def information(obj: QuadratureObjective, out: Outcome, laplace_f: Callable | None) -> np.ndarray:
     """Observed information on the free vector (negated Hessian of the log likelihood).
 
-    Quadrature: differences of the analytic gradient with the adaptation
-    frozen at the optimum, central (2p gradients) for up to FORWARD_ABOVE
-    parameters and forward (p gradients, relative error ~1e-6, ample for SEs)
-    beyond, where each gradient is expensive (issue 4's factor models).
+    Quadrature: the Hessian of the log likelihood with the adaptation frozen
+    at the optimum, by Louis' identity per unit in one pass
+    (likelihood/quadrature/louis.py) where the families allow, else
+    differences of the analytic gradient (`frozen_information`).
     Laplace: second differences of the re-adapted Laplace log likelihood
     (what lme4 and glmmTMB differentiate).
     """
     if laplace_f is not None:
         return -numeric_hessian(laplace_f, out.free)
+    return frozen_information(obj, out.free, out.adaptation, out.gradient)
+
+
+def frozen_information(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation,
+                       gradient: np.ndarray | None = None) -> np.ndarray:
+    """Negated Hessian of the frozen-adaptation log likelihood at `free`.
+
+    Analytic (`QuadratureObjective.hessian`) where `louis_applies`; otherwise differences of
+    the analytic gradient, central (2p gradients) for up to FORWARD_ABOVE parameters and
+    forward (p gradients, relative error ~1e-6, ample for SEs) beyond, where each gradient is
+    expensive (issue 4's factor models). `gradient`: the gradient at `free`, when known.
+    """
+    if obj.louis_applies():
+        return -obj.hessian(free, ad)
 
     def grad(x: np.ndarray) -> np.ndarray:
-        return obj.frozen(x, out.adaptation)[1]
+        return obj.frozen(x, ad)[1]
 
-    x = out.free
-    if len(x) <= FORWARD_ABOVE:
-        return -hessian_from_gradient(grad, x)
-    return -hessian_forward(grad, x, out.gradient)
+    if len(free) <= FORWARD_ABOVE:
+        return -hessian_from_gradient(grad, free)
+    return -hessian_forward(grad, free, gradient)
 
 
 def covariance(obj: QuadratureObjective, info: np.ndarray, warnings: list[str]) -> np.ndarray | None:
