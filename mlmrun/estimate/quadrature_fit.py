@@ -30,15 +30,19 @@ from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.boundary import no_se_at_boundary
 from mlmrun.estimate.inference import (
     covariance_from_hessian,
-    hessian_forward,
-    hessian_from_gradient,
     lr_p_value,
     numeric_hessian,
 )
 from mlmrun.estimate.lr_null import FAMILY_BLOCKS, null_free_mask, tested_free
-from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
+from mlmrun.estimate.quadrature_opt import (
+    Outcome,
+    bounds_arrays,
+    frozen_information,
+    polish,
+    projected_gradient,
+    rounds,
+)
 from mlmrun.estimate.robust import bread, glm_information, least_squares_start, robust_covariance, weight_scale
-from mlmrun.likelihood.quadrature.adaptive import Adaptation
 from mlmrun.likelihood.quadrature.objective import QuadratureObjective
 from mlmrun.likelihood.quadrature.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import empirical_bayes
@@ -110,26 +114,6 @@ def information(obj: QuadratureObjective, out: Outcome, laplace_f: Callable | No
     if laplace_f is not None:
         return -numeric_hessian(laplace_f, out.free)
     return frozen_information(obj, out.free, out.adaptation, out.gradient)
-
-
-def frozen_information(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation,
-                       gradient: np.ndarray | None = None) -> np.ndarray:
-    """Negated Hessian of the frozen-adaptation log likelihood at `free`.
-
-    Analytic (`QuadratureObjective.hessian`) where `louis_applies`; otherwise differences of
-    the analytic gradient, central (2p gradients) for up to FORWARD_ABOVE parameters and
-    forward (p gradients, relative error ~1e-6, ample for SEs) beyond, where each gradient is
-    expensive (issue 4's factor models). `gradient`: the gradient at `free`, when known.
-    """
-    if obj.louis_applies():
-        return -obj.hessian(free, ad)
-
-    def grad(x: np.ndarray) -> np.ndarray:
-        return obj.frozen(x, ad)[1]
-
-    if len(free) <= FORWARD_ABOVE:
-        return -hessian_from_gradient(grad, free)
-    return -hessian_forward(grad, free, gradient)
 
 
 def covariance(obj: QuadratureObjective, info: np.ndarray, warnings: list[str]) -> np.ndarray | None:
@@ -272,7 +256,7 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
     first = rounds(obj, start, rules, 1e-6, max_iter, progress, coarse=True)
     shifted = None if progress is None else Offset(progress, first.iterations)
     out = rounds(obj, first.free, plan.rules, tol, max(1, max_iter - first.iterations), shifted,
-                 first.adaptation.with_rules(plan.rules), first.information)
+                 first.adaptation.with_rules(plan.rules), None if obj.louis_applies() else first.information)
     out.iterations += first.iterations
     return out
 

@@ -99,6 +99,7 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
     """B_i: d nu_i / d theta per standard node coordinate of the row's lowest unit, (n, q0, p)."""
     U1 = low.U[1][h.unit_of_row[1]] if Kd > 1 else None
     xx = x0[:, :, None] * x0[:, None, :]
+    nodes1 = np.concatenate([np.ones((len(x0), 1)), x0], axis=1)
     H = np.zeros((p, p))
     mean0 = np.empty((n0, low.n_cfg, p))
     starts = h.row_start
@@ -122,19 +123,18 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
         cross = np.einsum("isp,isj->ijp", vec, m1).reshape(-1, p).T @ Br.reshape(-1, p)
         H += cross + cross.T
         H += Br.reshape(-1, p).T @ np.einsum("isjk,ikq->ijq", m2, Br).reshape(-1, p)
-        # lowest units: Var_r of the unit's score g(r) = sum_i s_irs (vec_is + B_i x_r), given the configuration;
-        # per unit a product (nodes x its rows' (1, x_r) coefficients) @ (those coefficients' p-vectors)
+        # lowest units: Var_r of the unit's score g(r) = sum_i s_irs (vec_is + B_i x_r), given the configuration:
+        # per unit, (nodes x its rows' scores) @ (those rows' vec and B_1..B_q0), then the x_r combination
         width = int(b.counts.max())
         slot = np.arange(rows.start, rows.stop) - starts[u0:u1][b.local]
         n_u, n_s = u1 - u0, cfg.stop - cfg.start
-        d1t = np.moveaxis(d1, 1, 2)
-        coef = np.zeros((n_u, n_s, len(x0), width, 1 + q0))
-        coef[b.local, :, :, slot, 0] = d1t
-        coef[b.local, :, :, slot, 1:] = d1t[..., None] * x0
+        s_pad = np.zeros((n_u, n_s, len(x0), width))
+        s_pad[b.local, :, :, slot] = np.moveaxis(d1, 1, 2)
         basis = np.zeros((n_u, n_s, width, 1 + q0, p))
         basis[b.local, :, slot, 0] = vec
         basis[b.local, :, slot, 1:] = Br[:, None]
-        g = coef.reshape(n_u, n_s, len(x0), -1) @ basis.reshape(n_u, n_s, -1, p)
+        parts = (s_pad @ basis.reshape(n_u, n_s, width, -1)).reshape(n_u, n_s, len(x0), 1 + q0, p)
+        g = np.einsum("rb,usrbp->usrp", nodes1, parts)
         weight = up.above0[u0:u1, cfg] * scales[0][u0:u1, None]
         mean0[u0:u1, cfg] = _add_centred_square(H, g, np.moveaxis(post, 1, 2), weight)
     mean = mean0

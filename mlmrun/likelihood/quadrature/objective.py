@@ -311,6 +311,8 @@ class QuadratureObjective:
         Only where `louis_applies`.
         """
         free = np.asarray(free, dtype=float)
+        if not len(free):
+            return np.zeros((0, 0))
         pc = self.pieces(free)
         h = self.lay.hierarchy
         last = self._last
