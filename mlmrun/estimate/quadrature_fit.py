@@ -113,7 +113,7 @@ def information(obj: QuadratureObjective, out: Outcome, laplace_f: Callable | No
     """
     if laplace_f is not None:
         return -numeric_hessian(laplace_f, out.free)
-    return frozen_information(obj, out.free, out.adaptation, out.gradient)
+    return frozen_information(obj, out.free, out.adaptation, out.gradient, keep_moments=True)
 
 
 def covariance(obj: QuadratureObjective, info: np.ndarray, warnings: list[str]) -> np.ndarray | None:

@@ -77,16 +77,17 @@ def projected_gradient(obj: QuadratureObjective, free: np.ndarray, grad: np.ndar
 
 
 def frozen_information(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation,
-                       gradient: np.ndarray | None = None) -> np.ndarray:
+                       gradient: np.ndarray | None = None, keep_moments: bool = False) -> np.ndarray:
     """Negated Hessian of the frozen-adaptation log likelihood at `free`.
 
     Analytic (`QuadratureObjective.hessian`) where `louis_applies`; otherwise differences of
     the analytic gradient, central (2p gradients) for up to FORWARD_ABOVE parameters and
     forward (p gradients, relative error ~1e-6, ample for SEs) beyond, where each gradient is
-    expensive (issue 4's factor models). `gradient`: the gradient at `free`, when known.
+    expensive (issue 4's factor models). `gradient`: the gradient at `free`, when known;
+    `keep_moments`: keep the posterior moments for empirical Bayes (QuadratureObjective.hessian).
     """
     if obj.louis_applies():
-        return -obj.hessian(free, ad)
+        return -obj.hessian(free, ad, keep_moments)
 
     def grad(x: np.ndarray) -> np.ndarray:
         return obj.frozen(x, ad)[1]

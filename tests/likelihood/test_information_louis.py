@@ -20,6 +20,7 @@ from scipy.special import gammaln
 
 from mlmrun.estimate.inference import hessian_from_gradient
 from mlmrun.estimate.quadrature_fit import frozen_information
+from mlmrun.likelihood.quadrature.adaptive import evaluate
 from mlmrun.likelihood.quadrature.objective import QuadratureObjective
 from mlmrun.likelihood.quadrature.plan import integration_plan
 from mlmrun.pipeline import prepare
@@ -145,3 +146,18 @@ def test_information_equals_second_differences_of_a_brute_force_frozen_likelihoo
 
     brute = (4.0 * second_differences(1e-3) - second_differences(2e-3)) / 3.0  # Richardson: error O(h^4)
     assert_same_hessian(obj.hessian(free, ad), brute, 1e-7, "brute force")
+
+
+def test_information_pass_keeps_the_posterior_moments_of_a_fresh_evaluation(tmp_path: Path) -> None:
+    model = make_model(tmp_path, STRUCTURES["factor_B_Gamma"], "moments", points=3)
+    obj = QuadratureObjective(model, integration_plan(model))
+    free = random_free(model, 6)
+    ad = obj.adapt(free)
+    obj.hessian(free, ad, keep_moments=True)
+    kept = obj.evaluation(free, ad).moments
+    pc = obj.pieces(free)
+    fresh = evaluate(obj.lay.hierarchy, pc.pred, pc.fam, ad, moments=True).moments
+    assert kept is not None and len(kept) == len(fresh) == 2
+    for (m1, s1), (m2, s2) in zip(kept, fresh, strict=True):
+        np.testing.assert_allclose(m1, m2, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(s1, s2, rtol=1e-12, atol=1e-14)

@@ -372,6 +372,21 @@ def upward(h: Hierarchy, ad: Adaptation, lw: list, log_i0: np.ndarray, weights: 
     return Upward(top, post_up, weight_ge, above0)
 
 
+def block_moments(b: Block, cen: np.ndarray, post: np.ndarray, C0: np.ndarray, x0: np.ndarray,
+                  mom_c: tuple[np.ndarray, np.ndarray]) -> None:
+    """Posterior first and second moments of each lowest unit's u given the configuration above, into `mom_c`.
+
+    cen (units, S, q0): the block's centres; post (units, R_0, S): posterior weights of the nodes.
+    """
+    u0, u1, cfg = b.u0, b.u1, b.cfg
+    Cpx = np.einsum("uqj,usj->usq", C0[u0:u1], np.tensordot(post, x0, axes=([1], [0])))
+    pxx = np.tensordot(post, x0[:, :, None] * x0[:, None, :], axes=([1], [0]))
+    mom_c[0][u0:u1, cfg] = cen + Cpx
+    mom_c[1][u0:u1, cfg] = (cen[..., :, None] * cen[..., None, :] + cen[..., :, None] * Cpx[..., None, :]
+                            + Cpx[..., :, None] * cen[..., None, :]
+                            + np.einsum("uqj,usjk,upk->usqp", C0[u0:u1], pxx, C0[u0:u1]))
+
+
 def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, gradient: bool = False,
              moments: bool = False, chunk: int = CHUNK_ELEMENTS) -> Evaluation:
     """Nested adaptive quadrature: log likelihood, and optionally score expectations and posterior moments.
@@ -391,7 +406,6 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
     esu_c = np.empty((n, n_cfg, q0)) if gradient else None
     fam_c: list | None = None
     mom_c = (np.empty((n0, n_cfg, q0)), np.empty((n0, n_cfg, q0, q0))) if moments else None
-    xx = x0[:, :, None] * x0[:, None, :]
     for b in blocks(h, low, x0, chunk):
         u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
         ll, d1, _ = fam.derivs(b.nu, 1 if gradient else 0, rows)
@@ -416,12 +430,7 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
             wx = np.tensordot(d1, x0, axes=([1], [0]))
             esu_c[rows, cfg] = cen[b.local] * e[..., None] + np.einsum("iqj,isj->isq", C0[unit0[rows]], wx)
         if moments:
-            Cpx = np.einsum("uqj,usj->usq", C0[u0:u1], np.tensordot(post, x0, axes=([1], [0])))
-            pxx = np.tensordot(post, xx, axes=([1], [0]))
-            mom_c[0][u0:u1, cfg] = cen + Cpx
-            mom_c[1][u0:u1, cfg] = (cen[..., :, None] * cen[..., None, :] + cen[..., :, None] * Cpx[..., None, :]
-                                    + Cpx[..., :, None] * cen[..., None, :]
-                                    + np.einsum("uqj,usjk,upk->usqp", C0[u0:u1], pxx, C0[u0:u1]))
+            block_moments(b, cen, post, C0, x0, mom_c)
     # upward recursion over the higher levels, then posterior weights of configurations top-down
     up = upward(h, ad, low.lw, log_i0, gradient or moments)
     out = Evaluation(loglik=float(up.top.sum()), top=up.top, upward=up if gradient or moments else None)
@@ -441,11 +450,11 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
             out.es, out.esu = out.es * scale, out.esu * scale[:, None]
             out.family = [f * scale.reshape((-1,) + (1,) * (f.ndim - 1)) for f in out.family]
     if moments:
-        out.moments = _moments(h, U, up.weight_ge, above0, mom_c)
+        out.moments = unit_moments(h, U, up.weight_ge, above0, mom_c)
     return out
 
 
-def _moments(h: Hierarchy, U: list, weight_ge: list, above0: np.ndarray, mom_c: tuple) -> list:
+def unit_moments(h: Hierarchy, U: list, weight_ge: list, above0: np.ndarray, mom_c: tuple) -> list:
     """Posterior first and second moments of each unit's chain (u_c, ancestors' u), level by level."""
     K = h.depth
     e0 = np.einsum("cs,csq->cq", above0, mom_c[0])

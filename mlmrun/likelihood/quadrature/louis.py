@@ -40,9 +40,11 @@ from mlmrun.likelihood.quadrature.adaptive import (
     RowFamily,
     Upward,
     block_log_weights,
+    block_moments,
     blocks,
     logsumexp,
     lowest,
+    unit_moments,
     upward,
 )
 
@@ -74,13 +76,16 @@ def _add_centred_square(H: np.ndarray, g: np.ndarray, post: np.ndarray, weight: 
 
 
 def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, J: np.ndarray,
-                       K: np.ndarray, up: Upward | None = None, chunk: int = CHUNK_ELEMENTS) -> np.ndarray:
+                       K: np.ndarray, up: Upward | None = None, moments: bool = False,
+                       chunk: int = CHUNK_ELEMENTS) -> tuple[np.ndarray, list | None]:
     """The Hessian of the frozen log likelihood less its `sum_i E[s_i d2nu_i]` part (the caller's).
 
     J (n, p): d fixed_i / d theta; K (n, D, p): d A_i / d theta, chain columns as in `pred.A`.
     Families must have no parameters of their own and separate rows (no choice sets).
     One pass over the lowest level given `up`, the posterior weights of the configurations
     above (Evaluation.upward of an evaluation at the same point); without it, a first pass finds them.
+    With `moments`, the same pass also gives every unit's posterior moments (Evaluation.moments,
+    for empirical Bayes), returned second (else None).
     """
     Kd = h.depth
     p = J.shape[1]
@@ -102,12 +107,15 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
     nodes1 = np.concatenate([np.ones((len(x0), 1)), x0], axis=1)
     H = np.zeros((p, p))
     mean0 = np.empty((n0, low.n_cfg, p))
+    mom_c = (np.empty((n0, low.n_cfg, q0)), np.empty((n0, low.n_cfg, q0, q0))) if moments else None
     starts = h.row_start
     for b in blocks(h, low, x0, chunk):
         u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
         ll, d1, d2 = fam.derivs(b.nu, 2, rows)
         a = block_log_weights(h, low, b, ll)
         post = np.exp(a - logsumexp(a, axis=1)[:, None, :])
+        if mom_c is not None:
+            block_moments(b, low.centre[u0:u1, cfg], post, C0, x0, mom_c)
         cen = low.centre[u0:u1, cfg][b.local]
         vec = J[rows, None, :] + np.einsum("isd,idp->isp", cen, K0[rows])
         if U1 is not None:
@@ -144,4 +152,4 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
         above = up.weight_ge[k + 1][h.parent[k]] if k < Kd - 1 else np.ones((n_k, 1))
         mean = _add_centred_square(H, np.moveaxis(g, 1, 2), np.moveaxis(up.post_up[k], 1, 2),
                                    above * scales[k][:, None])
-    return H
+    return H, None if mom_c is None else unit_moments(h, low.U, up.weight_ge, up.above0, mom_c)
