@@ -6,7 +6,8 @@ one prepared model (the fit alone), and the median wall time of the complete
 fitting, rendering, writing). BLAS threads are pinned to one
 (OMP/OPENBLAS/MKL_NUM_THREADS=1) so timings are comparable across machines and
 with single-threaded peers. Then runs bench/bench_million.py,
-bench/bench_glmm.py, bench/bench_latent.py and bench/bench_discrete.py when they exist. Results go to stdout and
+bench/bench_glmm.py, bench/bench_latent.py (the flagship's total and its
+standard-error phase, wall and CPU seconds) and bench/bench_discrete.py when they exist. Results go to stdout and
 .bench/results.json.
 """
 

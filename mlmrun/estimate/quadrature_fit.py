@@ -8,9 +8,12 @@ Steps (each documented where it lives):
 3. Optimisation (estimate/quadrature_opt.py): re-adaptation rounds with the
    exact Fisher-identity gradient; Laplace: quasi-Newton on the re-adapted
    Laplace objective.
-4. Observed information: numeric Jacobian of the analytic gradient at the
-   optimum with adaptation frozen there (Laplace: second differences of the
-   re-adapted objective, as lme4 does); its inverse is `cov_free`.
+4. Observed information: the Hessian of the log likelihood at the optimum
+   with adaptation frozen there, by Louis' identity per unit in one pass
+   (likelihood/quadrature/louis.py; numeric Jacobian of the analytic gradient
+   for families with parameters of their own; Laplace: second differences of
+   the re-adapted objective, as lme4 does); its inverse is `cov_free`. The
+   same pass keeps the posterior moments that empirical Bayes (step 6) reads.
 5. `estimation.check_points`: re-evaluate at more points (nodes re-placed at
    the optimum's modes) and estimate the refit by one Newton step.
 6. Empirical Bayes means/SDs and the LR test against the model without
