@@ -6,9 +6,10 @@ one prepared model (the fit alone), and the median wall time of the complete
 fitting, rendering, writing). BLAS threads are pinned to one
 (OMP/OPENBLAS/MKL_NUM_THREADS=1) so timings are comparable across machines and
 with single-threaded peers. Then runs the scripts of EXTRA_BENCHES that exist (among them
-bench_lmm.py: every shipped LMM's compile + fit beside lme4's time and the ratio; bench_insteval.py: time and
-peak memory on InstEval's layout beside lmer's; bench_startup.py: start-up of --help, --version, schema and
-validate). Results go to stdout and .bench/results.json.
+bench_latent.py: the flagship's total and its standard-error phase, wall and CPU seconds; bench_lmm.py: every
+shipped LMM's compile + fit beside lme4's time and the ratio; bench_insteval.py: time and peak memory on
+InstEval's layout beside lmer's; bench_startup.py: start-up of --help, --version, schema and validate).
+Results go to stdout and .bench/results.json.
 """
 
 from __future__ import annotations

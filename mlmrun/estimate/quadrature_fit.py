@@ -8,9 +8,12 @@ Steps (each documented where it lives):
 3. Optimisation (estimate/quadrature_opt.py): re-adaptation rounds with the
    exact Fisher-identity gradient; Laplace: quasi-Newton on the re-adapted
    Laplace objective.
-4. Observed information: numeric Jacobian of the analytic gradient at the
-   optimum with adaptation frozen there (Laplace: second differences of the
-   re-adapted objective, as lme4 does); its inverse is `cov_free`.
+4. Observed information: the Hessian of the log likelihood at the optimum
+   with adaptation frozen there, by Louis' identity per unit in one pass
+   (likelihood/quadrature/louis.py; numeric Jacobian of the analytic gradient
+   for families with parameters of their own; Laplace: second differences of
+   the re-adapted objective, as lme4 does); its inverse is `cov_free`. The
+   same pass keeps the posterior moments that empirical Bayes (step 6) reads.
 5. `estimation.check_points`: re-evaluate at more points (nodes re-placed at
    the optimum's modes) and estimate the refit by one Newton step.
 6. Empirical Bayes means/SDs and the LR test against the model without
@@ -30,13 +33,18 @@ from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.boundary import no_se_at_boundary
 from mlmrun.estimate.inference import (
     covariance_from_hessian,
-    hessian_forward,
-    hessian_from_gradient,
     lr_p_value,
     numeric_hessian,
 )
 from mlmrun.estimate.lr_null import FAMILY_BLOCKS, null_free_mask, tested_free
-from mlmrun.estimate.quadrature_opt import FORWARD_ABOVE, Outcome, bounds_arrays, polish, projected_gradient, rounds
+from mlmrun.estimate.quadrature_opt import (
+    Outcome,
+    bounds_arrays,
+    frozen_information,
+    polish,
+    projected_gradient,
+    rounds,
+)
 from mlmrun.estimate.robust import bread, glm_information, least_squares_start, robust_covariance, weight_scale
 from mlmrun.likelihood.quadrature.objective import QuadratureObjective
 from mlmrun.likelihood.quadrature.plan import IntegrationPlan, integration_plan
@@ -99,23 +107,16 @@ def starting_values(obj: QuadratureObjective, glm_free: np.ndarray) -> np.ndarra
 def information(obj: QuadratureObjective, out: Outcome, laplace_f: Callable | None) -> np.ndarray:
     """Observed information on the free vector (negated Hessian of the log likelihood).
 
-    Quadrature: differences of the analytic gradient with the adaptation
-    frozen at the optimum, central (2p gradients) for up to FORWARD_ABOVE
-    parameters and forward (p gradients, relative error ~1e-6, ample for SEs)
-    beyond, where each gradient is expensive (issue 4's factor models).
+    Quadrature: the Hessian of the log likelihood with the adaptation frozen
+    at the optimum, by Louis' identity per unit in one pass
+    (likelihood/quadrature/louis.py) where the families allow, else
+    differences of the analytic gradient (`frozen_information`).
     Laplace: second differences of the re-adapted Laplace log likelihood
     (what lme4 and glmmTMB differentiate).
     """
     if laplace_f is not None:
         return -numeric_hessian(laplace_f, out.free)
-
-    def grad(x: np.ndarray) -> np.ndarray:
-        return obj.frozen(x, out.adaptation)[1]
-
-    x = out.free
-    if len(x) <= FORWARD_ABOVE:
-        return -hessian_from_gradient(grad, x)
-    return -hessian_forward(grad, x, out.gradient)
+    return frozen_information(obj, out.free, out.adaptation, out.gradient, keep_moments=True)
 
 
 def covariance(obj: QuadratureObjective, info: np.ndarray, warnings: list[str]) -> np.ndarray | None:
@@ -258,7 +259,7 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
     first = rounds(obj, start, rules, 1e-6, max_iter, progress, coarse=True)
     shifted = None if progress is None else Offset(progress, first.iterations)
     out = rounds(obj, first.free, plan.rules, tol, max(1, max_iter - first.iterations), shifted,
-                 first.adaptation.with_rules(plan.rules), first.information)
+                 first.adaptation.with_rules(plan.rules), None if obj.louis_applies() else first.information)
     out.iterations += first.iterations
     return out
 

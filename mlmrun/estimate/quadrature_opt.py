@@ -76,6 +76,27 @@ def projected_gradient(obj: QuadratureObjective, free: np.ndarray, grad: np.ndar
     return g
 
 
+def frozen_information(obj: QuadratureObjective, free: np.ndarray, ad: Adaptation,
+                       gradient: np.ndarray | None = None, keep_moments: bool = False) -> np.ndarray:
+    """Negated Hessian of the frozen-adaptation log likelihood at `free`.
+
+    Analytic (`QuadratureObjective.hessian`) where `louis_applies`; otherwise differences of
+    the analytic gradient, central (2p gradients) for up to FORWARD_ABOVE parameters and
+    forward (p gradients, relative error ~1e-6, ample for SEs) beyond, where each gradient is
+    expensive (issue 4's factor models). `gradient`: the gradient at `free`, when known;
+    `keep_moments`: keep the posterior moments for empirical Bayes (QuadratureObjective.hessian).
+    """
+    if obj.louis_applies():
+        return -obj.hessian(free, ad, keep_moments)
+
+    def grad(x: np.ndarray) -> np.ndarray:
+        return obj.frozen(x, ad)[1]
+
+    if len(free) <= FORWARD_ABOVE:
+        return -hessian_from_gradient(grad, free)
+    return -hessian_forward(grad, free, gradient)
+
+
 def positive_definite(info: np.ndarray) -> np.ndarray:
     """A positive definite stand-in for an information matrix (absolute eigenvalues, floored)."""
     w, V = np.linalg.eigh(0.5 * (info + info.T))
@@ -158,7 +179,7 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
     """Maximise with frozen adaptation and exact gradient, re-adapting between rounds until stable.
 
     The quasi-Newton matrix starts from `info` or else the observed information
-    at the start (numeric Jacobian of the analytic gradient) and is carried
+    at the start (`frozen_information`) and is carried
     across rounds.
     While re-adaptation still moves the log likelihood, rounds are short
     (gllamm re-adapts at every Newton step); then a round runs to convergence.
@@ -173,9 +194,7 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
         ad = obj.adapt(free, ad, rules)
     F, g = obj.frozen(free, ad)
     if info is None:
-        frozen_grad = lambda x: obj.frozen(x, ad)[1]  # noqa: E731
-        info = (-hessian_forward(frozen_grad, free, g) if len(free) > FORWARD_ABOVE
-                else -hessian_from_gradient(frozen_grad, free))
+        info = frozen_information(obj, free, ad, g)
     st = Ascent(free, F, g, positive_definite(info))
     iters, converged, message, change = 0, False, "", np.inf
     for r in range(MAX_ROUNDS):

@@ -45,7 +45,7 @@ def _row_scores(obj: QuadratureObjective, free: np.ndarray,
         _, d1, _ = pc.fam.derivs(nu, 1)
         fam = pc.fam.param_expect(nu[:, None], np.ones((len(nu), 1)))
         return pc, d1, np.zeros((len(nu), len(obj.lay.order))), fam
-    ev = evaluate(h, pc.pred, pc.fam, ad, gradient=True)
+    ev = obj.scores(free, ad)  # the optimum's evaluation when the fit just made it
     return pc, ev.es, ev.esu, ev.family or []
 
 

@@ -36,6 +36,7 @@ maps them to beta, loadings, L, B, Gamma (likelihood/quadrature/objective.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -204,6 +205,8 @@ class Evaluation:
     """Per equation with family parameters: E[score] per row, (n, n_params), zero on other equations' rows."""
     moments: list[tuple[np.ndarray, np.ndarray]] | None = None
     """Per level: (E[chain], E[chain chain']) of each unit's (u_c, ancestors' u), shapes (n_k, D_k), (n_k, D_k, D_k)."""
+    upward: Upward | None = None
+    """The posterior weights of the configurations above the lowest level (with gradient or moments)."""
 
 
 def _upper_nodes(h: Hierarchy, ad: Adaptation) -> tuple[list, list]:
@@ -242,20 +245,40 @@ def _unit_ranges(h: Hierarchy, width: int, chunk: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
 
 
-def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, gradient: bool = False,
-             moments: bool = False, chunk: int = CHUNK_ELEMENTS) -> Evaluation:
-    """Nested adaptive quadrature: log likelihood, and optionally score expectations and posterior moments.
+@dataclass(frozen=True)
+class Lowest:
+    """Parameter- and placement-dependent arrays of the lowest level, shared by every pass over its blocks."""
 
-    The lowest level is evaluated in blocks of (consecutive units' rows) x
-    (its R_0 nodes) x (a range of configurations of the levels above), each
-    about `chunk` elements, so memory is bounded and passes stay in cache.
-    """
+    U: list
+    """Node chains of the levels above (`_upper_nodes`)."""
+    lw: list
+    """Their log weights."""
+    n_cfg: int
+    """S_1: configurations of the levels above the lowest."""
+    centre: np.ndarray
+    """(n_0, S_1, q_0): centre of each lowest unit's nodes given a configuration above."""
+    base: np.ndarray
+    """(n, S_1): linear predictor of each row at its unit's centre."""
+    AC: np.ndarray
+    """(n, q_0): A_i C_c, the predictor's change per standard node coordinate."""
+    Cx0: np.ndarray
+    """(n_0, R_0, q_0): scaled nodes C_c x_r."""
+    const0: np.ndarray
+    """(n_0, R_0, 1): node log weights without the centre's terms."""
+    cc: np.ndarray
+    """(n_0, S_1): squared length of the centres."""
+    per_block: int
+    """Configurations per block."""
+
+
+def lowest(h: Hierarchy, pred: Predictor, ad: Adaptation, chunk: int = CHUNK_ELEMENTS) -> Lowest:
+    """Node placement of the lowest level for every configuration of the levels above."""
     K, n = h.depth, h.n_rows
     q0, rule0 = h.dims[0], ad.rules[0]
     R0, x0 = rule0.size, rule0.nodes
     U, lw = _upper_nodes(h, ad)
     n_cfg = U[1].shape[1] if K > 1 else 1
-    n0, unit0, starts = h.n_units[0], h.unit_of_row[0], h.row_start
+    unit0 = h.unit_of_row[0]
     A0, C0 = pred.A[:, :q0], ad.chol[0]
     if K > 1:
         centre = ad.mode[0][:, None, :] + np.einsum(
@@ -270,54 +293,68 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
     cx2 = np.sum(Cx0 * Cx0, axis=-1)
     const0 = (rule0.log_ratio[None, :] + ad.logdet[0][:, None] - 0.5 * q0 * LOG_2PI - 0.5 * cx2)[:, :, None]
     cc = np.sum(centre * centre, axis=-1)
-    log_i0 = np.empty((n0, n_cfg))
-    es_c = np.empty((n, n_cfg)) if gradient else None
-    esu_c = np.empty((n, n_cfg, q0)) if gradient else None
-    fam_c: list | None = None
-    mom_c = (np.empty((n0, n_cfg, q0)), np.empty((n0, n_cfg, q0, q0))) if moments else None
-    xx = x0[:, :, None] * x0[:, None, :]
-    sc = max(1, chunk // max(1, n * R0))
-    for u0, u1 in _unit_ranges(h, R0 * min(sc, n_cfg), chunk):
+    return Lowest(U, lw, n_cfg, centre, base, AC, Cx0, const0, cc, max(1, chunk // max(1, n * R0)))
+
+
+@dataclass(frozen=True)
+class Block:
+    """One evaluation block: consecutive lowest units' rows at a range of configurations above."""
+
+    u0: int
+    u1: int
+    rows: slice
+    cfg: slice
+    local: np.ndarray
+    """Unit of each row, counted from u0."""
+    counts: np.ndarray
+    """Rows of each unit."""
+    nu: np.ndarray
+    """(rows, R_0, configurations) linear predictor at the nodes."""
+
+
+def blocks(h: Hierarchy, low: Lowest, x0: np.ndarray, chunk: int = CHUNK_ELEMENTS) -> Iterator[Block]:
+    """The blocks of `evaluate`, each about `chunk` elements, with their linear predictors."""
+    starts, unit0 = h.row_start, h.unit_of_row[0]
+    R0, sc = len(x0), low.per_block
+    for u0, u1 in _unit_ranges(h, R0 * min(sc, low.n_cfg), chunk):
         r0, r1 = int(starts[u0]), int(starts[u1])
         rows = slice(r0, r1)
-        dev = AC[rows] @ x0.T
+        dev = low.AC[rows] @ x0.T
         local = unit0[rows] - u0
         counts = np.diff(starts[u0:u1 + 1])
-        for s0 in range(0, n_cfg, sc):
-            cfg = slice(s0, min(n_cfg, s0 + sc))
-            cen = centre[u0:u1, cfg]
-            nu = base[rows, None, cfg] + dev[:, :, None]
-            ll, d1, _ = fam.derivs(nu, 1 if gradient else 0, rows)
-            a = np.add.reduceat(ll, starts[u0:u1] - r0, axis=0)
-            a += const0[u0:u1]
-            a -= 0.5 * cc[u0:u1, None, cfg]
-            a -= np.einsum("usq,urq->urs", cen, Cx0[u0:u1])
-            li = logsumexp(a, axis=1)
-            log_i0[u0:u1, cfg] = li
-            if not (gradient or moments):
-                continue
-            post = np.exp(a - li[:, None, :])
-            if gradient:
-                pr = np.repeat(post, counts, axis=0)
-                if fam.param_rows:
-                    fp = fam.param_expect(nu, pr, rows)
-                    if fam_c is None:
-                        fam_c = [np.zeros((n, n_cfg) + f.shape[2:]) for f in fp]
-                    for store, f in zip(fam_c, fp, strict=True):
-                        store[rows, cfg] = f
-                d1 *= pr
-                e = d1.sum(axis=1)
-                es_c[rows, cfg] = e
-                wx = np.tensordot(d1, x0, axes=([1], [0]))
-                esu_c[rows, cfg] = cen[local] * e[..., None] + np.einsum("iqj,isj->isq", C0[unit0[rows]], wx)
-            if moments:
-                Cpx = np.einsum("uqj,usj->usq", C0[u0:u1], np.tensordot(post, x0, axes=([1], [0])))
-                pxx = np.tensordot(post, xx, axes=([1], [0]))
-                mom_c[0][u0:u1, cfg] = cen + Cpx
-                mom_c[1][u0:u1, cfg] = (cen[..., :, None] * cen[..., None, :] + cen[..., :, None] * Cpx[..., None, :]
-                                        + Cpx[..., :, None] * cen[..., None, :]
-                                        + np.einsum("uqj,usjk,upk->usqp", C0[u0:u1], pxx, C0[u0:u1]))
-    # upward recursion over the higher levels, then posterior weights of configurations top-down
+        for s0 in range(0, low.n_cfg, sc):
+            cfg = slice(s0, min(low.n_cfg, s0 + sc))
+            yield Block(u0, u1, rows, cfg, local, counts, low.base[rows, None, cfg] + dev[:, :, None])
+
+
+def block_log_weights(h: Hierarchy, low: Lowest, b: Block, ll: np.ndarray) -> np.ndarray:
+    """(units, R_0, configurations): log of prior weight times the units' row densities at every node."""
+    u0, u1, cfg = b.u0, b.u1, b.cfg
+    cen = low.centre[u0:u1, cfg]
+    a = np.add.reduceat(ll, h.row_start[u0:u1] - h.row_start[u0], axis=0)
+    a += low.const0[u0:u1]
+    a -= 0.5 * low.cc[u0:u1, None, cfg]
+    a -= np.einsum("usq,urq->urs", cen, low.Cx0[u0:u1])
+    return a
+
+
+@dataclass(frozen=True)
+class Upward:
+    """The levels above the lowest after the upward recursion."""
+
+    top: np.ndarray
+    """Per top-level unit log likelihood (weighted)."""
+    post_up: list
+    """post_up[k] (n_k, R_k, S_{>k}) for k >= 1: posterior of level k's node given the configuration above."""
+    weight_ge: list
+    """weight_ge[k] (n_k, S_k) for k >= 1: posterior of the configurations of levels k and above."""
+    above0: np.ndarray
+    """(n_0, S_1): posterior of the configurations above each lowest unit."""
+
+
+def upward(h: Hierarchy, ad: Adaptation, lw: list, log_i0: np.ndarray, weights: bool) -> Upward:
+    """Sum lowest-unit log integrals up the levels; with `weights`, posterior weights of configurations top-down."""
+    K, n0 = h.depth, h.n_units[0]
     post_up: list = [None] * K
     log_prev = log_i0
     for k in range(1, K):
@@ -325,14 +362,81 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
         log_prev = logsumexp(a, axis=1)
         post_up[k] = np.exp(a - log_prev[:, None, :])
     top = log_prev[:, 0] if h.unit_weight is None else log_prev[:, 0] * h.unit_weight[-1]
-    out = Evaluation(loglik=float(top.sum()), top=top)
-    if not (gradient or moments):
-        return out
     weight_ge: list = [None] * K
+    if not weights:
+        return Upward(top, post_up, weight_ge, np.ones((n0, 1)))
     for k in range(K - 1, 0, -1):
         w = post_up[k] if k == K - 1 else post_up[k] * weight_ge[k + 1][h.parent[k]][:, None, :]
         weight_ge[k] = w.reshape(h.n_units[k], -1)
     above0 = weight_ge[1][h.parent[0]] if K > 1 else np.ones((n0, 1))
+    return Upward(top, post_up, weight_ge, above0)
+
+
+def block_moments(b: Block, cen: np.ndarray, post: np.ndarray, C0: np.ndarray, x0: np.ndarray,
+                  mom_c: tuple[np.ndarray, np.ndarray]) -> None:
+    """Posterior first and second moments of each lowest unit's u given the configuration above, into `mom_c`.
+
+    cen (units, S, q0): the block's centres; post (units, R_0, S): posterior weights of the nodes.
+    """
+    u0, u1, cfg = b.u0, b.u1, b.cfg
+    Cpx = np.einsum("uqj,usj->usq", C0[u0:u1], np.tensordot(post, x0, axes=([1], [0])))
+    pxx = np.tensordot(post, x0[:, :, None] * x0[:, None, :], axes=([1], [0]))
+    mom_c[0][u0:u1, cfg] = cen + Cpx
+    mom_c[1][u0:u1, cfg] = (cen[..., :, None] * cen[..., None, :] + cen[..., :, None] * Cpx[..., None, :]
+                            + Cpx[..., :, None] * cen[..., None, :]
+                            + np.einsum("uqj,usjk,upk->usqp", C0[u0:u1], pxx, C0[u0:u1]))
+
+
+def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, gradient: bool = False,
+             moments: bool = False, chunk: int = CHUNK_ELEMENTS) -> Evaluation:
+    """Nested adaptive quadrature: log likelihood, and optionally score expectations and posterior moments.
+
+    The lowest level is evaluated in blocks of (consecutive units' rows) x
+    (its R_0 nodes) x (a range of configurations of the levels above), each
+    about `chunk` elements, so memory is bounded and passes stay in cache.
+    """
+    K, n = h.depth, h.n_rows
+    q0, x0 = h.dims[0], ad.rules[0].nodes
+    low = lowest(h, pred, ad, chunk)
+    n_cfg, U = low.n_cfg, low.U
+    n0, unit0 = h.n_units[0], h.unit_of_row[0]
+    C0 = ad.chol[0]
+    log_i0 = np.empty((n0, n_cfg))
+    es_c = np.empty((n, n_cfg)) if gradient else None
+    esu_c = np.empty((n, n_cfg, q0)) if gradient else None
+    fam_c: list | None = None
+    mom_c = (np.empty((n0, n_cfg, q0)), np.empty((n0, n_cfg, q0, q0))) if moments else None
+    for b in blocks(h, low, x0, chunk):
+        u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
+        ll, d1, _ = fam.derivs(b.nu, 1 if gradient else 0, rows)
+        a = block_log_weights(h, low, b, ll)
+        li = logsumexp(a, axis=1)
+        log_i0[u0:u1, cfg] = li
+        if not (gradient or moments):
+            continue
+        cen = low.centre[u0:u1, cfg]
+        post = np.exp(a - li[:, None, :])
+        if gradient:
+            pr = np.repeat(post, b.counts, axis=0)
+            if fam.param_rows:
+                fp = fam.param_expect(b.nu, pr, rows)
+                if fam_c is None:
+                    fam_c = [np.zeros((n, n_cfg) + f.shape[2:]) for f in fp]
+                for store, f in zip(fam_c, fp, strict=True):
+                    store[rows, cfg] = f
+            d1 *= pr
+            e = d1.sum(axis=1)
+            es_c[rows, cfg] = e
+            wx = np.tensordot(d1, x0, axes=([1], [0]))
+            esu_c[rows, cfg] = cen[b.local] * e[..., None] + np.einsum("iqj,isj->isq", C0[unit0[rows]], wx)
+        if moments:
+            block_moments(b, cen, post, C0, x0, mom_c)
+    # upward recursion over the higher levels, then posterior weights of configurations top-down
+    up = upward(h, ad, low.lw, log_i0, gradient or moments)
+    out = Evaluation(loglik=float(up.top.sum()), top=up.top, upward=up if gradient or moments else None)
+    if not (gradient or moments):
+        return out
+    above0 = up.above0
     if gradient:
         wrow = above0[unit0]
         out.es = np.einsum("is,is->i", wrow, es_c)
@@ -346,11 +450,11 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
             out.es, out.esu = out.es * scale, out.esu * scale[:, None]
             out.family = [f * scale.reshape((-1,) + (1,) * (f.ndim - 1)) for f in out.family]
     if moments:
-        out.moments = _moments(h, U, weight_ge, above0, mom_c)
+        out.moments = unit_moments(h, U, up.weight_ge, above0, mom_c)
     return out
 
 
-def _moments(h: Hierarchy, U: list, weight_ge: list, above0: np.ndarray, mom_c: tuple) -> list:
+def unit_moments(h: Hierarchy, U: list, weight_ge: list, above0: np.ndarray, mom_c: tuple) -> list:
     """Posterior first and second moments of each unit's chain (u_c, ancestors' u), level by level."""
     K = h.depth
     e0 = np.einsum("cs,csq->cq", above0, mom_c[0])

@@ -24,6 +24,7 @@ from mlmrun.families.choice import ChoiceSets
 from mlmrun.likelihood.quadrature.adaptive import Adaptation, Evaluation, Hierarchy, Predictor, evaluate, make_hierarchy
 from mlmrun.likelihood.quadrature.choice_rows import choice_sets
 from mlmrun.likelihood.quadrature.kernels import kernel_for
+from mlmrun.likelihood.quadrature.louis import quadrature_hessian
 from mlmrun.likelihood.quadrature.modes import adapt, adapt_to_means
 from mlmrun.likelihood.quadrature.plan import IntegrationPlan
 from mlmrun.likelihood.quadrature.rows import RowSet, row_set
@@ -236,6 +237,10 @@ def free_gradient(model: CompiledModel, lay: Layout, pc: Pieces, es: np.ndarray,
     return model.partable.jacobian(pc.free).T @ g_values
 
 
+HESSIAN_STEP = 1e-5
+"""Relative step of the central differences of the parameter-to-predictor map in `QuadratureObjective.hessian`."""
+
+
 @dataclass
 class QuadratureObjective:
     """Log likelihood of a compiled model by nested adaptive quadrature, with frozen or re-found adaptation.
@@ -252,6 +257,10 @@ class QuadratureObjective:
     lay: Layout = field(init=False)
     n_evaluations: int = 0
     _cache: tuple | None = field(default=None, repr=False)
+    _last: tuple | None = field(default=None, repr=False)
+    """(free, adaptation, Evaluation) of the latest evaluation with gradient (`hessian` at the optimum reuses it)."""
+    _moments: tuple | None = field(default=None, repr=False)
+    """(free, adaptation, Evaluation with posterior moments) from the latest `hessian` (empirical Bayes reuses it)."""
 
     def __post_init__(self) -> None:
         self.lay = layout(self.model, self.merge)
@@ -285,7 +294,61 @@ class QuadratureObjective:
         ev = evaluate(self.lay.hierarchy, pc.pred, pc.fam, ad, gradient=gradient)
         if not gradient:
             return ev.loglik, None
+        self._last = (np.array(free, dtype=float), ad, ev)
         return ev.loglik, free_gradient(self.model, self.lay, pc, ev.es, ev.esu, ev.family or [])
+
+    def scores(self, free: np.ndarray, ad: Adaptation) -> Evaluation:
+        """Evaluation with the per-row score expectations at (free, ad): the latest gradient's when at its point."""
+        last = self._last
+        if last is not None and last[1] is ad and np.array_equal(last[0], free):
+            return last[2]
+        pc = self.pieces(free)
+        self.n_evaluations += 1
+        ev = evaluate(self.lay.hierarchy, pc.pred, pc.fam, ad, gradient=True)
+        self._last = (np.array(free, dtype=float), ad, ev)
+        return ev
+
+    def louis_applies(self) -> bool:
+        """Whether `hessian` can work analytically: no family parameters of their own, separate rows (no choice sets)."""
+        if self.lay.hierarchy is None or self.lay.choice:
+            return False
+        return not any(eq.family_params is not None or eq.ordinal is not None or eq.threshold_rows is not None
+                       or eq.scale_rows is not None for eq in self.model.equations)
+
+    def hessian(self, free: np.ndarray, ad: Adaptation, keep_moments: bool = False) -> np.ndarray:
+        """Hessian of the frozen log likelihood on the free vector, by Louis' identity per unit (louis.py).
+
+        The pieces that do not involve the quadrature (d nu / d theta at every row, and the adjoint's
+        own dependence on theta at fixed posterior expectations) are central differences of the cheap
+        parameter-to-predictor map, exact up to rounding for the bilinear loading x scale products.
+        Only where `louis_applies`. `keep_moments`: the same pass keeps the posterior moments at
+        (free, ad), which `evaluation` then returns instead of evaluating again (empirical Bayes).
+        """
+        free = np.asarray(free, dtype=float)
+        if not len(free):
+            return np.zeros((0, 0))
+        pc = self.pieces(free)
+        h = self.lay.hierarchy
+        ev = self.scores(free, ad)
+        p = len(free)
+        n, D = pc.pred.A.shape
+        J, K, H = np.zeros((n, p)), np.zeros((n, D, p)), np.zeros((p, p))
+        for j in range(p):
+            step = HESSIAN_STEP * max(1.0, abs(free[j]))
+            out = []
+            for sign in (1.0, -1.0):
+                x = free.copy()
+                x[j] += sign * step
+                pj = pieces(self.model, self.lay, x)
+                out.append((pj.pred.fixed, pj.pred.A, free_gradient(self.model, self.lay, pj, ev.es, ev.esu, [])))
+            J[:, j] = (out[0][0] - out[1][0]) / (2 * step)
+            K[:, :, j] = (out[0][1] - out[1][1]) / (2 * step)
+            H[:, j] = (out[0][2] - out[1][2]) / (2 * step)
+        part, moments = quadrature_hessian(h, pc.pred, pc.fam, ad, J, K, ev.upward, moments=keep_moments)
+        if keep_moments:
+            self._moments = (free.copy(), ad, Evaluation(ev.loglik, ev.top, moments=moments))
+        H += part
+        return 0.5 * (H + H.T)
 
     def readapted(self, free: np.ndarray, warm: Adaptation | None = None) -> tuple[float, Adaptation]:
         """Log likelihood with nodes re-centred at the posterior modes of `free`."""
@@ -293,7 +356,10 @@ class QuadratureObjective:
         return self.frozen(free, ad, gradient=False)[0], ad
 
     def evaluation(self, free: np.ndarray, ad: Adaptation, moments: bool = True) -> Evaluation:
-        """Full evaluation with posterior moments (empirical Bayes)."""
+        """Full evaluation with posterior moments (empirical Bayes; those of the latest `hessian` when at its point)."""
+        kept = self._moments
+        if moments and kept is not None and kept[1] is ad and np.array_equal(kept[0], free):
+            return kept[2]
         pc = self.pieces(free)
         return evaluate(self.lay.hierarchy, pc.pred, pc.fam, ad, moments=moments)
 
