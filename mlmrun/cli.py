@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlmrun import __version__
-from mlmrun.display import display_path, excerpt, relative_in_text, relative_path, sanitize_line
+from mlmrun.display import display_path, relative_in_text, relative_path, sanitize_line
 from mlmrun.errors import MlmrunError, SpecError
-from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, remove_stale, write_atomic
+from mlmrun.io import OUTPUT_FILES, OutputError, write_atomic
 
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
@@ -99,9 +99,8 @@ def __getattr__(name: str) -> object:
 
 if TYPE_CHECKING:
     from mlmrun.estimate import estimate
-    from mlmrun.pipeline import Prepared, prepare
+    from mlmrun.pipeline import prepare
     from mlmrun.results import FitResult, results_dict, results_json
-    from mlmrun.spec.loader import locate
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PARTABLE_COLUMNS = ["name", "block", "free", "value", "lower", "upper", "transform", "level", "origin"]
@@ -123,44 +122,6 @@ def _estimate_logged(model: object, quiet: bool) -> FitResult:
     return fit
 
 
-def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path:
-    """--out (trusted: the user typed it), else the spec's report.dir, else reports/<spec name>.
-
-    report.dir, like reports/<name>, is relative to the current directory, and must stay
-    inside it or inside the spec's folder unless `allow_outside` (--allow-outside-data):
-    a spec from an untrusted pull request must not write over files elsewhere.
-    """
-    if out is not None:
-        return Path(out)
-    spec = prepared.spec
-    chosen = spec.report.dir or str(Path("reports") / spec.name)
-    path = Path(chosen)
-    if allow_outside:
-        return path
-    where = locate(prepared.marks, str(prepared.path), "report", "dir")
-    try:
-        cwd = Path.cwd().resolve()
-        resolved = (cwd / path).resolve()
-        inside = resolved.is_relative_to(cwd) or resolved.is_relative_to(prepared.path.parent.resolve())
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise SpecError(f"{where}: report.dir: {excerpt(chosen)} is not a usable folder name ({exc}); "
-                        "write a plain relative folder such as reports/NAME") from None
-    if path.is_absolute() or not inside:
-        raise SpecError(f"{where}: report.dir: {excerpt(chosen)} is outside the working directory and the spec's folder; "
-                        f"write a folder inside them (e.g. reports/{spec.name}), choose the folder with --out, "
-                        "or, for a spec you trust, pass --allow-outside-data")
-    return path
-
-
-def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float,
-                   argv: list[str] | None = None) -> dict[str, str]:
-    """Every output file as text (mlmrun/report/outputs.py), all rendered before anything is written."""
-    from mlmrun.postest.diagnostics import gaussian_residuals
-    from mlmrun.report.outputs import render_outputs as render
-
-    return render(fit, prepared, total_seconds, argv, gaussian_residuals(fit))
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
     """Prepare, check the output folder, estimate, render in memory, then write the three outputs atomically.
 
@@ -168,6 +129,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     fit, so an unwritable folder is exit 2 at once; folders created for a fit that then
     fails are removed again.
     """
+    from mlmrun.runner import fit_and_write, output_dir
+
     start = time.perf_counter()
     prepared = prepare(relative_path(args.spec), args.allow_outside_data)
     out = output_dir(prepared, args.out, args.allow_outside_data)
@@ -176,23 +139,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
         return run_check(prepared.spec.name, out, lambda: results_dict(
             _estimate_logged(prepared.model, args.quiet), prepared.path, prepared, 0.0))
-    try:
-        created = prepare_output_dir(out, OUTPUT_FILES)
-    except OutputError as exc:
-        if args.out is None and prepared.spec.report.dir is not None:
-            raise OutputError(f"{locate(prepared.marks, str(prepared.path), 'report', 'dir')}: report.dir: {exc}") from None
-        raise
-    try:
-        fit = _estimate_logged(prepared.model, args.quiet)
-        total = time.perf_counter() - start
-        files = render_outputs(fit, prepared, total, getattr(args, "argv", None))
-        write_atomic(out, files)
-        from mlmrun.report.plots import FIGURE_PREFIX
-
-        remove_stale(out, f"{FIGURE_PREFIX}*.svg", files)
-    except BaseException:
-        remove_created(created)
-        raise
+    fit, total = fit_and_write(prepared, out, args.out is not None, lambda model: _estimate_logged(model, args.quiet),
+                               start, getattr(args, "argv", None))
     shown = display_path(out)
     if not args.quiet:
         print(f"{prepared.spec.name}: {'converged' if fit.converged else 'NOT converged'}, "
@@ -218,6 +166,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _validate_one(spec: str, args: argparse.Namespace) -> int:
+    from mlmrun.runner import output_dir
+
     prepared = prepare(relative_path(spec), args.allow_outside_data)
     output_dir(prepared, None, args.allow_outside_data)
     model = prepared.model
