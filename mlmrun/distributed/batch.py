@@ -65,8 +65,8 @@ def check_distinct_outputs(specs: list[str], options: BatchOptions) -> None:
 
 def _row(spec: str) -> dict[str, Any]:
     return {"spec": spec, "name": None, "status": "error", "exit_code": EXIT_CODES["error"], "loglik": None,
-            "converged": None, "iterations": None, "seconds": None, "out": None, "message": "", "warnings": [],
-            "worker": f"{socket.gethostname()}:{os.getpid()}"}
+            "converged": None, "iterations": None, "seconds": None, "cpu_seconds": None, "out": None, "message": "",
+            "warnings": [], "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def fit_one(spec: str, options: BatchOptions) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def fit_one(spec: str, options: BatchOptions) -> dict[str, Any]:
 
     Runs on a worker: the row is small (no model, no data) so that results travel cheaply.
     """
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     row = _row(spec)
     try:
         from mlmrun.estimate import estimate
@@ -102,6 +102,7 @@ def fit_one(spec: str, options: BatchOptions) -> dict[str, Any]:
                    loglik=loglik if math.isfinite(loglik) else None, iterations=int(fit.iterations),
                    warnings=[str(w) for w in fit.warnings])
     row["seconds"] = time.perf_counter() - start
+    row["cpu_seconds"] = time.process_time() - cpu
     return row
 
 
