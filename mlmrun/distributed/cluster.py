@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 BLAS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """Set in every local worker process: each worker is one core's worth of work."""
+LOCAL_HTTP = {"dashboard_address": "127.0.0.1:0"}
+"""The scheduler's small HTTP server (health, metrics; no dashboard): a free local port, not 8787 on every interface."""
 CONNECT_TIMEOUT = 30.0
 """Seconds to reach a scheduler and find a worker there (--connect-timeout)."""
 
@@ -106,7 +108,8 @@ def dask_client(scheduler: str | None = None, local_workers: int | None = None,
             from distributed import Client, LocalCluster
 
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, silence_logs=logging.ERROR, env=dict(BLAS_ENV))
+                                   dashboard_address=None, scheduler_kwargs=LOCAL_HTTP, silence_logs=logging.ERROR,
+                                   env=dict(BLAS_ENV))
             stack.callback(cluster.close)
             client = Client(cluster, set_as_default=False)
             stack.callback(client.close)

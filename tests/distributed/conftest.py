@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import mlmrun
+from mlmrun.distributed.cluster import LOCAL_HTTP
 from tests.conftest import ROOT
 
 
@@ -21,7 +22,7 @@ def dask_client() -> Iterator[object]:
 
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           host="127.0.0.1", silence_logs=logging.ERROR, env=env)
+                           host="127.0.0.1", silence_logs=logging.ERROR, env=env, scheduler_kwargs=LOCAL_HTTP)
     client = Client(cluster, set_as_default=False)
     try:
         where = client.run(lambda: __import__("mlmrun").__file__)

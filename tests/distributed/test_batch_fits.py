@@ -109,6 +109,7 @@ def test_a_spec_whose_fit_raises_is_an_internal_error_and_the_others_still_fit(b
     from distributed import Client, LocalCluster
 
     from mlmrun.distributed.batch import BatchOptions, exit_code, run_batch
+    from mlmrun.distributed.cluster import LOCAL_HTTP
 
     module = importlib.import_module("mlmrun.estimate")
     real = module.estimate
@@ -121,7 +122,7 @@ def test_a_spec_whose_fit_raises_is_an_internal_error_and_the_others_still_fit(b
     monkeypatch.setattr(module, "estimate", flaky)  # threads of this process: the workers see it
     seen: list[tuple[str, int, int]] = []
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
-                      worker_dashboard_address=None) as cluster, \
+                      scheduler_kwargs=LOCAL_HTTP) as cluster, \
             Client(cluster, set_as_default=False) as client:
         rows = run_batch(client, ["cbpp.yaml", "pig_intercept.yaml"], BatchOptions(str(batch_dir), "out"),
                          lambda row, done, total: seen.append((row["spec"], done, total)))
@@ -130,3 +131,18 @@ def test_a_spec_whose_fit_raises_is_an_internal_error_and_the_others_still_fit(b
     assert exit_code(rows) == 3 and sorted(s for s, _, _ in seen) == ["cbpp.yaml", "pig_intercept.yaml"]
     assert [(d, t) for _, d, t in seen] == [(1, 2), (2, 2)]
     assert not (batch_dir / "out" / "cbpp").exists() and (batch_dir / "out" / "pig_intercept" / "results.json").is_file()
+
+
+def test_a_batch_worker_confines_an_untrusted_spec_as_fit_does(batch_dir):
+    """fit_one is the worker's whole job: a report.dir outside the project, or a file that is not YAML, is invalid."""
+    from mlmrun.distributed.batch import BatchOptions, fit_one
+
+    (batch_dir / "escape.yaml").write_text((SPECS / "pig_intercept.yaml").read_text()
+                                           + "report: {dir: ../../elsewhere}\n")
+    (batch_dir / "garbage.yaml").write_bytes(b"name: [unclosed\n\x00\x01")
+    for spec, says in (("escape.yaml", "report.dir: '../../elsewhere' is outside the working directory"),
+                       ("garbage.yaml", "garbage.yaml:")):
+        row = fit_one(spec, BatchOptions(str(batch_dir)))
+        assert (row["status"], row["exit_code"], row["out"]) == ("invalid", 2, None)
+        assert says in row["message"], row["message"]
+    assert not (batch_dir.parent / "elsewhere").exists() and not (batch_dir / "reports").exists()
