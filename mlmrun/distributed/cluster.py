@@ -80,11 +80,37 @@ def _connect(address: str, timeout: float) -> Client:
                            "address and port, or run locally with --local-workers N") from None
     try:
         client.wait_for_workers(1, timeout=timeout)
+        check_worker_versions(client, address)
     except (OSError, TimeoutError):
         client.close()
         raise ClusterError(f"--scheduler: the scheduler at {excerpt(address)} has no workers after {timeout:g} s; "
                            "start workers (`dask worker ADDRESS`) or scale the cluster up, then try again") from None
+    except ClusterError:
+        client.close()
+        raise
     return client
+
+
+def mlmrun_version() -> str:
+    """This process's mlmrun version (run on every worker of a cluster by check_worker_versions)."""
+    from mlmrun import __version__
+
+    return __version__
+
+
+def check_worker_versions(client: Client, address: str) -> None:
+    """Refuse a cluster whose workers cannot import mlmrun or run another version than this process."""
+    from mlmrun import __version__
+
+    try:
+        versions = client.run(mlmrun_version)
+    except Exception as exc:  # a worker without mlmrun fails to unpickle the call: any exception type
+        raise ClusterError(f"--scheduler: the workers at {excerpt(address)} cannot run mlmrun ({type(exc).__name__}: "
+                           f"{excerpt(str(exc))}); install mlmrun {__version__} in the workers' Python environment") from None
+    other = sorted(f"{worker} has {version}" for worker, version in versions.items() if version != __version__)
+    if other:
+        raise ClusterError(f"--scheduler: workers run another mlmrun than this one ({__version__}): {'; '.join(other[:3])}"
+                           f"{'...' if len(other) > 3 else ''}; install the same version everywhere")
 
 
 @contextmanager

@@ -146,3 +146,13 @@ def test_a_batch_worker_confines_an_untrusted_spec_as_fit_does(batch_dir):
         assert (row["status"], row["exit_code"], row["out"]) == ("invalid", 2, None)
         assert says in row["message"], row["message"]
     assert not (batch_dir.parent / "elsewhere").exists() and not (batch_dir / "reports").exists()
+
+
+def test_a_cluster_whose_workers_run_another_mlmrun_is_refused(batch_dir, dask_client, capsys, monkeypatch):
+    import mlmrun
+
+    monkeypatch.setattr(mlmrun, "__version__", "0.0.0-elsewhere")  # this process only; the workers keep theirs
+    code = cli.main(["batch", "cbpp.yaml", "--scheduler", dask_client.scheduler.address, "--out", "out"])
+    err = capsys.readouterr().err
+    assert code == 2 and "workers run another mlmrun than this one (0.0.0-elsewhere)" in err
+    assert not (batch_dir / "out").exists()
