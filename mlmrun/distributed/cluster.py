@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -120,7 +121,7 @@ def dask_client(scheduler: str | None = None, local_workers: int | None = None,
 
     Everything started here is closed on exit, also after an error or Ctrl-C.
     """
-    if timeout <= 0:
+    if not (0 < timeout < math.inf):
         raise ClusterError(f"--connect-timeout: {timeout:g}; give a positive number of seconds such as 30")
     with ExitStack() as stack:
         if scheduler is not None:

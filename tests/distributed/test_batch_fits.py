@@ -97,6 +97,9 @@ def test_zero_local_workers_and_clashing_output_folders_are_refused_before_any_f
     shutil.copy(batch_dir / "cbpp.yaml", batch_dir / "sub" / "cbpp.yaml")
     assert cli.main(["batch", "cbpp.yaml", "--local-workers", "0"]) == 2
     assert "--local-workers: 0; give a positive number" in capsys.readouterr().err
+    for timeout in ("0", "nan", "inf"):
+        assert cli.main(["batch", "cbpp.yaml", "--scheduler", "tcp://127.0.0.1:8786", "--connect-timeout", timeout]) == 2
+        assert "--connect-timeout: " in capsys.readouterr().err
     assert cli.main(["batch", "cbpp.yaml", "sub/cbpp.yaml", "--out", "out", "--local-workers", "1"]) == 2
     assert "would both write to out/cbpp" in capsys.readouterr().err
     assert not (batch_dir / "out").exists() and not (batch_dir / "reports").exists()
