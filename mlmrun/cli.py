@@ -17,14 +17,14 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlmrun import __version__
-from mlmrun.display import display_path, excerpt, relative_in_text, relative_path, sanitize_line
+from mlmrun.display import display_path, relative_in_text, relative_path, sanitize_line
 from mlmrun.errors import MlmrunError, SpecError
-from mlmrun.io import OUTPUT_FILES, OutputError, prepare_output_dir, remove_created, remove_stale, write_atomic
+from mlmrun.io import OUTPUT_FILES, OutputError, write_atomic
 
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
@@ -99,9 +99,8 @@ def __getattr__(name: str) -> object:
 
 if TYPE_CHECKING:
     from mlmrun.estimate import estimate
-    from mlmrun.pipeline import Prepared, prepare
+    from mlmrun.pipeline import prepare
     from mlmrun.results import FitResult, results_dict, results_json
-    from mlmrun.spec.loader import locate
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PARTABLE_COLUMNS = ["name", "block", "free", "value", "lower", "upper", "transform", "level", "origin"]
@@ -123,44 +122,6 @@ def _estimate_logged(model: object, quiet: bool) -> FitResult:
     return fit
 
 
-def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path:
-    """--out (trusted: the user typed it), else the spec's report.dir, else reports/<spec name>.
-
-    report.dir, like reports/<name>, is relative to the current directory, and must stay
-    inside it or inside the spec's folder unless `allow_outside` (--allow-outside-data):
-    a spec from an untrusted pull request must not write over files elsewhere.
-    """
-    if out is not None:
-        return Path(out)
-    spec = prepared.spec
-    chosen = spec.report.dir or str(Path("reports") / spec.name)
-    path = Path(chosen)
-    if allow_outside:
-        return path
-    where = locate(prepared.marks, str(prepared.path), "report", "dir")
-    try:
-        cwd = Path.cwd().resolve()
-        resolved = (cwd / path).resolve()
-        inside = resolved.is_relative_to(cwd) or resolved.is_relative_to(prepared.path.parent.resolve())
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise SpecError(f"{where}: report.dir: {excerpt(chosen)} is not a usable folder name ({exc}); "
-                        "write a plain relative folder such as reports/NAME") from None
-    if path.is_absolute() or not inside:
-        raise SpecError(f"{where}: report.dir: {excerpt(chosen)} is outside the working directory and the spec's folder; "
-                        f"write a folder inside them (e.g. reports/{spec.name}), choose the folder with --out, "
-                        "or, for a spec you trust, pass --allow-outside-data")
-    return path
-
-
-def render_outputs(fit: FitResult, prepared: Prepared, total_seconds: float,
-                   argv: list[str] | None = None) -> dict[str, str]:
-    """Every output file as text (mlmrun/report/outputs.py), all rendered before anything is written."""
-    from mlmrun.postest.diagnostics import gaussian_residuals
-    from mlmrun.report.outputs import render_outputs as render
-
-    return render(fit, prepared, total_seconds, argv, gaussian_residuals(fit))
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
     """Prepare, check the output folder, estimate, render in memory, then write the three outputs atomically.
 
@@ -168,6 +129,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     fit, so an unwritable folder is exit 2 at once; folders created for a fit that then
     fails are removed again.
     """
+    from mlmrun.runner import fit_and_write, output_dir
+
     start = time.perf_counter()
     prepared = prepare(relative_path(args.spec), args.allow_outside_data)
     out = output_dir(prepared, args.out, args.allow_outside_data)
@@ -176,23 +139,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
         return run_check(prepared.spec.name, out, lambda: results_dict(
             _estimate_logged(prepared.model, args.quiet), prepared.path, prepared, 0.0))
-    try:
-        created = prepare_output_dir(out, OUTPUT_FILES)
-    except OutputError as exc:
-        if args.out is None and prepared.spec.report.dir is not None:
-            raise OutputError(f"{locate(prepared.marks, str(prepared.path), 'report', 'dir')}: report.dir: {exc}") from None
-        raise
-    try:
-        fit = _estimate_logged(prepared.model, args.quiet)
-        total = time.perf_counter() - start
-        files = render_outputs(fit, prepared, total, getattr(args, "argv", None))
-        write_atomic(out, files)
-        from mlmrun.report.plots import FIGURE_PREFIX
-
-        remove_stale(out, f"{FIGURE_PREFIX}*.svg", files)
-    except BaseException:
-        remove_created(created)
-        raise
+    fit, total = fit_and_write(prepared, out, args.out is not None, lambda model: _estimate_logged(model, args.quiet),
+                               start, getattr(args, "argv", None))
     shown = display_path(out)
     if not args.quiet:
         print(f"{prepared.spec.name}: {'converged' if fit.converged else 'NOT converged'}, "
@@ -218,6 +166,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _validate_one(spec: str, args: argparse.Namespace) -> int:
+    from mlmrun.runner import output_dir
+
     prepared = prepare(relative_path(spec), args.allow_outside_data)
     output_dir(prepared, None, args.allow_outside_data)
     model = prepared.model
@@ -250,14 +200,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.bootstrap is not None and args.bootstrap < 1:
         raise OutputError(f"--bootstrap: {args.bootstrap} replicates; give a positive number such as 200")
+    if args.bootstrap is None and (args.scheduler is not None or args.local_workers is not None):
+        raise OutputError("--scheduler/--local-workers run the bootstrap replicates on a cluster; give --bootstrap R "
+                          "too, or drop them")
     if args.json is not None:
         folder = Path(args.json).parent
         if not folder.is_dir():
             raise OutputError(f"--json: folder {display_path(folder)} does not exist; create it or choose another")
-    models = [load_candidate(relative_path(m), args.allow_outside_data) for m in args.models]
-    doc = compare(models)
-    if args.bootstrap:
-        _bootstrap_tests(doc, models, args.bootstrap, args.seed)
+    with _replicate_map(args) as mapper:  # a cluster is reached (or refused) before the fits
+        models = [load_candidate(relative_path(m), args.allow_outside_data) for m in args.models]
+        doc = compare(models)
+        if args.bootstrap:
+            _bootstrap_tests(doc, models, args.bootstrap, args.seed, mapper)
     sys.stdout.write(render_text(doc))
     if args.json is not None:
         try:
@@ -270,7 +224,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK if converged else EXIT_NOT_CONVERGED
 
 
-def _bootstrap_tests(doc: dict, models: list, replicates: int, seed: int) -> None:
+@contextlib.contextmanager
+def _replicate_map(args: argparse.Namespace) -> Iterator[Callable]:
+    """The map replicate loops run on: this process, or a Dask cluster with --scheduler/--local-workers."""
+    from mlmrun.postest.bootstrap import in_process
+
+    if args.scheduler is None and args.local_workers is None:
+        yield in_process
+        return
+    from mlmrun.distributed.cluster import dask_client
+    from mlmrun.distributed.replicates import dask_map
+
+    with dask_client(args.scheduler, args.local_workers, args.connect_timeout) as client:
+        yield dask_map(client)
+
+
+def _bootstrap_tests(doc: dict, models: list, replicates: int, seed: int, mapper: Callable) -> None:
     """Add the parametric-bootstrap p-value to every LR test (both models must be specs fitted here)."""
     from mlmrun.postest.bootstrap import bootstrap_p, make_task
     from mlmrun.postest.compare import ComparisonError
@@ -281,7 +250,7 @@ def _bootstrap_tests(doc: dict, models: list, replicates: int, seed: int) -> Non
         if small is None or large is None:
             raise ComparisonError("--bootstrap refits both models on simulated data, so both must be given as specs, "
                                   f"not results.json ({test['restricted']}, {test['full']})")
-        result = bootstrap_p(make_task(small, large, seed), test["chi2"], replicates)
+        result = bootstrap_p(make_task(small, large, seed), test["chi2"], replicates, mapper)
         test["bootstrap"] = result
 
 
@@ -335,6 +304,9 @@ def add_postest_commands(sub: argparse._SubParsersAction, trust: argparse.Argume
     cmp.add_argument("--bootstrap", type=int, metavar="R",
                      help="parametric-bootstrap p-value of each LR test from R replicates (models given as specs)")
     cmp.add_argument("--seed", type=int, default=1, help="seed of the bootstrap replicates (default 1)")
+    from mlmrun.distributed.cluster import add_cluster_options
+
+    add_cluster_options(cmp, "the bootstrap replicates")
     cmp.set_defaults(func=cmd_compare)
     sim = sub.add_parser("simulate", parents=[trust],
                          help="fit a spec and simulate responses from the fitted model, keeping the design")
@@ -414,6 +386,59 @@ def add_predict_parser(sub: argparse._SubParsersAction, trust: argparse.Argument
 # --- end predict --------------------------------------------------------------------------------------------
 
 
+# --- batch: many specs on a Dask cluster (mlmrun/distributed) ------------------------------------------------
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Fit every spec on a Dask cluster as `fit` would, one progress line per completed fit, then the summary table.
+
+    A failing spec does not stop the others; the exit code is the worst of all (distributed/batch.py).
+    """
+    from mlmrun.distributed import batch
+    from mlmrun.distributed.cluster import dask_client, n_workers
+
+    if args.json is not None and not Path(args.json).parent.is_dir():
+        raise OutputError(f"--json: folder {display_path(Path(args.json).parent)} does not exist; create it or choose another")
+    options = batch.BatchOptions(str(Path.cwd()), args.out, args.allow_outside_data, tuple(getattr(args, "argv", ()) or ()))
+    batch.check_distinct_outputs(args.specs, options)
+    start = time.perf_counter()
+    with dask_client(args.scheduler, args.local_workers, args.connect_timeout) as client:
+        workers = n_workers(client)
+        rows = batch.run_batch(client, args.specs, options, None if args.quiet else _batch_progress)
+    seconds = time.perf_counter() - start
+    sys.stdout.write(batch.summary_table(rows, workers, seconds))
+    if args.json is not None:
+        try:
+            write_atomic(Path(args.json).parent, {Path(args.json).name: batch.summary_json(rows, workers, seconds)})
+        except OSError as exc:
+            raise OutputError(f"--json: cannot write {display_path(args.json)} ({exc.strerror or exc})") from None
+    return batch.exit_code(rows)
+
+
+def _batch_progress(row: dict, done: int, total: int) -> None:
+    from mlmrun.distributed.batch import progress_line
+
+    for line in progress_line(row, done, total).splitlines():
+        _err(line)
+
+
+def add_batch_parser(sub: argparse._SubParsersAction, trust: argparse.ArgumentParser) -> None:
+    """The `batch` subcommand's arguments."""
+    from mlmrun.distributed.cluster import add_cluster_options
+
+    bat = sub.add_parser("batch", parents=[trust],
+                         help="fit many specs on a Dask cluster (local by default); a summary table at the end")
+    bat.add_argument("specs", nargs="+", metavar="spec", help="spec files (YAML), each fitted as `mlmrun fit` fits it")
+    bat.add_argument("--out", help="output folder: each spec's outputs go to OUT/<spec file stem> (default: where "
+                                   "`mlmrun fit` puts them, the spec's report.dir, else reports/<name>)")
+    bat.add_argument("--json", help="also write the summary (one row per spec) as JSON to this file")
+    bat.add_argument("--quiet", action="store_true", help="no progress lines, only the summary table")
+    add_cluster_options(bat, "the fits")
+    bat.set_defaults(func=cmd_batch)
+
+# --- end batch ----------------------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="mlmrun", description="Fit GLLAMMs from declarative YAML specs.")
@@ -440,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     sch.set_defaults(func=cmd_schema)
     add_postest_commands(sub, trust)
     add_predict_parser(sub, trust)
+    add_batch_parser(sub, trust)
     return parser
 
 

@@ -110,6 +110,14 @@ def _to_thresholds(codes: NDArray[np.intp], n_thresholds: int, at_upper: FloatAr
     return np.where(is_upper, at_upper[..., None], 0.0) + np.where(is_lower, at_lower[..., None], 0.0)
 
 
+def _rebuild(cls: type, state: dict[str, object]) -> object:
+    """A family from its pickled slot values, set past the immutability guard."""
+    obj = object.__new__(cls)
+    for key, value in state.items():
+        object.__setattr__(obj, key, value)
+    return obj
+
+
 class Family(ABC):
     """A response distribution paired with a link; immutable, compared by (name, link).
 
@@ -133,6 +141,11 @@ class Family(ABC):
 
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled as class and slot values (Dask sends compiled models to workers); __setattr__ refuses the default."""
+        slots = {s for c in type(self).__mro__ for s in getattr(c, "__slots__", ())}
+        return (_rebuild, (type(self), {s: getattr(self, s) for s in sorted(slots) if hasattr(self, s)}))
 
     @property
     def link(self) -> str:

@@ -3,14 +3,15 @@
 The replicate loop is a map over replicate indices of the pure function
 `replicate(task, index)`: replicate i draws from its own generator
 (simulate.replicate_rng: child i of SeedSequence(seed)), so the statistics
-do not depend on how replicates are distributed (a process pool or Dask can
-take `mapper`). p = (1 + #{T_i >= T_obs}) / (1 + R) over the replicates
+do not depend on how replicates are distributed: `mapper` runs the map in this
+process (`in_process`) or on a Dask cluster (mlmrun/distributed/replicates.py),
+with the same statistics in the same order. p = (1 + #{T_i >= T_obs}) / (1 + R) over the replicates
 whose two refits converged (Davison & Hinkley 1997, eq. 4.11).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +22,14 @@ from mlmrun.postest.compare import ComparisonError
 from mlmrun.postest.simulate import replicate_rng, simulate
 from mlmrun.results import FitResult
 
-Mapper = Callable[[Callable[[int], float | None], Iterable[int]], Iterable[float | None]]
+ReplicateMap = Callable[[Callable[[Any, int], Any], Any, Sequence[int]], list[Any]]
+"""(func, shared, indices) -> [func(shared, i) for i in indices] in index order, wherever the calls run;
+`shared` (the task) is sent to each worker once, not once per replicate."""
+
+
+def in_process(func: Callable[[Any, int], Any], shared: Any, indices: Sequence[int]) -> list[Any]:
+    """The replicate map run here, one replicate after another."""
+    return [func(shared, i) for i in indices]
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,10 @@ def replicate(task: BootstrapTask, index: int) -> float | None:
     return max(0.0, 2.0 * (large.loglik - small.loglik))
 
 
-def bootstrap_p(task: BootstrapTask, statistic: float, replicates: int, mapper: Mapper = map) -> dict[str, Any]:
+def bootstrap_p(task: BootstrapTask, statistic: float, replicates: int,
+                mapper: ReplicateMap = in_process) -> dict[str, Any]:
     """Bootstrap p-value of the observed `statistic` from `replicates` replicates mapped by `mapper`."""
-    stats = list(mapper(lambda i: replicate(task, i), range(replicates)))
+    stats = list(mapper(replicate, task, range(replicates)))
     used = np.array([s for s in stats if s is not None], dtype=float)
     exceed = int(np.sum(used >= statistic - 1e-9))
     return {"p": (1 + exceed) / (1 + len(used)), "replicates": int(replicates), "replicates_used": int(len(used)),

@@ -660,9 +660,9 @@ CASES: list[Case] = [
          CBPP.replace("estimation: {integration: {points: 5}}", "estimation: {method: REML, integration: {points: 5}}"),
          at=("estimation", "method"), hint="write `method: ML`"),
     # --- cli.py: report.dir through `mlmrun fit` without --out ---------------------------------------------------
-    Case("report_dir_outside", (("cli.py", "is outside the working directory and the spec's folder"),),
+    Case("report_dir_outside", (("runner.py", "is outside the working directory and the spec's folder"),),
          PIG + "report: {dir: ../../elsewhere}\n", command="fit", out=False, at=("report", "dir"), hint="choose the folder with --out"),
-    Case("report_dir_unusable", (("cli.py", "is not a usable folder name"),), PIG + 'report: {dir: "reports/a\\0b"}\n',
+    Case("report_dir_unusable", (("runner.py", "is not a usable folder name"),), PIG + 'report: {dir: "reports/a\\0b"}\n',
          command="fit", out=False, at=("report", "dir"), hint="write a plain relative folder such as reports/NAME"),
     # --- issue 10 (nominal branch): ordinal thresholds and scale ------------------------------------------------
     Case("ordinal_thresholds_no_terms", (("compile/ordinal_ext.py", "has no terms besides the intercept"),),

@@ -57,7 +57,7 @@ def test_bootstrap_replicates_do_not_depend_on_their_order(pig_pair) -> None:
     backward = [replicate(task, i) for i in (2, 1, 0)][::-1]
     assert forward == backward
     assert all(s is not None and s >= 0 for s in forward)
-    result = bootstrap_p(task, 1.0, 3, mapper=lambda f, idx: [f(i) for i in reversed(list(idx))][::-1])
+    result = bootstrap_p(task, 1.0, 3, mapper=lambda f, shared, idx: [f(shared, i) for i in reversed(list(idx))][::-1])
     assert result["statistics"] == forward
     assert result["p"] == pytest.approx((1 + sum(s >= 1.0 for s in forward)) / 4)
 

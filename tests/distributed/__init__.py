@@ -1,0 +1,1 @@
+"""Tests of work spread over Dask clusters (mlmrun/distributed)."""
