@@ -1,0 +1,166 @@
+"""Issue 14: crossed GLMMs by the joint sparse Laplace engine against glmmTMB, lme4 and ordinal::clmm.
+
+Targets come from tests/reference/*.json (each holds the peer's exact R call;
+the specs repeat it in their description). Tolerances, stated per test:
+
+- log likelihood within 1e-3 of the peer's Laplace value (glmmTMB converges
+  to ~1e-6; glmer's nloptwrap stops short by up to 5e-3 on crossed_binary,
+  which is why glmmTMB is the target there);
+- estimates to 3 significant digits (two Laplace implementations whose optima
+  differ by their optimisers' stopping rules), SEs to 2-3 as stated;
+- the Gaussian model (scotssec) against lmer to the file's precision, and the
+  same model through the Laplace engine against the exact path to 1e-6 (the
+  Laplace approximation is exact for a Gaussian integrand).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlmrun.estimate import estimate
+from mlmrun.pipeline import prepare
+from mlmrun.results import FitResult
+from tests.conftest import SPECS
+from tests.reference.compare import assert_close, load_reference, loglik_tolerance
+
+pytestmark = pytest.mark.reference
+
+
+@cache
+def fitted(spec: str) -> FitResult:
+    """Fit a shipped spec once per test session."""
+    return estimate(prepare(SPECS / f"{spec}.yaml").model)
+
+
+@cache
+def fitted_text(text: str) -> FitResult:
+    """Fit a spec given as YAML text whose data paths start with DATA/ (the shipped data folder)."""
+    path = Path(tempfile.mkdtemp(prefix="mlmrun-laplace-")) / "model.yaml"
+    path.write_text(text.replace("DATA/", f"{SPECS / 'data'}/"))
+    return estimate(prepare(path, allow_outside_data=True).model)
+
+
+def value(fit: FitResult, name: str) -> float:
+    return float(fit.values[fit.model.partable.index(name)])
+
+
+def se(fit: FitResult, name: str) -> float:
+    return float(fit.se()[fit.model.partable.index(name)])
+
+
+NAMES = {"(Intercept)": "Intercept", "grpb": "grp[T.b]", "PRODTest": "PROD[T.Test]"}
+
+
+def check_fixed(fit: FitResult, file: str, digits: int, se_digits: int | None) -> None:
+    for fe in load_reference(file, "results", "fixed_effects"):
+        ours = NAMES.get(fe["name"], fe["name"])
+        assert_close(f"{file} {ours}", value(fit, ours), fe["estimate"], sig_digits=digits)
+        if se_digits:
+            assert_close(f"{file} se({ours})", se(fit, ours), fe["se"], sig_digits=se_digits)
+
+
+def check_random(fit: FitResult, file: str, digits: int) -> None:
+    """Every SD (and correlation) of the file's random-effect blocks, by our partable names."""
+    for block in load_reference(file, "results", "random_effects"):
+        level = block["group"]
+        for comp in block["components"]:
+            term = "_cons" if comp["term"] == "(Intercept)" else comp["term"]
+            assert_close(f"{file} sd({term})@{level}", value(fit, f"sd({term})@{level}"), comp["sd"], sig_digits=digits)
+        for corr in block["correlations"]:
+            a, b = ("_cons" if t == "(Intercept)" else t for t in (corr["term1"], corr["term2"]))
+            assert_close(f"{file} corr({b},{a})@{level}", value(fit, f"corr({b},{a})@{level}"), corr["correlation"],
+                         sig_digits=digits)
+
+
+@pytest.mark.slow
+def test_crossed_binary_matches_glmmtmb_and_passes_glmer() -> None:
+    """glmmTMB's Laplace optimum to 1e-3 in the log likelihood, its estimates to 3 significant digits and its
+    SEs (sdreport: the Hessian of the Laplace objective, as ours) to 3; glmer stops 4.6e-3 lower, so ours
+    must lie at or above its value, within 1e-2."""
+    fit = fitted("crossed_binary")
+    assert fit.converged, fit.warnings
+    assert fit.integration["method"] == "laplace"
+    tmb = load_reference("crossed_binary__rs_glmmtmb_laplace", "results")
+    assert_close("crossed_binary loglik (glmmTMB)", fit.loglik, tmb["loglik"], abs_tol=1e-3)
+    check_fixed(fit, "crossed_binary__rs_glmmtmb_laplace", 3, 3)
+    check_random(fit, "crossed_binary__rs_glmmtmb_laplace", 3)
+    glmer = load_reference("crossed_binary__rs_laplace", "results", "loglik")
+    assert glmer - 1e-6 <= fit.loglik <= glmer + 1e-2
+    check_fixed(fit, "crossed_binary__rs_laplace", 3, None)
+
+
+def test_crossed_counts_poisson_exposure_matches_glmer() -> None:
+    """glmer's Laplace value to 1e-3 (ours 2e-5 above: its optimiser's stopping rule), estimates to 3
+    significant digits, SEs to 2 (glmer's fixed-effect SEs come from its own finite-difference Hessian)."""
+    fit = fitted("crossed_counts")
+    assert fit.converged, fit.warnings
+    file = "crossed_counts__poisson_laplace"
+    assert_close(f"{file} loglik", fit.loglik, load_reference(file, "results", "loglik"), abs_tol=1e-3)
+    check_fixed(fit, file, 3, 2)
+    check_random(fit, file, 3)
+
+
+def test_soup_crossed_ordinal_matches_clmm() -> None:
+    """clmm's Laplace value to 1e-3; its thresholds (P(Y <= j) = theta_j - x'beta - u, as ours: cutJ) and
+    PROD effect to 3 significant digits, SEs to 2; both SDs to 3."""
+    fit = fitted("soup")
+    assert fit.converged, fit.warnings
+    file = "soup__crossed_clmm_laplace"
+    res = load_reference(file, "results")
+    assert_close(f"{file} loglik", fit.loglik, res["loglik"], abs_tol=1e-3)
+    check_fixed(fit, file, 3, 2)
+    for j, cut in enumerate(res["thresholds"]):
+        assert_close(f"{file} {cut['name']}", value(fit, f"cut{j + 1}"), cut["estimate"], sig_digits=3)
+        assert_close(f"{file} se({cut['name']})", se(fit, f"cut{j + 1}"), cut["se"], sig_digits=2)
+    check_random(fit, file, 3)
+
+
+SCOTS = "scotssec__crossed_ml"
+
+
+def check_scotssec(fit: FitResult) -> None:
+    """lmer's ML fit: R codes sex with M as reference (sexF), ours with F (sex[T.M] = -sexF, and our
+    intercept is R's plus sexF, its SE from R's vcov)."""
+    res = load_reference(SCOTS, "results")
+    assert_close(f"{SCOTS} loglik", fit.loglik, res["loglik"], abs_tol=loglik_tolerance(res["loglik"]))
+    fe = {f["name"]: f for f in res["fixed_effects"]}
+    V = np.array(res["fixed_effects_vcov"])
+    order = res["fixed_effects_vcov_names"]
+    i, s = order.index("(Intercept)"), order.index("sexF")
+    targets = {
+        "Intercept": (fe["(Intercept)"]["estimate"] + fe["sexF"]["estimate"], np.sqrt(V[i, i] + V[s, s] + 2 * V[i, s])),
+        "sex[T.M]": (-fe["sexF"]["estimate"], fe["sexF"]["se"]),
+        "verbal": (fe["verbal"]["estimate"], fe["verbal"]["se"]),
+        "social": (fe["social"]["estimate"], fe["social"]["se"]),
+    }
+    for name, (est, err) in targets.items():
+        assert_close(f"{SCOTS} {name}", value(fit, name), est, sig_digits=4)
+        assert_close(f"{SCOTS} se({name})", se(fit, name), err, sig_digits=3)
+    check_random(fit, SCOTS, 4)
+    assert_close(f"{SCOTS} sd(Residual)", value(fit, "sd(Residual)"), res["residual"]["sd"], sig_digits=4)
+
+
+def test_scotssec_crossed_gaussian_exact_matches_lmer() -> None:
+    fit = fitted("scotssec")
+    assert fit.integration is None or fit.integration.get("method") != "laplace"
+    check_scotssec(fit)
+
+
+@pytest.mark.slow
+def test_scotssec_through_laplace_equals_the_exact_likelihood() -> None:
+    """The Laplace approximation of a Gaussian integrand is exact: the Laplace engine's fit of the same model
+    reproduces the exact path's log likelihood to 1e-6 and its estimates to 1e-4 relative."""
+    text = (SPECS / "scotssec.yaml").read_text().replace("data/", "DATA/")
+    fit = fitted_text(text.replace("estimation: {method: ML}",
+                                   "estimation: {method: ML, exact: false, integration: {method: laplace}}"))
+    assert fit.converged, fit.warnings
+    assert fit.integration["method"] == "laplace"
+    exact = fitted("scotssec")
+    assert fit.loglik == pytest.approx(exact.loglik, abs=1e-6)
+    np.testing.assert_allclose(fit.values, exact.values, rtol=1e-4, atol=1e-6)
+    check_scotssec(fit)
