@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlmrun.likelihood.laplace.rowfamilies import RowDerivs
+from mlmrun.likelihood.laplace.schur import SchurFactor
 from mlmrun.likelihood.laplace.structure import LaplaceStructure
 from mlmrun.likelihood.laplace.system import Pieces, hessian_blocks, level_coef, linear_predictor, scatter
-from mlmrun.likelihood.sparse.blocks import BlockFactor, factorize
+from mlmrun.likelihood.sparse.blocks import BlockFactor
 
 TOL = 1e-20
 MAX_ITER = 100
@@ -40,7 +41,7 @@ class Mode:
     rd: RowDerivs
     g: float
     """g(u*) = sum ll - u'u/2."""
-    factor: BlockFactor
+    factor: BlockFactor | SchurFactor
     """Factor of H at u* (raises on construction where H is not positive definite)."""
     coef: list[np.ndarray]
     iterations: int
@@ -67,14 +68,15 @@ def find_mode(st: LaplaceStructure, pc: Pieces, start: list[np.ndarray] | None, 
         raise ModeFailure("the log density is not finite at the starting values of the random effects")
     for it in range(MAX_ITER):
         w = -rd.d2
-        if np.any(w < 0):
+        clipped = bool(np.any(w < 0))
+        if clipped:
             w = np.maximum(w, 0.0)
-        factor = factorize(st.blocks, hessian_blocks(st, coef, w))
+        factor = st.factorize(hessian_blocks(st, coef, w))
         grad = [s - x for s, x in zip(scatter(st, coef, rd.d1), u, strict=True)]
         step = [x[:, :, 0] for x in factor.solve([x[:, :, None] for x in grad])]
         decrement = float(sum(np.sum(a * b) for a, b in zip(step, grad, strict=True)))
         if decrement < tol:
-            return _at_mode(st, pc, coef, u, nu, third, it)
+            return _at_mode(st, pc, coef, u, rd, third, it, None if clipped else factor)
         t = 1.0
         for _ in range(MAX_HALVINGS):
             trial = [x + t * d for x, d in zip(u, step, strict=True)]
@@ -86,14 +88,18 @@ def find_mode(st: LaplaceStructure, pc: Pieces, start: list[np.ndarray] | None, 
             t *= 0.5
         else:
             if decrement < 1e-12:
-                return _at_mode(st, pc, coef, u, nu, third, it)
+                return _at_mode(st, pc, coef, u, rd, third, it, None if clipped else factor)
             raise ModeFailure("Newton steps for the random-effect modes found no ascent")
         u, nu, rd, g = trial, nu_t, rd_t, g_t
     raise ModeFailure(f"the random-effect modes did not converge in {MAX_ITER} Newton steps")
 
 
-def _at_mode(st: LaplaceStructure, pc: Pieces, coef: list[np.ndarray], u: list[np.ndarray], nu: np.ndarray,
-             third: bool, iterations: int) -> Mode:
-    rd = pc.fam.derivs(nu, third=third)
-    factor = factorize(st.blocks, hessian_blocks(st, coef, -rd.d2))
+def _at_mode(st: LaplaceStructure, pc: Pieces, coef: list[np.ndarray], u: list[np.ndarray], rd: RowDerivs,
+             third: bool, iterations: int, factor: BlockFactor | SchurFactor | None) -> Mode:
+    """The Mode record; H's factor is refactorised only where the last step's W was clipped."""
+    nu = linear_predictor(pc, st, coef, u)
+    if third:
+        rd = pc.fam.derivs(nu, third=True)
+    if factor is None:
+        factor = st.factorize(hessian_blocks(st, coef, -rd.d2))
     return Mode(u, nu, rd, float(np.sum(rd.ll)) - _penalty(u), factor, coef, iterations)

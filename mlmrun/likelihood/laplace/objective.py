@@ -34,7 +34,7 @@ from mlmrun.likelihood.laplace.adjoint import family_terms, free_gradient, row_j
 from mlmrun.likelihood.laplace.mode import Mode, ModeFailure, find_mode
 from mlmrun.likelihood.laplace.structure import LaplaceStructure
 from mlmrun.likelihood.laplace.system import Pieces, gather, pieces, scatter
-from mlmrun.likelihood.sparse.selected_inverse import SelectedInverse, selected_inverse
+from mlmrun.likelihood.sparse.selected_inverse import SelectedInverse
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,8 @@ class LaplaceEngine:
         return [md.u[j].copy() for j in order]
 
     def _selected(self, md: Mode) -> SelectedInverse:
-        sel = selected_inverse(md.factor, self.structure.inverse_plan)
-        if sel is None:
-            raise ValueError("the crossed random effects leave too large a remainder for the selected inverse "
-                             f"({self.structure.blocks.q_remainder} coefficients)")
-        return sel
+        diag, pairs = self.structure.selected(md.factor)
+        return SelectedInverse(diag, pairs)
 
     def _leverage(self, md: Mode, sel: SelectedInverse) -> tuple[np.ndarray, list[np.ndarray]]:
         """h_i = a_i' H^-1 a_i and r_i = H^-1 a_i on row i's units (per level, (n, k))."""

@@ -19,8 +19,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from mlmrun.compile.model import CompiledModel
-from mlmrun.likelihood.sparse.blocks import BlockStructure
-from mlmrun.likelihood.sparse.selected_inverse import InversePlan
+from mlmrun.likelihood.laplace.schur import SchurFactor, SchurLayout
+from mlmrun.likelihood.sparse.blocks import BlockFactor, BlockStructure, BlockSystem, factorize
+from mlmrun.likelihood.sparse.selected_inverse import InversePlan, selected_inverse
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,30 @@ class LaplaceStructure:
                 self.pairs[(a, b)] = divmod(keys, lb.n_units)
                 self.row_pair[(a, b)] = inverse
                 self.pair_agg[(a, b)] = _summing(inverse, len(keys))
-        self.blocks = BlockStructure([lv.n_units for lv in self.levels], [lv.k for lv in self.levels], self.pairs)
         self.q = int(sum(lv.n_units * lv.k for lv in self.levels))
+        schur = SchurLayout.build([lv.n_units for lv in self.levels], [lv.k for lv in self.levels], self.pairs)
+        crossed = any(model.levels[lv.level].crossed for lv in self.levels)
+        self.schur: SchurLayout | None = schur if crossed and schur.fits() else None
+        """Crossed designs with a small remainder: one Schur complement (laplace/schur.py); else `blocks`."""
+
+    @cached_property
+    def blocks(self) -> BlockStructure:
+        """The blocked elimination of likelihood/sparse (nested chains, large remainders); built on first use."""
+        return BlockStructure([lv.n_units for lv in self.levels], [lv.k for lv in self.levels], self.pairs)
+
+    def factorize(self, system: BlockSystem) -> BlockFactor | SchurFactor:
+        """Numeric factor of H = I + A'WA (LinAlgError where not positive definite)."""
+        return SchurFactor(self.schur, system) if self.schur is not None else factorize(self.blocks, system)
+
+    def selected(self, factor: BlockFactor | SchurFactor) -> tuple[list[np.ndarray], dict]:
+        """Unit blocks per level and unit-pair blocks (at `pairs`) of H^-1."""
+        if isinstance(factor, SchurFactor):
+            return factor.selected()
+        sel = selected_inverse(factor, self.inverse_plan)
+        if sel is None:
+            raise ValueError("the random effects leave too large a remainder for the selected inverse "
+                             f"({self.blocks.q_remainder} coefficients)")
+        return sel.diag, sel.pairs
 
     @cached_property
     def inverse_plan(self) -> InversePlan:
