@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from mlmrun.families.families import Derivs, Family, FloatArray, _response, _rows
-from mlmrun.families.links import CdfLink, get_link
+from mlmrun.families.families import Curvature, Derivs, Family, FloatArray, _response, _rows
+from mlmrun.families.links import CdfLink, get_link, scaled_interval_curvature
 from mlmrun.families.row_params import columns, stack
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -65,6 +65,20 @@ class CensoredGaussian(Family):
         d_sigma = np.where(exact, (r**2 - 1.0) / sigma, -(ta + tb) / sigma)
         zero = np.zeros(nu.shape)
         return stack([d_sigma, zero, zero], nu.shape)
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """Exact rows: d2 = -1/sigma^2, so d3 = 0 and d d2/d sigma = 2/sigma^3; censored rows as ordinal intervals.
+
+        A censored row's d2 is d2_shift(a, b) / sigma^2 with a, b = (bound - nu) / sigma
+        (links.scaled_interval_curvature). The bound columns are data, as in
+        param_score: their columns are zero.
+        """
+        nu, sigma, exact, a, b, _, _ = self._terms(y, nu, params, 0)
+        third, d_sigma, _, _ = scaled_interval_curvature(_PROBIT, a, b, sigma)
+        third = np.where(exact, 0.0, third)
+        d_sigma = np.where(exact, 2.0 / sigma**3, d_sigma)
+        zero = np.zeros(nu.shape)
+        return third, stack([d_sigma, zero, zero], nu.shape)
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         """E[y*] = nu: the mean of the uncensored latent response."""

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from mlmrun.errors import DataError
-from mlmrun.families.families import Derivs, Family, FloatArray, _check, _response
+from mlmrun.families.families import Curvature, Derivs, Family, FloatArray, _check, _response
 
 
 class ChoiceSets:
@@ -176,6 +176,14 @@ class ChoiceLogit(Family):
 
     def param_score(self, y, nu, params=None, trials=None) -> FloatArray:
         return np.zeros(np.shape(nu) + (0,))
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """Refused: the rows of a choice set are coupled, so the third derivative in nu is a tensor over the set."""
+        raise NotImplementedError(
+            f"the {self.name} family couples the rows of a choice set: its third derivatives in nu form a tensor "
+            "over each set (per stage, the third cumulant of the choice probabilities), not one value per row, "
+            "so curvature_derivs does not apply; fit choice models with the quadrature engine"
+        )
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         """P(row is chosen first from its set) = softmax of nu within each set (params: set ids)."""

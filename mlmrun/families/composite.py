@@ -24,9 +24,9 @@ from numpy.typing import ArrayLike
 from scipy import special as sc
 
 from mlmrun.families.counts import _validate_counts
-from mlmrun.families.families import _LOG_SQRT_2PI, Derivs, Family, FloatArray, _response, _rows
+from mlmrun.families.families import _LOG_SQRT_2PI, Curvature, Derivs, Family, FloatArray, _response, _rows
 from mlmrun.families.links import Link, get_link
-from mlmrun.families.row_params import columns, stack
+from mlmrun.families.row_params import columns, full, stack
 
 
 class Composite(Family):
@@ -105,6 +105,19 @@ class CompositePoisson(Composite):
         nu, _, y, _, _, inv_mu, slopes = self._parts(y, nu, params)
         return stack([(y * inv_mu - 1.0) * s for s in slopes], nu.shape)
 
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """With f = exp(nu) / mu (df/dnu = f (1 - f)): d2 = d1 - y f^2, d3 = d2 - 2 y f^2 (1 - f).
+
+        zeta_k moves mu by its slope h_k', so df/dzeta_k = -f h_k' / mu and
+        d d2/d zeta_k = -y f (1 - 2 f) h_k' / mu.
+        """
+        nu, _, y, log_mu, _, inv_mu, slopes = self._parts(y, nu, params)
+        frac = np.exp(nu - log_mu)
+        with np.errstate(over="ignore"):
+            curv = y * frac - np.exp(nu) - y * frac**2
+        third = curv - 2.0 * y * frac**2 * (1.0 - frac)
+        return third, stack([-y * frac * (1.0 - 2.0 * frac) * inv_mu * s for s in slopes], nu.shape)
+
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         nu = np.asarray(nu, dtype=np.float64)
         return np.exp(nu) + self._added(columns(params, nu.shape[0], nu.ndim, len(self._terms), self.name))[0]
@@ -148,6 +161,16 @@ class CompositeGaussian(Composite):
         nu, sigma, resid, slopes = self._parts(y, nu, params)
         d_sigma = ((resid / sigma) ** 2 - 1.0) / sigma
         return stack([d_sigma] + [resid / sigma**2 * s for s in slopes], nu.shape)
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """As the gaussian: d3 = (r m3 - 3 m1 m2) / sigma^2, d d2/d sigma = -2 d2 / sigma; r moves by -h_k' with zeta_k."""
+        nu, sigma, resid, slopes = self._parts(y, nu, params)
+        link = self._link
+        m1, m2 = link.d_inverse(nu), link.d2_inverse(nu)
+        var = sigma**2
+        third = (resid * link.d3_inverse(nu) - 3.0 * m1 * m2) / var
+        d_sigma = -2.0 * (resid * m2 - m1**2) / (var * sigma)
+        return full(third, nu.shape), stack([d_sigma] + [-s * m2 / var for s in slopes], nu.shape)
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         nu = np.asarray(nu, dtype=np.float64)

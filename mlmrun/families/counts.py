@@ -20,7 +20,17 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special as sc
 
-from mlmrun.families.families import Derivs, Family, FloatArray, Poisson, _check, _is_integer, _response, _rows
+from mlmrun.families.families import (
+    Curvature,
+    Derivs,
+    Family,
+    FloatArray,
+    Poisson,
+    _check,
+    _is_integer,
+    _response,
+    _rows,
+)
 from mlmrun.families.row_params import columns, stack
 
 
@@ -67,6 +77,22 @@ class NegBinomial2(Family):
         d_theta = sc.digamma(y + theta) - sc.digamma(theta) + sc.log_expit(-z) + p - y * q / theta
         return stack([d_theta], nu.shape)
 
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """d2 = -(y + theta) p q with p = expit(nu - log theta): d3 = d2 (q - p); theta moves z = nu - log theta by -1/theta.
+
+        So d d2 / d theta = -d3 / theta - p q (the explicit theta of the factor y + theta).
+        """
+        nu, y, theta, z = self._terms(y, nu, params)
+        p, q = sc.expit(z), sc.expit(-z)
+        third = -(y + theta) * p * q * np.tanh(-0.5 * z)
+        return third, stack([-third / theta - p * q], nu.shape)
+
+    def _d1_params(self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None) -> FloatArray:
+        """d(d ll/d nu)/d theta = -d2 / theta - p: what zero inflation needs of its base."""
+        nu, y, theta, z = self._terms(y, nu, params)
+        p, q = sc.expit(z), sc.expit(-z)
+        return stack([(y + theta) * p * q / theta - p], nu.shape)
+
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return np.exp(np.asarray(nu, dtype=np.float64))
 
@@ -108,6 +134,24 @@ class NegBinomial1(Family):
         nu, y, phi, k, g = self._terms(y, nu, params)
         d_phi = -(k / phi) * g - k / (1.0 + phi) + y / (phi * (1.0 + phi))
         return stack([d_phi], nu.shape)
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """With k = mu / phi (dk/dnu = k): d1 = k g, d2 = k g + k^2 T1, d3 = k g + 3 k^2 T1 + k^3 T2.
+
+        T_j = psi_j(y + k) - psi_j(k). phi enters through k = exp(nu - log phi) and
+        through g's -log(1 + phi): d d2 / d phi = -d3 / phi - k / (1 + phi).
+        """
+        nu, y, phi, k, g = self._terms(y, nu, params)
+        t1 = sc.polygamma(1, y + k) - sc.polygamma(1, k)
+        t2 = sc.polygamma(2, y + k) - sc.polygamma(2, k)
+        third = k * g + k * (k * (3.0 * t1 + k * t2))
+        return third, stack([-third / phi - k / (1.0 + phi)], nu.shape)
+
+    def _d1_params(self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None) -> FloatArray:
+        """d(d ll/d nu)/d phi = -d2 / phi - k / (1 + phi): what zero inflation needs of its base."""
+        nu, y, phi, k, g = self._terms(y, nu, params)
+        curv = k * g + k * (k * (sc.polygamma(1, y + k) - sc.polygamma(1, k)))
+        return stack([-curv / phi - k / (1.0 + phi)], nu.shape)
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return np.exp(np.asarray(nu, dtype=np.float64))
@@ -153,10 +197,10 @@ class ZeroInflated(Family):
         t = counted - log_pi
         ll = np.where(zero, log_pi - sc.log_expit(-t), counted)
         w = np.where(zero, sc.expit(t), 1.0)
-        return nu, base, zeta, ll, d1, d2, w, zero
+        return nu, base, zeta, ll, d1, d2, w, zero, np.where(zero, sc.expit(-t), 0.0)
 
     def loglik_derivs(self, y, nu, params=None, trials=None, order=2) -> Derivs:
-        nu, _, _, ll, d1, d2, w, _ = self._mix(y, nu, params, order)
+        nu, _, _, ll, d1, d2, w, _, _ = self._mix(y, nu, params, order)
         if order < 1:
             return ll, None, None
         with np.errstate(invalid="ignore", over="ignore"):
@@ -169,13 +213,39 @@ class ZeroInflated(Family):
         return ll, g1, g2
 
     def param_score(self, y, nu, params=None, trials=None) -> FloatArray:
-        nu, base, zeta, _, _, _, w, _ = self._mix(y, nu, params, 0)
+        nu, base, zeta, _, _, _, w, _, _ = self._mix(y, nu, params, 0)
         d_zeta = (1.0 - w) - sc.expit(zeta)
         parts = []
         if base is not None:
             bs = self.base.param_score(y, nu, base)
             parts = [w * bs[..., j] for j in range(bs.shape[-1])]
         return stack(parts + [d_zeta], nu.shape)
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """Differentiates g2 = w (d2 + v d1^2), v = 1 - w, with dw = w v dt and t = log f0 - zeta on zero rows.
+
+        dt/dnu = d1 and dt/dzeta = -1; dt/dtheta is the base score s, and the base
+        parameters also move d1 (c1 = d d1/d theta) and d2 (c2 = d d2/d theta):
+        d3 = w d3_base + 3 w v d1 d2 + w v (v - w) d1^3,
+        d g2/d zeta = -w v (d2 + (v - w) d1^2),
+        d g2/d theta = w c2 + w v (s d2 + (v - w) s d1^2 + 2 d1 c1).
+        Rows with y > 0 have w = 1 and keep the base family's derivatives.
+        """
+        nu, base, zeta, _, d1, d2, w, _, v = self._mix(y, nu, params, 2)
+        third_base, c2 = self.base.curvature_derivs(y, nu, base)
+        wv, skew = w * v, v - w
+        with np.errstate(invalid="ignore", over="ignore"):
+            third = w * third_base + wv * d1 * (3.0 * d2 + skew * d1**2)
+            d_zeta = -wv * (d2 + skew * d1**2)
+            parts = []
+            if base is not None:
+                s = self.base.param_score(y, nu, base)
+                c1 = self.base._d1_params(y, nu, base)
+                parts = [w * c2[..., j] + wv * (s[..., j] * (d2 + skew * d1**2) + 2.0 * d1 * c1[..., j])
+                         for j in range(s.shape[-1])]
+        live = w > 0.0  # w = 0 (a zero far in the count part's tail) with d1 = inf: no contribution
+        cols = [np.where(live, c, 0.0) for c in parts + [d_zeta]]
+        return np.where(live, third, 0.0), stack(cols, nu.shape)
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         nu = np.asarray(nu, dtype=np.float64)

@@ -19,10 +19,11 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special as sc
 
 from mlmrun.errors import DataError
-from mlmrun.families.links import CdfLink, IntervalLogProb, Link, get_link
+from mlmrun.families.links import CdfLink, IntervalCurvature, IntervalLogProb, Link, get_link
 
 FloatArray = NDArray[np.float64]
 Derivs = tuple[FloatArray, FloatArray | None, FloatArray | None]
+Curvature = tuple[FloatArray, FloatArray | None]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 _SHOWN_ROWS = 5
@@ -94,6 +95,17 @@ def _response(y: ArrayLike, family: str) -> FloatArray:
 
 def _is_integer(x: FloatArray) -> NDArray[np.bool_]:
     return np.equal(np.floor(x), x)
+
+
+def _to_thresholds(codes: NDArray[np.intp], n_thresholds: int, at_upper: FloatArray, at_lower: FloatArray
+                   ) -> FloatArray:
+    """Per-row derivatives in a row's upper and lower bound spread onto the thresholds: shape nu.shape + (K-1,)."""
+    k = np.arange(n_thresholds)
+    node_axes = (1,) * (at_upper.ndim - 1)
+    # kappa_k is the upper bound of category k and the lower bound of category k+1.
+    is_upper = (codes[:, None] == k).reshape(codes.shape + node_axes + k.shape)
+    is_lower = (codes[:, None] == k + 1).reshape(codes.shape + node_axes + k.shape)
+    return np.where(is_upper, at_upper[..., None], 0.0) + np.where(is_lower, at_lower[..., None], 0.0)
 
 
 class Family(ABC):
@@ -175,6 +187,22 @@ class Family(ABC):
     ) -> FloatArray:
         """d ll / d (family parameters on their natural scale), shape ``nu.shape + (n_params,)``."""
 
+    def curvature_derivs(
+        self,
+        y: ArrayLike,
+        nu: ArrayLike,
+        params: ArrayLike | None = None,
+        trials: ArrayLike | None = None,
+    ) -> Curvature:
+        """(d^3 ll/d nu^3 shaped like ``nu``, d(d^2 ll/d nu^2)/d params shaped ``nu.shape + (n_params,)``).
+
+        The parameter derivatives are on the natural scale param_score uses (one
+        column per parameter score column), None for a family without parameters.
+        An exact Laplace gradient differentiates the curvature at the mode through
+        the mode (third derivative) and in the family's own parameters.
+        """
+        raise NotImplementedError(f"the {self.name} family does not give third derivatives in nu (curvature_derivs)")
+
     @abstractmethod
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         """E[y | nu] for predictions (a probability for binomial, per trial)."""
@@ -217,6 +245,19 @@ class Gaussian(Family):
         nu, y, sigma, resid = self._terms(y, nu, params)
         d_sigma = ((resid / sigma) ** 2 - 1.0) / sigma
         return _full(d_sigma, nu.shape)[..., None]
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """d3 = (r m3 - 3 m1 m2) / sigma^2, m_k the k-th derivative of the inverse link and r = y - mu.
+
+        d2 scales as sigma^-2, so d d2 / d sigma = -2 d2 / sigma.
+        """
+        nu, y, sigma, resid = self._terms(y, nu, params)
+        link = self._link
+        m1, m2 = link.d_inverse(nu), link.d2_inverse(nu)
+        var = sigma**2
+        curv = (resid * m2 - m1**2) / var
+        third = (resid * link.d3_inverse(nu) - 3.0 * m1 * m2) / var
+        return _full(third, nu.shape), _full(-2.0 * curv / sigma, nu.shape)[..., None]
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return self._link.inverse(nu)
@@ -269,6 +310,15 @@ class Binomial(Family):
     def param_score(self, y, nu, params=None, trials=None) -> FloatArray:
         return np.zeros(np.shape(nu) + (0,))
 
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """y times the third derivative of log F plus (trials - y) times that of log(1 - F); no parameters."""
+        link: CdfLink = self._link  # type: ignore[assignment]
+        nu = np.asarray(nu, dtype=np.float64)
+        y1 = np.asarray(y, dtype=np.float64)
+        t1 = np.ones_like(y1) if trials is None else np.asarray(trials, dtype=np.float64)
+        third = _times(_rows(y1, nu.ndim), link.d3log_cdf(nu)) + _times(_rows(t1 - y1, nu.ndim), link.d3log_sf(nu))
+        return _full(third, nu.shape), None
+
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return self._link.inverse(nu)
 
@@ -298,6 +348,11 @@ class Poisson(Family):
 
     def param_score(self, y, nu, params=None, trials=None) -> FloatArray:
         return np.zeros(np.shape(nu) + (0,))
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """d3 = -exp(nu); no parameters."""
+        with np.errstate(over="ignore"):
+            return -np.exp(np.asarray(nu, dtype=np.float64)), None
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return np.exp(np.asarray(nu, dtype=np.float64))
@@ -337,6 +392,11 @@ class Gamma(Family):
         nu, y, alpha, ratio = self._terms(y, nu, params)
         d_alpha = np.log(alpha * y) + 1.0 - nu - ratio - sc.digamma(alpha)
         return d_alpha[..., None]
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """d2 = -alpha y e^-nu, so d3 = alpha y e^-nu and d d2 / d alpha = -y e^-nu."""
+        nu, y, alpha, ratio = self._terms(y, nu, params)
+        return alpha * ratio, -ratio[..., None]
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return np.exp(np.asarray(nu, dtype=np.float64))
@@ -384,11 +444,10 @@ class Ordinal(Family):
             raise ValueError(f"ordinal thresholds must be finite and strictly increasing, got {kappa}")
         return kappa
 
-    def _interval(
-        self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None, order: int
-    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray, IntervalLogProb]:
-        """log P(y | nu) from its bounds a = kappa_{y-1} - nu, b = kappa_y - nu."""
-        link: CdfLink = self._link  # type: ignore[assignment]
+    def _bounds(
+        self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray, FloatArray, FloatArray]:
+        """nu, codes, thresholds and the bounds a = kappa_{y-1} - nu, b = kappa_y - nu of each row's interval."""
         nu = np.asarray(nu, dtype=np.float64)
         kappa = self._thresholds(params)
         cuts = np.concatenate(([-np.inf], kappa, [np.inf]))
@@ -397,6 +456,14 @@ class Ordinal(Family):
             raise ValueError(f"ordinal codes must lie in 0..{kappa.size} for {kappa.size} thresholds")
         lower = _rows(cuts[codes], nu.ndim) - nu
         upper = _rows(cuts[codes + 1], nu.ndim) - nu
+        return nu, codes, kappa, lower, upper
+
+    def _interval(
+        self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None, order: int
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray, IntervalLogProb]:
+        """log P(y | nu) from its bounds a = kappa_{y-1} - nu, b = kappa_y - nu."""
+        link: CdfLink = self._link  # type: ignore[assignment]
+        nu, codes, kappa, lower, upper = self._bounds(y, nu, params)
         return nu, codes, kappa, link.log_interval(lower, upper, order)
 
     def loglik_derivs(self, y, nu, params=None, trials=None, order=2) -> Derivs:
@@ -407,12 +474,14 @@ class Ordinal(Family):
 
     def param_score(self, y, nu, params=None, trials=None) -> FloatArray:
         nu, codes, kappa, res = self._interval(y, nu, params, 1)
-        k = np.arange(kappa.size)
-        node_axes = (1,) * (nu.ndim - 1)
-        # kappa_k is the upper bound of category k and the lower bound of category k+1.
-        is_upper = (codes[:, None] == k).reshape(codes.shape + node_axes + k.shape)
-        is_lower = (codes[:, None] == k + 1).reshape(codes.shape + node_axes + k.shape)
-        return np.where(is_upper, res.d_upper[..., None], 0.0) + np.where(is_lower, res.d_lower[..., None], 0.0)
+        return _to_thresholds(codes, kappa.size, res.d_upper, res.d_lower)
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """d2 = d2_shift(a, b) with a, b = kappa - nu: d3 = -d3_shift; kappa_y moves b, kappa_{y-1} moves a."""
+        link: CdfLink = self._link  # type: ignore[assignment]
+        nu, codes, kappa, lower, upper = self._bounds(y, nu, params)
+        res: IntervalCurvature = link.interval_curvature(lower, upper)
+        return -res.d3_shift, _to_thresholds(codes, kappa.size, res.d2_upper, res.d2_lower)
 
     def probabilities(self, nu: ArrayLike, params: ArrayLike) -> FloatArray:
         """P(y = k | nu) for every category k, shape ``nu.shape + (K,)``."""

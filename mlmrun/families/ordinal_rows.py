@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from mlmrun.families.families import Derivs, FloatArray, Ordinal, _rows
-from mlmrun.families.links import CdfLink, IntervalLogProb
+from mlmrun.families.families import Curvature, Derivs, FloatArray, Ordinal, _rows, _to_thresholds
+from mlmrun.families.links import CdfLink, IntervalLogProb, scaled_interval_curvature
 
 
 class OrdinalRows(Ordinal):
@@ -60,6 +60,15 @@ class OrdinalRows(Ordinal):
         with np.errstate(invalid="ignore"):
             d_s = -(np.where(np.isfinite(a), res.d_lower * a, 0.0) + np.where(np.isfinite(b), res.d_upper * b, 0.0)) / s
         return np.concatenate([cut_score, d_s[..., None]], axis=-1)
+
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+        """d2 = d2_shift(a, b) / s^2 on the standardised bounds (links.scaled_interval_curvature); columns as param_score."""
+        link: CdfLink = self._link  # type: ignore[assignment]
+        nu, codes, a, b, s, _ = self._pieces(y, nu, params, 0)
+        third, d_s, d_lo, d_hi = scaled_interval_curvature(link, a, b, s)
+        n_cuts = np.asarray(params).reshape(nu.shape[0], -1).shape[1] - 1
+        cuts = _to_thresholds(codes, n_cuts, np.broadcast_to(d_hi, nu.shape), np.broadcast_to(d_lo, nu.shape))
+        return third, np.concatenate([cuts, np.broadcast_to(d_s, nu.shape)[..., None]], axis=-1)
 
     def probabilities(self, nu: ArrayLike, params: ArrayLike) -> FloatArray:
         """P(y = k | nu) per row and category, shape (n, ..., K) for per-row params (n, K)."""
