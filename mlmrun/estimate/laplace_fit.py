@@ -37,7 +37,7 @@ from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_grad
 from mlmrun.estimate.quadrature_fit import BOUNDARY_SD, fit_glm, lr_test, starting_values
 from mlmrun.estimate.quadrature_opt import Ascent, ascend, positive_definite
 from mlmrun.estimate.robust import bread
-from mlmrun.likelihood.laplace import LaplaceEngine
+from mlmrun.likelihood.laplace.objective import LaplaceEngine
 from mlmrun.likelihood.quadrature.objective import QuadratureObjective
 from mlmrun.likelihood.quadrature.plan import IntegrationPlan, integration_plan
 from mlmrun.predict import LevelPrediction
@@ -51,6 +51,9 @@ GAIN_TOL = 1e-10
 GAIN_WARN = 1e-4
 """A predicted gain above this at the end (log likelihood units) means the fit stopped short: not converged."""
 POLISH_ITERATIONS = 30
+SD_PROBES = (0.01, 0.1, 0.3, 1.0, 3.0)
+"""SDs tried when an SD stopped at 0 (escape_zero_sds)."""
+BOUNDARY_RESTARTS = 3
 
 
 class Counted:
@@ -111,6 +114,29 @@ def quasi_newton(fg: Counted, start: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                    options={"maxiter": max_iter, "ftol": 1e-14, "gtol": 1e-8, "maxcor": 20})
     F = -float(res.fun) * scale
     return np.asarray(res.x, dtype=float), F, bool(res.success), str(res.message)
+
+
+def escape_zero_sds(model: CompiledModel, fg: Counted, x: np.ndarray, F: float, lo: np.ndarray
+                    ) -> tuple[np.ndarray, float] | None:
+    """A better point off the boundary when an SD stopped at 0, else None.
+
+    The Laplace log likelihood is even in each random intercept's SD, so its derivative there is 0 and a
+    quasi-Newton step that lands on the bound stays there even when the maximum lies inside (scotssec's
+    secondary schools from a start of 1). Each SD at 0 is probed at SD_PROBES; the best higher point wins.
+    """
+    pt = model.partable
+    coords = [int(pt.frame.at[i, "free"]) - 1 for i in pt.rows_of("sd") if int(pt.frame.at[i, "free"])]
+    best: tuple[np.ndarray, float] | None = None
+    for k in coords:
+        if not (lo[k] == 0.0 and x[k] <= 1e-8):
+            continue
+        for sd in SD_PROBES:
+            trial = x.copy()
+            trial[k] = sd
+            value, _ = fg(trial)
+            if value > F + 1e-9 * max(1.0, abs(F)) and (best is None or value > best[1]):
+                best = (trial, value)
+    return best
 
 
 def information(fg: Counted, free: np.ndarray) -> np.ndarray:
@@ -215,6 +241,11 @@ def fit_laplace(model: CompiledModel, progress: Progress | None = None) -> FitRe
     lo, hi = bounds(model)
     phase(progress, "optimisation")
     x, F, ok, message = quasi_newton(fg, start, lo, hi, est.max_iter)
+    for _ in range(BOUNDARY_RESTARTS):
+        better = escape_zero_sds(model, fg, x, F, lo)
+        if better is None:
+            break
+        x, F, ok, message = quasi_newton(fg, better[0], lo, hi, est.max_iter)
     phase(progress, "Newton polish")
     st = polish(fg, x, F, information(fg, x), lo, hi)
     fg.iterations += st.iterations

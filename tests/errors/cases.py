@@ -1127,3 +1127,9 @@ CASES += [
                                                                        for i in range(101))},
          at=("responses", 0, "choice", "alternatives"), hint="merge rare alternatives"),
 ]
+CASES += [
+    Case("crossed_level_adaptive_named", ((PLAN, "which nested quadrature cannot integrate"),),
+         edit(CBPP, "{name: herd, id: herd}", "{name: herd, id: herd, crossed: true}",
+              "{integration: {points: 5}}", "{integration: {method: adaptive, points: 5}}"),
+         at=("estimation", "integration", "method"), hint="write `estimation: {integration: {method: laplace}}`"),
+]

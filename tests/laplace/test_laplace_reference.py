@@ -91,7 +91,7 @@ def test_crossed_binary_matches_glmmtmb_and_passes_glmer() -> None:
     check_random(fit, "crossed_binary__rs_glmmtmb_laplace", 3)
     glmer = load_reference("crossed_binary__rs_laplace", "results", "loglik")
     assert glmer - 1e-6 <= fit.loglik <= glmer + 1e-2
-    check_fixed(fit, "crossed_binary__rs_laplace", 3, None)
+    check_fixed(fit, "crossed_binary__rs_laplace", 2, None)  # glmer stops short: x differs by 6e-4
 
 
 def test_crossed_counts_poisson_exposure_matches_glmer() -> None:
@@ -123,7 +123,7 @@ def test_soup_crossed_ordinal_matches_clmm() -> None:
 SCOTS = "scotssec__crossed_ml"
 
 
-def check_scotssec(fit: FitResult) -> None:
+def check_scotssec(fit: FitResult, se_digits: int = 3) -> None:
     """lmer's ML fit: R codes sex with M as reference (sexF), ours with F (sex[T.M] = -sexF, and our
     intercept is R's plus sexF, its SE from R's vcov)."""
     res = load_reference(SCOTS, "results")
@@ -140,7 +140,7 @@ def check_scotssec(fit: FitResult) -> None:
     }
     for name, (est, err) in targets.items():
         assert_close(f"{SCOTS} {name}", value(fit, name), est, sig_digits=4)
-        assert_close(f"{SCOTS} se({name})", se(fit, name), err, sig_digits=3)
+        assert_close(f"{SCOTS} se({name})", se(fit, name), err, sig_digits=se_digits)
     check_random(fit, SCOTS, 4)
     assert_close(f"{SCOTS} sd(Residual)", value(fit, "sd(Residual)"), res["residual"]["sd"], sig_digits=4)
 
@@ -154,7 +154,10 @@ def test_scotssec_crossed_gaussian_exact_matches_lmer() -> None:
 @pytest.mark.slow
 def test_scotssec_through_laplace_equals_the_exact_likelihood() -> None:
     """The Laplace approximation of a Gaussian integrand is exact: the Laplace engine's fit of the same model
-    reproduces the exact path's log likelihood to 1e-6 and its estimates to 1e-4 relative."""
+    reproduces the exact path's log likelihood to 1e-6 and its estimates to 1e-4 relative. Its SEs come from
+    the whole observed information, whose fixed-by-variance block is not zero in a finite sample, where lmer
+    (and the exact path) invert X'V^-1X alone: they agree to 2 significant digits (se(Intercept) 0.0717 vs
+    0.0712)."""
     text = (SPECS / "scotssec.yaml").read_text().replace("data/", "DATA/")
     fit = fitted_text(text.replace("estimation: {method: ML}",
                                    "estimation: {method: ML, exact: false, integration: {method: laplace}}"))
@@ -163,4 +166,4 @@ def test_scotssec_through_laplace_equals_the_exact_likelihood() -> None:
     exact = fitted("scotssec")
     assert fit.loglik == pytest.approx(exact.loglik, abs=1e-6)
     np.testing.assert_allclose(fit.values, exact.values, rtol=1e-4, atol=1e-6)
-    check_scotssec(fit)
+    check_scotssec(fit, se_digits=2)

@@ -88,7 +88,7 @@ def _crossed_levels(model: CompiledModel) -> None:
     named = "method" in integ.model_fields_set
     where: Loc = ("estimation", "integration", "method") if named else ("levels", crossed[0], "crossed", KEY)
     raise SpecError.at(where, f"level '{level.name}' is crossed and carries latent variables, which nested quadrature "
-                              f"(`method: {integ.method}`) cannot integrate ({why}): crossed factors need the Laplace "
+                              f"cannot integrate (`method: {integ.method}`; {why}): crossed factors need the Laplace "
                               "approximation over all random effects jointly; write `estimation: {integration: "
                               "{method: laplace}}`, or make the design nested (drop `crossed: true`)")
 
