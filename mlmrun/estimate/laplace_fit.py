@@ -144,11 +144,12 @@ def information(fg: Counted, free: np.ndarray) -> np.ndarray:
     return -hessian_from_gradient(fg.gradient, free)
 
 
-def polish(fg: Counted, x: np.ndarray, F: float, info: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Ascent:
+def polish(fg: Counted, x: np.ndarray, F: float, info: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+           max_iter: int = POLISH_ITERATIONS) -> Ascent:
     """Bounded quasi-Newton ascent from the observed information (Newton steps, damped BFGS updates)."""
     _, g = fg(x)
     st = Ascent(x, F, g, positive_definite(info))
-    return ascend(fg, st, lo, hi, GAIN_TOL, POLISH_ITERATIONS)
+    return ascend(fg, st, lo, hi, GAIN_TOL, max_iter)
 
 
 def projected(free: np.ndarray, grad: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -247,7 +248,7 @@ def fit_laplace(model: CompiledModel, progress: Progress | None = None) -> FitRe
             break
         x, F, ok, message = quasi_newton(fg, better[0], lo, hi, est.max_iter)
     phase(progress, "Newton polish")
-    st = polish(fg, x, F, information(fg, x), lo, hi)
+    st = polish(fg, x, F, information(fg, x), lo, hi, min(POLISH_ITERATIONS, est.max_iter))
     fg.iterations += st.iterations
     x, F = st.x, st.F
     if progress is not None:

@@ -1128,8 +1128,8 @@ CASES += [
          at=("responses", 0, "choice", "alternatives"), hint="merge rare alternatives"),
 ]
 CASES += [
-    Case("crossed_level_adaptive_named", ((PLAN, "which nested quadrature cannot integrate"),),
+    Case("crossed_level_ghq_suggests_laplace", ((PLAN, "which nested quadrature cannot integrate"),),
          edit(CBPP, "{name: herd, id: herd}", "{name: herd, id: herd, crossed: true}",
-              "{integration: {points: 5}}", "{integration: {method: adaptive, points: 5}}"),
-         at=("estimation", "integration", "method"), hint="write `estimation: {integration: {method: laplace}}`"),
+              "{integration: {points: 5}}", "{integration: {method: ghq, points: 5}}"),
+         at=("levels", 0, "crossed"), hint="write `estimation: {integration: {method: laplace}}`"),
 ]
