@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlmrun.compile.matrices import model_matrices
 from mlmrun.likelihood.laplace.objective import LaplaceEngine
 from tests.laplace.laplace_engine_models import (
     central_gradient,
@@ -127,6 +128,9 @@ def test_value_modes_and_covariances_equal_the_dense_laplace(folder: Path, key: 
             cov = np.array([V[start + c * k:start + (c + 1) * k, start + c * k:start + (c + 1) * k]
                             for c in range(n_units)])
             np.testing.assert_allclose(posts[lvl].cov_u, cov, atol=1e-9)
+            L = model_matrices(model, values).L[lvl]
+            np.testing.assert_allclose(posts[lvl].mode, modes @ L.T, atol=1e-12)
+            np.testing.assert_allclose(posts[lvl].sd, np.sqrt(np.einsum("qd,cde,qe->cq", L, cov, L)), atol=1e-9)
 
 
 @pytest.mark.parametrize("key", sorted(MODELS))

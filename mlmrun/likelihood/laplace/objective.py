@@ -73,9 +73,11 @@ class LaplaceEngine:
 
     def _mode(self, free: np.ndarray, third: bool) -> tuple[Pieces, Mode] | None:
         free = np.asarray(free, dtype=float)
-        if self._cache is not None and np.array_equal(self._cache[0], free) and (
-                not third or self._cache[2].rd.d3 is not None):
-            return self._cache[1], self._cache[2]
+        if self._cache is not None and np.array_equal(self._cache[0], free):
+            pc, md = self._cache[1], self._cache[2]
+            if third and md.rd.d3 is None:
+                md.rd = pc.fam.derivs(md.nu, third=True)
+            return pc, md
         pc = pieces(self.model, free)
         if not pc.mm.valid:
             return None
