@@ -28,3 +28,12 @@ def test_kernel_equals_the_family(name: str, link: str) -> None:
     for got, ref in zip((ll, d1, d2), want, strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(d3, fam.curvature_derivs(y, nu, params, trials)[0], rtol=1e-10, atol=1e-12)
+
+
+def test_binary_logit_kernel_equals_the_family() -> None:
+    fam = get_family("binomial", "logit")
+    y = (np.random.default_rng(2).uniform(size=len(NU)) < 0.5).astype(float)
+    ll, d1, d2, d3 = kernel_for(fam, y, None)(NU, None, True)
+    for got, ref in zip((ll, d1, d2), fam.loglik_derivs(y, NU, None, None, 2), strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(d3, fam.curvature_derivs(y, NU, None, None)[0], rtol=1e-10, atol=1e-12)

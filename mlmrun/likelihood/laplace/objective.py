@@ -32,6 +32,7 @@ import numpy as np
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.laplace.adjoint import family_terms, free_gradient, row_jacobians
 from mlmrun.likelihood.laplace.mode import Mode, ModeFailure, find_mode
+from mlmrun.likelihood.laplace.rowfamilies import model_kernels
 from mlmrun.likelihood.laplace.structure import LaplaceStructure
 from mlmrun.likelihood.laplace.system import Pieces, gather, pieces, scatter
 from mlmrun.likelihood.sparse.selected_inverse import SelectedInverse
@@ -70,6 +71,7 @@ class LaplaceEngine:
         self._warm: list[np.ndarray] | None = None
         self._cache: tuple[np.ndarray, Pieces, Mode] | None = None
         self.n_evaluations = 0
+        self._kernels = model_kernels(model)
 
     def _mode(self, free: np.ndarray, third: bool) -> tuple[Pieces, Mode] | None:
         free = np.asarray(free, dtype=float)
@@ -78,7 +80,7 @@ class LaplaceEngine:
             if third and md.rd.d3 is None:
                 md.rd = pc.fam.derivs(md.nu, third=True)
             return pc, md
-        pc = pieces(self.model, free)
+        pc = pieces(self.model, free, self._kernels)
         if not pc.mm.valid:
             return None
         try:

@@ -64,7 +64,8 @@ def equation_params(eq: Equation, e: int, mm: ModelMatrices) -> tuple[np.ndarray
 class RowFamilies:
     """The model's equations over its rows (data order), with the parameters of one ModelMatrices."""
 
-    def __init__(self, model: CompiledModel, mm: ModelMatrices, row_weight: np.ndarray | None) -> None:
+    def __init__(self, model: CompiledModel, mm: ModelMatrices, row_weight: np.ndarray | None,
+                 kernels: list[Kernel | None] | None = None) -> None:
         self.n = model.n
         self.parts: list[tuple[int, Family, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]] = []
         self.kernels: list[Kernel | None] = []
@@ -73,7 +74,10 @@ class RowFamilies:
             trials = None if model.trials is None else model.trials[eq.rows]
             wt = None if row_weight is None else row_weight[eq.rows]
             self.parts.append((e, eq.family, eq.rows, params, trials, wt))
-            self.kernels.append(kernel_for(eq.family, model.y[eq.rows], trials))
+            if kernels is None:
+                self.kernels.append(kernel_for(eq.family, model.y[eq.rows], trials))
+        if kernels is not None:
+            self.kernels = kernels
         self.y = model.y
         self.whole = len(self.parts) == 1 and np.array_equal(self.parts[0][2], np.arange(self.n))
         """One equation over all rows in order: no scatter into row arrays."""
@@ -128,6 +132,12 @@ class RowFamilies:
                 score, d1, d2 = score * wt[:, None], d1 * wt[:, None], d2 * wt[:, None]
             out.append(ParamDerivs(e, score, d1, d2))
         return out
+
+
+def model_kernels(model: CompiledModel) -> list[Kernel | None]:
+    """The closed-form kernel of every equation (parameter-free: built once per engine)."""
+    return [kernel_for(eq.family, model.y[eq.rows], None if model.trials is None else model.trials[eq.rows])
+            for eq in model.equations]
 
 
 def _curvature(fam: Family, y: np.ndarray, x: np.ndarray, params: np.ndarray | None,

@@ -43,6 +43,8 @@ class SchurLayout:
     """Per remainder level (index >= 1), first remainder column; offsets[0] unused."""
     q_r: int
     pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
+    cache: dict
+    """Scatter positions by key (`index`)."""
 
     @classmethod
     def build(cls, n_units: list[int], k: list[int], pairs: dict) -> SchurLayout:
@@ -50,7 +52,27 @@ class SchurLayout:
         for b in range(1, len(n_units)):
             offsets.append(q)
             q += n_units[b] * k[b]
-        return cls(list(n_units), list(k), offsets, q, pairs)
+        return cls(list(n_units), list(k), offsets, q, pairs, {})
+
+    def index(self, key: tuple) -> tuple:
+        """Flat scatter positions (built on first use): ('C', b) into C, ('E', a, b) into E, ('diag', b) into E."""
+        got = self.cache.get(key)
+        if got is None:
+            got = self.cache[key] = self._index(key)
+        return got
+
+    def _index(self, key: tuple) -> np.ndarray:
+        k0, q = self.k[0], self.q_r
+        if key[0] == "C":
+            ia, ib = self.pairs[(0, key[1])]
+            cols = self.cols(key[1], ib)
+            return (ia[:, None, None] * k0 + np.arange(k0)[None, :, None]) * q + cols[:, None, :]
+        if key[0] == "E":
+            ia, ib = self.pairs[(key[1], key[2])]
+            rows, cols = self.cols(key[1], ia), self.cols(key[2], ib)
+            return rows[:, :, None] * q + cols[:, None, :]
+        idx = self.cols(key[1], np.arange(self.n_units[key[1]]))
+        return idx[:, :, None] * q + idx[:, None, :]
 
     def fits(self) -> bool:
         return len(self.n_units) > 1 and self.q_r <= REMAINDER_MAX and \
@@ -59,6 +81,12 @@ class SchurLayout:
     def cols(self, b: int, units: np.ndarray) -> np.ndarray:
         """Remainder columns of the coefficients of `units` of level b, shape (len(units), k_b)."""
         return self.offsets[b] + units[:, None] * self.k[b] + np.arange(self.k[b])[None, :]
+
+
+def _transpose(pos: np.ndarray, q: int) -> np.ndarray:
+    """Flat positions of the transposed blocks (entries (c, r) for each (r, c)), in swapped block order."""
+    rows, cols = np.divmod(np.swapaxes(pos, 1, 2), q)
+    return (cols * q + rows).ravel()
 
 
 class SchurFactor:
@@ -72,20 +100,19 @@ class SchurFactor:
         L = chol(D)
         self.Linv = tinv(L)
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
-        C = np.zeros((U, k0, q))
+        C = np.zeros(U * k0 * q)
         E = np.eye(q)
-        for (a, b), (ia, ib) in lay.pairs.items():
-            blk = system.off[(a, b)]
-            cols_b = lay.cols(b, ib)
+        Ef = E.ravel()
+        for (a, b), blk in system.off.items():
             if a == 0:
-                C[ia[:, None, None], np.arange(k0)[None, :, None], cols_b[:, None, :]] = blk
+                C[lay.index(("C", b))] = blk
             else:
-                rows_a = lay.cols(a, ia)
-                E[rows_a[:, :, None], cols_b[:, None, :]] += blk
-                E[cols_b[:, None, :], rows_a[:, :, None]] += np.swapaxes(blk, 1, 2)
+                pos = lay.index(("E", a, b))
+                Ef[pos] += blk
+                Ef[_transpose(pos, q)] += np.swapaxes(blk, 1, 2).ravel()
         for b in range(1, len(lay.n_units)):
-            idx = lay.cols(b, np.arange(lay.n_units[b]))
-            E[idx[:, :, None], idx[:, None, :]] += system.diag[b]
+            Ef[lay.index(("diag", b))] += system.diag[b]
+        C = C.reshape(U, k0, q)
         self.K = self.Linv @ C
         Kf = self.K.reshape(U * k0, q)
         S = E - Kf.T @ Kf
@@ -119,16 +146,11 @@ class SchurFactor:
         inner = np.einsum("uiq,ujq->uij", Y, self.K)
         inner[:, np.arange(lay.k[0]), np.arange(lay.k[0])] += 1.0
         diag = [LiT @ inner @ self.Linv]
+        flat = Zr.ravel()
         for b in range(1, len(lay.n_units)):
-            idx = lay.cols(b, np.arange(lay.n_units[b]))
-            diag.append(Zr[idx[:, :, None], idx[:, None, :]])
-        Z0r = -(LiT @ Y)
+            diag.append(flat[lay.index(("diag", b))])
+        Z0r = -(LiT @ Y).ravel()
         pairs = {}
-        for (a, b), (ia, ib) in lay.pairs.items():
-            cols_b = lay.cols(b, ib)
-            if a == 0:
-                pairs[(a, b)] = Z0r[ia[:, None, None], np.arange(lay.k[0])[None, :, None], cols_b[:, None, :]]
-            else:
-                rows_a = lay.cols(a, ia)
-                pairs[(a, b)] = Zr[rows_a[:, :, None], cols_b[:, None, :]]
+        for (a, b) in lay.pairs:
+            pairs[(a, b)] = Z0r[lay.index(("C", b))] if a == 0 else flat[lay.index(("E", a, b))]
         return diag, pairs
