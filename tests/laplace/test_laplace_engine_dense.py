@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from mlmrun.compile.matrices import model_matrices
+from mlmrun.likelihood.laplace import schur as schur_module
 from mlmrun.likelihood.laplace.objective import LaplaceEngine
 from tests.laplace.laplace_engine_models import (
     central_gradient,
@@ -94,6 +95,19 @@ responses:
   - {name: ymix, family: binomial, link: logit, select: {grp: [1]}}
 fixed: "ymix ~ x + C(grp)"
 """ + INTERCEPTS,
+    "three_crossed_slopes_on_items": """
+levels:
+  - {name: person, id: person, crossed: true}
+  - {name: item, id: item, crossed: true}
+  - {name: rater, id: rater, crossed: true}
+responses:
+  - {name: ycount, family: poisson, link: log}
+fixed: "ycount ~ x"
+random:
+  - {level: person, terms: [1]}
+  - {level: item, terms: [1, x], covariance: unstructured}
+  - {level: rater, terms: [1]}
+""",
     "loading_2pl": CROSSED + """
 responses:
   - {name: ybin, family: binomial, link: logit}
@@ -151,3 +165,22 @@ def test_crossed_models_have_no_unit_scores(folder: Path) -> None:
     engine = LaplaceEngine(model)
     with pytest.raises(ValueError, match="nested"):
         engine.unit_scores(model.partable.pack(random_values(model, 0)))
+
+
+@pytest.mark.parametrize("key", ["binomial_random_slope", "three_crossed_slopes_on_items"])
+def test_blocked_elimination_agrees_with_the_schur_complement(folder: Path, key: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crossed designs too large for the Schur complement go to likelihood/sparse's blocked elimination."""
+    model = compile_spec(folder, MODELS[key], key)
+    free = model.partable.pack(random_values(model, 4))
+    schur = LaplaceEngine(model)
+    assert schur.structure.schur is not None
+    monkeypatch.setattr(schur_module, "REMAINDER_MAX", 0)
+    blocked = LaplaceEngine(model)
+    assert blocked.structure.schur is None
+    v1, g1 = schur.loglik_gradient(free)
+    v2, g2 = blocked.loglik_gradient(free)
+    assert v1 == pytest.approx(v2, abs=1e-9)
+    np.testing.assert_allclose(g1, g2, atol=1e-8)
+    for p1, p2 in zip(schur.posterior(free), blocked.posterior(free), strict=True):
+        np.testing.assert_allclose(p1.sd, p2.sd, atol=1e-10)
