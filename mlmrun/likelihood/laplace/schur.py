@@ -31,6 +31,11 @@ REMAINDER_MAX = 4000
 """Largest remainder (coefficients of all but the largest level) this factorisation takes."""
 WIDTH_MAX = 30_000_000
 """Largest U k x q_r coupling held densely."""
+DENSE_FLOPS = 1e8
+SPARSE_GAIN = 1000.0
+"""Above DENSE_FLOPS, the dense K'K (U k q_r^2 flops) must cost at most SPARSE_GAIN times the sparse products
+a blocked elimination would form (sum over units of their coupled coefficients squared; BLAS flops are that
+much cheaper), else likelihood/sparse's blocked elimination is used."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,18 @@ class SchurLayout:
         return idx[:, :, None] * q + idx[:, None, :]
 
     def fits(self) -> bool:
-        return len(self.n_units) > 1 and self.q_r <= REMAINDER_MAX and \
-            self.n_units[0] * self.k[0] * self.q_r <= WIDTH_MAX
+        """Small remainder, dense coupling of bounded size, and a dense K'K not far costlier than a sparse one."""
+        if len(self.n_units) < 2 or self.q_r > REMAINDER_MAX:
+            return False
+        width = self.n_units[0] * self.k[0]
+        if width * self.q_r > WIDTH_MAX:
+            return False
+        row_nnz = np.zeros(self.n_units[0])
+        for (a, b), (ia, _) in self.pairs.items():
+            if a == 0:
+                row_nnz += self.k[b] * np.bincount(ia, minlength=self.n_units[0])
+        dense = float(width) * self.q_r**2
+        return dense <= DENSE_FLOPS or dense <= SPARSE_GAIN * self.k[0] * float(np.sum(row_nnz**2))
 
     def cols(self, b: int, units: np.ndarray) -> np.ndarray:
         """Remainder columns of the coefficients of `units` of level b, shape (len(units), k_b)."""
