@@ -126,9 +126,10 @@ class LaplaceStructure:
         return InversePlan(self.blocks)
 
     def top_units(self) -> tuple[int, np.ndarray] | None:
-        """For a purely nested model: (number of top-level units, top unit of every row); None when crossed."""
+        """For a purely nested model: (units of the top latent level, model.nested_levels[-1], and the top unit
+        of every row); None when a latent level is crossed."""
         model = self.model
         if not self.levels or any(model.levels[lv.level].crossed for lv in self.levels):
             return None
-        top = min(self.levels, key=lambda lv: lv.n_units)
-        return top.n_units, top.codes
+        top = model.levels[model.nested_levels[-1]]
+        return top.n_units, np.asarray(top.codes)
