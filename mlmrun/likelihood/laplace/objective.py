@@ -58,8 +58,6 @@ class LaplacePosterior:
     """(units, k, k): conditional covariance of the latent variables."""
 
 
-LOG_2PI = float(np.log(2 * np.pi))
-
 
 class LaplaceEngine:
     """The Laplace approximation of a compiled model's marginal log likelihood (implements likelihood.engine.Engine)."""

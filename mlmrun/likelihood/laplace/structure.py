@@ -45,6 +45,8 @@ class LevelBlock:
 
 def unsupported(model: CompiledModel) -> str | None:
     """Why the Laplace engine cannot take `model`, or None."""
+    if not model.latent:
+        return "the model has no latent variables (nothing to integrate)"
     if model.discrete:
         return "discrete latent variables (mass points or classes) are integrated exactly, not by Laplace"
     if any(eq.choice is not None for eq in model.equations):
