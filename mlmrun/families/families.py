@@ -4,7 +4,9 @@ Each family gives the full log density (normalising constants included, so
 log-likelihoods compare with other software), its first two derivatives in
 ``nu`` (what adaptive quadrature and Newton steps need) and its derivatives in
 the family's own parameters on their natural scale (residual SD, gamma shape,
-ordinal thresholds). Everything is vectorised over observations and over any
+ordinal thresholds). For exact Laplace gradients, ``curvature_derivs`` adds the
+third derivative in ``nu`` and the curvature's derivative in those parameters
+(choice families, whose rows are coupled, refuse). Everything is vectorised over observations and over any
 number of trailing quadrature-node axes of ``nu``: ``y``, ``trials`` and per-row
 parameters are broadcast against ``nu`` along its first axis.
 """

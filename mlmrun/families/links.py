@@ -1,14 +1,16 @@
 """Link functions: the map between the linear predictor ``nu`` and the mean.
 
 Every link exposes the inverse link (the mean as a function of ``nu``) and its
-first two derivatives, which is what fitted values and the Gaussian family need.
+first three derivatives, which is what fitted values and the Gaussian family need
+(the third for exact Laplace gradients).
 
 The links used by binary and cumulative (ordinal) models -- logit, probit and
 cloglog -- have an inverse that is a continuous CDF ``F`` on the real line.
 Those models are written in terms of ``log F`` and ``log(1 - F)`` and of
 log-probabilities of intervals, so that quadrature nodes far in the tails
 (``|nu|`` of 30-40) still give finite, accurate log-likelihoods and derivatives
-instead of ``log(0)`` or catastrophic cancellation.
+(up to the third, ``interval_curvature``) instead of ``log(0)`` or catastrophic
+cancellation.
 """
 
 from __future__ import annotations
@@ -465,101 +467,85 @@ class ProbitLink(CdfLink):
         return (x**2 - 1.0) * np.exp(self.log_pdf(x))
 
     def d3log_cdf(self, x: ArrayLike) -> FloatArray:
-        """lam ((x + lam)(x + 2 lam) - 1), lam the inverse Mills ratio (lam' = -lam (x + lam)); 0 where lam is.
+        """lam ((x + lam)(x + 2 lam) - 1), lam the inverse Mills ratio (lam' = -lam (x + lam)); 0 at x = +-inf.
 
         Below x = -5 the bracket cancels (it is O(x^-4)); there, with the continued
-        fraction of _mills_fraction, it equals lam K_1^2 K_2 (K_3 - K_2) exactly.
+        fraction of _mills_fraction, it equals lam K_1^2 K_2 (K_3 - K_2) exactly (_log_phi_derivs).
         """
-        x = _as_float(x)
-        lam = self._mills(x)
-        with np.errstate(invalid="ignore"):
-            near = np.where(lam == 0.0, 0.0, lam * ((x + lam) * (x + 2.0 * lam) - 1.0))
-        return self._far_tail(x, near, lambda t, k1, k2, k3: (t + k1) * k1**2 * k2 * (k3 - k2))
+        return self._log_phi_derivs(_as_float(x), 3)[2]
 
     def d3log_sf(self, x: ArrayLike) -> FloatArray:
         return -self.d3log_cdf(-_as_float(x))
 
-    def log_interval(self, a: ArrayLike, b: ArrayLike, order: int = 2) -> IntervalLogProb:
-        """The generic form, with the shift derivatives of a one-sided interval from log Phi or log(1 - Phi), and of
-        a finite interval within one half of the line from _lower_half's factoring.
+    def _log_phi_derivs(self, x: FloatArray, order: int) -> list[FloatArray]:
+        """[L_1, ..., L_order], L_k the k-th derivative of log Phi at x, from one Mills ratio; 0 at x = +-inf."""
+        finite = np.isfinite(x)
+        x = np.where(finite, x, 0.0)
+        lam = self._mills(x)
+        out = [lam]
+        if order >= 2:
+            out.append(self._far_tail(x, -lam * (x + lam), lambda t, k1, k2, k3: -(t + k1) * k1))
+        if order >= 3:
+            near = lam * ((x + lam) * (x + 2.0 * lam) - 1.0)
+            out.append(self._far_tail(x, near, lambda t, k1, k2, k3: (t + k1) * k1**2 * k2 * (k3 - k2)))
+        return [np.where(finite, v, 0.0) for v in out]
 
-        (w_b - w_a and the sums of d2 cancel when both bounds lie deep in one tail.)
+    def _frame(self, a: ArrayLike, b: ArrayLike
+               ) -> tuple[NDArray[np.bool_], FloatArray, FloatArray, FloatArray, FloatArray]:
+        """The interval in its lower frame: (flip, A, B, log P, rho).
+
+        log(Phi(b) - Phi(a)) = log(Phi(-a) - Phi(-b)), so an interval with a > 0 is
+        mirrored to (A, B) = (-b, -a) (flip: odd shift derivatives change sign). Then
+        A <= 0 or B < 0, and log P = log Phi(B) + log(1 - exp(delta)),
+        delta = log Phi(A) - log Phi(B) <= 0, rho = 1 / expm1(-delta) = Phi(A) / P: no
+        term cancels, in either tail (the generic form's choice of side, in one pass).
         """
-        res = super().log_interval(a, b, order)
-        if order < 1:
-            return res
         a, b = np.broadcast_arrays(_as_float(a), _as_float(b))
-        only_b, only_a = np.isneginf(a) & np.isfinite(b), np.isposinf(b) & np.isfinite(a)
-        lower, upper = self._halves(a, b)
-        if not (lower.any() or upper.any() or only_a.any() or only_b.any()):
-            return res
-        d1 = np.array(res.d_shift, dtype=np.float64, copy=True)
-        d2 = None if res.d2_shift is None else np.array(res.d2_shift, dtype=np.float64, copy=True)
-        for mask, sf, x in ((only_b, False, b), (only_a, True, a)):  # log Phi(b) or log(1 - Phi(a))
-            if mask.any():
-                d1[mask] = (self.dlog_sf if sf else self.dlog_cdf)(x[mask])
-                if d2 is not None:
-                    d2[mask] = (self.d2log_sf if sf else self.d2log_cdf)(x[mask])
-        for mask, sign, lo, hi in ((lower, 1.0, a, b), (upper, -1.0, -b, -a)):
-            if mask.any():
-                first, second = self._lower_half_shift(lo[mask], hi[mask])
-                d1[mask] = sign * first
-                if d2 is not None:
-                    d2[mask] = second
-        return IntervalLogProb(res.ll, res.d_lower, res.d_upper, d1, d2)
+        flip = a > 0.0
+        lo, hi = np.where(flip, -b, a), np.where(flip, -a, b)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            log_hi = self.log_cdf(hi)
+            delta = self.log_cdf(lo) - log_hi
+            rho = 1.0 / np.expm1(-delta)
+            ll = log_hi + _log1mexp(delta)
+        return flip, lo, hi, ll, rho
 
-    @staticmethod
-    def _halves(a: FloatArray, b: FloatArray) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-        """Finite intervals within the lower half (b <= 0) and within the upper half (a >= 0) of the line."""
-        lower = (b <= 0.0) & np.isfinite(a)
-        return lower, (a >= 0.0) & np.isfinite(b) & ~lower
+    def log_interval(self, a: ArrayLike, b: ArrayLike, order: int = 2) -> IntervalLogProb:
+        """log P and its derivatives from the lower frame (see _frame), where Phi(B) / P = 1 + rho.
 
-    def _lower_half_shift(self, a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """First and second shift derivatives of log P for finite a < b <= 0 (see _lower_half): L1(b) - rho e1, and d2."""
-        la, lb = self.dlog_cdf(a), self.dlog_cdf(b)
-        rho = 1.0 / np.expm1(self.log_cdf(b) - self.log_cdf(a))
-        e1 = la - lb
-        return lb - rho * e1, self.d2log_cdf(b) - rho * (1.0 + rho) * e1**2 - rho * (self.d2log_cdf(a) - self.d2log_cdf(b))
+        w_B = L_1(B) (1 + rho) and w_A = L_1(A) rho are the bound partials; with
+        e_k = L_k(A) - L_k(B): d1 = L_1(B) - rho e1 = w_B - w_A and
+        d2 = L_2(B) - rho (1 + rho) e1^2 - rho e2 (rho' = rho (1 + rho) delta').
+        """
+        flip, lo, hi, ll, rho = self._frame(a, b)
+        if order < 1:
+            return IntervalLogProb(ll, None, None, None, None)
+        at_lo, at_hi = self._log_phi_derivs(lo, order), self._log_phi_derivs(hi, order)
+        w_lo, w_hi = at_lo[0] * rho, at_hi[0] * (1.0 + rho)
+        e1 = at_lo[0] - at_hi[0]
+        d1 = at_hi[0] - rho * e1
+        d2 = None if order < 2 else at_hi[1] - rho * (1.0 + rho) * e1**2 - rho * (at_lo[1] - at_hi[1])
+        return IntervalLogProb(ll, np.where(flip, -w_hi, -w_lo), np.where(flip, w_lo, w_hi),
+                               np.where(flip, -d1, d1), d2)
 
     def interval_curvature(self, a: ArrayLike, b: ArrayLike) -> IntervalCurvature:
-        """The generic sums, except for a finite interval within one half of the line, which is factored.
+        """In the lower frame (see _frame, log_interval), with rr = rho (1 + rho) and s = 1 + 2 rho:
 
-        There P = Phi(b) (1 - exp(delta)), delta = log Phi(a) - log Phi(b) (see _lower_half),
-        mirrored for an interval in the upper half; the generic sums would cancel in the tails.
+        d3 = L_3(B) - rr s e1^3 - 3 rr e1 e2 - rho e3,
+        d d2/dA = -rr s L_1(A) e1^2 - 2 rr e1 L_2(A) - rr L_1(A) e2 - rho L_3(A),
+        d d2/dB = L_3(B) + rr s L_1(B) e1^2 + 2 rr e1 L_2(B) + rr L_1(B) e2 + rho L_3(B);
+        a mirrored interval changes the sign of d3 and swaps the partials with a sign change.
         """
-        a, b = np.broadcast_arrays(_as_float(a), _as_float(b))
-        res = super().interval_curvature(a, b)
-        lower, upper = self._halves(a, b)
-        if not (lower.any() or upper.any()):
-            return res
-        d2, d3, d_lo, d_hi = (np.array(v, dtype=np.float64, copy=True) for v in res)
-        if lower.any():
-            lo = self._lower_half(a[lower], b[lower])
-            d2[lower], d3[lower], d_lo[lower], d_hi[lower] = lo
-        if upper.any():  # log(Phi(b) - Phi(a)) = log(Phi(-a) - Phi(-b)): the shift reverses
-            up = self._lower_half(-b[upper], -a[upper])
-            d2[upper], d3[upper], d_lo[upper], d_hi[upper] = up.d2_shift, -up.d3_shift, -up.d2_upper, -up.d2_lower
-        return IntervalCurvature(d2, d3, d_lo, d_hi)
-
-    def _lower_half(self, a: FloatArray, b: FloatArray) -> IntervalCurvature:
-        """For finite a < b <= 0: log P = log Phi(b) + log(1 - exp(delta)), delta = log Phi(a) - log Phi(b).
-
-        With rho = 1 / expm1(-delta), e_k = L_k(a) - L_k(b) (L_k the k-th derivative of
-        log Phi) and rho' = rho (1 + rho) delta': the second term's shift derivatives are
-        r2 = -rho (1 + rho) e1^2 - rho e2 and
-        r3 = -rho (1 + rho) (1 + 2 rho) e1^3 - 3 rho (1 + rho) e1 e2 - rho e3.
-        """
-        la, lb = self.dlog_cdf(a), self.dlog_cdf(b)
-        ca, cb = self.d2log_cdf(a), self.d2log_cdf(b)
-        ta, tb = self.d3log_cdf(a), self.d3log_cdf(b)
-        rho = 1.0 / np.expm1(self.log_cdf(b) - self.log_cdf(a))
+        flip, lo, hi, _, rho = self._frame(a, b)
+        (la, ca, ta), (lb, cb, tb) = self._log_phi_derivs(lo, 3), self._log_phi_derivs(hi, 3)
         rr = rho * (1.0 + rho)
+        rrs = rr * (1.0 + 2.0 * rho)
         e1, e2 = la - lb, ca - cb
         d2 = cb - rr * e1**2 - rho * e2
-        d3 = tb - rr * (1.0 + 2.0 * rho) * e1**3 - 3.0 * rr * e1 * e2 - rho * (ta - tb)
-        d_lo = -rr * (1.0 + 2.0 * rho) * la * e1**2 - 2.0 * rr * e1 * ca - rr * la * e2 - rho * ta
-        d_hi = tb + rr * (1.0 + 2.0 * rho) * lb * e1**2 + 2.0 * rr * e1 * cb + rr * lb * e2 + rho * tb
-        return IntervalCurvature(d2, d3, d_lo, d_hi)
+        d3 = tb - rrs * e1**3 - 3.0 * rr * e1 * e2 - rho * (ta - tb)
+        d_lo = -rrs * la * e1**2 - 2.0 * rr * e1 * ca - rr * la * e2 - rho * ta
+        d_hi = tb + rrs * lb * e1**2 + 2.0 * rr * e1 * cb + rr * lb * e2 + rho * tb
+        return IntervalCurvature(d2, np.where(flip, -d3, d3), np.where(flip, -d_hi, d_lo), np.where(flip, -d_lo, d_hi))
 
 
 class CloglogLink(CdfLink):

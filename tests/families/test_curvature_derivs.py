@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from mlmrun.families import ALLOWED_LINKS, FAMILIES, Family, get_family
+from mlmrun.families import ALLOWED_LINKS, FAMILIES, Family, get_family, get_link
 from mlmrun.families.composite import CompositeGaussian, CompositePoisson
 from mlmrun.families.ordinal_rows import OrdinalRows
 
@@ -211,6 +211,34 @@ for _seed in (0, 1):
 @pytest.mark.parametrize("name", list(TABLE))
 def test_curvature_derivatives_match_differences_of_d2(name: str) -> None:
     check(TABLE[name]())
+
+
+@pytest.mark.parametrize("name", CDF_LINKS)
+def test_interval_curvature_partials_match_differences_of_the_interval_curvature(name: str) -> None:
+    """Per bound and under a shift, including one-sided intervals, intervals deep in one tail and narrow ones."""
+    link = get_link(name)
+    r = rng(5)
+    a = np.concatenate([r.normal(0.0, 3.0, 30), [-31.0, 29.5, 4.0, -6.0, -np.inf, -np.inf, 3.0, -40.0]])
+    b = np.concatenate([a[:30] + r.uniform(0.05, 3.0, 30), [-29.5, 31.0, 4.02, -5.99, -30.0, 25.0, np.inf, np.inf]])
+    res = link.interval_curvature(a, b)
+    np.testing.assert_allclose(res.d2_shift, link.log_interval(a, b).d2_shift, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(res.d3_shift, res.d2_lower + res.d2_upper, rtol=1e-10, atol=1e-14)
+
+    def d2(da: float, db: float) -> np.ndarray:
+        return link.log_interval(a + da, b + db).d2_shift
+
+    finite_a, finite_b = np.isfinite(a), np.isfinite(b)
+    assert_close(richardson(lambda h: d2(h, h), 1e-3), res.d3_shift, "d3_shift")
+    assert_close(richardson(lambda h: d2(h, 0.0), 1e-3)[finite_a], res.d2_lower[finite_a], "d2_lower")
+    assert_close(richardson(lambda h: d2(0.0, h), 1e-3)[finite_b], res.d2_upper[finite_b], "d2_upper")
+    assert np.all(res.d2_lower[~finite_a] == 0.0) and np.all(res.d2_upper[~finite_b] == 0.0)
+
+
+@pytest.mark.parametrize("name", ["identity", "log", *CDF_LINKS])
+def test_third_derivative_of_the_inverse_link(name: str) -> None:
+    link = get_link(name)
+    x = np.linspace(-6.0, 3.0, 19)
+    assert_close(richardson(lambda h: link.d2_inverse(x + h), 1e-3), link.d3_inverse(x), "d3_inverse")
 
 
 # --- extreme but valid values: finite, and still equal to differences of d2 ---

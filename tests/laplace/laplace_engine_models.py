@@ -41,7 +41,7 @@ def crossed_frame(seed: int = 3, persons: int = 24, items: int = 7, per_person: 
     cats[:4] = [0, 1, 2, 3]
     grp = np.arange(n) % 2
     return pd.DataFrame({
-        "person": person, "item": np.array(list("abcdefghij"))[item], "x": x, "w": w,
+        "person": person, "item": np.array(list("abcdefghij"))[item], "rater": rng.integers(0, 4, size=n), "x": x, "w": w,
         "ybin": (rng.uniform(size=n) < p).astype(int), "ysucc": rng.binomial(ntr, p), "ntr": ntr,
         "expo": rng.uniform(0.5, 2.0, size=n), "ycount": rng.poisson(np.exp(0.3 * eta)),
         "yg": eta + rng.normal(size=n), "ypos": rng.gamma(2.0, np.exp(0.3 * eta) / 2.0), "yord": cats,

@@ -42,22 +42,40 @@ def kernel_for(family: Family, y: np.ndarray, trials: np.ndarray | None) -> Kern
 
 
 def _binomial_logit(y: np.ndarray, trials: np.ndarray | None) -> Kernel:
-    n = np.ones_like(y) if trials is None else np.asarray(trials, dtype=float)
-    coef = gammaln(n + 1.0) - gammaln(y + 1.0) - gammaln(n - y + 1.0)
+    binary = trials is None or bool(np.all(np.asarray(trials) == 1))
+    n = 1.0 if binary else np.asarray(trials, dtype=float)
+    coef = 0.0 if binary else gammaln(n + 1.0) - gammaln(y + 1.0) - gammaln(n - y + 1.0)
 
     def derivs(nu: np.ndarray, params: np.ndarray | None, third: bool) -> tuple:
-        e = np.exp(-np.abs(nu))
-        pos = np.maximum(nu, 0.0)
-        onep = 1.0 + e
-        ll = coef + y * nu - n * (np.log(onep) + pos)
-        big = 1.0 / onep
-        small = e * big
+        e = np.abs(nu)
+        np.negative(e, out=e)
+        np.exp(e, out=e)  # exp(-|nu|)
+        onep = e + 1.0
+        big = np.reciprocal(onep)  # expit(|nu|)
+        small = e
+        small *= big  # expit(-|nu|)
         right = nu >= 0
         p = np.where(right, big, small)
         q = np.where(right, small, big)
-        npq = n * p * q
-        d3 = -npq * (q - p) if third else None
-        return ll, y - n * p, -npq, d3
+        ll = np.log(onep, out=onep)
+        ll += np.maximum(nu, 0.0)
+        if not binary:
+            ll *= n
+        np.subtract(y * nu, ll, out=ll)
+        if not binary:
+            ll += coef
+        npq = p * q
+        if not binary:
+            npq *= n
+            p *= n
+        d1 = np.subtract(y, p, out=p)
+        d3 = None
+        if third:
+            d3 = np.subtract(q, np.where(right, big, small), out=q)  # q - p (p itself became d1)
+            d3 *= npq
+            np.negative(d3, out=d3)
+        np.negative(npq, out=npq)
+        return ll, d1, npq, d3
 
     return derivs
 

@@ -81,7 +81,8 @@ def find_mode(st: LaplaceStructure, pc: Pieces, start: list[np.ndarray] | None, 
         for _ in range(MAX_HALVINGS):
             trial = [x + t * d for x, d in zip(u, step, strict=True)]
             nu_t = linear_predictor(pc, st, coef, trial)
-            rd_t = pc.fam.derivs(nu_t, third=False)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a too-long step: halved below
+                rd_t = pc.fam.derivs(nu_t, third=False)
             g_t = float(np.sum(rd_t.ll)) - _penalty(trial)
             if np.isfinite(g_t) and g_t >= g - 1e-12 * abs(g):
                 break

@@ -32,6 +32,7 @@ import numpy as np
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.laplace.adjoint import family_terms, free_gradient, row_jacobians
 from mlmrun.likelihood.laplace.mode import Mode, ModeFailure, find_mode
+from mlmrun.likelihood.laplace.rowfamilies import model_kernels
 from mlmrun.likelihood.laplace.structure import LaplaceStructure
 from mlmrun.likelihood.laplace.system import Pieces, gather, pieces, scatter
 from mlmrun.likelihood.sparse.selected_inverse import SelectedInverse
@@ -57,8 +58,6 @@ class LaplacePosterior:
     """(units, k, k): conditional covariance of the latent variables."""
 
 
-LOG_2PI = float(np.log(2 * np.pi))
-
 
 class LaplaceEngine:
     """The Laplace approximation of a compiled model's marginal log likelihood (implements likelihood.engine.Engine)."""
@@ -70,13 +69,16 @@ class LaplaceEngine:
         self._warm: list[np.ndarray] | None = None
         self._cache: tuple[np.ndarray, Pieces, Mode] | None = None
         self.n_evaluations = 0
+        self._kernels = model_kernels(model)
 
     def _mode(self, free: np.ndarray, third: bool) -> tuple[Pieces, Mode] | None:
         free = np.asarray(free, dtype=float)
-        if self._cache is not None and np.array_equal(self._cache[0], free) and (
-                not third or self._cache[2].rd.d3 is not None):
-            return self._cache[1], self._cache[2]
-        pc = pieces(self.model, free)
+        if self._cache is not None and np.array_equal(self._cache[0], free):
+            pc, md = self._cache[1], self._cache[2]
+            if third and md.rd.d3 is None:
+                md.rd = pc.fam.derivs(md.nu, third=True)
+            return pc, md
+        pc = pieces(self.model, free, self._kernels)
         if not pc.mm.valid:
             return None
         try:

@@ -4,11 +4,12 @@ The Laplace objective and its exact gradient need, per row i and at the
 linear predictor nu_i: ll_i, its first three derivatives in nu, and for the
 family parameters phi (thresholds, residual SD, gamma shape, dispersions)
 d ll/d phi, d ll'/d phi and d ll''/d phi. Families provide ll, ll', ll''
-(`loglik_derivs`) and d ll/d phi (`param_score`); where a family also gives
-`curvature_derivs` (d3 ll/dnu3 and d ll''/d phi) those are used, otherwise
-they are central differences in nu (third derivative from ll'', the mixed
-ones from the parameter score: d ll''/d phi = d^2/dnu^2 d ll/d phi). The mixed
-d ll'/d phi is always a central difference of the score in nu.
+(`loglik_derivs`), d ll/d phi (`param_score`) and d3 ll/dnu3 with d ll''/d phi
+(`curvature_derivs`); closed-form kernels (laplace/kernels.py) replace the
+first for the commonest family/link pairs. A family without
+`curvature_derivs` (NotImplementedError) gets central differences in nu (the
+third derivative from ll'', d ll''/d phi = d^2/dnu^2 of the score). The mixed
+d ll'/d phi is a central difference of the score in nu (error ~1e-9).
 Row weights (frequency x level-1 sampling) multiply every term.
 """
 
@@ -63,7 +64,8 @@ def equation_params(eq: Equation, e: int, mm: ModelMatrices) -> tuple[np.ndarray
 class RowFamilies:
     """The model's equations over its rows (data order), with the parameters of one ModelMatrices."""
 
-    def __init__(self, model: CompiledModel, mm: ModelMatrices, row_weight: np.ndarray | None) -> None:
+    def __init__(self, model: CompiledModel, mm: ModelMatrices, row_weight: np.ndarray | None,
+                 kernels: list[Kernel | None] | None = None) -> None:
         self.n = model.n
         self.parts: list[tuple[int, Family, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]] = []
         self.kernels: list[Kernel | None] = []
@@ -72,7 +74,10 @@ class RowFamilies:
             trials = None if model.trials is None else model.trials[eq.rows]
             wt = None if row_weight is None else row_weight[eq.rows]
             self.parts.append((e, eq.family, eq.rows, params, trials, wt))
-            self.kernels.append(kernel_for(eq.family, model.y[eq.rows], trials))
+            if kernels is None:
+                self.kernels.append(kernel_for(eq.family, model.y[eq.rows], trials))
+        if kernels is not None:
+            self.kernels = kernels
         self.y = model.y
         self.whole = len(self.parts) == 1 and np.array_equal(self.parts[0][2], np.arange(self.n))
         """One equation over all rows in order: no scatter into row arrays."""
@@ -102,9 +107,9 @@ class RowFamilies:
     @staticmethod
     def _third(fam: Family, y: np.ndarray, x: np.ndarray, params: np.ndarray | None, trials: np.ndarray | None,
                d2: np.ndarray) -> np.ndarray:
-        exact = getattr(fam, "curvature_derivs", None)
+        exact = _curvature(fam, y, x, params, trials)
         if exact is not None:
-            return np.asarray(exact(y, x, params, trials)[0], float)
+            return np.asarray(exact[0], float)
         up = fam.loglik_derivs(y, x + STEP, params, trials, 2)[2]
         down = fam.loglik_derivs(y, x - STEP, params, trials, 2)[2]
         return (up - down) / (2 * STEP)
@@ -120,13 +125,28 @@ class RowFamilies:
             up = _as_2d(fam.param_score(y, x + STEP, params, trials))
             down = _as_2d(fam.param_score(y, x - STEP, params, trials))
             d1 = (up - down) / (2 * STEP)
-            exact = getattr(fam, "curvature_derivs", None)
-            dd = exact(y, x, params, trials)[1] if exact is not None else None
+            exact = _curvature(fam, y, x, params, trials)
+            dd = exact[1] if exact is not None else None
             d2 = _as_2d(np.asarray(dd, float)) if dd is not None else (up - 2 * score + down) / STEP**2
             if wt is not None:
                 score, d1, d2 = score * wt[:, None], d1 * wt[:, None], d2 * wt[:, None]
             out.append(ParamDerivs(e, score, d1, d2))
         return out
+
+
+def model_kernels(model: CompiledModel) -> list[Kernel | None]:
+    """The closed-form kernel of every equation (parameter-free: built once per engine)."""
+    return [kernel_for(eq.family, model.y[eq.rows], None if model.trials is None else model.trials[eq.rows])
+            for eq in model.equations]
+
+
+def _curvature(fam: Family, y: np.ndarray, x: np.ndarray, params: np.ndarray | None,
+               trials: np.ndarray | None) -> tuple | None:
+    """The family's exact (d3 ll, d ll''/d phi), or None where it does not give them."""
+    try:
+        return fam.curvature_derivs(y, x, params, trials)
+    except NotImplementedError:
+        return None
 
 
 def _as_2d(x: np.ndarray) -> np.ndarray:

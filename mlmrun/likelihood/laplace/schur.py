@@ -31,6 +31,11 @@ REMAINDER_MAX = 4000
 """Largest remainder (coefficients of all but the largest level) this factorisation takes."""
 WIDTH_MAX = 30_000_000
 """Largest U k x q_r coupling held densely."""
+DENSE_FLOPS = 1e8
+SPARSE_GAIN = 1000.0
+"""Above DENSE_FLOPS, the dense K'K (U k q_r^2 flops) must cost at most SPARSE_GAIN times the sparse products
+a blocked elimination would form (sum over units of their coupled coefficients squared; BLAS flops are that
+much cheaper), else likelihood/sparse's blocked elimination is used."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class SchurLayout:
     """Per remainder level (index >= 1), first remainder column; offsets[0] unused."""
     q_r: int
     pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
+    cache: dict
+    """Scatter positions by key (`index`)."""
 
     @classmethod
     def build(cls, n_units: list[int], k: list[int], pairs: dict) -> SchurLayout:
@@ -50,15 +57,51 @@ class SchurLayout:
         for b in range(1, len(n_units)):
             offsets.append(q)
             q += n_units[b] * k[b]
-        return cls(list(n_units), list(k), offsets, q, pairs)
+        return cls(list(n_units), list(k), offsets, q, pairs, {})
+
+    def index(self, key: tuple) -> tuple:
+        """Flat scatter positions (built on first use): ('C', b) into C, ('E', a, b) into E, ('diag', b) into E."""
+        got = self.cache.get(key)
+        if got is None:
+            got = self.cache[key] = self._index(key)
+        return got
+
+    def _index(self, key: tuple) -> np.ndarray:
+        k0, q = self.k[0], self.q_r
+        if key[0] == "C":
+            ia, ib = self.pairs[(0, key[1])]
+            cols = self.cols(key[1], ib)
+            return (ia[:, None, None] * k0 + np.arange(k0)[None, :, None]) * q + cols[:, None, :]
+        if key[0] == "E":
+            ia, ib = self.pairs[(key[1], key[2])]
+            rows, cols = self.cols(key[1], ia), self.cols(key[2], ib)
+            return rows[:, :, None] * q + cols[:, None, :]
+        idx = self.cols(key[1], np.arange(self.n_units[key[1]]))
+        return idx[:, :, None] * q + idx[:, None, :]
 
     def fits(self) -> bool:
-        return len(self.n_units) > 1 and self.q_r <= REMAINDER_MAX and \
-            self.n_units[0] * self.k[0] * self.q_r <= WIDTH_MAX
+        """Small remainder, dense coupling of bounded size, and a dense K'K not far costlier than a sparse one."""
+        if len(self.n_units) < 2 or self.q_r > REMAINDER_MAX:
+            return False
+        width = self.n_units[0] * self.k[0]
+        if width * self.q_r > WIDTH_MAX:
+            return False
+        row_nnz = np.zeros(self.n_units[0])
+        for (a, b), (ia, _) in self.pairs.items():
+            if a == 0:
+                row_nnz += self.k[b] * np.bincount(ia, minlength=self.n_units[0])
+        dense = float(width) * self.q_r**2
+        return dense <= DENSE_FLOPS or dense <= SPARSE_GAIN * self.k[0] * float(np.sum(row_nnz**2))
 
     def cols(self, b: int, units: np.ndarray) -> np.ndarray:
         """Remainder columns of the coefficients of `units` of level b, shape (len(units), k_b)."""
         return self.offsets[b] + units[:, None] * self.k[b] + np.arange(self.k[b])[None, :]
+
+
+def _transpose(pos: np.ndarray, q: int) -> np.ndarray:
+    """Flat positions of the transposed blocks (entries (c, r) for each (r, c)), in swapped block order."""
+    rows, cols = np.divmod(np.swapaxes(pos, 1, 2), q)
+    return (cols * q + rows).ravel()
 
 
 class SchurFactor:
@@ -72,20 +115,19 @@ class SchurFactor:
         L = chol(D)
         self.Linv = tinv(L)
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
-        C = np.zeros((U, k0, q))
+        C = np.zeros(U * k0 * q)
         E = np.eye(q)
-        for (a, b), (ia, ib) in lay.pairs.items():
-            blk = system.off[(a, b)]
-            cols_b = lay.cols(b, ib)
+        Ef = E.ravel()
+        for (a, b), blk in system.off.items():
             if a == 0:
-                C[ia[:, None, None], np.arange(k0)[None, :, None], cols_b[:, None, :]] = blk
+                C[lay.index(("C", b))] = blk
             else:
-                rows_a = lay.cols(a, ia)
-                E[rows_a[:, :, None], cols_b[:, None, :]] += blk
-                E[cols_b[:, None, :], rows_a[:, :, None]] += np.swapaxes(blk, 1, 2)
+                pos = lay.index(("E", a, b))
+                Ef[pos] += blk
+                Ef[_transpose(pos, q)] += np.swapaxes(blk, 1, 2).ravel()
         for b in range(1, len(lay.n_units)):
-            idx = lay.cols(b, np.arange(lay.n_units[b]))
-            E[idx[:, :, None], idx[:, None, :]] += system.diag[b]
+            Ef[lay.index(("diag", b))] += system.diag[b]
+        C = C.reshape(U, k0, q)
         self.K = self.Linv @ C
         Kf = self.K.reshape(U * k0, q)
         S = E - Kf.T @ Kf
@@ -119,16 +161,11 @@ class SchurFactor:
         inner = np.einsum("uiq,ujq->uij", Y, self.K)
         inner[:, np.arange(lay.k[0]), np.arange(lay.k[0])] += 1.0
         diag = [LiT @ inner @ self.Linv]
+        flat = Zr.ravel()
         for b in range(1, len(lay.n_units)):
-            idx = lay.cols(b, np.arange(lay.n_units[b]))
-            diag.append(Zr[idx[:, :, None], idx[:, None, :]])
-        Z0r = -(LiT @ Y)
+            diag.append(flat[lay.index(("diag", b))])
+        Z0r = -(LiT @ Y).ravel()
         pairs = {}
-        for (a, b), (ia, ib) in lay.pairs.items():
-            cols_b = lay.cols(b, ib)
-            if a == 0:
-                pairs[(a, b)] = Z0r[ia[:, None, None], np.arange(lay.k[0])[None, :, None], cols_b[:, None, :]]
-            else:
-                rows_a = lay.cols(a, ia)
-                pairs[(a, b)] = Zr[rows_a[:, :, None], cols_b[:, None, :]]
+        for (a, b) in lay.pairs:
+            pairs[(a, b)] = Z0r[lay.index(("C", b))] if a == 0 else flat[lay.index(("E", a, b))]
         return diag, pairs

@@ -45,6 +45,8 @@ class LevelBlock:
 
 def unsupported(model: CompiledModel) -> str | None:
     """Why the Laplace engine cannot take `model`, or None."""
+    if not model.latent:
+        return "the model has no latent variables (nothing to integrate)"
     if model.discrete:
         return "discrete latent variables (mass points or classes) are integrated exactly, not by Laplace"
     if any(eq.choice is not None for eq in model.equations):
@@ -126,9 +128,10 @@ class LaplaceStructure:
         return InversePlan(self.blocks)
 
     def top_units(self) -> tuple[int, np.ndarray] | None:
-        """For a purely nested model: (number of top-level units, top unit of every row); None when crossed."""
+        """For a purely nested model: (units of the top latent level, model.nested_levels[-1], and the top unit
+        of every row); None when a latent level is crossed."""
         model = self.model
         if not self.levels or any(model.levels[lv.level].crossed for lv in self.levels):
             return None
-        top = min(self.levels, key=lambda lv: lv.n_units)
-        return top.n_units, top.codes
+        top = model.levels[model.nested_levels[-1]]
+        return top.n_units, np.asarray(top.codes)

@@ -44,7 +44,7 @@ class Pieces:
     fam: RowFamilies
 
 
-def pieces(model: CompiledModel, free: np.ndarray) -> Pieces:
+def pieces(model: CompiledModel, free: np.ndarray, kernels: list | None = None) -> Pieces:
     """Unpack the free vector and build the linear predictor in u-space."""
     values = model.partable.unpack(free)
     mm = model_matrices(model, values)
@@ -65,7 +65,7 @@ def pieces(model: CompiledModel, free: np.ndarray) -> Pieces:
         fixed = fixed + np.einsum("im,im->i", ZT, WG)
     A = ZT @ Lfull
     row_weight = None if model.weighting is None else model.weighting.row
-    return Pieces(free, values, mm, Z, T, Lfull, WG, fixed, A, RowFamilies(model, mm, row_weight))
+    return Pieces(free, values, mm, Z, T, Lfull, WG, fixed, A, RowFamilies(model, mm, row_weight, kernels))
 
 
 def level_coef(st: LaplaceStructure, A: np.ndarray) -> list[np.ndarray]:
