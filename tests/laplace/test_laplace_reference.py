@@ -55,7 +55,8 @@ def se(fit: FitResult, name: str) -> float:
     return float(fit.se()[fit.model.partable.index(name)])
 
 
-NAMES = {"(Intercept)": "Intercept", "grpb": "grp[T.b]", "PRODTest": "PROD[T.Test]"}
+NAMES = {"(Intercept)": "Intercept", "grpb": "grp[T.b]", "PRODTest": "PROD[T.Test]", "YEAR96": "C(YEAR)[T.96]",
+         "YEAR97": "C(YEAR)[T.97]"}
 
 
 def check_fixed(fit: FitResult, file: str, digits: int, se_digits: int | None) -> None:
@@ -119,6 +120,19 @@ def test_soup_crossed_ordinal_matches_clmm() -> None:
     for j, cut in enumerate(res["thresholds"]):
         assert_close(f"{file} {cut['name']}", value(fit, f"cut{j + 1}"), cut["estimate"], sig_digits=3)
         assert_close(f"{file} se({cut['name']})", se(fit, f"cut{j + 1}"), cut["se"], sig_digits=2)
+    check_random(fit, file, 3)
+
+
+@pytest.mark.parametrize(("spec", "file"), [("grouseticks", "grouseticks__brood_location_laplace"),
+                                            ("grouseticks_olre", "grouseticks__index_brood_location_laplace")])
+def test_grouseticks_crossed_poisson_matches_glmer(spec: str, file: str) -> None:
+    """lme4's grouseticks: crossed brood and location intercepts (and an observation-level intercept, three
+    crossed factors): glmer's Laplace value to 1e-3 (ours 3e-6 and 2e-5 above), estimates and SDs to 3
+    significant digits, SEs to 3."""
+    fit = fitted(spec)
+    assert fit.converged, fit.warnings
+    assert_close(f"{file} loglik", fit.loglik, load_reference(file, "results", "loglik"), abs_tol=1e-3)
+    check_fixed(fit, file, 3, 3)
     check_random(fit, file, 3)
 
 
