@@ -1133,3 +1133,10 @@ CASES += [
               "{integration: {points: 5}}", "{integration: {method: ghq, points: 5}}"),
          at=("levels", 0, "crossed"), hint="write `estimation: {integration: {method: laplace}}`"),
 ]
+CASES += [
+    Case("crossed_level_laplace_unsupported", ((PREFLIGHT, "crossed levels are integrated by the joint Laplace"),),
+         MULTINOMIAL.replace("responses:", "levels:\n  - {name: region, id: region, crossed: true}\nresponses:")
+         + "latent:\n  - {name: B, level: region, loadings: {by: alt, only: [B], fix: {B: 1}}}\n"
+           "estimation: {integration: {method: laplace}}\n",
+         at=("estimation", "integration", "method"), hint="drop `crossed: true`"),
+]
