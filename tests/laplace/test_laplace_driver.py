@@ -8,6 +8,7 @@ Nothing compares the driver with numbers of our own engines.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -95,10 +96,17 @@ def test_gaussian_crossed_modes_through_laplace_are_the_exact_blups() -> None:
 
 
 def test_predict_on_a_crossed_laplace_fit_gives_modes_and_refuses_means(tmp_path, capsys) -> None:
-    """`mlmrun predict --eb mode` writes the dense modes/SDs per unit; `--eb mean` exits 2 naming `--eb mode`."""
+    """A crossed Laplace fit's results.json and report name the method and both crossed levels; `mlmrun predict
+    --eb mode` writes the dense modes/SDs per unit; `--eb mean` exits 2 naming `--eb mode`."""
     spec = SPECS / "crossed_counts.yaml"
     assert run("fit", spec, "--out", tmp_path / "fit", "--quiet") == 0
     results = tmp_path / "fit" / "results.json"
+    doc = json.loads(results.read_text())
+    assert doc["integration"]["method"] == "laplace"
+    assert [(lv["name"], lv["n_units"]) for lv in doc["levels"]] == [("site", 60), ("year", 12)]
+    assert set(doc["empirical_bayes"]) == {"site", "year"}
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "| Integration | Laplace" in report and "| site | site | 60 |" in report and "crossed" in report
     units = tmp_path / "units.csv"
     assert run("predict", spec, "--results", results, "--out", tmp_path / "rows.csv", "--by-unit", units,
                "--eb", "mode", "--quiet") == 0
