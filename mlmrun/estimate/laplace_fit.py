@@ -54,6 +54,9 @@ POLISH_ITERATIONS = 30
 SD_PROBES = (0.01, 0.1, 0.3, 1.0, 3.0)
 """SDs tried when an SD stopped at 0 (escape_zero_sds)."""
 BOUNDARY_RESTARTS = 3
+REUSE_STEP = 1e-6
+"""The polish's starting information serves the SEs when the polish moved no coordinate by more than this
+(relative): the information then changes by about as much, far below what SEs show."""
 
 
 class Counted:
@@ -248,13 +251,16 @@ def fit_laplace(model: CompiledModel, progress: Progress | None = None) -> FitRe
             break
         x, F, ok, message = quasi_newton(fg, better[0], lo, hi, est.max_iter)
     phase(progress, "Newton polish")
-    st = polish(fg, x, F, information(fg, x), lo, hi, min(POLISH_ITERATIONS, est.max_iter))
+    info = information(fg, x)
+    st = polish(fg, x, F, info, lo, hi, min(POLISH_ITERATIONS, est.max_iter))
     fg.iterations += st.iterations
+    moved = bool(np.any(np.abs(st.x - x) > REUSE_STEP * np.maximum(1.0, np.abs(x))))
     x, F = st.x, st.F
     if progress is not None:
         progress(fg.iterations, F)
     phase(progress, "standard errors")
-    info = information(fg, x)
+    if moved:
+        info = information(fg, x)
     names = model.partable.free_names()
     cov, problem = covariance_from_hessian(info, names)
     if problem:
