@@ -54,13 +54,16 @@ POLISH_ITERATIONS = 30
 SD_PROBES = (0.01, 0.1, 0.3, 1.0, 3.0)
 """SDs tried when an SD stopped at 0 (escape_zero_sds)."""
 BOUNDARY_RESTARTS = 3
+INFO_STEP = 1e-5
+"""Relative step of the differences of the gradient (information)."""
 REUSE_STEP = 1e-6
 """The polish's starting information serves the SEs when the polish moved no coordinate by more than this
 (relative): the information then changes by about as much, far below what SEs show."""
 
 
 class Counted:
-    """The engine's log likelihood and gradient for the optimisers, counting evaluations, with the best point."""
+    """The engine's log likelihood and gradient for the optimisers, counting evaluations and iterations
+    (-inf and a zero gradient where the engine cannot evaluate, so line searches back off)."""
 
     def __init__(self, engine: Any, progress: Progress | None) -> None:
         self.engine = engine
@@ -142,9 +145,29 @@ def escape_zero_sds(model: CompiledModel, fg: Counted, x: np.ndarray, F: float, 
     return best
 
 
-def information(fg: Counted, free: np.ndarray) -> np.ndarray:
-    """Observed information: the negated numeric Jacobian (central differences) of the exact gradient."""
-    return -hessian_from_gradient(fg.gradient, free)
+def information(fg: Counted, free: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Observed information: the negated numeric Jacobian of the exact gradient, symmetrised.
+
+    Central differences (estimate/inference.hessian_from_gradient's steps) except next to a bound, where
+    the column is one-sided into the feasible side: an SD at 0 is never evaluated negative.
+    """
+    x = np.asarray(free, dtype=float)
+    if np.all(x - INFO_STEP * np.maximum(1.0, np.abs(x)) >= lo) and np.all(
+            x + INFO_STEP * np.maximum(1.0, np.abs(x)) <= hi):
+        return -hessian_from_gradient(fg.gradient, x, INFO_STEP)
+    g0 = fg.gradient(x)
+    H = np.zeros((len(x), len(x)))
+    for j in range(len(x)):
+        h = INFO_STEP * max(1.0, abs(x[j]))
+        e = np.zeros(len(x))
+        e[j] = h
+        if x[j] - h < lo[j]:
+            H[:, j] = (fg.gradient(x + e) - g0) / h
+        elif x[j] + h > hi[j]:
+            H[:, j] = (g0 - fg.gradient(x - e)) / h
+        else:
+            H[:, j] = (fg.gradient(x + e) - fg.gradient(x - e)) / (2 * h)
+    return -0.5 * (H + H.T)
 
 
 def polish(fg: Counted, x: np.ndarray, F: float, info: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -251,7 +274,7 @@ def fit_laplace(model: CompiledModel, progress: Progress | None = None) -> FitRe
             break
         x, F, ok, message = quasi_newton(fg, better[0], lo, hi, est.max_iter)
     phase(progress, "Newton polish")
-    info = information(fg, x)
+    info = information(fg, x, lo, hi)
     st = polish(fg, x, F, info, lo, hi, min(POLISH_ITERATIONS, est.max_iter))
     fg.iterations += st.iterations
     moved = bool(np.any(np.abs(st.x - x) > REUSE_STEP * np.maximum(1.0, np.abs(x))))
@@ -260,7 +283,7 @@ def fit_laplace(model: CompiledModel, progress: Progress | None = None) -> FitRe
         progress(fg.iterations, F)
     phase(progress, "standard errors")
     if moved:
-        info = information(fg, x)
+        info = information(fg, x, lo, hi)
     names = model.partable.free_names()
     cov, problem = covariance_from_hessian(info, names)
     if problem:

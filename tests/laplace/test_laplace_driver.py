@@ -200,3 +200,61 @@ def test_the_dense_helper_at_vanishing_sds_is_the_poisson_glm() -> None:
     y = data["count"]
     glm = float(np.sum(y * eta - np.exp(eta) - gammaln(y + 1)))
     assert DenseLaplace(fit.model).loglik(values)[0] == pytest.approx(glm, abs=1e-6)
+
+
+BOUNDARY = """\
+name: boundary
+data: {path: cc.csv}
+levels:
+  - {name: site, id: site, crossed: true}
+  - {name: year, id: year, crossed: true}
+  - {name: obs, id: obs, crossed: true}
+responses:
+  - {name: count, family: poisson, link: log, exposure: effort}
+fixed: "count ~ temp"
+random:
+  - {level: site, terms: [1]}
+  - {level: year, terms: [1]}
+  - {level: obs, terms: [1]}
+estimation: {method: ML, integration: {method: laplace}}
+"""
+
+
+@pytest.mark.slow
+def test_sds_whose_maximum_is_zero_are_reported_on_the_boundary(tmp_path) -> None:
+    """Counts without year effects and less dispersed than Poisson (rounded means, site effects only): the
+    year and observation-level SDs have their maximum at 0. The fit converges there with boundary warnings
+    and no SEs for them; the dense Laplace log likelihood is lower 0.05 inside either SD, and the other SEs
+    invert the dense information of the interior parameters (to 1e-3)."""
+    rng = np.random.default_rng(1)
+    data = pd.read_csv(SPECS / "data" / "crossed_counts.csv")
+    data["obs"] = np.arange(1, len(data) + 1)
+    site = rng.normal(0, 0.7, data["site"].max() + 1)
+    data["count"] = np.round(data["effort"] * np.exp(0.5 + 0.35 * data["temp"] + site[data["site"]])).astype(int)
+    data.to_csv(tmp_path / "cc.csv", index=False)
+    (tmp_path / "model.yaml").write_text(BOUNDARY)
+    fit = estimate(prepare(tmp_path / "model.yaml").model)
+    assert fit.converged, fit.warnings
+    pt = fit.model.partable
+    zero = ["sd(_cons)@year", "sd(_cons)@obs"]
+    for name in zero:
+        assert fit.values[pt.index(name)] == pytest.approx(0.0, abs=1e-6)
+        assert any(w.startswith(f"{name} is on the boundary") for w in fit.warnings)
+        assert np.isnan(fit.se()[pt.index(name)])
+    dense = DenseLaplace(fit.model)
+    assert fit.loglik == pytest.approx(dense.loglik(fit.values)[0], abs=1e-8)
+    for name in zero:
+        inside = fit.values.copy()
+        inside[pt.index(name)] = 0.05
+        assert dense.loglik(inside)[0] < fit.loglik
+    names = pt.free_names()
+    interior = [k for k, name in enumerate(names) if name not in zero]
+
+    def restricted(z: np.ndarray) -> float:
+        x = fit.free.copy()
+        x[interior] = z
+        return dense.loglik(pt.unpack(x))[0]
+
+    H = numeric_hessian(restricted, fit.free[interior], 1e-4)
+    np.testing.assert_allclose(np.sqrt(np.diag(fit.cov_free)[interior]), np.sqrt(np.diag(np.linalg.inv(-H))),
+                               rtol=1e-3)
