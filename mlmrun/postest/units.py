@@ -18,8 +18,9 @@ engine that fitted it:
   full Sigma (postest/moments.py); residual structures (`residuals:`) are whitened by the exact path itself;
 - discrete latent variables: posterior point probabilities by Bayes' rule (postest/discrete.py);
 - crossed levels of a non-Gaussian model (fitted by the joint Laplace engine, likelihood/laplace): the joint
-  posterior modes and conditional SDs from the engine (`--eb mode`); posterior means would need an integral
-  over crossed factors that nested quadrature cannot do, so `--eb mean` is refused (UsageError).
+  posterior modes and conditional SDs from the engine; exact posterior means would need an integral over
+  the crossed factors that nested quadrature cannot do, so `--eb mean` gives the means of the Laplace
+  approximation of the posterior (Gaussian at the mode): the modes again.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from mlmrun.likelihood.quadrature.plan import (
     plan_memory,
     plan_sizes,
 )
-from mlmrun.postest.usage import UsageError
 from mlmrun.predict import LevelPrediction, empirical_bayes, posterior_modes
 from mlmrun.results import FitResult
 
@@ -96,11 +96,12 @@ def unit_predictions(fit: FitResult, kind: EbKind = "mean") -> list[LevelPredict
 
 
 def crossed_modes(fit: FitResult, kind: EbKind) -> list[LevelPrediction]:
-    """Posterior modes and conditional SDs of every level of a model with crossed levels (the Laplace engine)."""
-    if kind != "mode":
-        raise UsageError("--eb mean: posterior means of crossed random effects need an integral over the crossed "
-                         "factors jointly, which nested quadrature cannot do; use `--eb mode` (the joint posterior "
-                         "modes with their conditional SDs, lme4's ranef(condVar = TRUE))")
+    """Posterior modes and conditional SDs of every level of a model with crossed levels (the Laplace engine).
+
+    Exact posterior means would need an integral over the crossed factors jointly, which nested quadrature
+    cannot do; the Laplace approximation takes the posterior as Gaussian at the joint mode with covariance
+    (I + A'WA)^-1, whose mean is the mode, so `kind='mean'` gives the same numbers (the fit was Laplace too).
+    """
     from mlmrun.estimate.laplace_fit import level_predictions
     from mlmrun.likelihood.laplace.objective import LaplaceEngine
 

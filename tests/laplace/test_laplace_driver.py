@@ -95,9 +95,10 @@ def test_gaussian_crossed_modes_through_laplace_are_the_exact_blups() -> None:
         np.testing.assert_allclose(ours["_cons"]["sd"], blup["_cons"]["sd"], atol=1e-5)
 
 
-def test_predict_on_a_crossed_laplace_fit_gives_modes_and_refuses_means(tmp_path, capsys) -> None:
+def test_predict_on_a_crossed_laplace_fit_gives_the_joint_modes(tmp_path) -> None:
     """A crossed Laplace fit's results.json and report name the method and both crossed levels; `mlmrun predict
-    --eb mode` writes the dense modes/SDs per unit; `--eb mean` exits 2 naming `--eb mode`."""
+    --eb mode` writes the dense modes/SDs per unit; `--eb mean` the means of the Laplace approximation of the
+    posterior (Gaussian at the mode): the same numbers."""
     spec = SPECS / "crossed_counts.yaml"
     assert run("fit", spec, "--out", tmp_path / "fit", "--quiet") == 0
     results = tmp_path / "fit" / "results.json"
@@ -117,10 +118,12 @@ def test_predict_on_a_crossed_laplace_fit_gives_modes_and_refuses_means(tmp_path
         part = table[table["level"] == level].sort_values("unit")
         np.testing.assert_allclose(part[f"eb_mode(_cons)@{level}"], dense[level][0][:, 0], atol=1e-5)
         np.testing.assert_allclose(part[f"eb_sd(_cons)@{level}"], dense[level][1][:, 0], atol=1e-5)
-    capsys.readouterr()
-    assert run("predict", spec, "--results", results, "--out", tmp_path / "rows2.csv", "--quiet") == 2
-    err = capsys.readouterr().err
-    assert "--eb mean" in err and "use `--eb mode`" in err and "Traceback" not in err
+    means = tmp_path / "means.csv"
+    assert run("predict", spec, "--results", results, "--out", tmp_path / "rows2.csv", "--by-unit", means,
+               "--quiet") == 0
+    by_mean = pd.read_csv(means)
+    for level in ("site", "year"):
+        np.testing.assert_array_equal(by_mean[f"eb_mean(_cons)@{level}"], table[f"eb_mode(_cons)@{level}"])
 
 
 def binomial_glm_loglik(y: np.ndarray, n: np.ndarray, X: np.ndarray) -> float:
