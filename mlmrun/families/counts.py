@@ -87,8 +87,8 @@ class NegBinomial2(Family):
         third = -(y + theta) * p * q * np.tanh(-0.5 * z)
         return third, stack([-third / theta - p * q], nu.shape)
 
-    def _d1_params(self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None) -> FloatArray:
-        """d(d ll/d nu)/d theta = -d2 / theta - p: what zero inflation needs of its base."""
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d(d ll/d nu)/d theta = -d2 / theta - p (z = nu - log theta, and the explicit theta of d1 = y q - theta p)."""
         nu, y, theta, z = self._terms(y, nu, params)
         p, q = sc.expit(z), sc.expit(-z)
         return stack([(y + theta) * p * q / theta - p], nu.shape)
@@ -147,8 +147,8 @@ class NegBinomial1(Family):
         third = k * g + k * (k * (3.0 * t1 + k * t2))
         return third, stack([-third / phi - k / (1.0 + phi)], nu.shape)
 
-    def _d1_params(self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None) -> FloatArray:
-        """d(d ll/d nu)/d phi = -d2 / phi - k / (1 + phi): what zero inflation needs of its base."""
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d(d ll/d nu)/d phi = -d2 / phi - k / (1 + phi) (k = exp(nu - log phi), and g's -log(1 + phi))."""
         nu, y, phi, k, g = self._terms(y, nu, params)
         curv = k * g + k * (k * (sc.polygamma(1, y + k) - sc.polygamma(1, k)))
         return stack([-curv / phi - k / (1.0 + phi)], nu.shape)
@@ -240,12 +240,26 @@ class ZeroInflated(Family):
             parts = []
             if base is not None:
                 s = self.base.param_score(y, nu, base)
-                c1 = self.base._d1_params(y, nu, base)
+                c1 = self.base.cross_derivs(y, nu, base)
                 parts = [w * c2[..., j] + wv * (s[..., j] * (d2 + skew * d1**2) + 2.0 * d1 * c1[..., j])
                          for j in range(s.shape[-1])]
         live = w > 0.0  # w = 0 (a zero far in the count part's tail) with d1 = inf: no contribution
         cols = [np.where(live, c, 0.0) for c in parts + [d_zeta]]
         return np.where(live, third, 0.0), stack(cols, nu.shape)
+
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """g1 = w d1: d g1/d zeta = -w v d1 and d g1/d theta = w v s d1 + w c1 (see curvature_derivs)."""
+        nu, base, zeta, _, d1, _, w, _, v = self._mix(y, nu, params, 1)
+        wv = w * v
+        with np.errstate(invalid="ignore", over="ignore"):
+            parts = []
+            if base is not None:
+                s = self.base.param_score(y, nu, base)
+                c1 = self.base.cross_derivs(y, nu, base)
+                parts = [wv * s[..., j] * d1 + w * c1[..., j] for j in range(s.shape[-1])]
+            cols = parts + [-wv * d1]
+        live = w > 0.0
+        return stack([np.where(live, c, 0.0) for c in cols], nu.shape)
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         nu = np.asarray(nu, dtype=np.float64)
