@@ -20,17 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special as sc
 
-from mlmrun.families.families import (
-    Curvature,
-    Derivs,
-    Family,
-    FloatArray,
-    Poisson,
-    _check,
-    _is_integer,
-    _response,
-    _rows,
-)
+from mlmrun.families.families import Derivs, Family, FloatArray, Poisson, _check, _is_integer, _response, _rows
 from mlmrun.families.row_params import columns, stack
 
 
@@ -77,7 +67,7 @@ class NegBinomial2(Family):
         d_theta = sc.digamma(y + theta) - sc.digamma(theta) + sc.log_expit(-z) + p - y * q / theta
         return stack([d_theta], nu.shape)
 
-    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> tuple[FloatArray, FloatArray | None]:
         """d2 = -(y + theta) p q with p = expit(nu - log theta): d3 = d2 (q - p); theta moves z = nu - log theta by -1/theta.
 
         So d d2 / d theta = -d3 / theta - p q (the explicit theta of the factor y + theta).
@@ -135,7 +125,7 @@ class NegBinomial1(Family):
         d_phi = -(k / phi) * g - k / (1.0 + phi) + y / (phi * (1.0 + phi))
         return stack([d_phi], nu.shape)
 
-    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> tuple[FloatArray, FloatArray | None]:
         """With k = mu / phi (dk/dnu = k): d1 = k g, d2 = k g + k^2 T1, d3 = k g + 3 k^2 T1 + k^3 T2.
 
         T_j = psi_j(y + k) - psi_j(k). phi enters through k = exp(nu - log phi) and
@@ -221,7 +211,7 @@ class ZeroInflated(Family):
             parts = [w * bs[..., j] for j in range(bs.shape[-1])]
         return stack(parts + [d_zeta], nu.shape)
 
-    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> tuple[FloatArray, FloatArray | None]:
         """Differentiates g2 = w (d2 + v d1^2), v = 1 - w, with dw = w v dt and t = log f0 - zeta on zero rows.
 
         dt/dnu = d1 and dt/dzeta = -1; dt/dtheta is the base score s, and the base
