@@ -84,11 +84,12 @@ class RowFamilies:
 
     def derivs(self, nu: np.ndarray, third: bool) -> RowDerivs:
         """ll, ll', ll'' (and ll''' when `third`) per row."""
-        ll, d1, d2 = (np.empty(self.n) for _ in range(3))
-        d3 = np.empty(self.n) if third else None
         whole = self.whole
+        if not whole:
+            ll, d1, d2 = (np.empty(self.n) for _ in range(3))
+            d3 = np.empty(self.n) if third else None
         for (_, fam, rows, params, trials, wt), kernel in zip(self.parts, self.kernels, strict=True):
-            y, x = self.y[rows], (nu if whole else nu[rows])
+            y, x = (self.y, nu) if whole else (self.y[rows], nu[rows])
             if kernel is not None:
                 a, b, c, t = kernel(x, params, third)
             else:
