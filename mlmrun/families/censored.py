@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from mlmrun.families.families import Curvature, Derivs, Family, FloatArray, _response, _rows
-from mlmrun.families.links import CdfLink, get_link, scaled_interval_curvature
+from mlmrun.families.links import CdfLink, get_link, scaled_interval_curvature, scaled_interval_slopes
 from mlmrun.families.row_params import columns, stack
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -79,6 +79,13 @@ class CensoredGaussian(Family):
         d_sigma = np.where(exact, 2.0 / sigma**3, d_sigma)
         zero = np.zeros(nu.shape)
         return third, stack([d_sigma, zero, zero], nu.shape)
+
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """Exact rows: d1 = r / sigma, so d d1/d sigma = -2 r / sigma^2; censored rows as ordinal intervals; bounds 0."""
+        nu, sigma, exact, a, b, _, r = self._terms(y, nu, params, 0)
+        d_sigma, _, _ = scaled_interval_slopes(_PROBIT, a, b, sigma)
+        zero = np.zeros(nu.shape)
+        return stack([np.where(exact, -2.0 * r / sigma**2, d_sigma), zero, zero], nu.shape)
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         """E[y*] = nu: the mean of the uncensored latent response."""

@@ -185,6 +185,10 @@ class ChoiceLogit(Family):
             "so curvature_derivs does not apply; fit choice models with the quadrature engine"
         )
 
+    def cross_derivs(self, y, nu, params=None, trials=None) -> None:
+        """No family parameters (the params are the choice-set ids)."""
+        return None
+
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         """P(row is chosen first from its set) = softmax of nu within each set (params: set ids)."""
         if params is None:

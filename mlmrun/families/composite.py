@@ -118,6 +118,12 @@ class CompositePoisson(Composite):
         third = curv - 2.0 * y * frac**2 * (1.0 - frac)
         return third, stack([-y * frac * (1.0 - 2.0 * frac) * inv_mu * s for s in slopes], nu.shape)
 
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d1 = y f - exp(nu) with df/dzeta_k = -f h_k' / mu."""
+        nu, _, y, log_mu, _, inv_mu, slopes = self._parts(y, nu, params)
+        frac = np.exp(nu - log_mu)
+        return stack([-y * frac * inv_mu * s for s in slopes], nu.shape)
+
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         nu = np.asarray(nu, dtype=np.float64)
         return np.exp(nu) + self._added(columns(params, nu.shape[0], nu.ndim, len(self._terms), self.name))[0]
@@ -171,6 +177,13 @@ class CompositeGaussian(Composite):
         third = (resid * link.d3_inverse(nu) - 3.0 * m1 * m2) / var
         d_sigma = -2.0 * (resid * m2 - m1**2) / (var * sigma)
         return full(third, nu.shape), stack([d_sigma] + [-s * m2 / var for s in slopes], nu.shape)
+
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d1 = r m1 / sigma^2: d/d sigma = -2 d1 / sigma, d/d zeta_k = -h_k' m1 / sigma^2."""
+        nu, sigma, resid, slopes = self._parts(y, nu, params)
+        m1 = self._link.d_inverse(nu)
+        var = sigma**2
+        return stack([-2.0 * resid * m1 / (var * sigma)] + [-s * m1 / var for s in slopes], nu.shape)
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         nu = np.asarray(nu, dtype=np.float64)

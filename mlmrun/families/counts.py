@@ -20,17 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special as sc
 
-from mlmrun.families.families import (
-    Curvature,
-    Derivs,
-    Family,
-    FloatArray,
-    Poisson,
-    _check,
-    _is_integer,
-    _response,
-    _rows,
-)
+from mlmrun.families.families import Derivs, Family, FloatArray, Poisson, _check, _is_integer, _response, _rows
 from mlmrun.families.row_params import columns, stack
 
 
@@ -77,7 +67,7 @@ class NegBinomial2(Family):
         d_theta = sc.digamma(y + theta) - sc.digamma(theta) + sc.log_expit(-z) + p - y * q / theta
         return stack([d_theta], nu.shape)
 
-    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> tuple[FloatArray, FloatArray | None]:
         """d2 = -(y + theta) p q with p = expit(nu - log theta): d3 = d2 (q - p); theta moves z = nu - log theta by -1/theta.
 
         So d d2 / d theta = -d3 / theta - p q (the explicit theta of the factor y + theta).
@@ -87,8 +77,8 @@ class NegBinomial2(Family):
         third = -(y + theta) * p * q * np.tanh(-0.5 * z)
         return third, stack([-third / theta - p * q], nu.shape)
 
-    def _d1_params(self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None) -> FloatArray:
-        """d(d ll/d nu)/d theta = -d2 / theta - p: what zero inflation needs of its base."""
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d(d ll/d nu)/d theta = -d2 / theta - p (z = nu - log theta, and the explicit theta of d1 = y q - theta p)."""
         nu, y, theta, z = self._terms(y, nu, params)
         p, q = sc.expit(z), sc.expit(-z)
         return stack([(y + theta) * p * q / theta - p], nu.shape)
@@ -135,7 +125,7 @@ class NegBinomial1(Family):
         d_phi = -(k / phi) * g - k / (1.0 + phi) + y / (phi * (1.0 + phi))
         return stack([d_phi], nu.shape)
 
-    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> tuple[FloatArray, FloatArray | None]:
         """With k = mu / phi (dk/dnu = k): d1 = k g, d2 = k g + k^2 T1, d3 = k g + 3 k^2 T1 + k^3 T2.
 
         T_j = psi_j(y + k) - psi_j(k). phi enters through k = exp(nu - log phi) and
@@ -147,8 +137,8 @@ class NegBinomial1(Family):
         third = k * g + k * (k * (3.0 * t1 + k * t2))
         return third, stack([-third / phi - k / (1.0 + phi)], nu.shape)
 
-    def _d1_params(self, y: ArrayLike, nu: ArrayLike, params: ArrayLike | None) -> FloatArray:
-        """d(d ll/d nu)/d phi = -d2 / phi - k / (1 + phi): what zero inflation needs of its base."""
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d(d ll/d nu)/d phi = -d2 / phi - k / (1 + phi) (k = exp(nu - log phi), and g's -log(1 + phi))."""
         nu, y, phi, k, g = self._terms(y, nu, params)
         curv = k * g + k * (k * (sc.polygamma(1, y + k) - sc.polygamma(1, k)))
         return stack([-curv / phi - k / (1.0 + phi)], nu.shape)
@@ -221,7 +211,7 @@ class ZeroInflated(Family):
             parts = [w * bs[..., j] for j in range(bs.shape[-1])]
         return stack(parts + [d_zeta], nu.shape)
 
-    def curvature_derivs(self, y, nu, params=None, trials=None) -> Curvature:
+    def curvature_derivs(self, y, nu, params=None, trials=None) -> tuple[FloatArray, FloatArray | None]:
         """Differentiates g2 = w (d2 + v d1^2), v = 1 - w, with dw = w v dt and t = log f0 - zeta on zero rows.
 
         dt/dnu = d1 and dt/dzeta = -1; dt/dtheta is the base score s, and the base
@@ -240,12 +230,26 @@ class ZeroInflated(Family):
             parts = []
             if base is not None:
                 s = self.base.param_score(y, nu, base)
-                c1 = self.base._d1_params(y, nu, base)
+                c1 = self.base.cross_derivs(y, nu, base)
                 parts = [w * c2[..., j] + wv * (s[..., j] * (d2 + skew * d1**2) + 2.0 * d1 * c1[..., j])
                          for j in range(s.shape[-1])]
         live = w > 0.0  # w = 0 (a zero far in the count part's tail) with d1 = inf: no contribution
         cols = [np.where(live, c, 0.0) for c in parts + [d_zeta]]
         return np.where(live, third, 0.0), stack(cols, nu.shape)
+
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """g1 = w d1: d g1/d zeta = -w v d1 and d g1/d theta = w v s d1 + w c1 (see curvature_derivs)."""
+        nu, base, zeta, _, d1, _, w, _, v = self._mix(y, nu, params, 1)
+        wv = w * v
+        with np.errstate(invalid="ignore", over="ignore"):
+            parts = []
+            if base is not None:
+                s = self.base.param_score(y, nu, base)
+                c1 = self.base.cross_derivs(y, nu, base)
+                parts = [wv * s[..., j] * d1 + w * c1[..., j] for j in range(s.shape[-1])]
+            cols = parts + [-wv * d1]
+        live = w > 0.0
+        return stack([np.where(live, c, 0.0) for c in cols], nu.shape)
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         nu = np.asarray(nu, dtype=np.float64)

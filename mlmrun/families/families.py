@@ -205,6 +205,17 @@ class Family(ABC):
         """
         raise NotImplementedError(f"the {self.name} family does not give third derivatives in nu (curvature_derivs)")
 
+    def cross_derivs(
+        self,
+        y: ArrayLike,
+        nu: ArrayLike,
+        params: ArrayLike | None = None,
+        trials: ArrayLike | None = None,
+    ) -> FloatArray | None:
+        """d^2 ll / (d nu d params): the slope in nu of param_score, shape ``nu.shape + (n_params,)``; None without
+        parameters. It moves the mode with the family's parameters in an exact Laplace gradient."""
+        raise NotImplementedError(f"the {self.name} family does not give d^2 ll/(d nu d params) (cross_derivs)")
+
     @abstractmethod
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         """E[y | nu] for predictions (a probability for binomial, per trial)."""
@@ -260,6 +271,11 @@ class Gaussian(Family):
         curv = (resid * m2 - m1**2) / var
         third = (resid * link.d3_inverse(nu) - 3.0 * m1 * m2) / var
         return _full(third, nu.shape), _full(-2.0 * curv / sigma, nu.shape)[..., None]
+
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d1 = r m1 / sigma^2, so d d1/d sigma = -2 d1 / sigma."""
+        nu, y, sigma, resid = self._terms(y, nu, params)
+        return _full(-2.0 * resid * self._link.d_inverse(nu) / sigma**3, nu.shape)[..., None]
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return self._link.inverse(nu)
@@ -321,6 +337,10 @@ class Binomial(Family):
         third = _times(_rows(y1, nu.ndim), link.d3log_cdf(nu)) + _times(_rows(t1 - y1, nu.ndim), link.d3log_sf(nu))
         return _full(third, nu.shape), None
 
+    def cross_derivs(self, y, nu, params=None, trials=None) -> None:
+        """No parameters."""
+        return None
+
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return self._link.inverse(nu)
 
@@ -355,6 +375,10 @@ class Poisson(Family):
         """d3 = -exp(nu); no parameters."""
         with np.errstate(over="ignore"):
             return -np.exp(np.asarray(nu, dtype=np.float64)), None
+
+    def cross_derivs(self, y, nu, params=None, trials=None) -> None:
+        """No parameters."""
+        return None
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return np.exp(np.asarray(nu, dtype=np.float64))
@@ -399,6 +423,11 @@ class Gamma(Family):
         """d2 = -alpha y e^-nu, so d3 = alpha y e^-nu and d d2 / d alpha = -y e^-nu."""
         nu, y, alpha, ratio = self._terms(y, nu, params)
         return alpha * ratio, -ratio[..., None]
+
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d1 = alpha (y e^-nu - 1), so d d1/d alpha = y e^-nu - 1."""
+        nu, y, alpha, ratio = self._terms(y, nu, params)
+        return (ratio - 1.0)[..., None]
 
     def mean(self, nu: ArrayLike, params: ArrayLike | None = None) -> FloatArray:
         return np.exp(np.asarray(nu, dtype=np.float64))
@@ -484,6 +513,13 @@ class Ordinal(Family):
         nu, codes, kappa, lower, upper = self._bounds(y, nu, params)
         res: IntervalCurvature = link.interval_curvature(lower, upper)
         return -res.d3_shift, _to_thresholds(codes, kappa.size, res.d2_upper, res.d2_lower)
+
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d1 = -d_shift(a, b): kappa_y moves b, kappa_{y-1} moves a (the link's interval_slopes)."""
+        link: CdfLink = self._link  # type: ignore[assignment]
+        nu, codes, kappa, lower, upper = self._bounds(y, nu, params)
+        at_lower, at_upper = link.interval_slopes(lower, upper)
+        return _to_thresholds(codes, kappa.size, -at_upper, -at_lower)
 
     def probabilities(self, nu: ArrayLike, params: ArrayLike) -> FloatArray:
         """P(y = k | nu) for every category k, shape ``nu.shape + (K,)``."""

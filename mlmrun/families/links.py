@@ -301,6 +301,23 @@ class CdfLink(Link):
         d2_lower = np.where(only_a, third_a, np.where(only_b, 0.0, d2_lower))
         return IntervalCurvature(d2, d3, d2_lower, d2_upper)
 
+    def interval_slopes(self, a: ArrayLike, b: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """The partials of the shift derivative d_shift of log(F(b) - F(a)) in a and in b (they sum to d2_shift).
+
+        Generic: d d_shift/db = w_b (g_b - D) and d d_shift/da = w_a (D - g_a), D = w_b - w_a;
+        a one-sided interval takes the curvature of log F or log(1 - F) at its finite bound.
+        """
+        a, b = np.broadcast_arrays(_as_float(a), _as_float(b))
+        ll = self.log_interval(a, b, order=0).ll
+        w_a, g_a = self._density_ratio(a, ll)
+        w_b, g_b = self._density_ratio(b, ll)
+        shift = w_b - w_a
+        only_b, only_a = np.isneginf(a) & np.isfinite(b), np.isposinf(b) & np.isfinite(a)
+        xb, xa = np.where(only_b, b, 0.0), np.where(only_a, a, 0.0)
+        upper = np.where(only_b, self.d2log_cdf(xb), np.where(only_a, 0.0, w_b * (g_b - shift)))
+        lower = np.where(only_a, self.d2log_sf(xa), np.where(only_b, 0.0, w_a * (shift - g_a)))
+        return lower, upper
+
     def _density_ratio(self, x: FloatArray, ll: FloatArray) -> tuple[FloatArray, FloatArray]:
         """f(x) / P and d log f / dx, both set to 0 at an infinite bound (where f = 0)."""
         finite = np.isfinite(x)
@@ -384,6 +401,11 @@ class LogitLink(CdfLink):
         d_shift = sc.expit(-b) - sc.expit(a)
         d2 = -(self.d_inverse(a) + self.d_inverse(b)) if order >= 2 else None
         return IntervalLogProb(ll, d_lower, d_upper, d_shift, d2)
+
+    def interval_slopes(self, a: ArrayLike, b: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """From the factorisation: d_shift = (log F)'(b) + (log S)'(a)."""
+        a, b = np.broadcast_arrays(_as_float(a), _as_float(b))
+        return self.d2log_sf(a), self.d2log_cdf(b)
 
     def interval_curvature(self, a: ArrayLike, b: ArrayLike) -> IntervalCurvature:
         """From the factorisation: log(1 - exp(a - b)) does not move under a shift, so d2 = (log F)''(b) + (log S)''(a)."""
@@ -528,6 +550,16 @@ class ProbitLink(CdfLink):
         return IntervalLogProb(ll, np.where(flip, -w_hi, -w_lo), np.where(flip, w_lo, w_hi),
                                np.where(flip, -d1, d1), d2)
 
+    def interval_slopes(self, a: ArrayLike, b: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """In the lower frame (see _frame, log_interval): d d1/dB = L_2(B) (1 + rho) + rho (1 + rho) L_1(B) e1 and
+        d d1/dA = -rho (1 + rho) L_1(A) e1 - rho L_2(A); a mirrored interval swaps them (d_shift = -d1, a = -B)."""
+        flip, lo, hi, _, rho = self._frame(a, b)
+        (la, ca), (lb, cb) = self._log_phi_derivs(lo, 2), self._log_phi_derivs(hi, 2)
+        rr, e1 = rho * (1.0 + rho), la - lb
+        d_lo = -rr * la * e1 - rho * ca
+        d_hi = cb * (1.0 + rho) + rr * lb * e1
+        return np.where(flip, d_hi, d_lo), np.where(flip, d_lo, d_hi)
+
     def interval_curvature(self, a: ArrayLike, b: ArrayLike) -> IntervalCurvature:
         """In the lower frame (see _frame, log_interval), with rr = rho (1 + rho) and s = 1 + 2 rho:
 
@@ -637,6 +669,15 @@ class CloglogLink(CdfLink):
         d2 = self.d2log_sf(a) + self.d2log_cdf(log_d) if order >= 2 else None
         return IntervalLogProb(ll, d_lower, d_upper, d_shift, d2)
 
+    def interval_slopes(self, a: ArrayLike, b: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """From the factorisation: d_shift = (log S)'(a) + (log F)'(log D), D = exp(b) - exp(a)."""
+        a, b = np.broadcast_arrays(_as_float(a), _as_float(b))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            curv = self.d2log_cdf(b + _log1mexp(a - b))
+            upper = curv / -np.expm1(a - b)
+            lower = self.d2log_sf(a) - curv / np.expm1(b - a)
+        return lower, upper
+
     def interval_curvature(self, a: ArrayLike, b: ArrayLike) -> IntervalCurvature:
         """From the factorisation: log D shifts with the bounds, d log D/db = 1/(1 - e^(a-b)), d log D/da = -1/expm1(b - a)."""
         a, b = _as_float(a), _as_float(b)
@@ -663,6 +704,22 @@ def scaled_interval_curvature(link: CdfLink, a: ArrayLike, b: ArrayLike, scale: 
     with np.errstate(invalid="ignore"):
         moved = np.where(np.isfinite(a), a * res.d2_lower, 0.0) + np.where(np.isfinite(b), b * res.d2_upper, 0.0)
     return -res.d3_shift / cube, -(moved + 2.0 * res.d2_shift) / cube, res.d2_lower / cube, res.d2_upper / cube
+
+
+def scaled_interval_slopes(link: CdfLink, a: ArrayLike, b: ArrayLike, scale: ArrayLike
+                           ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """For ll = log(F(b) - F(a)), a = (lo - nu)/s, b = (hi - nu)/s: d(d ll/d nu) in s, lo and hi.
+
+    d ll/d nu = -d_shift / s, so d/d lo = -D_a / s^2, d/d hi = -D_b / s^2 and
+    d/ds = (a D_a + b D_b + d_shift) / s^2 (D_a, D_b the interval_slopes; an infinite bound adds nothing).
+    """
+    a, b, s = _as_float(a), _as_float(b), _as_float(scale)
+    lower, upper = link.interval_slopes(a, b)
+    shift = link.log_interval(a, b, order=1).d_shift
+    square = s**2
+    with np.errstate(invalid="ignore"):
+        moved = np.where(np.isfinite(a), a * lower, 0.0) + np.where(np.isfinite(b), b * upper, 0.0)
+    return (moved + shift) / square, -lower / square, -upper / square
 
 
 LINKS: dict[str, Link] = {

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mlmrun.families.families import Curvature, Derivs, FloatArray, Ordinal, _rows, _to_thresholds
-from mlmrun.families.links import CdfLink, IntervalLogProb, scaled_interval_curvature
+from mlmrun.families.links import CdfLink, IntervalLogProb, scaled_interval_curvature, scaled_interval_slopes
 
 
 class OrdinalRows(Ordinal):
@@ -69,6 +69,15 @@ class OrdinalRows(Ordinal):
         n_cuts = np.asarray(params).reshape(nu.shape[0], -1).shape[1] - 1
         cuts = _to_thresholds(codes, n_cuts, np.broadcast_to(d_hi, nu.shape), np.broadcast_to(d_lo, nu.shape))
         return third, np.concatenate([cuts, np.broadcast_to(d_s, nu.shape)[..., None]], axis=-1)
+
+    def cross_derivs(self, y, nu, params=None, trials=None) -> FloatArray:
+        """d1 = -d_shift(a, b) / s on the standardised bounds (links.scaled_interval_slopes); columns as param_score."""
+        link: CdfLink = self._link  # type: ignore[assignment]
+        nu, codes, a, b, s, _ = self._pieces(y, nu, params, 0)
+        d_s, d_lo, d_hi = scaled_interval_slopes(link, a, b, s)
+        n_cuts = np.asarray(params).reshape(nu.shape[0], -1).shape[1] - 1
+        cuts = _to_thresholds(codes, n_cuts, np.broadcast_to(d_hi, nu.shape), np.broadcast_to(d_lo, nu.shape))
+        return np.concatenate([cuts, np.broadcast_to(d_s, nu.shape)[..., None]], axis=-1)
 
     def probabilities(self, nu: ArrayLike, params: ArrayLike) -> FloatArray:
         """P(y = k | nu) per row and category, shape (n, ..., K) for per-row params (n, K)."""

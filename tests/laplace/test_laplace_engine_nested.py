@@ -73,3 +73,9 @@ def test_unit_scores_sum_to_the_gradient(tmp_path: Path, key: str) -> None:
     _, grad = engine.loglik_gradient(free)
     np.testing.assert_allclose(scores.sum(axis=0), grad, atol=1e-6 * max(1.0, float(np.abs(grad).max())))
     assert np.linalg.matrix_rank(scores) == min(scores.shape)
+
+
+def test_describe_names_levels_and_factorisation(tmp_path: Path) -> None:
+    model = _model(tmp_path, "three_level")
+    text = LaplaceEngine(model).describe()
+    assert "unit (12 x 1)" in text and "top (4 x 1)" in text and "blocked elimination" in text

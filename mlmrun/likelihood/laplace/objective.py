@@ -71,6 +71,14 @@ class LaplaceEngine:
         self.n_evaluations = 0
         self._kernels = model_kernels(model)
 
+    def describe(self) -> str:
+        """One line for logs: levels in elimination order and how H is factorised."""
+        st, model = self.structure, self.model
+        names = [f"{model.levels[lv.level].name} ({lv.n_units} x {lv.k})" for lv in st.levels]
+        how = (f"one Schur complement, dense remainder of {st.schur.q_r}" if st.schur is not None
+               else "blocked elimination (likelihood/sparse)")
+        return f"joint Laplace over {st.q} random effects: levels {', '.join(names)}; {how}"
+
     def _mode(self, free: np.ndarray, third: bool) -> tuple[Pieces, Mode] | None:
         free = np.asarray(free, dtype=float)
         if self._cache is not None and np.array_equal(self._cache[0], free):

@@ -5,11 +5,11 @@ linear predictor nu_i: ll_i, its first three derivatives in nu, and for the
 family parameters phi (thresholds, residual SD, gamma shape, dispersions)
 d ll/d phi, d ll'/d phi and d ll''/d phi. Families provide ll, ll', ll''
 (`loglik_derivs`), d ll/d phi (`param_score`) and d3 ll/dnu3 with d ll''/d phi
-(`curvature_derivs`); closed-form kernels (laplace/kernels.py) replace the
-first for the commonest family/link pairs. A family without
-`curvature_derivs` (NotImplementedError) gets central differences in nu (the
-third derivative from ll'', d ll''/d phi = d^2/dnu^2 of the score). The mixed
-d ll'/d phi is a central difference of the score in nu (error ~1e-9).
+(`curvature_derivs`) and d ll'/d phi (`cross_derivs`); closed-form kernels
+(laplace/kernels.py) replace the first for the commonest family/link pairs.
+A family without the latter two (NotImplementedError) gets central
+differences in nu (the third derivative from ll'', d ll'/d phi and
+d ll''/d phi = d/dnu and d^2/dnu^2 of the score; error ~1e-9).
 Row weights (frequency x level-1 sampling) multiply every term.
 """
 
@@ -84,11 +84,12 @@ class RowFamilies:
 
     def derivs(self, nu: np.ndarray, third: bool) -> RowDerivs:
         """ll, ll', ll'' (and ll''' when `third`) per row."""
-        ll, d1, d2 = (np.empty(self.n) for _ in range(3))
-        d3 = np.empty(self.n) if third else None
         whole = self.whole
+        if not whole:
+            ll, d1, d2 = (np.empty(self.n) for _ in range(3))
+            d3 = np.empty(self.n) if third else None
         for (_, fam, rows, params, trials, wt), kernel in zip(self.parts, self.kernels, strict=True):
-            y, x = self.y[rows], (nu if whole else nu[rows])
+            y, x = (self.y, nu) if whole else (self.y[rows], nu[rows])
             if kernel is not None:
                 a, b, c, t = kernel(x, params, third)
             else:
@@ -122,12 +123,14 @@ class RowFamilies:
                 continue
             y, x = self.y[rows], nu[rows]
             score = _as_2d(fam.param_score(y, x, params, trials))
-            up = _as_2d(fam.param_score(y, x + STEP, params, trials))
-            down = _as_2d(fam.param_score(y, x - STEP, params, trials))
-            d1 = (up - down) / (2 * STEP)
+            d1 = _cross(fam, y, x, params, trials)
             exact = _curvature(fam, y, x, params, trials)
-            dd = exact[1] if exact is not None else None
-            d2 = _as_2d(np.asarray(dd, float)) if dd is not None else (up - 2 * score + down) / STEP**2
+            d2 = _as_2d(np.asarray(exact[1], float)) if exact is not None and exact[1] is not None else None
+            if d1 is None or d2 is None:
+                up = _as_2d(fam.param_score(y, x + STEP, params, trials))
+                down = _as_2d(fam.param_score(y, x - STEP, params, trials))
+                d1 = (up - down) / (2 * STEP) if d1 is None else d1
+                d2 = (up - 2 * score + down) / STEP**2 if d2 is None else d2
             if wt is not None:
                 score, d1, d2 = score * wt[:, None], d1 * wt[:, None], d2 * wt[:, None]
             out.append(ParamDerivs(e, score, d1, d2))
@@ -138,6 +141,16 @@ def model_kernels(model: CompiledModel) -> list[Kernel | None]:
     """The closed-form kernel of every equation (parameter-free: built once per engine)."""
     return [kernel_for(eq.family, model.y[eq.rows], None if model.trials is None else model.trials[eq.rows])
             for eq in model.equations]
+
+
+def _cross(fam: Family, y: np.ndarray, x: np.ndarray, params: np.ndarray | None,
+           trials: np.ndarray | None) -> np.ndarray | None:
+    """The family's exact d ll'/d phi (cross_derivs), or None where it does not give it."""
+    try:
+        got = fam.cross_derivs(y, x, params, trials)
+    except NotImplementedError:
+        return None
+    return None if got is None else _as_2d(np.asarray(got, float))
 
 
 def _curvature(fam: Family, y: np.ndarray, x: np.ndarray, params: np.ndarray | None,
