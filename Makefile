@@ -48,6 +48,11 @@ bench: install
 bench-scale: install
 	$(PIN_BLAS) $(BIN)/python bench/bench_ar1_scale.py
 
+# Crossed GLMMs by the joint Laplace engine (issue 14): peers, 100k and 1M simulated responses, nested old vs new.
+.PHONY: bench-crossed
+bench-crossed: install
+	$(PIN_BLAS) $(BIN)/python bench/bench_crossed.py
+
 # Mutation check (minutes; not part of `make test`): every curated mutant in tools/mutants.yaml must be killed.
 .PHONY: mutate
 mutate: install

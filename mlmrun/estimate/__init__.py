@@ -1,5 +1,6 @@
 """Estimation: the moments engine (sufficient statistics) for all-gaussian factor models, exact profiled
-ML/REML for other linear Gaussian models, adaptive quadrature otherwise."""
+ML/REML for other linear Gaussian models, the joint sparse Laplace engine for `integration: {method:
+laplace}` (nested or crossed levels), adaptive quadrature otherwise."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import SpecError
 from mlmrun.estimate.wald import wald_test
 from mlmrun.likelihood.moments.checks import needs_moments, plan_moments
+from mlmrun.likelihood.preflight import uses_laplace_engine
 from mlmrun.progress import phase
 from mlmrun.results import FitResult
 
@@ -60,6 +62,10 @@ def _fit(model: CompiledModel, progress: Progress | None) -> FitResult:
         return with_wald(fit_gaussian(model, progress))
     if spec.estimation.method == "REML":
         raise SpecError("estimation.method: REML is only defined for linear Gaussian models; write `method: ML`")
+    if uses_laplace_engine(model):
+        from mlmrun.estimate.laplace_fit import fit_laplace
+
+        return with_wald(fit_laplace(model, progress))
     from mlmrun.estimate.quadrature_fit import fit_quadrature
 
     return with_wald(fit_quadrature(model, progress))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import SpecError
+from mlmrun.likelihood.laplace.structure import unsupported
 from mlmrun.likelihood.moments.checks import needs_moments, plan_moments
 from mlmrun.likelihood.quadrature.plan import IntegrationPlan, check_memory, integration_plan
 
@@ -19,6 +20,29 @@ from mlmrun.likelihood.quadrature.plan import IntegrationPlan, check_memory, int
 def uses_exact_likelihood(model: CompiledModel) -> bool:
     """True when estimate() fits by the exact Gaussian likelihood (no quadrature)."""
     return model.is_linear_gaussian and model.spec.estimation.exact and model.weighting is None
+
+
+def uses_laplace_engine(model: CompiledModel) -> bool:
+    """True when estimate() fits by the joint sparse Laplace engine (likelihood/laplace): `integration: {method:
+    laplace}` on a model with normal latent variables that the exact, moments and discrete paths do not take."""
+    if model.discrete or not model.latent or uses_exact_likelihood(model):
+        return False
+    if model.residual is None and needs_moments(model):
+        return False
+    return model.spec.estimation.integration.method == "laplace" and unsupported(model) is None
+
+
+def _laplace_crossed(model: CompiledModel) -> None:
+    """Crossed levels under `method: laplace` need the joint Laplace engine; refuse models it cannot take."""
+    if model.spec.estimation.integration.method != "laplace" or uses_exact_likelihood(model):
+        return
+    crossed = [lat.level for lat in model.latent if model.levels[lat.level].crossed]
+    why = unsupported(model) if crossed else None
+    if why is not None:
+        raise SpecError.at(("estimation", "integration", "method"),
+                           f"level '{model.levels[crossed[0]].name}' is crossed, and crossed levels are integrated "
+                           f"by the joint Laplace engine only, which cannot fit this model ({why}); make the "
+                           "design nested (drop `crossed: true`) or simplify the model")
 
 
 def preflight(model: CompiledModel) -> IntegrationPlan | None:
@@ -33,6 +57,8 @@ def preflight(model: CompiledModel) -> IntegrationPlan | None:
                else "not every response is gaussian with the identity link")
         raise SpecError.at(("estimation", "method"), f"REML is only defined for linear Gaussian models fitted "
                                                      f"exactly ({why}); write `method: ML`")
+    _laplace_crossed(model)
     plan = integration_plan(model)
-    check_memory(model, plan)
+    if not uses_laplace_engine(model):  # the sparse Laplace engine holds no quadrature nodes
+        check_memory(model, plan)
     return plan

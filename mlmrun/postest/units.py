@@ -16,7 +16,11 @@ engine that fitted it:
   (mlmrun.predict.posterior_modes, lme4's `ranef(condVar = TRUE)`);
 - residual covariances between items (`residual_covariances:`): the factor scores conditioned on the
   full Sigma (postest/moments.py); residual structures (`residuals:`) are whitened by the exact path itself;
-- discrete latent variables: posterior point probabilities by Bayes' rule (postest/discrete.py).
+- discrete latent variables: posterior point probabilities by Bayes' rule (postest/discrete.py);
+- crossed levels of a non-Gaussian model (fitted by the joint Laplace engine, likelihood/laplace): the joint
+  posterior modes and conditional SDs from the engine; exact posterior means would need an integral over
+  the crossed factors that nested quadrature cannot do, so `--eb mean` gives the means of the Laplace
+  approximation of the posterior (Gaussian at the mode): the modes again.
 """
 
 from __future__ import annotations
@@ -83,7 +87,22 @@ def unit_predictions(fit: FitResult, kind: EbKind = "mean") -> list[LevelPredict
         predictions, _ = gaussian_empirical_bayes(GaussianDesign(model), model_matrices(model, fit.values))
         return predictions
     free = np.asarray(fit.free, dtype=float)
+    if any(model.levels[lat.level].crossed for lat in model.latent):
+        return crossed_modes(fit, kind)
     if kind == "mode":
         return posterior_modes(QuadratureObjective(model, integration_plan(model)), free)
     obj = QuadratureObjective(model, eb_plan(model, integration_plan(model)))
     return empirical_bayes(obj, free, obj.adapt(free))
+
+
+def crossed_modes(fit: FitResult, kind: EbKind) -> list[LevelPrediction]:
+    """Posterior modes and conditional SDs of every level of a model with crossed levels (the Laplace engine).
+
+    Exact posterior means would need an integral over the crossed factors jointly, which nested quadrature
+    cannot do; the Laplace approximation takes the posterior as Gaussian at the joint mode with covariance
+    (I + A'WA)^-1, whose mean is the mode, so `kind='mean'` gives the same numbers (the fit was Laplace too).
+    """
+    from mlmrun.estimate.laplace_fit import level_predictions
+    from mlmrun.likelihood.laplace.objective import LaplaceEngine
+
+    return level_predictions(fit.model, LaplaceEngine(fit.model).posterior(np.asarray(fit.free, dtype=float)))

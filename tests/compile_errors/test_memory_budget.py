@@ -14,6 +14,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from mlmrun import cli
 from mlmrun.estimate.quadrature_fit import COARSE_POINTS
 from mlmrun.likelihood.quadrature import rules as quadrature
 from mlmrun.likelihood.quadrature.objective import QuadratureObjective
@@ -89,13 +90,15 @@ def test_a_budget_in_the_spec_moves_the_limit(tmp_path, capsys):
     assert prepare(write(tmp_path, raised, DATA, "raised.yaml")).model.n == 14143
 
 
-def test_the_laplace_start_is_budgeted_at_the_method_key(tmp_path, capsys):
-    """A Laplace fit first runs COARSE_POINTS-point adaptive quadrature, which may need far more than 1 point."""
+def test_the_sparse_laplace_engine_is_not_held_to_the_quadrature_budget(tmp_path, capsys):
+    """A Laplace fit goes to the joint sparse engine (likelihood/laplace, issue 14), which holds no quadrature
+    nodes: the budget that refuses 100 points here does not refuse `method: laplace` (the old path started
+    with COARSE_POINTS-point adaptive quadrature and was budgeted for it)."""
     assert LAPLACE_START_POINTS == COARSE_POINTS
-    text = FIVE.replace("{method: adaptive, points: 100}", "{method: laplace}\n  memory_budget_gib: 0.05")
-    ((line, col, what),) = refused(write(tmp_path, text, DATA), capsys)
-    assert (line, col) == position(text, "laplace")
-    assert f"starts with {COARSE_POINTS}-point adaptive quadrature" in what
+    text = FIVE.replace("{method: adaptive, points: 100}", "{method: adaptive, points: 100}\n  memory_budget_gib: 0.05")
+    assert refused(write(tmp_path, text, DATA), capsys)
+    laplace = FIVE.replace("{method: adaptive, points: 100}", "{method: laplace}\n  memory_budget_gib: 0.05")
+    assert cli.main(["validate", str(write(tmp_path, laplace, DATA, "laplace.yaml"))]) == 0
 
 
 def test_the_estimate_grows_with_points_as_the_node_count():

@@ -1127,3 +1127,16 @@ CASES += [
                                                                        for i in range(101))},
          at=("responses", 0, "choice", "alternatives"), hint="merge rare alternatives"),
 ]
+CASES += [
+    Case("crossed_level_ghq_suggests_laplace", ((PLAN, "which nested quadrature cannot integrate"),),
+         edit(CBPP, "{name: herd, id: herd}", "{name: herd, id: herd, crossed: true}",
+              "{integration: {points: 5}}", "{integration: {method: ghq, points: 5}}"),
+         at=("levels", 0, "crossed"), hint="write `estimation: {integration: {method: laplace}}`"),
+]
+CASES += [
+    Case("crossed_level_laplace_unsupported", ((PREFLIGHT, "crossed levels are integrated by the joint Laplace"),),
+         MULTINOMIAL.replace("responses:", "levels:\n  - {name: region, id: region, crossed: true}\nresponses:")
+         + "latent:\n  - {name: B, level: region, loadings: {by: alt, only: [B], fix: {B: 1}}}\n"
+           "estimation: {integration: {method: laplace}}\n",
+         at=("estimation", "integration", "method"), hint="drop `crossed: true`"),
+]

@@ -19,11 +19,6 @@ from tests.reference.compare import REFERENCE_DIR, load_reference
 TESTS = Path(__file__).resolve().parents[1]
 
 RESERVED: dict[str, str] = {
-    "grouseticks__brood_location_laplace": "Poisson with crossed (not nested) BROOD and LOCATION intercepts: "
-                                           "crossed latent variables with a non-gaussian response are refused by "
-                                           "the integration plan; grouseticks.csv is not shipped",
-    "grouseticks__index_brood_location_laplace": "as grouseticks__brood_location_laplace, plus an observation-level "
-                                                 "intercept",
     "judgesim__mtmr_ml": "54462-row crossed multi-trait multi-rater factor model (6 factors and a class intercept "
                          "over 3 crossed levels): judgesim.csv (3 MB) is not shipped and the fit has not been tried "
                          "within issue 15's test-time budget (under 3 minutes for all added tests)",

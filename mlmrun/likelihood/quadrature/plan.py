@@ -72,21 +72,24 @@ class IntegrationPlan:
 
 
 def _crossed_levels(model: CompiledModel) -> None:
-    """Latent variables at a crossed level need the exact Gaussian likelihood; refuse them at the level's key."""
+    """Latent variables at a crossed level need the exact Gaussian likelihood or the joint Laplace approximation
+    (likelihood/laplace); refuse them under nested quadrature at the level's key, with the YAML to write."""
     crossed = sorted({lat.level for lat in model.latent if model.levels[lat.level].crossed})
-    if not crossed:
+    method = model.spec.estimation.integration.method
+    if not crossed or method == "laplace":
         return
     level = model.levels[crossed[0]]
     if model.is_linear_gaussian:
         why = "`estimation.exact: false` asks for quadrature; drop it (every response is gaussian/identity)"
     else:
         eq = next(e for e in model.equations if (e.family.name, e.family.link) != ("gaussian", "identity"))
-        why = (f"response '{eq.name}' is {eq.family.name}/{eq.family.link}"
-               + ", so the model needs quadrature; crossed random effects need every response gaussian with the "
-               "identity link (exact likelihood)")
+        why = (f"response '{eq.name}' is {eq.family.name}/{eq.family.link}, so the model needs integration; crossed "
+               "random effects need every response gaussian with the identity link (exact likelihood) or the "
+               "Laplace approximation over all random effects jointly")
     raise SpecError.at(("levels", crossed[0], "crossed", KEY),
                        f"level '{level.name}' is crossed and carries latent variables, which nested quadrature "
-                       f"cannot integrate: {why}, or make the design nested (drop `crossed: true`)")
+                       f"cannot integrate (`method: {method}`): {why}; write `estimation: {{integration: {{method: "
+                       "laplace}}`, or make the design nested (drop `crossed: true`)")
 
 
 def integration_plan(model: CompiledModel) -> IntegrationPlan:
