@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mlmrun"
 ORDER = ["errors", "display", "progress", "spec", "data", "families", "compile", "likelihood", "pipeline", "predict", "results",
-         "estimate", "report", "io", "postest", "api", "check", "cli"]
+         "estimate", "report", "io", "postest", "distributed", "api", "check", "cli"]
 
 
 def _stage(module: str) -> str | None:

@@ -1,0 +1,317 @@
+"""One fit over Dask workers: set up the partitions, run the single-process drivers on the client, tear down.
+
+`fit_distributed(path, scheduler=..., workers=...)` reads the spec, gives
+each worker some files of its partitioned Parquet folder
+(distributed/partitions.py), compiles them there, and fits with the
+estimate/ drivers over the proxies of distributed/objective.py:
+
+- exact Gaussian (nested levels, ML or REML): gaussian_fit's optimiser
+  (L-BFGS-B, escapes from SD saddles, Newton polish, snapping to the
+  boundary) on the profiled deviance; standard errors as gaussian_se
+  (differences of the analytic gradient, fixed part from (X'V^-1X)^-1); the
+  LR test against the linear regression from summed normal equations;
+- adaptive / ghq quadrature and its Laplace method: quadrature_fit's GLM
+  start, re-adaptation rounds, Laplace polish, information, point check and
+  LR test.
+
+Empirical Bayes predictions are not gathered (they are per unit and stay on
+the workers), so results.json has no `empirical_bayes` for these fits.
+The client model (`DistributedModel`) is compiled from a small sample of the
+data (the first top-level units of the first partition) for its parameter
+table and structure, and carries the data-wide counts (rows, units per
+level) for the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlmrun.compile import compile_model
+from mlmrun.compile.model import CompiledModel
+from mlmrun.compile.spec_checks import check_spec
+from mlmrun.data.dataset import combined_digest, dataset_files, is_dataset
+from mlmrun.data.levels import LevelIndex
+from mlmrun.data.load import LoadedData
+from mlmrun.data.shown import shown_path
+from mlmrun.distributed.objective import DistributedQuadrature, GaussianPart, QuadraturePart
+from mlmrun.distributed.partitions import (
+    Partition,
+    Schema,
+    call,
+    check_disjoint,
+    check_tables,
+    merge_schema,
+    residual_starts,
+    top_level_column,
+)
+from mlmrun.errors import DataError, SpecError
+from mlmrun.likelihood.gaussian.deviance import LOG_2PI
+from mlmrun.likelihood.moments.checks import needs_moments
+from mlmrun.pipeline import Prepared, _located
+from mlmrun.results import FitResult
+from mlmrun.spec.loader import load_spec
+from mlmrun.spec.model import Spec
+
+SAMPLE_UNITS = 100
+"""Top-level units of the first partition the client compiles its model from (parameter table and structure)."""
+
+
+@dataclass(frozen=True)
+class DistributedModel(CompiledModel):
+    """The client's model: a sample's arrays for structure, the whole data's counts for the report."""
+
+    n_total: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.n_total
+
+
+class Pool:
+    """Worker-resident objects (Dask futures pinned to their workers) and a map of one method over them."""
+
+    def __init__(self, client: Any, held: list[tuple[str, Any]]) -> None:
+        self.client, self.held = client, held
+
+    def map(self, method: str, *args: Any) -> list[Any]:
+        futures = [self.client.submit(call, fut, method, *args, workers=[w], allow_other_workers=False, pure=False)
+                   for w, fut in self.held]
+        return self.client.gather(futures)
+
+    def build(self, factory: Callable[..., Any], *args: Any) -> Pool:
+        """A pool of `factory(obj, *args)` built next to each held object (on the same worker)."""
+        held = [(w, self.client.submit(factory, fut, *args, workers=[w], allow_other_workers=False, pure=False))
+                for w, fut in self.held]
+        from dask.distributed import wait
+
+        done = wait([f for _, f in held])
+        for f in done.done:
+            if f.status == "error":
+                f.result()  # raises the worker's error here
+        return Pool(self.client, held)
+
+
+def check_supported(spec: Spec) -> None:
+    """Refuse, at the spec's keys, what a distributed fit cannot do (the likelihood must be a sum over units)."""
+    at = ("estimation", "distributed")
+    if any(lv.crossed for lv in spec.levels):
+        raise SpecError.at(at, "crossed levels make the likelihood a non-separable sum (units of a crossed level "
+                           "span the partitions); fit this model in one process (drop `distributed`)")
+    unsupported = [("weights", spec.weights is not None), ("structural.Gamma", bool(spec.structural.Gamma)),
+                   ("residual_covariances", spec.residual_covariances is not None),
+                   ("estimation.start_from", spec.estimation.start_from is not None),
+                   ("estimation.vce", spec.estimation.vce not in (None, "oim"))]
+    unsupported += [(f"levels.{i}.pweight", lv.pweight is not None) for i, lv in enumerate(spec.levels)]
+    for i, eq in enumerate(spec.responses):
+        unsupported += [(f"responses.{i}.{key}", bool(getattr(eq, key, None)))
+                        for key in ("variance", "variance_by", "residuals", "choice", "thresholds", "scale",
+                                                             "zero_inflation", "composite")]
+        unsupported.append((f"responses.{i}.family", eq.family in ("ordinal", "multinomial", "ranking")))
+    for i, block in enumerate(spec.random):
+        unsupported.append((f"random.{i}.distribution", block.distribution is not None))
+    for i, lat in enumerate(spec.latent):
+        unsupported += [(f"latent.{i}.loadings.by", lat.loadings is not None and lat.loadings.by is not None),
+                        (f"latent.{i}.distribution", lat.distribution is not None),
+                        (f"latent.{i}.classes", lat.classes is not None)]
+    for key, bad in unsupported:
+        if bad:
+            raise SpecError.at(at, f"a distributed fit does not support `{key}` yet (it needs data-wide information "
+                               "or a likelihood that is not a sum over top-level units); fit this model in one "
+                               "process (drop `distributed`)")
+    top_level_column(spec)
+
+
+def _route(model: CompiledModel) -> str:
+    """'gaussian' (exact profiled ML/REML) or 'quadrature', as estimate/_fit would route the whole data."""
+    if model.discrete:
+        raise SpecError.at(("estimation", "distributed"), "discrete latent distributions are not supported by "
+                           "distributed fits; fit this model in one process (drop `distributed`)")
+    exact = model.is_linear_gaussian and model.spec.estimation.exact
+    if exact and needs_moments(model):
+        raise SpecError.at(("estimation", "distributed"), "this model is fitted by the moments engine (sufficient "
+                           "statistics), not as a sum over units; fit it in one process (drop `distributed`)")
+    if exact:
+        return "gaussian"
+    if model.spec.estimation.method == "REML":
+        raise SpecError("estimation.method: REML is only defined for linear Gaussian models; write `method: ML`")
+    return "quadrature"
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
+    """A client of the scheduler at `scheduler`, or of a local cluster of `workers` single-threaded processes."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+@dataclass
+class Setup:
+    """Everything a distributed fit holds: the client model, the partitions' pool and what the report needs."""
+
+    model: DistributedModel
+    parts: Pool
+    n_partitions: int
+    files: list[str]
+    sample: pd.DataFrame
+    """The rows the client model was compiled from (the report's loadings table reads its labels)."""
+
+
+def _levels(spec: Spec, compiled: list[dict]) -> tuple[LevelIndex, ...]:
+    """Data-wide LevelIndex per level from the partitions' unit sizes, labels and parents (units offset per partition)."""
+    out = []
+    for k, lv in enumerate(spec.levels):
+        sizes = np.concatenate([c["levels"][k]["sizes"] for c in compiled])
+        labels = np.concatenate([c["levels"][k]["labels"] for c in compiled])
+        parent = None
+        if compiled[0]["levels"][k]["parent"] is not None:
+            offsets = np.cumsum([0] + [len(c["levels"][k + 1]["sizes"]) for c in compiled])
+            parent = np.concatenate([c["levels"][k]["parent"] + off for c, off in zip(compiled, offsets, strict=False)])
+        codes = np.repeat(np.arange(len(sizes), dtype=np.intp), sizes)
+        out.append(LevelIndex(lv.name, lv.id, codes, len(sizes), labels, lv.crossed, parent))
+    return tuple(out)
+
+
+def _sample(part: Partition, schema: Schema) -> pd.DataFrame:
+    """The rows of the first SAMPLE_UNITS top-level units of a partition, categories cast as everywhere."""
+    assert part.frame is not None
+    _, column = top_level_column(part.spec)
+    ids = part.frame[column]
+    keep = ids.isin(pd.unique(ids.dropna())[:SAMPLE_UNITS])
+    frame = part.frame.loc[keep].reset_index(drop=True)
+    for col, cats in schema.categories.items():
+        if col in frame.columns:
+            frame[col] = pd.Categorical(frame[col], categories=cats)
+    return frame
+
+
+def open_fit(client: Any, spec: Spec, base_dir: Path, allow_outside: bool = False) -> Setup:
+    """Read, check and compile the partitions on the workers; the client model from a sample."""
+    check_spec(spec)
+    check_supported(spec)
+    if not is_dataset(base_dir, spec.data.path, allow_outside):
+        raise DataError("data.path: a distributed fit reads a partitioned Parquet dataset (a folder of .parquet "
+                        "files, each holding whole top-level units); name such a folder, or drop `distributed`")
+    files = dataset_files(base_dir, spec.data.path, "data.path", allow_outside)
+    workers = sorted(client.scheduler_info()["workers"])
+    groups = [(w, files[k::len(workers)]) for k, w in enumerate(workers) if files[k::len(workers)]]
+    held = [(w, client.submit(Partition, spec, group, workers=[w], allow_other_workers=False, pure=False))
+            for w, group in groups]
+    pool = Pool(client, held)
+    reports = pool.map("report")
+    level, column = top_level_column(spec)
+    order = sorted((f for rep in reports for f in rep["facts"]), key=lambda f: f.name)
+    check_disjoint(order, level, column)
+    schema = merge_schema(spec, reports)
+    first = held[0]
+    sample = client.submit(_sample, first[1], schema, workers=[first[0]], allow_other_workers=False, pure=False)
+    sample_frame = sample.result()
+    compiled = pool.map("compile", schema)
+    check_tables([c["table"] for c in compiled], [rep["facts"][0].name for rep in reports])
+    by_path = {item.path: d for (_, group), rep in zip(groups, reports, strict=True)
+               for item, d in zip(group, rep["digests"], strict=True)}
+    digest = combined_digest([by_path[item.path] for item in files])  # as data/dataset.read_dataset: path order
+    base = compile_model(spec, LoadedData(sample_frame, digest, len(sample_frame), spec.data.path))
+    check_tables([compiled[0]["table"], base.partable.frame], ["the partitions", "a sample of them"])
+    values = {f.name: getattr(base, f.name) for f in fields(CompiledModel)}
+    values.update(levels=_levels(spec, compiled), n_rows_read=sum(c["n_rows_read"] for c in compiled),
+                  n_dropped_missing=sum(c["n_dropped"] for c in compiled), data_sha256=digest)
+    base = residual_starts(base, [c["moments"] for c in compiled])
+    values["partable"] = base.partable
+    model = DistributedModel(**values, n_total=sum(c["n"] for c in compiled))
+    return Setup(model, pool, len(files), [shown_path(f.path) for f in files], sample_frame)
+
+
+def _model_of(part: Partition, kind: str) -> Any:
+    assert part.model is not None
+    return GaussianPart(part.model) if kind == "gaussian" else QuadraturePart(part.model)
+
+
+def fit_setup(setup: Setup, progress: Callable | None = None) -> FitResult:
+    """Fit the opened partitions with the route the whole data would take (module docstring)."""
+    model = setup.model
+    kind = _route(model)
+    engines = setup.parts.build(_model_of, kind)
+    if kind == "gaussian":
+        from mlmrun.distributed.routes import fit_gaussian_distributed
+
+        fit = fit_gaussian_distributed(model, engines, progress)
+    else:
+        from mlmrun.distributed.routes import fit_quadrature_distributed
+
+        fit = fit_quadrature_distributed(model, DistributedQuadrature(model, engines), progress)
+    from mlmrun.estimate import with_wald
+
+    fit = with_wald(fit)
+    fit.extras["distributed"] = {"partitions": setup.n_partitions, "workers": len(engines.held),
+                                 "files": setup.files}
+    return fit
+
+
+def fit_distributed(path: str | Path, scheduler: str | None = None, workers: int | None = None,
+                    allow_outside: bool = False, progress: Callable | None = None, client: Any = None) -> FitResult:
+    """Fit the spec at `path` over Dask workers: those of `client`, else of the scheduler at `scheduler`, else
+    of a local cluster of `workers` processes (both default to the spec's `estimation.distributed`)."""
+    return fit_prepared(path, scheduler, workers, allow_outside, progress, client)[0]
+
+
+def fit_prepared(path: str | Path, scheduler: str | None = None, workers: int | None = None,
+                 allow_outside: bool = False, progress: Callable | None = None, client: Any = None
+                 ) -> tuple[FitResult, Prepared]:
+    """`fit_distributed`, and a Prepared for the report (its data: the sample the client model was compiled from)."""
+    path = Path(path)
+    spec, marks = load_spec(path)
+    t0 = time.perf_counter()
+    try:
+        if client is not None:
+            setup = open_fit(client, spec, path.parent, allow_outside)
+            fit = fit_setup(setup, progress)
+        else:
+            dist = spec.estimation.distributed
+            scheduler = scheduler if scheduler is not None else (dist.scheduler if dist else None)
+            n = workers if workers is not None else (dist.workers if dist else 2)
+            with dask_client(scheduler, n) as own:
+                setup = open_fit(own, spec, path.parent, allow_outside)
+                fit = fit_setup(setup, progress)
+    except (SpecError, DataError) as exc:
+        raise _located(exc, marks, path) from None
+    model = setup.model
+    data = LoadedData(setup.sample, model.data_sha256, model.n_rows_read, spec.data.path)
+    return replace(fit, fit_seconds=time.perf_counter() - t0), Prepared(path, spec, marks, data, model)
+
+
+def wants_distributed(path: str | Path, scheduler: str | None, workers: int | None) -> bool:
+    """Whether `mlmrun fit` fits over Dask workers: a --scheduler or --local-workers option, or the spec's key."""
+    if scheduler is not None or workers is not None:
+        return True
+    return load_spec(Path(path))[0].estimation.distributed is not None
+
+
+def regression_loglik(sums: tuple, reml: bool) -> float:
+    """(Restricted) log likelihood of the linear regression with one residual SD, from X'X, X'y, y'y and n."""
+    XtX, Xty, yty, n = sums
+    p = len(Xty)
+    beta = np.linalg.solve(XtX, Xty) if p else np.zeros(0)
+    ss = max(float(yty - 2 * beta @ Xty + beta @ XtX @ beta), 1e-300)
+    dof = n - p if reml else n
+    dev = dof * LOG_2PI + n * np.log(ss / dof) + dof
+    if reml and p:
+        dev += np.linalg.slogdet(XtX)[1] - p * np.log(ss / dof)
+    return -0.5 * float(dev)
+
+
+__all__ = ["DistributedModel", "Pool", "dask_client", "fit_distributed", "fit_setup", "open_fit", "regression_loglik"]
