@@ -123,6 +123,26 @@ def _estimate_logged(model: object, quiet: bool) -> FitResult:
     return fit
 
 
+def _fit_distributed(args: argparse.Namespace) -> tuple[FitResult, Prepared] | None:
+    """The fit over Dask workers when --scheduler, --local-workers or the spec's estimation.distributed asks for it."""
+    from mlmrun.distributed.fit import fit_prepared, wants_distributed
+
+    path = relative_path(args.spec)
+    if not wants_distributed(path, args.scheduler, args.local_workers):
+        return None
+    if args.check:
+        raise SpecError("--check refits in one process; drop --check, or --scheduler/--local-workers "
+                        "(and estimation.distributed)")
+    return fit_prepared(path, args.scheduler, args.local_workers, args.allow_outside_data)
+
+
+def _workers(text: str) -> int:
+    """--local-workers: a whole number from 1 to 1024."""
+    if not text.isdigit() or not 1 <= int(text) <= 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers; write a whole number from 1 to 1024")
+    return int(text)
+
+
 def output_dir(prepared: Prepared, out: str | None, allow_outside: bool) -> Path:
     """--out (trusted: the user typed it), else the spec's report.dir, else reports/<spec name>.
 
@@ -169,7 +189,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     fails are removed again.
     """
     start = time.perf_counter()
-    prepared = prepare(relative_path(args.spec), args.allow_outside_data)
+    distributed = _fit_distributed(args)  # (fit, prepared) when fitted over Dask workers (mlmrun/distributed)
+    prepared = distributed[1] if distributed else prepare(relative_path(args.spec), args.allow_outside_data)
     out = output_dir(prepared, args.out, args.allow_outside_data)
     if args.check:
         from mlmrun.check import run_check
@@ -183,7 +204,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise OutputError(f"{locate(prepared.marks, str(prepared.path), 'report', 'dir')}: report.dir: {exc}") from None
         raise
     try:
-        fit = _estimate_logged(prepared.model, args.quiet)
+        fit = distributed[0] if distributed else _estimate_logged(prepared.model, args.quiet)
         total = time.perf_counter() - start
         files = render_outputs(fit, prepared, total, getattr(args, "argv", None))
         write_atomic(out, files)
@@ -430,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--check", action="store_true",
                      help="refit and compare with the results.json in the output folder, writing nothing: exit 0 "
                           "when it reproduces, 4 with the differences when not (mlmrun/check.py has the tolerances)")
+    fit.add_argument("--scheduler", metavar="ADDRESS",
+                     help="fit over the workers of this Dask scheduler (e.g. tcp://10.0.0.5:8786); data.path must "
+                          "name a partitioned Parquet folder (docs/distributed.md)")
+    fit.add_argument("--local-workers", metavar="N", type=_workers,
+                     help="fit over a local Dask cluster of N worker processes (partitioned Parquet data.path)")
     fit.set_defaults(func=cmd_fit)
     val = sub.add_parser("validate", parents=[trust],
                          help="check specs, their data and the compiled models without fitting")

@@ -25,6 +25,7 @@ level) for the report.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
@@ -131,9 +132,6 @@ def check_supported(spec: Spec) -> None:
 
 def _route(model: CompiledModel) -> str:
     """'gaussian' (exact profiled ML/REML) or 'quadrature', as estimate/_fit would route the whole data."""
-    if model.discrete:
-        raise SpecError.at(("estimation", "distributed"), "discrete latent distributions are not supported by "
-                           "distributed fits; fit this model in one process (drop `distributed`)")
     exact = model.is_linear_gaussian and model.spec.estimation.exact
     if exact and needs_moments(model):
         raise SpecError.at(("estimation", "distributed"), "this model is fitted by the moments engine (sufficient "
@@ -141,7 +139,8 @@ def _route(model: CompiledModel) -> str:
     if exact:
         return "gaussian"
     if model.spec.estimation.method == "REML":
-        raise SpecError("estimation.method: REML is only defined for linear Gaussian models; write `method: ML`")
+        raise SpecError.at(("estimation", "method"), "REML needs the exact likelihood of a model whose every "
+                           "response is gaussian with the identity link; write `method: ML`")
     return "quadrature"
 
 
@@ -154,7 +153,8 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
         with Client(scheduler) as client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.distributed.objective import Dims, DistributedGaussian, DistributedQuadrature
-from mlmrun.errors import SpecError
 from mlmrun.estimate.gaussian_fit import Run, _converged, _lme4_start, _natural_values, _optimise
 from mlmrun.estimate.gaussian_params import GaussianParams
 from mlmrun.estimate.gaussian_se import FORWARD_ABOVE, _boundary_coords, _hessian_steps, gradient_hessian
@@ -138,8 +137,7 @@ def fit_gaussian_distributed(model: CompiledModel, pool: Any, progress: Callable
     beta = np.linalg.lstsq(XtX, Xty, rcond=None)[0] if len(Xty) else np.zeros(0)
     shift = np.linalg.solve(XfXf, Xfy0) if len(Xfy0) else np.zeros(0)
     if not all(pool.map("set_shift", shift)):
-        raise SpecError.at(("estimation", "distributed"), "this design has no selected inverse (its last block is "
-                           "factorised by sparse LU), so the distributed fit has no analytic gradient; fit it in one process")
+        raise RuntimeError("a partition's Gaussian design has no selected inverse (nested designs always have one)")
     obj = DistributedGaussian(model, params, reml, pool, Dims(int(n), len(shift), shift))
     free0, sigma0 = _start_values(model, params, obj, beta, n)
     phi0 = params.phi_from_free(free0, sigma0)
