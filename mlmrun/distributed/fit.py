@@ -42,11 +42,9 @@ from mlmrun.data.dataset import combined_digest, dataset_files, is_dataset
 from mlmrun.data.levels import LevelIndex
 from mlmrun.data.load import LoadedData
 from mlmrun.data.shown import shown_path
-from mlmrun.distributed.objective import DistributedQuadrature, GaussianPart, QuadraturePart
+from mlmrun.distributed.objective import DistributedQuadrature
 from mlmrun.distributed.partitions import (
     Partition,
-    Schema,
-    call,
     check_disjoint,
     check_tables,
     merge_schema,
@@ -77,27 +75,31 @@ class DistributedModel(CompiledModel):
 
 
 class Pool:
-    """Worker-resident objects (Dask futures pinned to their workers) and a map of one method over them."""
+    """One `Partition` actor per worker (Dask actors: the client calls them directly, not through the
+    scheduler) and a map of one method over all of them, answers in partition order."""
 
-    def __init__(self, client: Any, held: list[tuple[str, Any]]) -> None:
-        self.client, self.held = client, held
+    def __init__(self, actors: list[Any]) -> None:
+        self.actors = actors
 
     def map(self, method: str, *args: Any) -> list[Any]:
-        futures = [self.client.submit(call, fut, method, *args, workers=[w], allow_other_workers=False, pure=False)
-                   for w, fut in self.held]
-        return self.client.gather(futures)
+        """`Partition.method(*args)` on every partition."""
+        futures = [getattr(a, method)(*args) for a in self.actors]
+        return [f.result() for f in futures]
 
-    def build(self, factory: Callable[..., Any], *args: Any) -> Pool:
-        """A pool of `factory(obj, *args)` built next to each held object (on the same worker)."""
-        held = [(w, self.client.submit(factory, fut, *args, workers=[w], allow_other_workers=False, pure=False))
-                for w, fut in self.held]
-        from dask.distributed import wait
+    def engine(self, method: str, *args: Any) -> list[Any]:
+        """The engine's `method(*args)` on every partition (Partition.engine)."""
+        futures = [a.run(method, *args) for a in self.actors]
+        return [f.result() for f in futures]
 
-        done = wait([f for _, f in held])
-        for f in done.done:
-            if f.status == "error":
-                f.result()  # raises the worker's error here
-        return Pool(self.client, held)
+
+class EnginePool:
+    """The pool as the proxies of distributed/objective.py see it: `map` calls the partitions' engines."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    def map(self, method: str, *args: Any) -> list[Any]:
+        return self.pool.engine(method, *args)
 
 
 def check_supported(spec: Spec) -> None:
@@ -186,19 +188,6 @@ def _levels(spec: Spec, compiled: list[dict]) -> tuple[LevelIndex, ...]:
     return tuple(out)
 
 
-def _sample(part: Partition, schema: Schema) -> pd.DataFrame:
-    """The rows of the first SAMPLE_UNITS top-level units of a partition, categories cast as everywhere."""
-    assert part.frame is not None
-    _, column = top_level_column(part.spec)
-    ids = part.frame[column]
-    keep = ids.isin(pd.unique(ids.dropna())[:SAMPLE_UNITS])
-    frame = part.frame.loc[keep].reset_index(drop=True)
-    for col, cats in schema.categories.items():
-        if col in frame.columns:
-            frame[col] = pd.Categorical(frame[col], categories=cats)
-    return frame
-
-
 def open_fit(client: Any, spec: Spec, base_dir: Path, allow_outside: bool = False) -> Setup:
     """Read, check and compile the partitions on the workers; the client model from a sample."""
     check_spec(spec)
@@ -209,17 +198,15 @@ def open_fit(client: Any, spec: Spec, base_dir: Path, allow_outside: bool = Fals
     files = dataset_files(base_dir, spec.data.path, "data.path", allow_outside)
     workers = sorted(client.scheduler_info()["workers"])
     groups = [(w, files[k::len(workers)]) for k, w in enumerate(workers) if files[k::len(workers)]]
-    held = [(w, client.submit(Partition, spec, group, workers=[w], allow_other_workers=False, pure=False))
-            for w, group in groups]
-    pool = Pool(client, held)
+    futures = [client.submit(Partition, spec, group, workers=[w], allow_other_workers=False, pure=False, actor=True)
+               for w, group in groups]
+    pool = Pool([f.result() for f in futures])
     reports = pool.map("report")
     level, column = top_level_column(spec)
     order = sorted((f for rep in reports for f in rep["facts"]), key=lambda f: f.name)
     check_disjoint(order, level, column)
     schema = merge_schema(spec, reports)
-    first = held[0]
-    sample = client.submit(_sample, first[1], schema, workers=[first[0]], allow_other_workers=False, pure=False)
-    sample_frame = sample.result()
+    sample_frame = pool.actors[0].sample(schema, SAMPLE_UNITS).result()
     compiled = pool.map("compile", schema)
     check_tables([c["table"] for c in compiled], [rep["facts"][0].name for rep in reports])
     by_path = {item.path: d for (_, group), rep in zip(groups, reports, strict=True)
@@ -236,16 +223,12 @@ def open_fit(client: Any, spec: Spec, base_dir: Path, allow_outside: bool = Fals
     return Setup(model, pool, len(files), [shown_path(f.path) for f in files], sample_frame)
 
 
-def _model_of(part: Partition, kind: str) -> Any:
-    assert part.model is not None
-    return GaussianPart(part.model) if kind == "gaussian" else QuadraturePart(part.model)
-
-
 def fit_setup(setup: Setup, progress: Callable | None = None) -> FitResult:
     """Fit the opened partitions with the route the whole data would take (module docstring)."""
     model = setup.model
     kind = _route(model)
-    engines = setup.parts.build(_model_of, kind)
+    setup.parts.map("build", kind)
+    engines = EnginePool(setup.parts)
     if kind == "gaussian":
         from mlmrun.distributed.routes import fit_gaussian_distributed
 
@@ -257,7 +240,7 @@ def fit_setup(setup: Setup, progress: Callable | None = None) -> FitResult:
     from mlmrun.estimate import with_wald
 
     fit = with_wald(fit)
-    fit.extras["distributed"] = {"partitions": setup.n_partitions, "workers": len(engines.held),
+    fit.extras["distributed"] = {"partitions": setup.n_partitions, "workers": len(setup.parts.actors),
                                  "files": setup.files}
     return fit
 

@@ -52,14 +52,18 @@ KEEP = 64
 
 @dataclass(frozen=True)
 class RemoteAdaptation:
-    """A handle on an adaptation held by every worker (each for its own units), with the rules to use it with."""
+    """A handle on an adaptation held by every worker (each for its own units), with the rules to use it with.
+
+    `pending` = (free, warm handle, rules) is how to compute it: a worker adapts when a call first uses the
+    handle, so adapting costs no round trip of its own (the drivers always evaluate right after adapting)."""
 
     key: int
     rules: tuple
+    pending: tuple | None = None
 
     def with_rules(self, rules: tuple) -> RemoteAdaptation:
         """Same placement, other rules (as Adaptation.with_rules)."""
-        return RemoteAdaptation(self.key, rules)
+        return RemoteAdaptation(self.key, rules, self.pending)
 
 
 class QuadraturePart:
@@ -73,7 +77,11 @@ class QuadraturePart:
         if handle is None:
             return None
         if handle.key not in self.ads:
-            raise RuntimeError(f"adaptation {handle.key} is no longer held by this worker (it keeps {KEEP})")
+            if handle.pending is None:
+                raise RuntimeError(f"adaptation {handle.key} is no longer held by this worker (it keeps {KEEP})")
+            free, warm, rules = handle.pending
+            self._keep(handle.key, self.obj.adapt(free, self._ad(warm), rules))
+        self.ads.move_to_end(handle.key)
         return self.ads[handle.key].with_rules(handle.rules)
 
     def _keep(self, key: int, ad: Any) -> None:
@@ -81,8 +89,10 @@ class QuadraturePart:
         while len(self.ads) > KEEP:
             self.ads.popitem(last=False)
 
-    def adapt(self, free: np.ndarray, warm: RemoteAdaptation | None, rules: tuple, key: int) -> None:
-        self._keep(key, self.obj.adapt(free, self._ad(warm), rules))
+    def readapted(self, handle: RemoteAdaptation) -> float:
+        """Log likelihood with the (pending) adaptation `handle`, adapting first."""
+        assert handle.pending is not None
+        return self.obj.frozen(handle.pending[0], self._ad(handle), gradient=False)[0]
 
     def frozen(self, free: np.ndarray, handle: RemoteAdaptation, gradient: bool) -> tuple[float, np.ndarray | None]:
         return self.obj.frozen(free, self._ad(handle), gradient)
@@ -103,17 +113,30 @@ class DistributedQuadrature:
         self.pool = pool
         self.lay = SimpleNamespace(hierarchy=True, row_weight=None)  # the drivers only ask whether levels exist
         self.n_evaluations = 0
+        self.resolved: set[int] = set()
+        """Keys every worker has computed: their handles travel without `pending`."""
+
+    def _sent(self, handle: RemoteAdaptation | None) -> RemoteAdaptation | None:
+        """The handle as sent: resolved ones bare, pending ones with their (shortened) warm-start chain."""
+        if handle is None or handle.key in self.resolved or handle.pending is None:
+            return None if handle is None else RemoteAdaptation(handle.key, handle.rules)
+        free, warm, rules = handle.pending
+        return RemoteAdaptation(handle.key, handle.rules, (free, self._sent(warm), rules))
+
+    def _used(self, handle: RemoteAdaptation | None) -> None:
+        while handle is not None:
+            self.resolved.add(handle.key)
+            handle = handle.pending[1] if handle.pending else None
 
     def adapt(self, free: np.ndarray, warm: RemoteAdaptation | None = None, rules: tuple | None = None
               ) -> RemoteAdaptation:
         rules = self.plan.rules if rules is None else rules
-        key = next(_keys)
-        self.pool.map("adapt", np.asarray(free, float), warm, rules, key)
-        return RemoteAdaptation(key, rules)
+        return RemoteAdaptation(next(_keys), rules, (np.asarray(free, float).copy(), warm, rules))
 
     def frozen(self, free: np.ndarray, ad: RemoteAdaptation, gradient: bool = True) -> tuple[float, np.ndarray | None]:
         self.n_evaluations += 1
-        parts = self.pool.map("frozen", np.asarray(free, float), ad, gradient)
+        parts = self.pool.map("frozen", np.asarray(free, float), self._sent(ad), gradient)
+        self._used(ad)
         ll = float(sum(p[0] for p in parts))
         if not gradient:
             return ll, None
@@ -123,7 +146,10 @@ class DistributedQuadrature:
 
     def readapted(self, free: np.ndarray, warm: RemoteAdaptation | None = None) -> tuple[float, RemoteAdaptation]:
         ad = self.adapt(free, warm)
-        return self.frozen(free, ad, gradient=False)[0], ad
+        self.n_evaluations += 1
+        ll = float(sum(self.pool.map("readapted", self._sent(ad))))
+        self._used(ad)
+        return ll, ad
 
     def glm(self, free: np.ndarray) -> tuple[float, np.ndarray]:
         self.n_evaluations += 1

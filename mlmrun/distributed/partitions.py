@@ -168,6 +168,16 @@ def residual_starts(model: CompiledModel, moments: list[list[tuple[int, float, f
     return replace(model, partable=ParTable(frame))
 
 
+def response_moments(model: CompiledModel) -> list[tuple[int, float, float]]:
+    """Per equation: rows, mean and sum of squared deviations of its response (for `residual_starts`)."""
+    out = []
+    for eq in model.equations:
+        y = model.y[np.asarray(eq.rows)]
+        mean = float(y.mean()) if len(y) else 0.0
+        out.append((len(y), mean, float(np.sum((y - mean) ** 2))))
+    return out
+
+
 class Partition:
     """One worker's rows: read once, compiled once, kept in the worker's memory for the whole fit."""
 
@@ -192,6 +202,7 @@ class Partition:
             frame = stack_long(frame, spec.data.stack)
         self.frame: pd.DataFrame | None = frame
         self.model: CompiledModel | None = None
+        self.engine: Any = None
 
     def report(self) -> dict[str, Any]:
         """File facts, and the kind and values of every fixed-part column (for the data-wide schema)."""
@@ -223,16 +234,25 @@ class Partition:
                 "n_dropped": m.n_dropped_missing, "levels": levels, "moments": response_moments(m)}
 
 
-def response_moments(model: CompiledModel) -> list[tuple[int, float, float]]:
-    """Per equation: rows, mean and sum of squared deviations of its response (for `residual_starts`)."""
-    out = []
-    for eq in model.equations:
-        y = model.y[np.asarray(eq.rows)]
-        mean = float(y.mean()) if len(y) else 0.0
-        out.append((len(y), mean, float(np.sum((y - mean) ** 2))))
-    return out
+    def sample(self, schema: Schema, units: int) -> pd.DataFrame:
+        """The rows of the first `units` top-level units, categories cast as in `compile` (the client compiles
+        its model, for the parameter table and structure, from these)."""
+        assert self.frame is not None
+        _, column = top_level_column(self.spec)
+        ids = self.frame[column]
+        frame = self.frame.loc[ids.isin(pd.unique(ids.dropna())[:units])].reset_index(drop=True)
+        for col, cats in schema.categories.items():
+            if col in frame.columns:
+                frame[col] = pd.Categorical(frame[col], categories=cats)
+        return frame
 
+    def build(self, kind: str) -> None:
+        """The engine of the fit's route on the compiled rows (distributed/objective.py's worker side)."""
+        from mlmrun.distributed.objective import GaussianPart, QuadraturePart
 
-def call(part: Any, method: str, *args: Any) -> Any:
-    """Run `part.method(*args)` on the worker that holds `part` (the one function the client submits)."""
-    return getattr(part, method)(*args)
+        assert self.model is not None
+        self.engine = GaussianPart(self.model) if kind == "gaussian" else QuadraturePart(self.model)
+
+    def run(self, method: str, *args: Any) -> Any:
+        """The engine's `method(*args)` (one actor call per partition and evaluation)."""
+        return getattr(self.engine, method)(*args)
