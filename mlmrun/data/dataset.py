@@ -49,10 +49,7 @@ def dataset_files(base_dir: Path, name: str, key: str = "data.path", allow_outsi
         rel = path.relative_to(root).parts
         if any(p.startswith((".", "_")) for p in rel) or path.is_dir() or path.suffix.lower() != ".parquet":
             continue
-        resolved = path.resolve()
-        if not resolved.is_relative_to(root):
-            raise DataError(f"{key}: {excerpt('/'.join(rel), 80)} in {shown_path(root)} leads outside the dataset "
-                            "folder (a symbolic link); copy the file into the folder")
+        resolved = spec_relative_path(base_dir, str(Path(name, *rel)), key, allow_outside)  # a link out is refused
         hive = tuple(tuple(p.split("=", 1)) for p in rel[:-1] if "=" in p)
         out.append(DatasetFile(resolved, hive))  # type: ignore[arg-type]
     if not out:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
@@ -38,7 +39,7 @@ import pandas as pd
 from mlmrun.compile import compile_model
 from mlmrun.compile.model import CompiledModel
 from mlmrun.compile.spec_checks import check_spec
-from mlmrun.data.dataset import combined_digest, dataset_files, is_dataset
+from mlmrun.data.dataset import DatasetFile, combined_digest, dataset_files, is_dataset
 from mlmrun.data.levels import LevelIndex
 from mlmrun.data.load import LoadedData
 from mlmrun.data.shown import shown_path
@@ -53,7 +54,6 @@ from mlmrun.distributed.partitions import (
 )
 from mlmrun.errors import DataError, SpecError
 from mlmrun.likelihood.gaussian.deviance import LOG_2PI
-from mlmrun.likelihood.moments.checks import needs_moments
 from mlmrun.pipeline import Prepared, _located
 from mlmrun.results import FitResult
 from mlmrun.spec.loader import load_spec
@@ -103,20 +103,25 @@ class EnginePool:
 
 
 def check_supported(spec: Spec) -> None:
-    """Refuse, at the spec's keys, what a distributed fit cannot do (the likelihood must be a sum over units)."""
-    at = ("estimation", "distributed")
+    """Refuse, at the offending key, what a distributed fit cannot do: a likelihood that is not a sum over
+    top-level units, a design built from data-wide information the partitions do not share, or a model the
+    single-process fit sends to another engine (the distributed fit must equal it)."""
     if any(lv.crossed for lv in spec.levels):
-        raise SpecError.at(at, "crossed levels make the likelihood a non-separable sum (units of a crossed level "
-                           "span the partitions); fit this model in one process (drop `distributed`)")
+        at = next(i for i, lv in enumerate(spec.levels) if lv.crossed)
+        raise SpecError.at(("levels", at, "crossed"), "crossed levels make the likelihood a non-separable sum "
+                           "(units of a crossed level span the partitions); fit this model in one process "
+                           "(drop `distributed` and the --scheduler/--local-workers options)")
     unsupported = [("weights", spec.weights is not None), ("structural.Gamma", bool(spec.structural.Gamma)),
                    ("residual_covariances", spec.residual_covariances is not None),
                    ("estimation.start_from", spec.estimation.start_from is not None),
-                   ("estimation.vce", spec.estimation.vce not in (None, "oim"))]
+                   ("estimation.vce", spec.estimation.vce not in (None, "oim")),
+                   ("estimation.meanstructure", not spec.estimation.meanstructure),
+                   ("fixed", bool(re.search(r"\b(center|scale|poly)\s*\(", spec.fixed)))]
     unsupported += [(f"levels.{i}.pweight", lv.pweight is not None) for i, lv in enumerate(spec.levels)]
     for i, eq in enumerate(spec.responses):
         unsupported += [(f"responses.{i}.{key}", bool(getattr(eq, key, None)))
                         for key in ("variance", "variance_by", "residuals", "choice", "thresholds", "scale",
-                                                             "zero_inflation", "composite")]
+                                    "zero_inflation", "composite")]
         unsupported.append((f"responses.{i}.family", eq.family in ("ordinal", "multinomial", "ranking")))
     for i, block in enumerate(spec.random):
         unsupported.append((f"random.{i}.distribution", block.distribution is not None))
@@ -126,24 +131,37 @@ def check_supported(spec: Spec) -> None:
                         (f"latent.{i}.classes", lat.classes is not None)]
     for key, bad in unsupported:
         if bad:
-            raise SpecError.at(at, f"a distributed fit does not support `{key}` yet (it needs data-wide information "
-                               "or a likelihood that is not a sum over top-level units); fit this model in one "
-                               "process (drop `distributed`)")
+            loc = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+            raise SpecError.at(loc, f"a distributed fit does not support `{key}` (it needs data-wide information "
+                               "or a likelihood that is not a sum over top-level units, or a center/scale/poly "
+                               "of the whole data); fit this model in one process (drop `distributed` and the "
+                               "--scheduler/--local-workers options)")
+    gaussian = all(eq.family == "gaussian" and eq.link in (None, "identity") for eq in spec.responses)
+    if spec.estimation.method == "REML" and not (gaussian and spec.estimation.exact):
+        raise SpecError.at(("estimation", "method"), "REML needs the exact likelihood of a model whose every "
+                           "response is gaussian with the identity link (and `exact: true`); write `method: ML`")
+    if gaussian and spec.estimation.exact and spec.estimation.method == "ML" and spec.latent and not any(
+            lat.loadings is not None and lat.loadings.on for lat in spec.latent):
+        raise SpecError.at(("latent",), "a linear Gaussian model with `latent:` variables can be fitted by the "
+                           "moments engine (sufficient statistics), which the distributed fit does not use; "
+                           "write the effects under `random:`, or fit this model in one process")
     top_level_column(spec)
 
 
+def precheck(spec: Spec, base_dir: Path, allow_outside: bool = False) -> list[DatasetFile]:
+    """Everything a distributed fit checks before it starts a cluster: the spec, and the dataset folder's files."""
+    check_spec(spec)
+    check_supported(spec)
+    if not is_dataset(base_dir, spec.data.path, allow_outside):
+        raise DataError("data.path: a distributed fit reads a partitioned Parquet dataset (a folder of .parquet "
+                        "files, each holding whole top-level units); name such a folder, or drop `distributed`")
+    return dataset_files(base_dir, spec.data.path, "data.path", allow_outside)
+
+
 def _route(model: CompiledModel) -> str:
-    """'gaussian' (exact profiled ML/REML) or 'quadrature', as estimate/_fit would route the whole data."""
-    exact = model.is_linear_gaussian and model.spec.estimation.exact
-    if exact and needs_moments(model):
-        raise SpecError.at(("estimation", "distributed"), "this model is fitted by the moments engine (sufficient "
-                           "statistics), not as a sum over units; fit it in one process (drop `distributed`)")
-    if exact:
-        return "gaussian"
-    if model.spec.estimation.method == "REML":
-        raise SpecError.at(("estimation", "method"), "REML needs the exact likelihood of a model whose every "
-                           "response is gaussian with the identity link; write `method: ML`")
-    return "quadrature"
+    """'gaussian' (exact profiled ML/REML) or 'quadrature', as estimate/_fit routes the whole data (the
+    moments engine's models are refused by `check_supported`)."""
+    return "gaussian" if model.is_linear_gaussian and model.spec.estimation.exact else "quadrature"
 
 
 @contextlib.contextmanager
@@ -155,7 +173,7 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
         with Client(scheduler) as client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=workers > 1, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
@@ -190,12 +208,7 @@ def _levels(spec: Spec, compiled: list[dict]) -> tuple[LevelIndex, ...]:
 
 def open_fit(client: Any, spec: Spec, base_dir: Path, allow_outside: bool = False) -> Setup:
     """Read, check and compile the partitions on the workers; the client model from a sample."""
-    check_spec(spec)
-    check_supported(spec)
-    if not is_dataset(base_dir, spec.data.path, allow_outside):
-        raise DataError("data.path: a distributed fit reads a partitioned Parquet dataset (a folder of .parquet "
-                        "files, each holding whole top-level units); name such a folder, or drop `distributed`")
-    files = dataset_files(base_dir, spec.data.path, "data.path", allow_outside)
+    files = precheck(spec, base_dir, allow_outside)
     workers = sorted(client.scheduler_info()["workers"])
     groups = [(w, files[k::len(workers)]) for k, w in enumerate(workers) if files[k::len(workers)]]
     futures = [client.submit(Partition, spec, group, workers=[w], allow_other_workers=False, pure=False, actor=True)
@@ -267,6 +280,7 @@ def fit_prepared(path: str | Path, scheduler: str | None = None, workers: int | 
             dist = spec.estimation.distributed
             scheduler = scheduler if scheduler is not None else (dist.scheduler if dist else None)
             n = workers if workers is not None else (dist.workers if dist else 2)
+            precheck(spec, path.parent, allow_outside)  # refuse before starting a cluster
             with dask_client(scheduler, n) as own:
                 setup = open_fit(own, spec, path.parent, allow_outside)
                 fit = fit_setup(setup, progress)

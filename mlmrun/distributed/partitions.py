@@ -51,7 +51,7 @@ def top_level_column(spec: Spec) -> tuple[str, str]:
 
 def categorical_columns(spec: Spec) -> set[str]:
     """Columns of the fixed part written inside C(...): categories whatever their type."""
-    return set(re.findall(r"\bC\(\s*`?([A-Za-z_][A-Za-z0-9_.]*)`?", spec.fixed))
+    return set(re.findall(r"\bC\(\s*`?([A-Za-z_][A-Za-z0-9_.]*)`?\s*[,)]", spec.fixed))
 
 
 def fixed_columns(spec: Spec) -> set[str]:

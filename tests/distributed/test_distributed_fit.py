@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from mlmrun.distributed.fit import fit_distributed
+from mlmrun.errors import DataError
 from mlmrun.estimate import estimate
 from mlmrun.pipeline import prepare
 from mlmrun.results import FitResult
@@ -103,3 +104,20 @@ def test_laplace_through_the_quadrature_proxy(tmp_path: Path, client: object) ->
     single, dist = both(write_spec(tmp_path, shipped_spec("cbpp_laplace", "cbpp.csv", "cbpp")), client)
     assert dist.integration["method"] == "laplace"
     assert_same(single, dist, se_rel=1e-4)
+
+
+def test_a_design_a_partition_cannot_reproduce_is_refused(tmp_path: Path, client: object) -> None:
+    """C(I(id > 16)) is a category whose levels come from the rows: the first file has only False. The
+    refusal is raised on the client after the workers compiled; the next test's error crosses processes."""
+    partition(pd.read_csv(SPECS / "data" / "pig.csv"), "id", tmp_path / "data" / "pig")
+    text = shipped_spec("pig_intercept", "pig.csv", "pig").replace("weight ~ week", "weight ~ week + C(I(id > 16))")
+    with pytest.raises(DataError, match=r"compiles to another parameter table .*True"):
+        fit_distributed(write_spec(tmp_path, text), client=client)
+
+
+def test_a_worker_error_arrives_as_the_data_error_it_is(tmp_path: Path, client: object) -> None:
+    pig = pd.read_csv(SPECS / "data" / "pig.csv")
+    partition(pig, "id", tmp_path / "data" / "pig")
+    pig[pig["id"] > 40].drop(columns="id").to_parquet(tmp_path / "data" / "pig" / "part-2.parquet")
+    with pytest.raises(DataError, match=r"part-2.parquet has no column .id. \(the id of level .pig.\)"):
+        fit_distributed(write_spec(tmp_path, shipped_spec("pig_intercept", "pig.csv", "pig")), client=client)
