@@ -128,11 +128,8 @@ def _fit_distributed(args: argparse.Namespace) -> tuple[FitResult, Prepared] | N
     from mlmrun.distributed.fit import fit_prepared, wants_distributed
 
     path = relative_path(args.spec)
-    if not wants_distributed(path, args.scheduler, args.local_workers):
-        return None
-    if args.check:
-        raise SpecError("--check refits in one process; drop --check, or --scheduler/--local-workers "
-                        "(and estimation.distributed)")
+    if args.check or not wants_distributed(path, args.scheduler, args.local_workers):
+        return None  # --check refits in one process (a distributed fit equals it)
     return fit_prepared(path, args.scheduler, args.local_workers, args.allow_outside_data)
 
 

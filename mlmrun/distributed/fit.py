@@ -166,17 +166,26 @@ def _route(model: CompiledModel) -> str:
 
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
-    """A client of the scheduler at `scheduler`, or of a local cluster of `workers` single-threaded processes."""
+    """A client of the scheduler at `scheduler`, or of a local cluster of `workers` single-threaded processes
+    (one worker: threads of this process, which start at once).
+
+    Dask's own log is held at CRITICAL meanwhile: a worker's error reaches the client as the error it is
+    (raised there with its message), and Dask's copy of it would be a second, traceback-laden report."""
     from dask.distributed import Client, LocalCluster
 
-    if scheduler:
-        with Client(scheduler) as client:
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        if scheduler:
+            with Client(scheduler) as client:
+                yield client
+            return
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=workers > 1, dashboard_address=":0",
+                          silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
             yield client
-        return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=workers > 1, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
-        yield client
+    finally:
+        logger.setLevel(level)
 
 
 @dataclass
