@@ -18,6 +18,10 @@ shared by other jobs wall time is noisy; the CPU seconds are the fairer comparis
 
 from __future__ import annotations
 
+from common import ROOT  # first: pins BLAS threads before numpy loads
+
+# isort: split
+
 import argparse
 import json
 import resource
@@ -29,8 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from common import ROOT  # noqa: F401  (pins BLAS threads, puts the checkout on sys.path)
 
 LMM_SPEC = """\
 name: bench_distributed_lmm
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             dist = _subprocess("distributed", spec, args.workers)
             _show(name.upper(), rows, single, dist)
             results[name] = {"rows": rows, "single": single, "distributed": dist}
-    out = Path(__file__).resolve().parents[1] / ".bench" / "distributed.json"
+    out = ROOT / ".bench" / "distributed.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     failed = [r for r in results.values() if "error" in r["distributed"]]
