@@ -270,7 +270,7 @@ def fit_setup(setup: Setup, progress: Callable | None = None) -> FitResult:
 def fit_distributed(path: str | Path, scheduler: str | None = None, workers: int | None = None,
                     allow_outside: bool = False, progress: Callable | None = None, client: Any = None) -> FitResult:
     """Fit the spec at `path` over Dask workers: those of `client`, else of the scheduler at `scheduler`, else
-    of a local cluster of `workers` processes (both default to the spec's `estimation.distributed`)."""
+    of a local cluster of `workers` processes (neither given: the spec's `estimation.distributed`, else 2 local)."""
     return fit_prepared(path, scheduler, workers, allow_outside, progress, client)[0]
 
 
@@ -287,8 +287,9 @@ def fit_prepared(path: str | Path, scheduler: str | None = None, workers: int | 
             fit = fit_setup(setup, progress)
         else:
             dist = spec.estimation.distributed
-            scheduler = scheduler if scheduler is not None else (dist.scheduler if dist else None)
-            n = workers if workers is not None else (dist.workers if dist else 2)
+            if scheduler is None and workers is None and dist is not None:  # options override the spec's key
+                scheduler, workers = dist.scheduler, dist.workers
+            n = workers if workers is not None else 2
             precheck(spec, path.parent, allow_outside)  # refuse before starting a cluster
             with dask_client(scheduler, n) as own:
                 setup = open_fit(own, spec, path.parent, allow_outside)

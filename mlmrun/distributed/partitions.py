@@ -151,20 +151,21 @@ def merge_moments(parts: list[tuple[int, float, float]]) -> tuple[int, float, fl
 
 
 def residual_starts(model: CompiledModel, moments: list[list[tuple[int, float, float]]]) -> CompiledModel:
-    """The model with the starting value of each gaussian equation's residual SD set to its response's SD over
-    the whole data (compile's start), from the partitions' per-equation moments."""
+    """The model with the starting value of each equation's (free, single) residual SD set to its response's
+    SD over the whole data, as compile starts it, from the partitions' per-equation moments (the only
+    data-dependent start the supported models have; check_tables compares the fixed values)."""
     from dataclasses import replace
 
     from mlmrun.compile.partable import ParTable
 
     frame = model.partable.frame.copy()
     for e, eq in enumerate(model.equations):
-        rows = np.unique(eq.scale_rows) if eq.scale_rows is not None else ()
-        if eq.family.name != "gaussian" or len(rows) != 1:
+        rows = np.flatnonzero((frame["block"] == "residual").to_numpy() & (frame["equation"] == eq.name).to_numpy()
+                              & (frame["free"] > 0).to_numpy())
+        if len(rows) != 1:
             continue
         n, _, m2 = merge_moments([m[e] for m in moments])
-        frame.loc[int(rows[0]), "value"] = float(np.sqrt(m2 / n)) if n else 1.0
-        frame.loc[int(rows[0]), "value"] = frame.loc[int(rows[0]), "value"] or 1.0
+        frame.loc[int(rows[0]), "value"] = (float(np.sqrt(m2 / n)) if n else 0.0) or 1.0
     return replace(model, partable=ParTable(frame))
 
 
