@@ -130,7 +130,15 @@ def _fit_distributed(args: argparse.Namespace) -> tuple[FitResult, Prepared] | N
     path = relative_path(args.spec)
     if args.check or not wants_distributed(path, args.scheduler, args.local_workers):
         return None  # --check refits in one process (a distributed fit equals it)
-    return fit_prepared(path, args.scheduler, args.local_workers, args.allow_outside_data)
+    if args.quiet:
+        return fit_prepared(path, args.scheduler, args.local_workers, args.allow_outside_data)
+    from mlmrun.progress import ProgressLog
+
+    log = ProgressLog(sys.stderr)
+    try:
+        return fit_prepared(path, args.scheduler, args.local_workers, args.allow_outside_data, log)
+    finally:
+        log.close()
 
 
 def _workers(text: str) -> int:

@@ -246,7 +246,20 @@ def open_fit(client: Any, spec: Spec, base_dir: Path, allow_outside: bool = Fals
 
 
 def fit_setup(setup: Setup, progress: Callable | None = None) -> FitResult:
-    """Fit the opened partitions with the route the whole data would take (module docstring)."""
+    """Fit the opened partitions with the route the whole data would take (module docstring); like
+    estimate.estimate, the log likelihood by iteration goes to extras['history'] and ICCs to extras['icc']."""
+    from mlmrun.estimate import with_wald
+    from mlmrun.estimate.icc import icc_table
+    from mlmrun.progress import phase
+
+    history: list[tuple[int, float]] = []
+
+    def record(iteration: int, loglik: float, *more: object) -> None:
+        history.append((int(iteration), float(loglik)))
+        if progress is not None:
+            progress(iteration, loglik, *more)
+
+    record.phase = lambda name: phase(progress, name)  # type: ignore[attr-defined]  # phases pass through
     model = setup.model
     kind = _route(model)
     setup.parts.map("build", kind)
@@ -254,14 +267,16 @@ def fit_setup(setup: Setup, progress: Callable | None = None) -> FitResult:
     if kind == "gaussian":
         from mlmrun.distributed.routes import fit_gaussian_distributed
 
-        fit = fit_gaussian_distributed(model, engines, progress)
+        fit = fit_gaussian_distributed(model, engines, record)
     else:
         from mlmrun.distributed.routes import fit_quadrature_distributed
 
-        fit = fit_quadrature_distributed(model, DistributedQuadrature(model, engines), progress)
-    from mlmrun.estimate import with_wald
-
+        fit = fit_quadrature_distributed(model, DistributedQuadrature(model, engines), record)
     fit = with_wald(fit)
+    fit.extras["history"] = history
+    table = icc_table(fit)
+    if table:
+        fit.extras["icc"] = table
     fit.extras["distributed"] = {"partitions": setup.n_partitions, "workers": len(setup.parts.actors),
                                  "files": setup.files}
     return fit
