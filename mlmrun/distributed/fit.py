@@ -29,7 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,20 @@ from mlmrun.results import FitResult
 from mlmrun.spec.loader import load_spec
 from mlmrun.spec.model import Spec
 
-SAMPLE_UNITS = 100
-"""Top-level units of the first partition the client compiles its model from (parameter table and structure)."""
+SAMPLE_UNITS, SAMPLE_ROWS = 100, 100_000
+"""The client compiles its model (parameter table and structure) from the first partition's first SAMPLE_UNITS
+top-level units, at most SAMPLE_ROWS rows of them."""
+
+
+@dataclass(frozen=True)
+class CountedLevel(LevelIndex):
+    """A level of the whole data as the client knows it: units, labels, parents and rows per unit, no row codes
+    (the report's group summary reads `sizes`; nothing on the client indexes rows)."""
+
+    unit_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+
+    def sizes(self) -> np.ndarray:
+        return self.unit_sizes
 
 
 @dataclass(frozen=True)
@@ -200,7 +212,7 @@ class Setup:
     """The rows the client model was compiled from (the report's loadings table reads its labels)."""
 
 
-def _levels(spec: Spec, compiled: list[dict]) -> tuple[LevelIndex, ...]:
+def _levels(spec: Spec, compiled: list[dict]) -> tuple[CountedLevel, ...]:
     """Data-wide LevelIndex per level from the partitions' unit sizes, labels and parents (units offset per partition)."""
     out = []
     for k, lv in enumerate(spec.levels):
@@ -210,8 +222,8 @@ def _levels(spec: Spec, compiled: list[dict]) -> tuple[LevelIndex, ...]:
         if compiled[0]["levels"][k]["parent"] is not None:
             offsets = np.cumsum([0] + [len(c["levels"][k + 1]["sizes"]) for c in compiled])
             parent = np.concatenate([c["levels"][k]["parent"] + off for c, off in zip(compiled, offsets, strict=False)])
-        codes = np.repeat(np.arange(len(sizes), dtype=np.intp), sizes)
-        out.append(LevelIndex(lv.name, lv.id, codes, len(sizes), labels, lv.crossed, parent))
+        out.append(CountedLevel(lv.name, lv.id, np.zeros(0, dtype=np.intp), len(sizes), labels, lv.crossed, parent,
+                                sizes))
     return tuple(out)
 
 
@@ -228,7 +240,7 @@ def open_fit(client: Any, spec: Spec, base_dir: Path, allow_outside: bool = Fals
     order = sorted((f for rep in reports for f in rep["facts"]), key=lambda f: f.name)
     check_disjoint(order, level, column)
     schema = merge_schema(spec, reports)
-    sample_frame = pool.actors[0].sample(schema, SAMPLE_UNITS).result()
+    sample_frame = pool.actors[0].sample(schema, SAMPLE_UNITS, SAMPLE_ROWS).result()
     compiled = pool.map("compile", schema)
     check_tables([c["table"] for c in compiled], [rep["facts"][0].name for rep in reports])
     by_path = {item.path: d for (_, group), rep in zip(groups, reports, strict=True)

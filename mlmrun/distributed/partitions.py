@@ -222,26 +222,25 @@ class Partition:
     def compile(self, schema: Schema) -> dict[str, Any]:
         """Compile the rows with the data-wide categories; returns the parameter table and level facts."""
         assert self.frame is not None
-        frame = self.frame.copy()
+        frame, self.frame = self.frame, None  # cast in place: the compiled arrays are all a fit needs after this
         for col, cats in schema.categories.items():
             if col in frame.columns:
                 frame[col] = pd.Categorical(frame[col], categories=cats)
         data = LoadedData(frame, combined_digest(self.digests), self.n_rows_read, ",".join(self.names))
         self.model = compile_model(self.spec, data)
-        self.frame = None  # the compiled arrays are all a fit needs
         m = self.model
         levels = [{"sizes": lv.sizes(), "labels": lv.labels, "parent": lv.parent} for lv in m.levels]
         return {"table": m.partable.frame[list(TABLE_COLUMNS)].copy(), "n": m.n, "n_rows_read": m.n_rows_read,
                 "n_dropped": m.n_dropped_missing, "levels": levels, "moments": response_moments(m)}
 
 
-    def sample(self, schema: Schema, units: int) -> pd.DataFrame:
-        """The rows of the first `units` top-level units, categories cast as in `compile` (the client compiles
-        its model, for the parameter table and structure, from these)."""
+    def sample(self, schema: Schema, units: int, rows: int) -> pd.DataFrame:
+        """The rows of the first `units` top-level units (at most `rows` of them), categories cast as in
+        `compile` (the client compiles its model, for the parameter table and structure, from these)."""
         assert self.frame is not None
         _, column = top_level_column(self.spec)
         ids = self.frame[column]
-        frame = self.frame.loc[ids.isin(pd.unique(ids.dropna())[:units])].reset_index(drop=True)
+        frame = self.frame.loc[ids.isin(pd.unique(ids.dropna())[:units])].head(rows).reset_index(drop=True)
         for col, cats in schema.categories.items():
             if col in frame.columns:
                 frame[col] = pd.Categorical(frame[col], categories=cats)
