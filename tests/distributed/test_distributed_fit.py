@@ -90,9 +90,12 @@ def test_adaptive_quadrature_binomial_with_a_category_missing_from_a_partition(t
     cbpp = cbpp[~(first & (cbpp["season"] == "p4"))]  # partition 0 never sees p4
     partition(cbpp, "herd", tmp_path / "data" / "cbpp")
     text = shipped_spec("cbpp", "cbpp.csv", "cbpp").replace("C(period)", "season")
+    text = text.replace("points: 25}}", "points: 25}, check_points: [12]}")
     single, dist = both(write_spec(tmp_path, text), client)
     assert "season[T.p4]" in list(dist.model.partable.names)
     assert_same(single, dist)
+    for key, ll in single.extras["point_check"]["loglik"].items():
+        assert abs(dist.extras["point_check"]["loglik"][key] - ll) < 1e-8
     assert dist.extras["lr_test"]["statistic"] == pytest.approx(single.extras["lr_test"]["statistic"], abs=1e-7)
 
 
