@@ -31,8 +31,11 @@ class DatasetFile:
 
 
 def is_dataset(base_dir: Path, name: str, allow_outside: bool = False) -> bool:
-    """True when `data.path` names a folder (a partitioned dataset) rather than a file."""
-    return spec_relative_path(base_dir, name, "data.path", allow_outside).is_dir()
+    """True when `data.path` names a folder (a partitioned dataset) rather than a file: a folder without an
+    extension or named .parquet (as Spark writes them); a folder named like a CSV, TSV or Stata file is a
+    mistake that files.py reports as such."""
+    suffix = Path(name).suffix.lower()
+    return suffix in ("", ".parquet") and spec_relative_path(base_dir, name, "data.path", allow_outside).is_dir()
 
 
 def dataset_files(base_dir: Path, name: str, key: str = "data.path", allow_outside: bool = False) -> list[DatasetFile]:
