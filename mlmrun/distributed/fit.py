@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from mlmrun.compile import compile_model
+from mlmrun.compile.data_checks import check_level_sizes
+from mlmrun.compile.level_order import check_level_order
 from mlmrun.compile.model import CompiledModel
 from mlmrun.compile.spec_checks import check_spec
 from mlmrun.data.dataset import DatasetFile, combined_digest, dataset_files, is_dataset
@@ -51,6 +53,7 @@ from mlmrun.distributed.partitions import (
     merge_schema,
     residual_starts,
     top_level_column,
+    whole_data_checks_off,
 )
 from mlmrun.errors import DataError, SpecError
 from mlmrun.likelihood.gaussian.deviance import LOG_2PI
@@ -240,13 +243,16 @@ def open_fit(client: Any, spec: Spec, base_dir: Path, allow_outside: bool = Fals
     order = sorted((f for rep in reports for f in rep["facts"]), key=lambda f: f.name)
     check_disjoint(order, level, column)
     schema = merge_schema(spec, reports)
+    carrying = {b.level for b in spec.random} | {lat.level for lat in spec.latent}
+    check_level_order(pd.concat([rep["ids"] for rep in reports], ignore_index=True), spec.levels, carrying)
     sample_frame = pool.actors[0].sample(schema, SAMPLE_UNITS, SAMPLE_ROWS).result()
     compiled = pool.map("compile", schema)
     check_tables([c["table"] for c in compiled], [rep["facts"][0].name for rep in reports])
     by_path = {item.path: d for (_, group), rep in zip(groups, reports, strict=True)
                for item, d in zip(group, rep["digests"], strict=True)}
     digest = combined_digest([by_path[item.path] for item in files])  # as data/dataset.read_dataset: path order
-    base = compile_model(spec, LoadedData(sample_frame, digest, len(sample_frame), spec.data.path))
+    with whole_data_checks_off():
+        base = compile_model(spec, LoadedData(sample_frame, digest, len(sample_frame), spec.data.path))
     check_tables([compiled[0]["table"], base.partable.frame], ["the partitions", "a sample of them"])
     values = {f.name: getattr(base, f.name) for f in fields(CompiledModel)}
     values.update(levels=_levels(spec, compiled), n_rows_read=sum(c["n_rows_read"] for c in compiled),
@@ -254,6 +260,7 @@ def open_fit(client: Any, spec: Spec, base_dir: Path, allow_outside: bool = Fals
     base = residual_starts(base, [c["moments"] for c in compiled])
     values["partable"] = base.partable
     model = DistributedModel(**values, n_total=sum(c["n"] for c in compiled))
+    check_level_sizes(list(model.levels), list(model.latent))
     return Setup(model, pool, len(files), [shown_path(f.path) for f in files], sample_frame)
 
 

@@ -15,7 +15,9 @@ categorical covariates.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +171,28 @@ def residual_starts(model: CompiledModel, moments: list[list[tuple[int, float, f
     return replace(model, partable=ParTable(frame))
 
 
+@contextlib.contextmanager
+def whole_data_checks_off() -> Iterator[None]:
+    """Switch off, while compiling a partition, compile_model's two checks of facts about the whole data.
+
+    `check_level_sizes` (a level with random effects needs two units) and `check_level_order` (how the
+    levels' units nest) would judge one partition as if it were all the data: a worker holding one region
+    would be refused. The client makes both on the whole data instead (fit.open_fit: unit counts summed over
+    partitions, nesting from every partition's distinct id combinations, which is all the checks read)."""
+    import mlmrun.compile as compile_module
+
+    saved = compile_module.check_level_sizes, compile_module.check_level_order
+    compile_module.check_level_sizes = compile_module.check_level_order = _skip  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        compile_module.check_level_sizes, compile_module.check_level_order = saved
+
+
+def _skip(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
 def response_moments(model: CompiledModel) -> list[tuple[int, float, float]]:
     """Per equation: rows, mean and sum of squared deviations of its response (for `residual_starts`)."""
     out = []
@@ -217,7 +241,9 @@ class Partition:
             kinds[col] = _is_category(s)
             if kinds[col] or col in declared:
                 values[col] = [v.item() if hasattr(v, "item") else v for v in pd.unique(s.dropna())]
-        return {"facts": self.facts, "kinds": kinds, "values": values, "digests": self.digests}
+        nested = [lv.id for lv in self.spec.levels if not lv.crossed and lv.id in self.frame.columns]
+        ids = self.frame[list(dict.fromkeys(nested))].drop_duplicates()
+        return {"facts": self.facts, "kinds": kinds, "values": values, "digests": self.digests, "ids": ids}
 
     def compile(self, schema: Schema) -> dict[str, Any]:
         """Compile the rows with the data-wide categories; returns the parameter table and level facts."""
@@ -227,7 +253,8 @@ class Partition:
             if col in frame.columns:
                 frame[col] = pd.Categorical(frame[col], categories=cats)
         data = LoadedData(frame, combined_digest(self.digests), self.n_rows_read, ",".join(self.names))
-        self.model = compile_model(self.spec, data)
+        with whole_data_checks_off():
+            self.model = compile_model(self.spec, data)
         m = self.model
         levels = [{"sizes": lv.sizes(), "labels": lv.labels, "parent": lv.parent} for lv in m.levels]
         return {"table": m.partable.frame[list(TABLE_COLUMNS)].copy(), "n": m.n, "n_rows_read": m.n_rows_read,

@@ -124,3 +124,15 @@ def test_a_worker_error_arrives_as_the_data_error_it_is(tmp_path: Path, client: 
     pig[pig["id"] > 40].drop(columns="id").to_parquet(tmp_path / "data" / "pig" / "part-2.parquet")
     with pytest.raises(DataError, match=r"part-2.parquet has no column .id. \(the id of level .pig.\)"):
         fit_distributed(write_spec(tmp_path, shipped_spec("pig_intercept", "pig.csv", "pig")), client=client)
+
+
+def test_a_worker_holding_one_top_level_unit_is_fitted(tmp_path: Path, client: object) -> None:
+    """Files are dealt round-robin: the second worker gets only part-1, a single pig. One process refuses a
+    level with one unit; a partition with one is fine (the check is made on the whole data)."""
+    pig = pd.read_csv(SPECS / "data" / "pig.csv")
+    folder = tmp_path / "data" / "pig"
+    folder.mkdir(parents=True)
+    for j, ids in enumerate(([*range(1, 31)], [31], [*range(32, 49)])):
+        pig[pig["id"].isin(ids)].to_parquet(folder / f"part-{j}.parquet")
+    single, dist = both(write_spec(tmp_path, shipped_spec("pig_intercept", "pig.csv", "pig")), client)
+    assert_same(single, dist)
