@@ -10,7 +10,7 @@ Two simulated models, each written as a partitioned Parquet folder (whole top-le
 Each fit runs in a fresh subprocess: one process (`mlmrun.pipeline.prepare` + `estimate`: reads the folder,
 compiles, fits), and distributed (`mlmrun.distributed.fit.fit_distributed` on a LocalCluster of `--workers`
 single-threaded processes started inside it). Printed per fit: wall seconds, CPU seconds (client and every
-worker), peak resident memory of the single process, of the client and of each worker (getrusage maxrss,
+worker), peak resident memory of the single process, of the client and of each worker (VmHWM,
 read in each worker by `client.run`), and the log likelihood (the two must agree to 1e-8). With two cores
 shared by other jobs wall time is noisy; the CPU seconds are the fairer comparison. Run with
 `make bench-distributed`; results also go to .bench/distributed.json.
@@ -95,6 +95,14 @@ def _cpu() -> float:
 
 
 def _maxrss_mb() -> float:
+    """Peak resident memory of this process: VmHWM (Linux; reset by exec, unlike getrusage's ru_maxrss,
+    which a subprocess inherits from the process it was forked from), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
