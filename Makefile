@@ -44,6 +44,10 @@ bench: install
 	$(PIN_BLAS) $(BIN)/python bench/run.py
 
 # A million-row AR(1) random-intercept fit (issue 12: under 20 s and 4 GB); separate because it takes a while.
+.PHONY: bench-distributed
+bench-distributed: install
+	$(PIN_BLAS) $(BIN)/python bench/bench_distributed.py
+
 .PHONY: bench-scale
 bench-scale: install
 	$(PIN_BLAS) $(BIN)/python bench/bench_ar1_scale.py

@@ -99,7 +99,7 @@ def __getattr__(name: str) -> object:
 
 if TYPE_CHECKING:
     from mlmrun.estimate import estimate
-    from mlmrun.pipeline import prepare
+    from mlmrun.pipeline import Prepared, prepare
     from mlmrun.results import FitResult, results_dict, results_json
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
@@ -122,6 +122,31 @@ def _estimate_logged(model: object, quiet: bool) -> FitResult:
     return fit
 
 
+def _fit_distributed(args: argparse.Namespace) -> tuple[FitResult, Prepared] | None:
+    """The fit over Dask workers when --scheduler, --local-workers or the spec's estimation.distributed asks for it."""
+    from mlmrun.distributed.fit import fit_prepared, wants_distributed
+
+    path = relative_path(args.spec)
+    if args.check or not wants_distributed(path, args.scheduler, args.local_workers):
+        return None  # --check refits in one process (a distributed fit equals it)
+    if args.quiet:
+        return fit_prepared(path, args.scheduler, args.local_workers, args.allow_outside_data)
+    from mlmrun.progress import ProgressLog
+
+    log = ProgressLog(sys.stderr)
+    try:
+        return fit_prepared(path, args.scheduler, args.local_workers, args.allow_outside_data, log)
+    finally:
+        log.close()
+
+
+def _workers(text: str) -> int:
+    """--local-workers: a whole number from 1 to 1024."""
+    if not text.isdigit() or not 1 <= int(text) <= 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers; write a whole number from 1 to 1024")
+    return int(text)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """Prepare, check the output folder, estimate, render in memory, then write the three outputs atomically.
 
@@ -132,15 +157,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from mlmrun.runner import fit_and_write, output_dir
 
     start = time.perf_counter()
-    prepared = prepare(relative_path(args.spec), args.allow_outside_data)
+    distributed = _fit_distributed(args)  # (fit, prepared) when fitted over Dask workers (mlmrun/distributed)
+    prepared = distributed[1] if distributed else prepare(relative_path(args.spec), args.allow_outside_data)
     out = output_dir(prepared, args.out, args.allow_outside_data)
     if args.check:
         from mlmrun.check import run_check
 
         return run_check(prepared.spec.name, out, lambda: results_dict(
             _estimate_logged(prepared.model, args.quiet), prepared.path, prepared, 0.0))
-    fit, total = fit_and_write(prepared, out, args.out is not None, lambda model: _estimate_logged(model, args.quiet),
-                               start, getattr(args, "argv", None))
+    if distributed:
+        estimator = lambda model: distributed[0]  # noqa: E731  (already fitted over the workers)
+    else:
+        estimator = lambda model: _estimate_logged(model, args.quiet)  # noqa: E731
+    fit, total = fit_and_write(prepared, out, args.out is not None, estimator, start, getattr(args, "argv", None))
     shown = display_path(out)
     if not args.quiet:
         print(f"{prepared.spec.name}: {'converged' if fit.converged else 'NOT converged'}, "
@@ -455,6 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--check", action="store_true",
                      help="refit and compare with the results.json in the output folder, writing nothing: exit 0 "
                           "when it reproduces, 4 with the differences when not (mlmrun/check.py has the tolerances)")
+    fit.add_argument("--scheduler", metavar="ADDRESS",
+                     help="fit over the workers of this Dask scheduler (e.g. tcp://10.0.0.5:8786); data.path must "
+                          "name a partitioned Parquet folder (docs/distributed.md)")
+    fit.add_argument("--local-workers", metavar="N", type=_workers,
+                     help="fit over a local Dask cluster of N worker processes (partitioned Parquet data.path)")
     fit.set_defaults(func=cmd_fit)
     val = sub.add_parser("validate", parents=[trust],
                          help="check specs, their data and the compiled models without fitting")

@@ -97,8 +97,14 @@ def load_data(spec: DataSpec, base_dir: Path, allow_outside: bool = False, numer
 
     `numeric`: columns whose Stata value labels are dropped for their codes (see read_table).
     """
-    path = spec_file(base_dir, spec.path, "data.path", DATA_SUFFIXES, allow_outside)
-    frame, digest = read_table(path, numeric=numeric)
+    from mlmrun.data.dataset import dataset_files, is_dataset, read_dataset
+
+    if is_dataset(base_dir, spec.path, allow_outside):  # a partitioned Parquet folder (data/dataset.py)
+        path = spec_relative_path(base_dir, spec.path, "data.path", allow_outside)
+        frame, digest = read_dataset(dataset_files(base_dir, spec.path, "data.path", allow_outside))
+    else:
+        path = spec_file(base_dir, spec.path, "data.path", DATA_SUFFIXES, allow_outside)
+        frame, digest = read_table(path, numeric=numeric)
     frame = apply_filters(frame, spec)
     if spec.stack is not None:
         frame = stack_long(frame, spec.stack)

@@ -297,6 +297,15 @@ class Integration(SpecNode):
     """Centre/scale nodes at the posterior mode and curvature, or posterior mean and SD (gllamm)."""
 
 
+class Distributed(SpecNode):
+    """One fit over several Dask workers: the data a partitioned Parquet folder, the likelihood a sum over them."""
+
+    scheduler: str | None = None
+    """Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786); null: start a local cluster."""
+    workers: int = Field(default=2, ge=1, le=1024)
+    """Workers of the local cluster started when `scheduler` is null (ignored with a scheduler)."""
+
+
 class Estimation(SpecNode):
     """Estimation settings."""
 
@@ -320,6 +329,8 @@ class Estimation(SpecNode):
     """Largest memory (GiB) the quadrature may need; `mlmrun validate` refuses integration settings whose estimated peak exceeds it."""
     vce: Union[Literal["oim", "robust"], VceCluster, None] = None
     """Standard errors: `oim` (observed information), `robust` (sandwich, clustered at the top level) or `{cluster: VAR}`; default robust with sampling weights, else oim."""
+    distributed: Distributed | None = None
+    """Fit over Dask workers (docs/distributed.md): each holds some partitions of a partitioned Parquet `data.path` folder; the log likelihood is their sum."""
     meanstructure: bool = True
     """false: no item intercepts are estimated (lavaan's default for complete data): the means are the sample means and are not counted as parameters, so n_params, AIC and BIC match lavaan's. Needs complete data and a fixed part that gives every item its own mean (e.g. '~ 0 + C(item)')."""
 

@@ -1140,3 +1140,61 @@ CASES += [
            "estimation: {integration: {method: laplace}}\n",
          at=("estimation", "integration", "method"), hint="drop `crossed: true`"),
 ]
+
+
+def _pig_parts(units: int = 48, flag_last: bool = False, overlap: bool = False) -> dict[str, bytes]:
+    """pig.csv as two Parquet files of whole pigs (`units` pigs, repeating the shipped ones), for distributed fits.
+
+    `flag_last`: column `late` is 1 only in the last pig (a category the first 100 pigs never hold);
+    `overlap`: pig 1 has rows in both files."""
+    pig = pd.read_csv(SPECS / "data" / "pig.csv")
+    frame = pd.concat([pig.assign(id=pig["id"] + 48 * k) for k in range(-(-units // 48))], ignore_index=True)
+    frame = frame[frame["id"] <= units]
+    frame["late"] = (frame["id"] == units).astype(int) if flag_last else 0
+    half = units // 2
+    first, second = frame[frame["id"] <= half], frame[frame["id"] > half]
+    if overlap:
+        second = pd.concat([second, first[first["id"] == 1].head(1)])
+    out = {}
+    for j, part in enumerate((first, second)):
+        buffer = io.BytesIO()
+        part.to_parquet(buffer)
+        out[f"data/parts/part-{j}.parquet"] = buffer.getvalue()
+    return out
+
+
+DATASET, DFIT, DPARTS = "data/dataset.py", "distributed/fit.py", "distributed/partitions.py"
+PIG_DIST = edit(PIG, "data/pig.csv", "data/parts") + "estimation: {distributed: {workers: 1}}\n"
+"""PIG fitted over one local Dask worker, from the folder data/parts (a case supplies its files)."""
+CASES += [
+    Case("dataset_hidden_folder", ((DATASET, "lies in a hidden folder"),), edit(PIG, "data/pig.csv", "data/.parts"),
+         files={"data/.parts/part-0.parquet": _pig_parts()["data/parts/part-0.parquet"]}, at=("data", "path"),
+         hint="move the dataset to a visible folder"),
+    Case("dataset_without_parquet_files", ((DATASET, "holds no .parquet files"),), edit(PIG, "data/pig.csv", "data/parts"),
+         files={"data/parts/notes.txt": "not data\n"}, at=("data", "path"), hint="write the partitions there"),
+    Case("distributed_needs_a_folder", ((DFIT, "reads a partitioned Parquet dataset"),), PIG + "estimation: {distributed: {workers: 1}}\n",
+         command="fit", at=("data", "path"), hint="name such a folder"),
+    Case("distributed_unit_in_two_files", ((DPARTS, "has rows in two partition files"),), PIG_DIST,
+         files=_pig_parts(overlap=True), command="fit", at=("data", "path"), hint="partition by id"),
+    Case("distributed_partition_without_level_id", ((DPARTS, "every partition file needs the columns"),),
+         edit(PIG_DIST, "{name: pig, id: id}", "{name: pig, id: pig_id}"), files=_pig_parts(), command="fit",
+         at=("data", "path"), hint="every partition file needs the columns the spec uses"),
+    Case("distributed_sample_lacks_a_category", ((DPARTS, "compiles to another parameter table"),),
+         edit(PIG_DIST, "weight ~ week", "weight ~ week + C(I(late > 0))"), files=_pig_parts(120, flag_last=True),
+         command="fit", at=("data", "path"), hint="fit it in one process"),
+    Case("distributed_no_latent_level", ((DPARTS, "has no latent variables at a nested level"),),
+         edit(PIG_DIST, "random:\n  - {level: pig, terms: [1, week]}\n", ""), files=_pig_parts(), command="fit",
+         at=("estimation", "distributed"), hint="drop `distributed`"),
+    Case("distributed_crossed_level", ((DFIT, "crossed levels make the likelihood a non-separable sum"),),
+         edit(PIG_DIST, "{name: pig, id: id}", "{name: pig, id: id, crossed: true}"), files=_pig_parts(),
+         command="fit", at=("levels", 0, "crossed"), hint="fit this model in one process"),
+    Case("distributed_unsupported_key", ((DFIT, "a distributed fit does not support"),),
+         edit(PIG_DIST, "weight ~ week", "weight ~ center(week)"), files=_pig_parts(), command="fit", at=("fixed",),
+         hint="fit this model in one process"),
+    Case("distributed_reml_without_exact", ((DFIT, "REML needs the exact likelihood"),),
+         edit(PIG_DIST, "{distributed:", "{method: REML, exact: false, distributed:"), files=_pig_parts(),
+         command="fit", at=("estimation", "method"), hint="write `method: ML`"),
+    Case("distributed_moments_model", ((DFIT, "can be fitted by the moments engine"),),
+         edit(PIG_DIST, "random:\n  - {level: pig, terms: [1, week]}\n", "latent:\n  - {name: f, level: pig}\n"),
+         files=_pig_parts(), command="fit", at=("latent",), hint="write the effects under `random:`"),
+]
