@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.errors import SpecError
-from mlmrun.likelihood.laplace.structure import unsupported
+from mlmrun.likelihood.laplace.scope import unsupported
 from mlmrun.likelihood.moments.checks import needs_moments, plan_moments
 from mlmrun.likelihood.quadrature.plan import IntegrationPlan, check_memory, integration_plan
 
@@ -29,7 +29,9 @@ def uses_laplace_engine(model: CompiledModel) -> bool:
         return False
     if model.residual is None and needs_moments(model):
         return False
-    return model.spec.estimation.integration.method == "laplace" and unsupported(model) is None
+    if model.spec.estimation.integration.method != "laplace":
+        return False
+    return unsupported(model) is None
 
 
 def _laplace_crossed(model: CompiledModel) -> None:

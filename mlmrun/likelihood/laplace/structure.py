@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.laplace.schur import SchurFactor, SchurLayout
+from mlmrun.likelihood.laplace.scope import unsupported
 from mlmrun.likelihood.sparse.blocks import BlockFactor, BlockStructure, BlockSystem, factorize
 from mlmrun.likelihood.sparse.selected_inverse import InversePlan, selected_inverse
 
@@ -41,21 +42,6 @@ class LevelBlock:
     @property
     def k(self) -> int:
         return len(self.members)
-
-
-def unsupported(model: CompiledModel) -> str | None:
-    """Why the Laplace engine cannot take `model`, or None."""
-    if not model.latent:
-        return "the model has no latent variables (nothing to integrate)"
-    if model.discrete:
-        return "discrete latent variables (mass points or classes) are integrated exactly, not by Laplace"
-    if any(eq.choice is not None for eq in model.equations):
-        return "multinomial and ranking responses couple the rows of a choice set"
-    if model.residual is not None or model.rescov:
-        return "residual covariances couple rows"
-    if model.weighting is not None and model.weighting.unit:
-        return "level weights above the rows (levels[].pweight) weight whole integrals"
-    return None
 
 
 def _summing(codes: np.ndarray, n_units: int) -> sp.csr_matrix:
