@@ -174,9 +174,13 @@ def precheck(spec: Spec, base_dir: Path, allow_outside: bool = False) -> list[Da
 
 
 def _route(model: CompiledModel) -> str:
-    """'gaussian' (exact profiled ML/REML) or 'quadrature', as estimate/_fit routes the whole data (the
-    moments engine's models are refused by `check_supported`)."""
-    return "gaussian" if model.is_linear_gaussian and model.spec.estimation.exact else "quadrature"
+    """'gaussian' (exact profiled ML/REML), 'laplace' (the joint Laplace engine) or 'quadrature', as
+    estimate/_fit routes the whole data (the moments engine's models are refused by `check_supported`)."""
+    from mlmrun.likelihood.preflight import uses_laplace_engine
+
+    if model.is_linear_gaussian and model.spec.estimation.exact:
+        return "gaussian"
+    return "laplace" if uses_laplace_engine(model) else "quadrature"
 
 
 @contextlib.contextmanager
@@ -287,6 +291,12 @@ def fit_setup(setup: Setup, progress: Callable | None = None) -> FitResult:
         from mlmrun.distributed.routes import fit_gaussian_distributed
 
         fit = fit_gaussian_distributed(model, engines, record)
+    elif kind == "laplace":
+        from mlmrun.distributed.objective import DistributedLaplace
+        from mlmrun.estimate.laplace_fit import fit_laplace
+
+        fit = fit_laplace(model, record, engine=DistributedLaplace(model, engines),
+                          glm=DistributedQuadrature(model, engines))
     else:
         from mlmrun.distributed.routes import fit_quadrature_distributed
 

@@ -97,8 +97,55 @@ class QuadraturePart:
     def frozen(self, free: np.ndarray, handle: RemoteAdaptation, gradient: bool) -> tuple[float, np.ndarray | None]:
         return self.obj.frozen(free, self._ad(handle), gradient)
 
+    def louis_applies(self) -> bool:
+        return self.obj.louis_applies()
+
+    def hessian(self, free: np.ndarray, handle: RemoteAdaptation) -> np.ndarray:
+        """This partition's share of the frozen log likelihood's Hessian (Louis' identity per unit)."""
+        return self.obj.hessian(free, self._ad(handle))
+
     def glm(self, free: np.ndarray) -> tuple[float, np.ndarray]:
         return self.obj.glm(free)
+
+
+class LaplacePart(QuadraturePart):
+    """Worker side of the Laplace path: the partition's joint Laplace engine (its units' share of the log
+    likelihood and gradient: the Hessian of the random effects is block-diagonal over top-level units), and
+    the quadrature part for the GLM start."""
+
+    def __init__(self, model: CompiledModel) -> None:
+        super().__init__(model)
+        from mlmrun.likelihood.laplace.objective import LaplaceEngine
+
+        self.engine = LaplaceEngine(model)
+
+    def laplace_loglik_gradient(self, free: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.engine.loglik_gradient(free)
+
+
+class DistributedLaplace:
+    """The joint Laplace engine over partitions of top-level units (nested models): sums on the client."""
+
+    def __init__(self, model: CompiledModel, pool: Any) -> None:
+        self.n_free = model.partable.n_free
+        self.pool = pool
+
+    def loglik_gradient(self, free: np.ndarray) -> tuple[float, np.ndarray]:
+        parts = self.pool.map("laplace_loglik_gradient", np.asarray(free, float))
+        ll = float(sum(p[0] for p in parts))
+        if not np.isfinite(ll):
+            return -np.inf, np.zeros(len(free))
+        return ll, np.sum([p[1] for p in parts], axis=0)
+
+    def loglik(self, free: np.ndarray) -> float:
+        return self.loglik_gradient(free)[0]
+
+    def unit_scores(self, free: np.ndarray) -> np.ndarray:
+        raise ValueError("a distributed fit keeps the unit scores on the workers (robust SEs are refused there)")
+
+    def posterior(self, free: np.ndarray) -> None:
+        """None: empirical Bayes predictions stay on the workers in a distributed fit."""
+        return None
 
 
 _keys = itertools.count(1)
@@ -143,6 +190,18 @@ class DistributedQuadrature:
         if not np.isfinite(ll):
             return -np.inf, np.zeros(len(free))
         return ll, np.sum([p[1] for p in parts], axis=0)
+
+    def louis_applies(self) -> bool:
+        """Whether the partitions' Hessians are analytic (the same answer on every worker: it depends on the spec)."""
+        return all(self.pool.map("louis_applies"))
+
+    def hessian(self, free: np.ndarray, ad: RemoteAdaptation, keep_moments: bool = False) -> np.ndarray:
+        """The frozen log likelihood's Hessian: a sum over units, so the sum of the partitions' (empirical Bayes
+        moments are not kept: a distributed fit leaves them on the workers)."""
+        self.n_evaluations += 1
+        parts = self.pool.map("hessian", np.asarray(free, float), self._sent(ad))
+        self._used(ad)
+        return np.sum(parts, axis=0)
 
     def readapted(self, free: np.ndarray, warm: RemoteAdaptation | None = None) -> tuple[float, RemoteAdaptation]:
         ad = self.adapt(free, warm)

@@ -275,10 +275,11 @@ class Partition:
 
     def build(self, kind: str) -> None:
         """The engine of the fit's route on the compiled rows (distributed/objective.py's worker side)."""
-        from mlmrun.distributed.objective import GaussianPart, QuadraturePart
+        from mlmrun.distributed.objective import GaussianPart, LaplacePart, QuadraturePart
 
         assert self.model is not None
-        self.engine = GaussianPart(self.model) if kind == "gaussian" else QuadraturePart(self.model)
+        parts = {"gaussian": GaussianPart, "laplace": LaplacePart, "quadrature": QuadraturePart}
+        self.engine = parts[kind](self.model)
 
     def run(self, method: str, *args: Any) -> Any:
         """The engine's `method(*args)` (one actor call per partition and evaluation)."""

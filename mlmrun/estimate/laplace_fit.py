@@ -253,17 +253,24 @@ def robust(model: CompiledModel, engine: Any, free: np.ndarray, info: np.ndarray
     return 0.5 * (V + V.T)
 
 
-def fit_laplace(model: CompiledModel, progress: Progress | None = None) -> FitResult:
-    """Fit `model` by the joint sparse Laplace approximation (module docstring)."""
+def fit_laplace(model: CompiledModel, progress: Progress | None = None, engine: Any = None,
+                glm: Any = None) -> FitResult:
+    """Fit `model` by the joint sparse Laplace approximation (module docstring).
+
+    `engine` (a LaplaceEngine of `model` by default) and `glm` (the objective of the start values) may be
+    stand-ins with the same methods whose evaluations are sums over partitions (mlmrun/distributed); an
+    engine whose `posterior` is None leaves the empirical Bayes predictions out."""
     t0 = time.perf_counter()
     integration_plan(model)  # the spec's integration settings (points, check_points) as every Laplace fit
     est = model.spec.estimation
     warnings: list[str] = []
     phase(progress, "start values")
-    glm = QuadratureObjective(model, IntegrationPlan("laplace", "mode", (), (), ()))
+    if glm is None:
+        glm = QuadratureObjective(model, IntegrationPlan("laplace", "mode", (), (), ()))
     glm_free, null_ll = fit_glm(glm, model.partable.pack(model.partable.start_values))
     start = starting_values(glm, glm_free)
-    engine = LaplaceEngine(model)
+    if engine is None:
+        engine = LaplaceEngine(model)
     fg = Counted(engine, progress)
     lo, hi = bounds(model)
     phase(progress, "optimisation")
@@ -298,7 +305,9 @@ def fit_laplace(model: CompiledModel, progress: Progress | None = None) -> FitRe
     cov = robust(model, engine, x, info, cov, extras)
     boundary(model, x, cov, warnings)
     phase(progress, "empirical Bayes")
-    extras["empirical_bayes"] = {p.level: p.as_dict() for p in level_predictions(model, engine.posterior(x))}
+    posterior = engine.posterior(x)
+    if posterior is not None:
+        extras["empirical_bayes"] = {p.level: p.as_dict() for p in level_predictions(model, posterior)}
     test = lr_test(model, F, null_ll)
     if test is not None and "vce" not in extras:  # no LR test of a pseudolikelihood or with robust SEs (Stata)
         extras["lr_test"] = test
