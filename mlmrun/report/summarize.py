@@ -67,7 +67,7 @@ def _integration_text(fit: FitResult) -> str:
         "moments": "exact, from the sufficient statistics (per missing-data pattern: sample means and covariances)",
         "adaptive": "adaptive Gauss–Hermite quadrature",
         "ghq": "Gauss–Hermite quadrature (non-adaptive)",
-        "laplace": "Laplace approximation (one adaptive point)",
+        "laplace": "Laplace approximation (joint, over all random effects)",
         "discrete": f"discrete latent distribution, {points} points (exact sum)",
     }.get(method, str(method))
     out = f"{text}, {per}" if per and method in ("adaptive", "ghq") else text

@@ -290,7 +290,8 @@ class Integration(SpecNode):
     """Numerical integration over the latent variables (non-Gaussian models)."""
 
     method: Literal["adaptive", "laplace", "ghq"] = "adaptive"
-    """adaptive Gauss-Hermite (default), laplace (one adaptive point), ghq (non-adaptive)."""
+    """adaptive Gauss-Hermite (default; nested levels only), laplace (the joint Laplace approximation over all
+    random effects: crossed or nested levels), ghq (non-adaptive)."""
     points: Union[int, dict[str, int]] = 8
     """Points per dimension, or per level name."""
     adapt: Literal["mode", "mean"] = "mode"
