@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -332,7 +333,7 @@ def fit_prepared(path: str | Path, scheduler: str | None = None, workers: int | 
         else:
             dist = spec.estimation.distributed
             if scheduler is None and workers is None and dist is not None:  # options override the spec's key
-                scheduler, workers = dist.scheduler, dist.workers
+                scheduler, workers = spec_cluster(dist, allow_outside)
             n = workers if workers is not None else 2
             precheck(spec, path.parent, allow_outside)  # refuse before starting a cluster
             with dask_client(scheduler, n) as own:
@@ -343,6 +344,18 @@ def fit_prepared(path: str | Path, scheduler: str | None = None, workers: int | 
     model = setup.model
     data = LoadedData(setup.sample, model.data_sha256, model.n_rows_read, spec.data.path)
     return replace(fit, fit_seconds=time.perf_counter() - t0), Prepared(path, spec, marks, data, model)
+
+
+def spec_cluster(dist: Any, trusted: bool) -> tuple[str | None, int]:
+    """The cluster a spec's `estimation.distributed` asks for. Specs arrive in untrusted pull requests: a
+    scheduler address (where the data would be sent and the work run, and whose answers the client unpickles)
+    is honoured only for a trusted spec (--allow-outside-data); local workers are capped at this machine's cores."""
+    if dist.scheduler is not None and not trusted:
+        raise SpecError.at(("estimation", "distributed", "scheduler"),
+                           "a spec cannot choose the Dask scheduler (the data would go to that machine and its "
+                           "answers be unpickled here); pass --scheduler ADDRESS on the command line, or, for a "
+                           "spec you trust, --allow-outside-data")
+    return dist.scheduler, min(dist.workers, os.cpu_count() or 1)
 
 
 def wants_distributed(path: str | Path, scheduler: str | None, workers: int | None) -> bool:

@@ -302,9 +302,10 @@ class Distributed(SpecNode):
     """One fit over several Dask workers: the data a partitioned Parquet folder, the likelihood a sum over them."""
 
     scheduler: str | None = None
-    """Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786); null: start a local cluster."""
+    """Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786); null: start a local cluster. Honoured
+    only with --allow-outside-data (a spec you trust); otherwise pass --scheduler on the command line."""
     workers: int = Field(default=2, ge=1, le=1024)
-    """Workers of the local cluster started when `scheduler` is null (ignored with a scheduler)."""
+    """Workers of the local cluster started when `scheduler` is null (at most this machine's cores)."""
 
 
 class Estimation(SpecNode):

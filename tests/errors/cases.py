@@ -1197,4 +1197,8 @@ CASES += [
     Case("distributed_moments_model", ((DFIT, "can be fitted by the moments engine"),),
          edit(PIG_DIST, "random:\n  - {level: pig, terms: [1, week]}\n", "latent:\n  - {name: f, level: pig}\n"),
          files=_pig_parts(), command="fit", at=("latent",), hint="write the effects under `random:`"),
+    Case("distributed_scheduler_from_an_untrusted_spec", ((DFIT, "a spec cannot choose the Dask scheduler"),),
+         edit(PIG_DIST, "{distributed: {workers: 1}}", "{distributed: {scheduler: 'tcp://127.0.0.1:9', workers: 1}}"),
+         files=_pig_parts(), command="fit", at=("estimation", "distributed", "scheduler"),
+         hint="pass --scheduler ADDRESS on the command line"),
 ]
