@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 if TYPE_CHECKING:
     from mlmrun.compile.model import CompiledModel
@@ -106,7 +106,7 @@ def icc_table(fit: FitResult, level: float = 0.95) -> list[dict[str, Any]] | Non
         cov = np.asarray(fit.cov_free, float)[np.ix_(used, used)]
         if np.all(np.isfinite(cov)):
             se = np.sqrt(np.clip(np.einsum("ik,kl,il->i", jac[:, used], cov, jac[:, used]), 0, None))
-    z = float(norm.ppf(0.5 + level / 2))
+    z = float(ndtri(0.5 + level / 2))
     rows = []
     names = [model.levels[lvl].name for lvl, _ in pairs]
     for j in reversed(range(len(pairs))):

@@ -51,6 +51,15 @@ def test_validate_imports_nothing_only_fitting_or_reporting_needs(spec):
     assert loaded == []
 
 
+def test_a_fit_with_its_report_imports_no_scipy_stats(tmp_path):
+    """scipy.stats costs about 1 s of import; normal quantiles (ICC intervals, QQ plots) come from scipy.special."""
+    proc, loaded = _loaded_after(["fit", "specs/pig_intercept.yaml", "--out", str(tmp_path / "out"), "--quiet"],
+                                 ("scipy.stats",))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "report.html").is_file()
+    assert loaded == []
+
+
 def test_validate_still_loads_the_data_and_design_stack():
     """The checks validate makes need pandas (the data), formulaic (the design) and pydantic (the spec)."""
     needed = ("numpy", "pandas", "formulaic", "pydantic")
