@@ -18,7 +18,7 @@ import numpy as np
 
 from mlmrun.compile.model import CompiledModel
 from mlmrun.distributed.objective import Dims, DistributedGaussian, DistributedQuadrature
-from mlmrun.estimate.gaussian_fit import Run, _converged, _lme4_start, _natural_values, _optimise
+from mlmrun.estimate.gaussian_fit import _natural_values, best_of_starts
 from mlmrun.estimate.gaussian_params import GaussianParams
 from mlmrun.estimate.gaussian_se import FORWARD_ABOVE, _boundary_coords, _hessian_steps, gradient_hessian
 from mlmrun.estimate.inference import covariance_from_hessian, lr_p_value
@@ -141,19 +141,7 @@ def fit_gaussian_distributed(model: CompiledModel, pool: Any, progress: Callable
     obj = DistributedGaussian(model, params, reml, pool, Dims(int(n), len(shift), shift))
     free0, sigma0 = _start_values(model, params, obj, beta, n)
     phi0 = params.phi_from_free(free0, sigma0)
-    runs: list[Run] = []
-    best: Run | None = None
-    converged, measure = False, ""
-    for k, start in enumerate((phi0, _lme4_start(params, phi0))):
-        phase(progress, f"optimisation (start {k + 1})")
-        run = _optimise(obj, start, est.max_iter, est.tol, progress)
-        runs.append(run)
-        if best is None or run.deviance < best.deviance:
-            best = run
-        converged, measure = _converged(obj, best)
-        if converged:
-            break
-    assert best is not None
+    best, runs, converged, measure = best_of_starts(obj, params, phi0, est, progress)
     phi, _ = obj.snap_to_boundary(best.phi, best.deviance)
     free, values, res = _natural_values(obj, phi)
     loglik = -0.5 * res.deviance

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize
@@ -341,17 +342,10 @@ def _natural_values(obj: Objective, phi: np.ndarray) -> tuple[np.ndarray, np.nda
     return free, obj.model.partable.unpack(free), res
 
 
-def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
-    """Fit a linear Gaussian model by exact profiled ML or REML (Stata mixed / lme4 lmer equivalent)."""
-    t0 = time.perf_counter()
-    est = model.spec.estimation
-    reml = est.method == "REML"
-    design = GaussianDesign(model)
-    params = GaussianParams(model)
-    obj = Objective(model, design, params, reml)
-    phase(progress, "start values")
-    free0, sigma0 = start_values(model, params)
-    phi0 = params.phi_from_free(free0, sigma0)
+def best_of_starts(obj: Objective, params: GaussianParams, phi0: np.ndarray, est: Any, progress: Any
+                   ) -> tuple[Run, list[Run], bool, str]:
+    """Optimise from `phi0`, then from lme4's start unless the first run converged: the best run, every run,
+    and the convergence verdict and measure of the best."""
     runs: list[Run] = []
     best: Run | None = None
     converged, measure = False, ""
@@ -364,6 +358,22 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
         converged, measure = _converged(obj, best)
         if converged:
             break
+    assert best is not None
+    return best, runs, converged, measure
+
+
+def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
+    """Fit a linear Gaussian model by exact profiled ML or REML (Stata mixed / lme4 lmer equivalent)."""
+    t0 = time.perf_counter()
+    est = model.spec.estimation
+    reml = est.method == "REML"
+    design = GaussianDesign(model)
+    params = GaussianParams(model)
+    obj = Objective(model, design, params, reml)
+    phase(progress, "start values")
+    free0, sigma0 = start_values(model, params)
+    phi0 = params.phi_from_free(free0, sigma0)
+    best, runs, converged, measure = best_of_starts(obj, params, phi0, est, progress)
     phi, dev = obj.snap_to_boundary(best.phi, best.deviance)
     free, values, res = _natural_values(obj, phi)
     loglik = -0.5 * res.deviance
