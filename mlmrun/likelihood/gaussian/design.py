@@ -30,6 +30,7 @@ from mlmrun.compile.matrices import ModelMatrices
 from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.gaussian.residual_structures import ResidualPlan
 from mlmrun.likelihood.sparse.blocks import BlockStructure, BlockSystem
+from mlmrun.likelihood.sparse.order import elimination_order
 from mlmrun.likelihood.sparse.selected_inverse import InversePlan
 
 
@@ -69,20 +70,6 @@ def _reach(model: CompiledModel) -> np.ndarray:
     for _ in range(M):
         R = R | ((R.astype(int) @ R.astype(int)) > 0)
     return R
-
-
-def elimination_order(model: CompiledModel, levels: list[int]) -> list[int]:
-    """Levels with the most units first (lowest nested level first on ties).
-
-    A unit of a nested level meets one unit of each level above it, so the
-    nested chain (children have at least as many units as parents) is
-    eliminated without fill; a crossed factor with many units (students
-    crossed with raters) likewise goes before the small factors it meets, so
-    only small factors are left for the final dense factorisation.
-    """
-    nested_first = [lv for lv in levels if not model.levels[lv].crossed] + \
-                   [lv for lv in levels if model.levels[lv].crossed]
-    return sorted(nested_first, key=lambda lv: -model.levels[lv].n_units)
 
 
 class GaussianDesign:

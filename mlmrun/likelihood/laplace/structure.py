@@ -22,6 +22,7 @@ from mlmrun.compile.model import CompiledModel
 from mlmrun.likelihood.laplace.schur import SchurFactor, SchurLayout
 from mlmrun.likelihood.laplace.scope import unsupported
 from mlmrun.likelihood.sparse.blocks import BlockFactor, BlockStructure, BlockSystem, factorize
+from mlmrun.likelihood.sparse.order import elimination_order
 from mlmrun.likelihood.sparse.selected_inverse import InversePlan, selected_inverse
 
 
@@ -47,13 +48,6 @@ class LevelBlock:
 def _summing(codes: np.ndarray, n_units: int) -> sp.csr_matrix:
     n = len(codes)
     return sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_units, n))
-
-
-def elimination_order(model: CompiledModel, levels: list[int]) -> list[int]:
-    """Levels with the most units first (lowest nested level first on ties)."""
-    nested_first = [lv for lv in levels if not model.levels[lv].crossed] + \
-                   [lv for lv in levels if model.levels[lv].crossed]
-    return sorted(nested_first, key=lambda lv: -model.levels[lv].n_units)
 
 
 class LaplaceStructure:
