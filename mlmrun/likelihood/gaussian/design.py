@@ -61,6 +61,19 @@ def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a[:, :, None] * b[:, None, :]).reshape(len(a), -1)
 
 
+def _group_sum(keys: np.ndarray, n_groups: int, M: np.ndarray) -> np.ndarray:
+    """Rows of M summed by key (n_groups x columns): what the 0/1 aggregation matrix `_agg` times M gives.
+
+    One bincount per column instead of building a sparse matrix (a fixed cost that dominates small
+    data): within each key the rows are added in data order, as the sparse product adds them, so the
+    sums are the same to the last bit.
+    """
+    out = np.empty((n_groups, M.shape[1]))
+    for j in range(M.shape[1]):
+        out[:, j] = np.bincount(keys, weights=M[:, j], minlength=n_groups)
+    return out
+
+
 def _reach(model: CompiledModel) -> np.ndarray:
     """reach[m, j]: T = (I - B)^-1 can be structurally non-zero at (m, j)."""
     M = len(model.latent)
@@ -192,19 +205,19 @@ class GaussianDesign:
         """Sums of xi xi', xi F' per (unit, class) and per (pair, class); F'F per class."""
         G = len(self.class_rows)
         self.S, self.SF, self.Sp = [], [], {}
+        c = self.F.shape[1]
         for lv in self.levels:
-            agg = self._agg(lv.codes * G + self.classes, lv.n_units * G)
             K = lv.xi.shape[1]
-            self.S.append((agg @ _outer(lv.xi, lv.xi)).reshape(lv.n_units, G, K, K))
-            self.SF.append((agg @ _outer(lv.xi, self.F)).reshape(lv.n_units, G, K, -1))
+            sums = _group_sum(lv.codes * G + self.classes, lv.n_units * G,
+                              np.hstack([_outer(lv.xi, lv.xi), _outer(lv.xi, self.F)]))
+            self.S.append(sums[:, :K * K].reshape(lv.n_units, G, K, K))
+            self.SF.append(sums[:, K * K:].reshape(lv.n_units, G, K, c))
         for (a, b), rp in self.row_pair.items():
             P = len(self.pairs[(a, b)][0])
-            agg = self._agg(rp * G + self.classes, P * G)
             xa, xb = self.levels[a].xi, self.levels[b].xi
-            self.Sp[(a, b)] = (agg @ _outer(xa, xb)).reshape(P, G, xa.shape[1], xb.shape[1])
-        agg = self._agg(self.classes, G)
-        c = self.F.shape[1]
-        self.FF = (agg @ _outer(self.F, self.F)).reshape(G, c, c)
+            self.Sp[(a, b)] = _group_sum(rp * G + self.classes, P * G, _outer(xa, xb)).reshape(
+                P, G, xa.shape[1], xb.shape[1])
+        self.FF = _group_sum(self.classes, G, _outer(self.F, self.F)).reshape(G, c, c)
 
     def whitened(self, mats: ModelMatrices) -> GaussianDesign:
         """This design with every cluster's rows of F and xi multiplied by L_j^-1 (R_j = L_j L_j'), or itself.
