@@ -120,6 +120,8 @@ class GaussianDesign:
         self.raw = self._choose_raw()
         if self.raw:
             self._raw_sums()
+        elif self.residual is not None and self.residual.perm is not None:
+            self.agg_level, self.agg_pair = None, None  # only whitened copies form the system, in `perm` order
         else:
             self.agg_level = [self._agg(lv.codes, lv.n_units) for lv in self.levels]
             self.agg_pair = {p: self._agg(r, len(self.pairs[p][0])) for p, r in self.row_pair.items()}
