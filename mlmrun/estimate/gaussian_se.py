@@ -18,6 +18,7 @@ deviance.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,22 +64,36 @@ def gradient_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, st
     return 0.5 * (H + H.T)
 
 
-def _first_rows(free_col: np.ndarray) -> np.ndarray:
-    """First partable row of every free coordinate (free numbers 1..n_free)."""
-    numbers, first = np.unique(free_col, return_index=True)
-    return first[numbers > 0]
+@dataclass(frozen=True)
+class Columns:
+    """The partable columns the SE code reads, taken out of the pandas frame once per covariance."""
+
+    free: np.ndarray
+    block: np.ndarray
+    names: np.ndarray
+
+    @classmethod
+    def of(cls, model: CompiledModel) -> Columns:
+        frame = model.partable.frame
+        return cls(frame["free"].to_numpy(), frame["block"].to_numpy(), model.partable.names)
+
+    @property
+    def first_rows(self) -> np.ndarray:
+        """First partable row of every free coordinate (free numbers 1..n_free)."""
+        numbers, first = np.unique(self.free, return_index=True)
+        return first[numbers > 0]
 
 
-def _hessian_steps(model: CompiledModel, free: np.ndarray, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _hessian_steps(model: CompiledModel, free: np.ndarray, idx: np.ndarray, values: np.ndarray,
+                   cols: Columns | None = None) -> np.ndarray:
     """Absolute finite-difference steps per free coordinate, matched to each parameter's scale."""
-    frame = model.partable.frame
-    blocks = frame["block"].to_numpy()
-    first = _first_rows(frame["free"].to_numpy())
-    resid = values[blocks == "residual"]
+    cols = Columns.of(model) if cols is None else cols
+    first = cols.first_rows
+    resid = values[cols.block == "residual"]
     ref = float(np.min(resid)) if len(resid) else 1.0
     steps = []
     for j in idx:
-        block = blocks[first[int(j)]]
+        block = cols.block[first[int(j)]]
         if block == "sd":
             steps.append(1e-4 * max(abs(free[j]), 1e-2 * ref))
         elif block in ("corr", "residual"):
@@ -88,11 +103,11 @@ def _hessian_steps(model: CompiledModel, free: np.ndarray, idx: np.ndarray, valu
     return np.array(steps)
 
 
-def _boundary_coords(model: CompiledModel, values: np.ndarray, scale: float) -> tuple[set[int], list[str]]:
+def _boundary_coords(model: CompiledModel, values: np.ndarray, scale: float, cols: Columns | None = None
+                     ) -> tuple[set[int], list[str]]:
     """Free coordinates at a boundary (correlations at +-1 or with a zero SD) and warnings for them."""
-    pt = model.partable
-    free = pt.frame["free"].to_numpy()
-    names = pt.names
+    cols = Columns.of(model) if cols is None else cols
+    free, names = cols.free, cols.names
     skip: set[int] = set()
     warnings = []
     for b in model.blocks:
@@ -118,13 +133,12 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
                res: Profiled) -> tuple[np.ndarray, list[str], int]:
     """cov_free (NaN where unavailable), warnings, and the number of likelihood evaluations it took."""
     model = design.model
-    pt = model.partable
     n_free = params.n_free
-    free_col = pt.frame["free"].to_numpy()
-    scale = res.sigma if res.sigma is not None else float(np.min(values[pt.frame["block"].to_numpy() == "residual"]))
-    skip, warnings = _boundary_coords(model, values, scale)
-    names = [str(x) for x in pt.names[_first_rows(free_col)]]
-    mean_params = any(free_col[row] > 0 for _, _, row in model.Gamma_entries)
+    cols = Columns.of(model)
+    scale = res.sigma if res.sigma is not None else float(np.min(values[cols.block == "residual"]))
+    skip, warnings = _boundary_coords(model, values, scale, cols)
+    names = [str(x) for x in cols.names[cols.first_rows]]
+    mean_params = any(cols.free[row] > 0 for _, _, row in model.Gamma_entries)
     if mean_params and not reml:
         idx = np.array([j for j in range(n_free) if j not in skip], dtype=int)
     else:
@@ -156,7 +170,7 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
             return np.full(len(idx), np.nan)
         return -(model.partable.jacobian(trial).T @ values_gradient(model, values, grad))[idx]
 
-    steps = _hessian_steps(model, free, idx, values)
+    steps = _hessian_steps(model, free, idx, values, cols)
     if design.structure.q_remainder <= sparse_blocks.DENSE_MAX:
         H = gradient_hessian(half_gradient, free[idx], steps)
         n_evaluations = 2 * len(idx) if len(idx) <= FORWARD_ABOVE else len(idx) + 1
