@@ -61,17 +61,24 @@ def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a[:, :, None] * b[:, None, :]).reshape(len(a), -1)
 
 
-def _group_sum(keys: np.ndarray, n_groups: int, M: np.ndarray) -> np.ndarray:
-    """Rows of M summed by key (n_groups x columns): what the 0/1 aggregation matrix `_agg` times M gives.
+def _grouped_outer(keys: np.ndarray, n_groups: int, a: np.ndarray, b: np.ndarray, symmetric: bool = False
+                   ) -> np.ndarray:
+    """sum of a_i b_i' over the rows i of every key, (n_groups, K_a * K_b) as `_outer` rows summed by key.
 
-    One bincount per column instead of building a sparse matrix (a fixed cost that dominates small
-    data): within each key the rows are added in data order, as the sparse product adds them, so the
-    sums are the same to the last bit.
+    One bincount per product column (the upper triangle only when a is b, `symmetric`) instead of a
+    sparse 0/1 aggregation matrix times the n x K_a K_b outer products: within each key the rows are
+    added in data order, as the sparse product adds them, so the sums are the same to the last bit,
+    without the fixed cost of building sparse matrices or the wide row-wise products.
     """
-    out = np.empty((n_groups, M.shape[1]))
-    for j in range(M.shape[1]):
-        out[:, j] = np.bincount(keys, weights=M[:, j], minlength=n_groups)
-    return out
+    ka, kb = a.shape[1], b.shape[1]
+    out = np.empty((n_groups, ka, kb))
+    aT, bT = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+    for i in range(ka):
+        for j in range(i if symmetric else 0, kb):
+            out[:, i, j] = np.bincount(keys, weights=aT[i] * bT[j], minlength=n_groups)
+            if symmetric and j > i:
+                out[:, j, i] = out[:, i, j]
+    return out.reshape(n_groups, ka * kb)
 
 
 def _reach(model: CompiledModel) -> np.ndarray:
@@ -210,16 +217,16 @@ class GaussianDesign:
         c = self.F.shape[1]
         for lv in self.levels:
             K = lv.xi.shape[1]
-            sums = _group_sum(lv.codes * G + self.classes, lv.n_units * G,
-                              np.hstack([_outer(lv.xi, lv.xi), _outer(lv.xi, self.F)]))
-            self.S.append(sums[:, :K * K].reshape(lv.n_units, G, K, K))
-            self.SF.append(sums[:, K * K:].reshape(lv.n_units, G, K, c))
+            keys = lv.codes * G + self.classes
+            self.S.append(_grouped_outer(keys, lv.n_units * G, lv.xi, lv.xi, symmetric=True).reshape(
+                lv.n_units, G, K, K))
+            self.SF.append(_grouped_outer(keys, lv.n_units * G, lv.xi, self.F).reshape(lv.n_units, G, K, c))
         for (a, b), rp in self.row_pair.items():
             P = len(self.pairs[(a, b)][0])
             xa, xb = self.levels[a].xi, self.levels[b].xi
-            self.Sp[(a, b)] = _group_sum(rp * G + self.classes, P * G, _outer(xa, xb)).reshape(
+            self.Sp[(a, b)] = _grouped_outer(rp * G + self.classes, P * G, xa, xb).reshape(
                 P, G, xa.shape[1], xb.shape[1])
-        self.FF = _group_sum(self.classes, G, _outer(self.F, self.F)).reshape(G, c, c)
+        self.FF = _grouped_outer(self.classes, G, self.F, self.F, symmetric=True).reshape(G, c, c)
 
     def whitened(self, mats: ModelMatrices) -> GaussianDesign:
         """This design with every cluster's rows of F and xi multiplied by L_j^-1 (R_j = L_j L_j'), or itself.
