@@ -53,6 +53,8 @@ def block_L(block: CovBlock, values: np.ndarray) -> tuple[np.ndarray, bool]:
         r = float(values[block.corr_rows[0]])
         if 1.0 - r * r > 0.0:  # chol([[1, r], [r, 1]]) = [[1, 0], [r, sqrt(1 - r^2)]]
             return np.array([[sd[0], 0.0], [sd[1] * r, sd[1] * np.sqrt(1.0 - r * r)]]), True
+        if abs(r) == 1.0:  # semidefinite_cholesky's limit: the second pivot is 0
+            return np.array([[sd[0], 0.0], [sd[1] * r, 0.0]]), True
     R = np.eye(k)
     if len(block.corr_rows):
         r = values[block.corr_rows]
