@@ -176,6 +176,8 @@ def block_L_adjoint(block: CovBlock, values: np.ndarray, gL: np.ndarray, eps: fl
         r = float(values[block.corr_rows[0]])
         if 1.0 - r * r > 0.0:
             return _pair_adjoint(sd, r, gL)
+        if abs(r) == 1.0:  # R is singular: no Cholesky inverse (as the general path finds, at a cost)
+            return _block_L_adjoint_numeric(block, values, gL, eps)
     R = np.eye(k)
     rows, cols = tril(k, -1)
     if len(block.corr_rows):
