@@ -49,6 +49,12 @@ def block_L(block: CovBlock, values: np.ndarray) -> tuple[np.ndarray, bool]:
     sd = values[block.sd_rows]
     if k == 1:
         return sd.reshape(1, 1).copy(), True
+    if k == 2 and len(block.corr_rows):
+        r = float(values[block.corr_rows[0]])
+        if 1.0 - r * r > 0.0:  # chol([[1, r], [r, 1]]) = [[1, 0], [r, sqrt(1 - r^2)]]
+            return np.array([[sd[0], 0.0], [sd[1] * r, sd[1] * np.sqrt(1.0 - r * r)]]), True
+        if abs(r) == 1.0:  # semidefinite_cholesky's limit: the second pivot is 0
+            return np.array([[sd[0], 0.0], [sd[1] * r, 0.0]]), True
     R = np.eye(k)
     if len(block.corr_rows):
         r = values[block.corr_rows]
@@ -166,6 +172,12 @@ def block_L_adjoint(block: CovBlock, values: np.ndarray, gL: np.ndarray, eps: fl
     sd = values[block.sd_rows]
     if k == 1:
         return np.array([float(gL[0, 0])])
+    if k == 2 and len(block.corr_rows):
+        r = float(values[block.corr_rows[0]])
+        if 1.0 - r * r > 0.0:
+            return _pair_adjoint(sd, r, gL)
+        if abs(r) == 1.0:  # R is singular: no Cholesky inverse (as the general path finds, at a cost)
+            return _block_L_adjoint_numeric(block, values, gL, eps)
     R = np.eye(k)
     rows, cols = tril(k, -1)
     if len(block.corr_rows):
@@ -185,6 +197,21 @@ def block_L_adjoint(block: CovBlock, values: np.ndarray, gL: np.ndarray, eps: fl
     phi[np.diag_indices(k)] *= 0.5
     S = Cinv.T @ phi @ Cinv
     return np.concatenate([g_sd, S[rows, cols] + S[cols, rows]])
+
+
+def _pair_adjoint(sd: np.ndarray, r: float, gL: np.ndarray) -> np.ndarray:
+    """`block_L_adjoint` of a 2 x 2 block with a correlation in (-1, 1), written out (no LAPACK calls).
+
+    C = [[1, 0], [r, s]], s = sqrt(1 - r^2), C^-1 = [[1, 0], [a, b]] with a = -r/s, b = 1/s; M = C'(D gL),
+    Phi = lower triangle of M with halved diagonal, S = C^-T Phi C^-1, so S_10 + S_01 = b Phi_10 + 2 a b Phi_11.
+    """
+    s = float(np.sqrt(1.0 - r * r))
+    g00, g10, g11 = float(gL[0, 0]), float(gL[1, 0]), float(gL[1, 1])  # gL[0, 1] meets C[0, 1] = 0
+    s1 = float(sd[1])
+    phi10 = s * s1 * g10
+    phi11 = 0.5 * s * s1 * g11
+    a, b = -r / s, 1.0 / s
+    return np.array([g00, g10 * r + g11 * s, b * phi10 + 2.0 * a * b * phi11])
 
 
 def _block_L_adjoint_numeric(block: CovBlock, values: np.ndarray, gL: np.ndarray, eps: float) -> np.ndarray:

@@ -396,7 +396,7 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
                       "message": best.message,
                       "starts": len(runs), "convergence": measure},
     }
-    lr = lr_test(model, loglik, reml, values)
+    lr = lr_test(model, loglik, reml, values, design)
     if lr is not None:
         extras["lr_test"] = lr
     phase(progress, "empirical Bayes")

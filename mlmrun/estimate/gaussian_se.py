@@ -18,6 +18,7 @@ deviance.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from mlmrun.estimate.gaussian_params import GaussianParams
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, lr_p_value, numeric_hessian
 from mlmrun.estimate.lr_null import gaussian_null_loglik, tested_free
 from mlmrun.likelihood.gaussian.design import GaussianDesign
-from mlmrun.likelihood.gaussian.deviance import Profiled, deviance_at, profiled
+from mlmrun.likelihood.gaussian.deviance import Profiled, deviance_at, profiled, regression_loglik
 from mlmrun.likelihood.gaussian.gradient import deviance_gradient, profiled_gradient
 from mlmrun.likelihood.sparse import blocks as sparse_blocks
 
@@ -63,15 +64,36 @@ def gradient_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, st
     return 0.5 * (H + H.T)
 
 
-def _hessian_steps(model: CompiledModel, free: np.ndarray, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class Columns:
+    """The partable columns the SE code reads, taken out of the pandas frame once per covariance."""
+
+    free: np.ndarray
+    block: np.ndarray
+    names: np.ndarray
+
+    @classmethod
+    def of(cls, model: CompiledModel) -> Columns:
+        frame = model.partable.frame
+        return cls(frame["free"].to_numpy(), frame["block"].to_numpy(), model.partable.names)
+
+    @property
+    def first_rows(self) -> np.ndarray:
+        """First partable row of every free coordinate (free numbers 1..n_free)."""
+        numbers, first = np.unique(self.free, return_index=True)
+        return first[numbers > 0]
+
+
+def _hessian_steps(model: CompiledModel, free: np.ndarray, idx: np.ndarray, values: np.ndarray,
+                   cols: Columns | None = None) -> np.ndarray:
     """Absolute finite-difference steps per free coordinate, matched to each parameter's scale."""
-    pt = model.partable
-    first = {int(k) - 1: i for i, k in reversed(list(enumerate(pt.frame["free"]))) if k > 0}
-    resid = values[pt.rows_of("residual")]
+    cols = Columns.of(model) if cols is None else cols
+    first = cols.first_rows
+    resid = values[cols.block == "residual"]
     ref = float(np.min(resid)) if len(resid) else 1.0
     steps = []
     for j in idx:
-        block = pt.frame.at[first[int(j)], "block"]
+        block = cols.block[first[int(j)]]
         if block == "sd":
             steps.append(1e-4 * max(abs(free[j]), 1e-2 * ref))
         elif block in ("corr", "residual"):
@@ -81,10 +103,11 @@ def _hessian_steps(model: CompiledModel, free: np.ndarray, idx: np.ndarray, valu
     return np.array(steps)
 
 
-def _boundary_coords(model: CompiledModel, values: np.ndarray, scale: float) -> tuple[set[int], list[str]]:
+def _boundary_coords(model: CompiledModel, values: np.ndarray, scale: float, cols: Columns | None = None
+                     ) -> tuple[set[int], list[str]]:
     """Free coordinates at a boundary (correlations at +-1 or with a zero SD) and warnings for them."""
-    pt = model.partable
-    free = pt.frame["free"].to_numpy()
+    cols = Columns.of(model) if cols is None else cols
+    free, names = cols.free, cols.names
     skip: set[int] = set()
     warnings = []
     for b in model.blocks:
@@ -93,8 +116,8 @@ def _boundary_coords(model: CompiledModel, values: np.ndarray, scale: float) -> 
         for r, z in zip(b.sd_rows, zero, strict=True):
             if z and free[r] > 0:
                 skip.add(int(free[r]) - 1)
-                warnings.append(f"{pt.names[r]} is at the boundary (0): singular fit")
-                warnings.append(no_se_at_boundary(str(pt.names[r])))
+                warnings.append(f"{names[r]} is at the boundary (0): singular fit")
+                warnings.append(no_se_at_boundary(str(names[r])))
         for r in b.corr_rows:
             if free[r] == 0:
                 continue
@@ -102,7 +125,7 @@ def _boundary_coords(model: CompiledModel, values: np.ndarray, scale: float) -> 
                 skip.add(int(free[r]) - 1)
             elif abs(values[r]) > 1 - 1e-6:
                 skip.add(int(free[r]) - 1)
-                warnings.append(f"{pt.names[r]} is at the boundary ({values[r]:+.0f}): singular fit")
+                warnings.append(f"{names[r]} is at the boundary ({values[r]:+.0f}): singular fit")
     return skip, warnings
 
 
@@ -111,10 +134,11 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
     """cov_free (NaN where unavailable), warnings, and the number of likelihood evaluations it took."""
     model = design.model
     n_free = params.n_free
-    scale = res.sigma if res.sigma is not None else float(np.min(values[model.partable.rows_of("residual")]))
-    skip, warnings = _boundary_coords(model, values, scale)
-    names = model.partable.free_names()
-    mean_params = any(model.partable.frame.at[row, "free"] > 0 for _, _, row in model.Gamma_entries)
+    cols = Columns.of(model)
+    scale = res.sigma if res.sigma is not None else float(np.min(values[cols.block == "residual"]))
+    skip, warnings = _boundary_coords(model, values, scale, cols)
+    names = [str(x) for x in cols.names[cols.first_rows]]
+    mean_params = any(cols.free[row] > 0 for _, _, row in model.Gamma_entries)
     if mean_params and not reml:
         idx = np.array([j for j in range(n_free) if j not in skip], dtype=int)
     else:
@@ -146,7 +170,7 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
             return np.full(len(idx), np.nan)
         return -(model.partable.jacobian(trial).T @ values_gradient(model, values, grad))[idx]
 
-    steps = _hessian_steps(model, free, idx, values)
+    steps = _hessian_steps(model, free, idx, values, cols)
     if design.structure.q_remainder <= sparse_blocks.DENSE_MAX:
         H = gradient_hessian(half_gradient, free[idx], steps)
         n_evaluations = 2 * len(idx) if len(idx) <= FORWARD_ABOVE else len(idx) + 1
@@ -166,13 +190,15 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
     return cov, warnings, n_evaluations
 
 
-def lr_test(model: CompiledModel, loglik: float, reml: bool, values: np.ndarray | None = None) -> dict | None:
+def lr_test(model: CompiledModel, loglik: float, reml: bool, values: np.ndarray | None = None,
+            design: GaussianDesign | None = None) -> dict | None:
     """LR test against the linear regression without latent variables (Stata's 'LR test vs. linear model').
 
     The regression keeps every fixed covariate, those entering through structural Gamma
     included (estimate/lr_null.py); `values` (the estimates) start its search for free
     loadings on a Gamma path. With a residual covariance structure the regression has one
-    residual SD, so every other residual parameter is tested too.
+    residual SD, so every other residual parameter is tested too. `design`: the fit's GaussianDesign,
+    whose fixed columns the regression reuses (without Gamma covariates).
     """
     tested, single = tested_free(model)
     if model.residual is not None:
@@ -186,7 +212,10 @@ def lr_test(model: CompiledModel, loglik: float, reml: bool, values: np.ndarray 
     if not tested:
         return None
     values = model.partable.start_values if values is None else values
-    ll0 = gaussian_null_loglik(model, values, reml)
+    if design is not None and not model.Gamma_entries:
+        ll0 = regression_loglik(model, reml=reml, design=design)
+    else:
+        ll0 = gaussian_null_loglik(model, values, reml)
     chi2 = float(max(2.0 * (loglik - ll0), 0.0))
     if single:
         return {"chi2": chi2, "df": 1, "p": lr_p_value(chi2, 1, True), "kind": "chibar2",

@@ -61,6 +61,26 @@ def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a[:, :, None] * b[:, None, :]).reshape(len(a), -1)
 
 
+def _grouped_outer(keys: np.ndarray, n_groups: int, a: np.ndarray, b: np.ndarray, symmetric: bool = False
+                   ) -> np.ndarray:
+    """sum of a_i b_i' over the rows i of every key, (n_groups, K_a * K_b) as `_outer` rows summed by key.
+
+    One bincount per product column (the upper triangle only when a is b, `symmetric`) instead of a
+    sparse 0/1 aggregation matrix times the n x K_a K_b outer products: within each key the rows are
+    added in data order, as the sparse product adds them, so the sums are the same to the last bit,
+    without the fixed cost of building sparse matrices or the wide row-wise products.
+    """
+    ka, kb = a.shape[1], b.shape[1]
+    out = np.empty((n_groups, ka, kb))
+    aT, bT = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+    for i in range(ka):
+        for j in range(i if symmetric else 0, kb):
+            out[:, i, j] = np.bincount(keys, weights=aT[i] * bT[j], minlength=n_groups)
+            if symmetric and j > i:
+                out[:, j, i] = out[:, i, j]
+    return out.reshape(n_groups, ka * kb)
+
+
 def _reach(model: CompiledModel) -> np.ndarray:
     """reach[m, j]: T = (I - B)^-1 can be structurally non-zero at (m, j)."""
     M = len(model.latent)
@@ -107,6 +127,8 @@ class GaussianDesign:
         self.raw = self._choose_raw()
         if self.raw:
             self._raw_sums()
+        elif self.residual is not None and self.residual.perm is not None:
+            self.agg_level, self.agg_pair = None, None  # only whitened copies form the system, in `perm` order
         else:
             self.agg_level = [self._agg(lv.codes, lv.n_units) for lv in self.levels]
             self.agg_pair = {p: self._agg(r, len(self.pairs[p][0])) for p, r in self.row_pair.items()}
@@ -192,19 +214,19 @@ class GaussianDesign:
         """Sums of xi xi', xi F' per (unit, class) and per (pair, class); F'F per class."""
         G = len(self.class_rows)
         self.S, self.SF, self.Sp = [], [], {}
+        c = self.F.shape[1]
         for lv in self.levels:
-            agg = self._agg(lv.codes * G + self.classes, lv.n_units * G)
             K = lv.xi.shape[1]
-            self.S.append((agg @ _outer(lv.xi, lv.xi)).reshape(lv.n_units, G, K, K))
-            self.SF.append((agg @ _outer(lv.xi, self.F)).reshape(lv.n_units, G, K, -1))
+            keys = lv.codes * G + self.classes
+            self.S.append(_grouped_outer(keys, lv.n_units * G, lv.xi, lv.xi, symmetric=True).reshape(
+                lv.n_units, G, K, K))
+            self.SF.append(_grouped_outer(keys, lv.n_units * G, lv.xi, self.F).reshape(lv.n_units, G, K, c))
         for (a, b), rp in self.row_pair.items():
             P = len(self.pairs[(a, b)][0])
-            agg = self._agg(rp * G + self.classes, P * G)
             xa, xb = self.levels[a].xi, self.levels[b].xi
-            self.Sp[(a, b)] = (agg @ _outer(xa, xb)).reshape(P, G, xa.shape[1], xb.shape[1])
-        agg = self._agg(self.classes, G)
-        c = self.F.shape[1]
-        self.FF = (agg @ _outer(self.F, self.F)).reshape(G, c, c)
+            self.Sp[(a, b)] = _grouped_outer(rp * G + self.classes, P * G, xa, xb).reshape(
+                P, G, xa.shape[1], xb.shape[1])
+        self.FF = _grouped_outer(self.classes, G, self.F, self.F, symmetric=True).reshape(G, c, c)
 
     def whitened(self, mats: ModelMatrices) -> GaussianDesign:
         """This design with every cluster's rows of F and xi multiplied by L_j^-1 (R_j = L_j L_j'), or itself.

@@ -149,15 +149,16 @@ def exact_loglik(model: CompiledModel, values: np.ndarray, design: GaussianDesig
 
 
 def regression_loglik(model: CompiledModel, *, reml: bool,
-                      extra: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+                      extra: tuple[np.ndarray, np.ndarray] | None = None, design: GaussianDesign | None = None) -> float:
     """(Restricted) log likelihood of the linear regression without latent variables, same residual classes.
 
     The comparison model of the LR test Stata and lme4 print. One residual SD
     has a closed form; several (variance_by) are fitted by maximising the
     profiled (restricted) likelihood over their logs. `extra` = (columns, shift): further
-    regressors and a known offset (the structural Gamma covariates, estimate/lr_null.py).
+    regressors and a known offset (the structural Gamma covariates, estimate/lr_null.py). `design`: the
+    model's GaussianDesign when already built (only its fixed columns and residual classes are read).
     """
-    design = GaussianDesign(model, with_levels=False)
+    design = design if design is not None else GaussianDesign(model, with_levels=False)
     n, p = design.n, design.p
     E = np.zeros((design.F.shape[1], p + 1))
     E[:p, :p] = np.eye(p)

@@ -23,9 +23,12 @@ rows X* (gaussian_adjoint's row-wise adjoint), dD = sum_j tr(G_j' dX*_j) +
 d log|R|, dX*_j = -L_j^-1 dL_j X*_j, so dD/dL_j = -L_j^-T G_j X*_j' +
 2 diag(1/L_j,ii); the Cholesky adjoint (as in compile/matrices.block_L_adjoint)
 turns it into dD/dR_j, summed per pattern, and with R_p = D C D it is carried
-analytically onto the SDs and correlations; only the map from AR or MA
-coefficients to autocorrelations is differentiated by central differences
-(a function of a few numbers; the data enter only through dD/dR_p summed by lag).
+analytically onto the SDs and correlations, and from the autocorrelations
+(dD/dR_p summed by lag) onto the AR, MA or Toeplitz coefficients through the
+analytic Jacobian of the autocorrelation map (`ar_autocorrelation`,
+`ma_autocorrelation`). Everything parameter-free (lags, group masks, the
+AR system's index) is laid out once per model (`BatchIndex`), and the
+correlations found for whitening are kept for the gradient at the same values.
 """
 
 from __future__ import annotations
@@ -33,11 +36,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import lapack
 
 from mlmrun.compile.residuals import ResidualStructure
 
-STEP = 1e-6
-"""Central-difference step of the map from AR/MA coefficients to autocorrelations."""
 MAX_LOOPED_PATTERNS = 256
 """Up to this many patterns per batch, each pattern is one matrix product over its clusters; beyond, batched."""
 
@@ -55,41 +57,108 @@ def _gram(G: np.ndarray, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return G[rows.T].reshape(s, -1) @ X[rows.T].reshape(s, -1).T
 
 
-def ar_autocorrelation(phi: np.ndarray, max_lag: int) -> np.ndarray:
-    """rho_0..rho_max_lag of a stationary AR(p) with coefficients phi (Yule-Walker, then the recursion).
+def ar_system_index(p: int, n_lags: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays of the AR(p) autocorrelation system over rho_0..rho_{n_lags - 1} (parameter-free).
 
+    `flat`: for rows k = 1..n_lags-1 and coefficients i = 1..p, the flat position (k, |k - i|) of -phi_i in the
+    system matrix; `lag`: |k - i| for every row k = 0..n_lags-1 (row 0 unused), the lags whose autocorrelations
+    form the right-hand sides of the derivative.
+    """
+    k = np.arange(n_lags)[:, None]
+    lag = np.abs(k - np.arange(1, p + 1)[None, :])
+    return (k[1:] * n_lags + lag[1:]).ravel(), lag
+
+
+def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, np.ndarray] | None = None,
+                       jacobian: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """rho_0..rho_max_lag of a stationary AR(p) with coefficients phi; with `jacobian` also d rho / d phi.
+
+    The autocorrelations solve one linear system M(phi) rho = e_0: rho_0 = 1 and
+    rho_k - sum_i phi_i rho_|k-i| = 0 for k >= 1 (the Yule-Walker equations for
+    k <= p, the AR recursion beyond). M is linear in phi with dM/dphi_i = -1 at
+    (k, |k-i|), so d rho / d phi_i = M^-1 r_i with r_i[k] = rho_|k-i| (k >= 1).
+    `index`: ar_system_index(p, max(max_lag, p) + 1), precomputed by the caller.
     Raises LinAlgError where phi is not stationary (the system is singular or
     the autocorrelations leave [-1, 1]).
     """
+    phi = np.asarray(phi, float)
     p = len(phi)
-    A = np.eye(p)
-    b = np.zeros(p)
-    for k in range(1, p + 1):  # rho_k - sum_i phi_i rho_|k-i| = 0, rho_0 = 1
-        for i in range(1, p + 1):
-            lag = abs(k - i)
-            if lag == 0:
-                b[k - 1] += phi[i - 1]
-            else:
-                A[k - 1, lag - 1] -= phi[i - 1]
-    rho = np.ones(max(max_lag, p) + 1)
-    rho[1:p + 1] = np.linalg.solve(A, b)
-    for k in range(p + 1, len(rho)):
-        rho[k] = float(np.dot(phi, rho[k - p:k][::-1]))
-    gamma0 = 1.0 - float(np.dot(phi, rho[1:p + 1]))
+    n = max(max_lag, p) + 1
+    flat, lag = ar_system_index(p, n) if index is None else index
+    M = np.eye(n).ravel()
+    M -= np.bincount(flat, weights=np.tile(phi, n - 1), minlength=n * n)
+    M = M.reshape(n, n)
+    e0 = np.zeros(n)
+    e0[0] = 1.0
+    rho = np.linalg.solve(M, e0)
+    rho[0] = 1.0
+    gamma0 = 1.0 - float(phi @ rho[1:p + 1])
     if not gamma0 > 0 or np.any(np.abs(rho) > 1.0 + 1e-12):
         raise np.linalg.LinAlgError("AR coefficients outside the stationary region")
-    return rho[:max_lag + 1]
+    if not jacobian:
+        return rho[:max_lag + 1]
+    rhs = rho[lag]
+    rhs[0] = 0.0
+    J = np.linalg.solve(M, rhs)
+    J[0] = 0.0
+    return rho[:max_lag + 1], J[:max_lag + 1]
 
 
-def ma_autocorrelation(theta: np.ndarray, max_lag: int) -> np.ndarray:
-    """rho_0..rho_max_lag of an MA(q), e_t = a_t + theta_1 a_{t-1} + ... + theta_q a_{t-q}."""
-    w = np.concatenate([[1.0], theta])
-    q = len(theta)
+def ma_autocorrelation(theta: np.ndarray, max_lag: int, jacobian: bool = False
+                       ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """rho_0..rho_max_lag of an MA(q), e_t = a_t + theta_1 a_{t-1} + ... + theta_q a_{t-q}; with `jacobian`
+    also d rho / d theta.
+
+    gamma_k = sum_j w_j w_{j+k} (w = [1, theta]), so d gamma_k / d w_i = w_{i+k} + w_{i-k} (where defined)
+    and rho_k = gamma_k / gamma_0.
+    """
+    w = np.concatenate([[1.0], np.asarray(theta, float)])
+    q = len(w) - 1
     gamma = np.array([float(np.dot(w[:len(w) - k], w[k:])) for k in range(q + 1)])
     rho = np.zeros(max_lag + 1)
     m = min(q, max_lag) + 1
     rho[:m] = gamma[:m] / gamma[0]
-    return rho
+    if not jacobian:
+        return rho
+    dgamma = np.zeros((q + 1, q))
+    for k in range(q + 1):
+        for i in range(1, q + 1):
+            dgamma[k, i - 1] = (w[i + k] if i + k <= q else 0.0) + (w[i - k] if i - k >= 0 else 0.0)
+    J = np.zeros((max_lag + 1, q))
+    J[:m] = (dgamma[:m] - rho[:m, None] * dgamma[0][None, :]) / gamma[0]
+    return rho, J
+
+
+def _lower_inverse(L: np.ndarray) -> np.ndarray:
+    """Inverses of a stack of lower-triangular Cholesky factors (P, s, s).
+
+    LAPACK's triangular inverse per pattern where the matrices are large and few (a few microseconds
+    each, against a general LU inverse of the whole stack that costs several times more); the batched
+    general inverse where they are small or many (the loop's fixed cost would dominate).
+    """
+    P, s = L.shape[:2]
+    if s < 10 or P > 64:
+        return np.linalg.inv(L)
+    out = np.empty_like(L)
+    for p in range(P):
+        out[p], info = lapack.dtrtri(L[p], lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("residual covariance factor is singular")
+    return out
+
+
+def _unique_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique(key, axis=0, return_index=True, return_inverse=True) for an integer matrix, by one lexsort.
+
+    The same sorted rows, first occurrences and inverse, without the structured-dtype view that makes
+    np.unique on rows cost a fixed half millisecond.
+    """
+    order = np.lexsort(key.T[::-1])
+    ordered = key[order]
+    new = np.concatenate([[True], np.any(ordered[1:] != ordered[:-1], axis=1)])
+    inverse = np.empty(len(key), dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], order[new], inverse
 
 
 @dataclass(frozen=True)
@@ -112,6 +181,22 @@ class SizeBatch:
     """(n_patterns, s): False where a smaller cluster is padded to the batch size (row number n, all zeros)."""
     members: list[np.ndarray] | None
     """Clusters (positions in `rows`) of each pattern when there are few patterns (one matrix product each)."""
+
+
+@dataclass(frozen=True)
+class BatchIndex:
+    """Parameter-free index arrays of one batch (built once): what `_batch_parts` and the gradient look up."""
+
+    both: np.ndarray | None
+    """(P, s, s): both rows valid (None when no pattern is padded)."""
+    sel: list[np.ndarray]
+    """Per group: patterns (P,) whose first row is in the group (all patterns for `independent`)."""
+    rows: list[np.ndarray]
+    """Per group: (P, s) rows in the group."""
+    lag: list[np.ndarray | None]
+    """Per group (ar, ma, toeplitz): (n_sel, s, s) lag of every pair of the selected patterns, capped at max_lag."""
+    dist: list[np.ndarray | None]
+    """Per group (exponential): (n_sel, s, s) |t_a - t_b| of the selected patterns."""
 
 
 class ResidualPlan:
@@ -138,9 +223,8 @@ class ResidualPlan:
             pos = np.arange(s)[None, :]
             rows = np.where(pos < sizes[clusters][:, None], order[np.minimum(starts[clusters][:, None] + pos, n - 1)], n)
             key = np.concatenate([time_index[rows], group[rows]], axis=1)
-            uniq, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+            uniq, first, inverse = _unique_rows(key)
             rep = rows[first]
-            inverse = inverse.ravel()
             members = None
             if len(uniq) <= MAX_LOOPED_PATTERNS:
                 by_pattern = np.argsort(inverse, kind="stable")
@@ -151,16 +235,40 @@ class ResidualPlan:
                          np.abs(b.time[:, :, None] - b.time[:, None, :]), 0.0) for b in self.batches]
         self.max_lag = int(max((float(x.max()) for x in lags), default=0.0))
         self.rows = structure.rows
+        self.index = [self._batch_index(b) for b in self.batches]
+        self._ar_index = None
+        if st.structure == "ar" and st.groups:
+            p = len(st.groups[0].par_rows)
+            self._ar_index = ar_system_index(p, max(self.max_lag, p) + 1)
+        self._last: tuple[bytes, list[np.ndarray | None], list[tuple[np.ndarray, np.ndarray]]] | None = None
+        """The correlations and (D, C) of every batch at the last values asked for (whitening, then its gradient)."""
         self._segments()
+
+    def _batch_index(self, b: SizeBatch) -> BatchIndex:
+        """The parameter-free lookups of one batch (`BatchIndex`)."""
+        st = self.structure
+        P, s = b.time.shape
+        diff = b.time[:, :, None] - b.time[:, None, :]
+        both = None if b.valid.all() else b.valid[:, :, None] & b.valid[:, None, :]
+        sel, rows, lag, dist = [], [], [], []
+        for g in range(len(st.groups)):
+            sg = b.group[:, 0] == g if st.structure != "independent" else np.ones(P, dtype=bool)
+            sel.append(sg)
+            rows.append(b.group == g)
+            lag.append(np.minimum(np.rint(np.abs(diff[sg])).astype(int), self.max_lag)
+                       if st.structure in ("ar", "ma", "toeplitz") else None)
+            dist.append(np.abs(diff[sg]) if st.structure == "exponential" else None)
+        return BatchIndex(both, sel, rows, lag, dist)
 
     def _segments(self) -> None:
         """With few patterns: a row order in which every pattern's rows form one block (time position, cluster).
 
-        `perm[k]` is the data row at position k; `segments` lists (batch, pattern, valid positions, start, stop).
+        `perm[k]` is the data row at position k; `segments` lists (batch, pattern, valid positions, start, stop,
+        index of the valid block of an s x s matrix, or None when every position is valid).
         Whitening a block is then one matrix product on a contiguous slice, with no gathering of rows.
         """
         self.perm: np.ndarray | None = None
-        self.segments: list[tuple[int, int, np.ndarray, int, int]] = []
+        self.segments: list[tuple[int, int, np.ndarray, int, int, tuple | None]] = []
         if any(b.members is None for b in self.batches):
             return
         pieces, start = [], 0
@@ -169,26 +277,32 @@ class ResidualPlan:
                 v = np.flatnonzero(b.valid[p])
                 piece = b.rows[mem][:, v].T.ravel()
                 pieces.append(piece)
-                self.segments.append((i, p, v, start, start + len(piece)))
+                block = None if len(v) == b.valid.shape[1] else np.ix_(v, v)
+                self.segments.append((i, p, v, start, start + len(piece), block))
                 start += len(piece)
         self.perm = np.concatenate(pieces)
 
     def covariances(self, values: np.ndarray) -> list[np.ndarray]:
         """R_p for every pattern of every batch, shape (n_patterns, s, s) per batch."""
+        return [sd[:, :, None] * C * sd[:, None, :] for sd, C in self._parts(values)[1]]
+
+    def _parts(self, values: np.ndarray) -> tuple[list[np.ndarray | None], list[tuple[np.ndarray, np.ndarray]]]:
+        """Autocorrelations per group and (D, C) per batch at `values`, kept for the next call at the same values."""
+        key = values[self.rows].tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1], self._last[2]
         st = self.structure
-        acf = [self._group_correlation(g, values) for g in range(len(st.groups))]
-        out = []
-        for b in self.batches:
-            sd, C = self._batch_parts(st, b, values, acf)
-            out.append(sd[:, :, None] * C * sd[:, None, :])
-        return out
+        acfs = [self._group_correlation(g, values) for g in range(len(st.groups))]
+        parts = [self._batch_parts(st, b, ix, values, acfs) for b, ix in zip(self.batches, self.index, strict=True)]
+        self._last = (key, acfs, parts)
+        return acfs, parts
 
     def _group_correlation(self, g: int, values: np.ndarray) -> np.ndarray | None:
         """Autocorrelations rho_0..rho_max_lag of group g (ar, ma, toeplitz), else None."""
         st = self.structure
         par = values[st.groups[g].par_rows]
         if st.structure == "ar":
-            return ar_autocorrelation(par, self.max_lag)
+            return ar_autocorrelation(par, self.max_lag, self._ar_index)
         if st.structure == "ma":
             return ma_autocorrelation(par, self.max_lag)
         if st.structure == "toeplitz":
@@ -199,18 +313,29 @@ class ResidualPlan:
             return rho
         return None
 
-    def _batch_parts(self, st: ResidualStructure, b: SizeBatch, values: np.ndarray,
+    def _acf_jacobian(self, g: int, values: np.ndarray) -> np.ndarray:
+        """d rho_0..rho_max_lag / d (group g's correlation parameters), (max_lag + 1, n_par): analytic."""
+        st = self.structure
+        par = values[st.groups[g].par_rows]
+        if st.structure == "ar":
+            return ar_autocorrelation(par, self.max_lag, self._ar_index, jacobian=True)[1]
+        if st.structure == "ma":
+            return ma_autocorrelation(par, self.max_lag, jacobian=True)[1]
+        J = np.zeros((self.max_lag + 1, len(par)))
+        m = min(len(par), self.max_lag)
+        J[np.arange(1, m + 1), np.arange(m)] = 1.0
+        return J
+
+    def _batch_parts(self, st: ResidualStructure, b: SizeBatch, ix: BatchIndex, values: np.ndarray,
                      acfs: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
         """(D, C) with R_p = D C D for the patterns of one batch: row SDs (P, s) and correlations (P, s, s)."""
         P, s = b.time.shape
-        diff = b.time[:, :, None] - b.time[:, None, :]
-        off = ~np.eye(s, dtype=bool)[None]
-        C = np.broadcast_to(np.eye(s), (P, s, s)).copy()
-        g_cl = b.group[:, 0]
+        eye = np.eye(s)
+        C = np.broadcast_to(eye, (P, s, s)).copy()
         kind = st.structure
         sd = np.zeros((P, s))
         for g, grp in enumerate(st.groups):
-            sel = g_cl == g if kind != "independent" else np.ones(P, dtype=bool)
+            sel = ix.sel[g]
             if kind in ("unstructured", "banded"):
                 sdv = values[grp.sd_rows]
                 sd[sel] = sdv[b.time_index[sel]]
@@ -223,23 +348,21 @@ class ResidualPlan:
                 C[sel] = corr[ti[:, :, None], ti[:, None, :]]
                 continue
             if kind == "independent":
-                sd[b.group == g] = values[grp.sd_rows[0]]
+                sd[ix.rows[g]] = values[grp.sd_rows[0]]
                 continue
             sd[sel] = values[grp.sd_rows[0]]
             if not sel.any():
                 continue
             if kind == "exchangeable":
-                C[sel] = np.where(off, values[grp.par_rows[0]], 1.0)
+                C[sel] = np.where(eye > 0, 1.0, values[grp.par_rows[0]])
             elif kind == "exponential":
                 rho = values[grp.par_rows[0]]
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    C[sel] = np.where(off, np.power(rho, np.abs(diff[sel])), 1.0)
+                    C[sel] = np.where(eye > 0, 1.0, np.power(rho, ix.dist[g]))
             else:
-                lag = np.minimum(np.rint(np.abs(diff[sel])).astype(int), self.max_lag)
-                C[sel] = acfs[g][lag]
-        if not b.valid.all():
-            both = b.valid[:, :, None] & b.valid[:, None, :]
-            C = np.where(both, C, np.eye(s)[None])
+                C[sel] = acfs[g][ix.lag[g]]
+        if ix.both is not None:
+            C = np.where(ix.both, C, eye[None])
             sd = np.where(b.valid, sd, 1.0)
         return sd, C
 
@@ -249,20 +372,17 @@ class ResidualPlan:
         With `perm` (few patterns), `arrays` and the result are in that row order. Raises LinAlgError where
         some R_p is not positive definite.
         """
+        logdet, factors = self._factors(values)
         if self.perm is not None:
-            return self._whiten_blocks(values, arrays)
+            out = np.empty_like(arrays)
+            m = arrays.shape[1]
+            for i, p, v, start, stop, block in self.segments:
+                Linv = factors[i][1][p] if block is None else factors[i][1][p][block]
+                out[start:stop] = (Linv @ arrays[start:stop].reshape(len(v), -1)).reshape(-1, m)
+            return out, logdet, factors
         ext = None
         out = np.empty((len(arrays) + 1, arrays.shape[1]))
-        logdet = 0.0
-        factors = []
-        for b, R in zip(self.batches, self.covariances(values), strict=True):
-            if not np.all(np.isfinite(R)):
-                raise np.linalg.LinAlgError("residual covariance is not finite")
-            L = np.linalg.cholesky(R)
-            diag = np.diagonal(L, axis1=1, axis2=2)
-            logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
-            Linv = np.linalg.inv(L)
-            factors.append((L, Linv))
+        for b, (_, Linv) in zip(self.batches, factors, strict=True):
             if b.members is not None:  # padding rows (identity blocks of R) are left out of each pattern
                 for p, mem in enumerate(b.members):
                     v = np.flatnonzero(b.valid[p])
@@ -283,19 +403,8 @@ class ResidualPlan:
             L = np.linalg.cholesky(R)
             diag = np.diagonal(L, axis1=1, axis2=2)
             logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
-            factors.append((L, np.linalg.inv(L)))
+            factors.append((L, _lower_inverse(L)))
         return logdet, factors
-
-    def _whiten_blocks(self, values: np.ndarray, arrays: np.ndarray
-                       ) -> tuple[np.ndarray, float, list[tuple[np.ndarray, np.ndarray]]]:
-        """`whiten` in the `perm` order: one product per pattern block."""
-        logdet, factors = self._factors(values)
-        out = np.empty_like(arrays)
-        m = arrays.shape[1]
-        for i, p, v, start, stop in self.segments:
-            Linv = factors[i][1][p][np.ix_(v, v)]
-            out[start:stop] = (Linv @ arrays[start:stop].reshape(len(v), -1)).reshape(-1, m)
-        return out, logdet, factors
 
     def values_gradient(self, values: np.ndarray, factors: list[tuple[np.ndarray, np.ndarray]], G: np.ndarray,
                         Xw: np.ndarray) -> np.ndarray:
@@ -306,27 +415,27 @@ class ResidualPlan:
         and dD/dC_ab = dR_ab sd_a sd_b, scattered onto the structure's parameters.
         """
         st = self.structure
-        acfs = [self._group_correlation(g, values) for g in range(len(st.groups))]
+        _, parts = self._parts(values)
         grad = np.zeros(len(values))
         by_lag = [np.zeros(self.max_lag + 1) for _ in st.groups]
         blocks = self._block_grams(G, Xw) if self.perm is not None else None
-        for i, (b, (L, Linv)) in enumerate(zip(self.batches, factors, strict=True)):
+        for i, (b, ix, (L, Linv), (sd, C)) in enumerate(zip(self.batches, self.index, factors, parts, strict=True)):
             bar = self._bar_R(b, L, Linv, G, Xw, None if blocks is None else blocks[i])
-            bar = np.where(b.valid[:, :, None] & b.valid[:, None, :], bar, 0.0)
-            sd, C = self._batch_parts(st, b, values, acfs)
+            if ix.both is not None:
+                bar = np.where(ix.both, bar, 0.0)
             g_sd = 2.0 * np.einsum("pab,pab,pb->pa", bar, C, sd)
             dC = bar * sd[:, :, None] * sd[:, None, :]
             P, s = sd.shape
             off = ~np.eye(s, dtype=bool)
             for g, grp in enumerate(st.groups):
-                rows_g = b.group == g
+                rows_g = ix.rows[g]
                 if len(grp.sd_rows) > 1:
                     np.add.at(grad, grp.sd_rows[b.time_index[rows_g]], g_sd[rows_g])
                 else:
                     grad[grp.sd_rows[0]] += float(g_sd[rows_g].sum())
                 if st.structure == "independent":
                     continue
-                sel = b.group[:, 0] == g
+                sel = ix.sel[g]
                 if not sel.any():
                     continue
                 dCg = np.where(off[None], dC[sel], 0.0)
@@ -335,8 +444,7 @@ class ResidualPlan:
                     grad[grp.par_rows[0]] += float(dCg.sum())
                 elif kind == "exponential":
                     rho = values[grp.par_rows[0]]
-                    t = b.time[sel]
-                    lag = np.abs(t[:, :, None] - t[:, None, :])
+                    lag = ix.dist[g]
                     with np.errstate(divide="ignore", invalid="ignore"):
                         d = np.where(off[None] & (lag > 0), lag * np.power(rho, lag - 1.0), 0.0)
                     grad[grp.par_rows[0]] += float(np.sum(dCg * d))
@@ -350,40 +458,21 @@ class ResidualPlan:
                     keep = target >= 0
                     np.add.at(grad, target[keep], dCg[keep])
                 else:
-                    t = b.time[sel]
-                    lag = np.minimum(np.rint(np.abs(t[:, :, None] - t[:, None, :])).astype(int), self.max_lag)
-                    by_lag[g] += np.bincount(lag.ravel(), weights=dCg.ravel(), minlength=self.max_lag + 1)
+                    by_lag[g] += np.bincount(ix.lag[g].ravel(), weights=dCg.ravel(), minlength=self.max_lag + 1)
         if st.structure in ("ar", "ma", "toeplitz"):
             for g, grp in enumerate(st.groups):
-                for r in grp.par_rows:
-                    grad[r] += float(by_lag[g] @ self._acf_derivative(g, values, int(r)))
+                np.add.at(grad, grp.par_rows, by_lag[g] @ self._acf_jacobian(g, values))
         return grad
-
-    def _acf_derivative(self, g: int, values: np.ndarray, r: int) -> np.ndarray:
-        """d rho_0..rho_max_lag / d value[r] of group g: central differences, one-sided at the stationary edge."""
-        h = STEP * max(1.0, abs(float(values[r])))
-        at = self._group_correlation(g, values)
-        steps = {}
-        for sign in (1.0, -1.0):
-            moved = values.copy()
-            moved[r] += sign * h
-            try:
-                steps[sign] = self._group_correlation(g, moved)
-            except np.linalg.LinAlgError:
-                steps[sign] = None
-        if steps[1.0] is not None and steps[-1.0] is not None:
-            return (steps[1.0] - steps[-1.0]) / (2 * h)
-        if steps[1.0] is not None:
-            return (steps[1.0] - at) / h
-        if steps[-1.0] is not None:
-            return (at - steps[-1.0]) / h
-        raise np.linalg.LinAlgError("AR coefficients at the edge of the stationary region on both sides")
 
     def _block_grams(self, G: np.ndarray, Xw: np.ndarray) -> list[np.ndarray]:
         """Per batch, sum_c G_c X_c' of every pattern from the contiguous blocks of the `perm` order."""
         out = [np.zeros(b.time.shape + (b.time.shape[1],)) for b in self.batches]
-        for i, p, v, start, stop in self.segments:
-            out[i][p][np.ix_(v, v)] = G[start:stop].reshape(len(v), -1) @ Xw[start:stop].reshape(len(v), -1).T
+        for i, p, v, start, stop, block in self.segments:
+            Q = G[start:stop].reshape(len(v), -1) @ Xw[start:stop].reshape(len(v), -1).T
+            if block is None:
+                out[i][p] = Q
+            else:
+                out[i][p][block] = Q
         return out
 
     @staticmethod
@@ -402,11 +491,14 @@ class ResidualPlan:
                 Gc, Xc = np.vstack([G, pad])[b.rows], np.vstack([Xw, pad])[b.rows]
                 np.add.at(Q, b.pattern, Gc @ np.swapaxes(Xc, 1, 2))
         LinvT = np.swapaxes(Linv, 1, 2)
-        barL = -LinvT @ Q
+        barL = LinvT @ Q
+        np.negative(barL, out=barL)
         idx = np.arange(s)
         barL[:, idx, idx] += 2.0 * b.counts[:, None] / L[:, idx, idx]
-        barL = np.tril(barL)
-        phi = np.tril(np.swapaxes(L, 1, 2) @ barL)
+        lower = np.tri(s)
+        barL *= lower
+        phi = np.swapaxes(L, 1, 2) @ barL
+        phi *= lower
         phi[:, idx, idx] *= 0.5
         S = LinvT @ phi @ Linv
         return 0.5 * (S + np.swapaxes(S, 1, 2))
