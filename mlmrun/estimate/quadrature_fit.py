@@ -265,7 +265,7 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
     info = (frozen_information(obj, first.free, first.adaptation, first.gradient) if obj.louis_applies()
             else first.information)
     out = rounds(obj, first.free, plan.rules, tol, max(1, max_iter - first.iterations), shifted,
-                 first.adaptation.with_rules(plan.rules), info)
+                 first.adaptation.with_rules(plan.rules), info, readapt=plan.adapt == "mode")
     out.iterations += first.iterations
     return out
 

@@ -173,9 +173,25 @@ def ascend(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], st: Ascent, lo:
     return st
 
 
+class Readapting:
+    """The re-adapted objective for `ascend`: mode adaptation at every point evaluated, kept by point."""
+
+    def __init__(self, obj: QuadratureObjective, rules: tuple, x: np.ndarray, ad: Adaptation, F: float,
+                 g: np.ndarray) -> None:
+        self.obj, self.rules, self.warm = obj, rules, ad
+        self.seen: dict[bytes, tuple[Adaptation, float, np.ndarray]] = {x.tobytes(): (ad, F, g)}
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        ad = self.obj.adapt(x, self.warm, self.rules)
+        F, g = self.obj.frozen(x, ad)
+        self.seen[x.tobytes()] = (ad, F, g)
+        self.warm = ad
+        return F, g
+
+
 def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float, max_iter: int,
            progress: Callable[[int, float], None] | None = None, ad: Adaptation | None = None,
-           info: np.ndarray | None = None, coarse: bool = False) -> Outcome:
+           info: np.ndarray | None = None, coarse: bool = False, readapt: bool = False) -> Outcome:
     """Maximise with frozen adaptation and exact gradient, re-adapting between rounds until stable.
 
     The quasi-Newton matrix starts from `info` or else the observed information
@@ -187,6 +203,12 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
     the estimates by less than COARSE_STEP, and backtrack at most twice when
     re-adaptation lowers the log likelihood (with few points the frozen and
     re-adapted optima differ; chasing that is wasted on a stage that is refined).
+    `readapt` (mode adaptation with many points, where the frozen gradient is the
+    re-adapted objective's to quadrature accuracy): re-adapt at every point the
+    ascent evaluates, as gllamm does at every Newton step. Mode finding costs a
+    few percent of an evaluation there, and the re-adaptation after each round
+    then costs nothing (the ascent's last point is already adapted): the
+    flagship's full stage needs 5 evaluations instead of 7.
     """
     free = np.asarray(free, dtype=float)
     lo, hi = bounds_arrays(obj)
@@ -203,10 +225,15 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
         budget = SHORT_ROUND if abs(change) > 1e-3 else max(1, max_iter - iters)
         start_x, start_F = st.x, st.F
         st.iterations = 0
-        st = ascend(lambda x, _ad=frozen_ad: obj.frozen(x, _ad), st, lo, hi, GAIN_TOL, budget)
+        if readapt:
+            fg = Readapting(obj, rules, st.x, ad, st.F, st.g)
+            st = ascend(fg, st, lo, hi, GAIN_TOL, budget)
+            new_ad, F_new, g_new = fg.seen[st.x.tobytes()]
+        else:
+            st = ascend(lambda x, _ad=frozen_ad: obj.frozen(x, _ad), st, lo, hi, GAIN_TOL, budget)
+            new_ad = obj.adapt(st.x, ad, rules)
+            F_new, g_new = obj.frozen(st.x, new_ad)
         iters += st.iterations
-        new_ad = obj.adapt(st.x, ad, rules)
-        F_new, g_new = obj.frozen(st.x, new_ad)
         stalled = False
         if F_new < start_F - 1e-10 * max(1.0, abs(start_F)):
             # frozen and re-adapted optima disagree (few points): never accept a lower re-adapted value
