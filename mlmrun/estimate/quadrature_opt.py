@@ -39,6 +39,8 @@ matrices (p instead of 2p gradients; each is expensive in issue 4's factor model
 COARSE_STEP = 1e-2
 """A coarse first stage stops once a round moves no free parameter by more than this (the fine stage refines)."""
 SHORT_ROUND = 3
+READAPT_HALVINGS = 3
+"""Step halvings a re-adapting ascent tries before it hands over to frozen rounds (`rounds`)."""
 GAIN_TOL = 1e-12
 """Stop a round when the predicted gain g'B^-1 g / 2 is below this times max(1, |loglik|)."""
 
@@ -116,18 +118,21 @@ class Ascent:
     """Positive definite approximation of the information (-Hessian)."""
     converged: bool = False
     iterations: int = 0
+    stalled: bool = False
+    """The last step found no ascent within the line search (and the predicted gain was not negligible)."""
 
 
 def ascend(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], st: Ascent, lo: np.ndarray, hi: np.ndarray,
-           tol: float, max_iter: int) -> Ascent:
+           tol: float, max_iter: int, t_min: float = 1e-10) -> Ascent:
     """Bounded quasi-Newton ascent: Newton steps with B, Armijo backtracking, damped BFGS updates of B.
 
     Converged when the Newton decrement g'B^-1 g / 2 (the predicted gain) is
     below tol * max(1, |F|): the estimates are then within about
-    sqrt(2 tol |F|) standard errors of the optimum.
+    sqrt(2 tol |F|) standard errors of the optimum. Backtracking stops at step
+    length `t_min` (the ascent then ends `stalled`).
     """
     x, F, g, B = st.x, st.F, st.g, st.B
-    st.converged = False
+    st.converged = st.stalled = False
     near_lo = lo + np.where(np.isfinite(lo), 1e-9 * (1.0 + np.abs(lo)), 0.0)
     near_hi = hi - np.where(np.isfinite(hi), 1e-9 * (1.0 + np.abs(hi)), 0.0)
     for _ in range(max_iter):
@@ -141,7 +146,7 @@ def ascend(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], st: Ascent, lo:
             if gain <= tol * max(1.0, abs(F)):
                 break
             t = 1.0
-            while t > 1e-10:
+            while t > t_min:
                 x_new = np.clip(x + t * p, lo, hi)
                 F_new, g_new = fg(x_new)
                 if np.isfinite(F_new) and F_new >= F + 1e-4 * float(g @ (x_new - x)):
@@ -159,6 +164,7 @@ def ascend(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], st: Ascent, lo:
         st.iterations += 1
         if not accepted:
             st.converged = gain <= 1e3 * tol * max(1.0, abs(F))
+            st.stalled = not st.converged
             break
         s_, y = x_new - x, -(g_new - g)
         Bs = B @ s_
@@ -208,7 +214,11 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
     ascent evaluates, as gllamm does at every Newton step. Mode finding costs a
     few percent of an evaluation there, and the re-adaptation after each round
     then costs nothing (the ascent's last point is already adapted): the
-    flagship's full stage needs 5 evaluations instead of 7.
+    flagship's full stage needs 5 evaluations instead of 7. Close to the optimum
+    the re-adapted value moves by the modes' tolerance as well as by the
+    parameters, so its line search may find no ascent: the first round that
+    stalls (after at most READAPT_HALVINGS halvings) ends re-adaptation at every
+    point, and the rounds go on with frozen nodes.
     """
     free = np.asarray(free, dtype=float)
     lo, hi = bounds_arrays(obj)
@@ -227,8 +237,9 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
         st.iterations = 0
         if readapt:
             fg = Readapting(obj, rules, st.x, ad, st.F, st.g)
-            st = ascend(fg, st, lo, hi, GAIN_TOL, budget)
+            st = ascend(fg, st, lo, hi, GAIN_TOL, budget, t_min=0.5**READAPT_HALVINGS)
             new_ad, F_new, g_new = fg.seen[st.x.tobytes()]
+            readapt = not st.stalled
         else:
             st = ascend(lambda x, _ad=frozen_ad: obj.frozen(x, _ad), st, lo, hi, GAIN_TOL, budget)
             new_ad = obj.adapt(st.x, ad, rules)
