@@ -253,7 +253,10 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
     is the coarse rule's exact information at the coarse optimum (Louis'
     identity, about 1/16 of the cost at the full rule for the flagship's
     20 x 20 and 5 points) where the families allow, else the coarse stage's
-    quasi-Newton matrix.
+    quasi-Newton matrix. With mode adaptation and at least COARSE_POINTS per
+    dimension at every level, the full stage re-adapts at every point it
+    evaluates (`rounds`' `readapt`; with fewer points the frozen gradient is
+    too far from the re-adapted objective's, as it is in the coarse stage).
     """
     plan = obj.plan
     if plan.method != "adaptive" or max(plan.points) <= COARSE_POINTS:
@@ -265,7 +268,8 @@ def _adaptive(obj: QuadratureObjective, start: np.ndarray, tol: float, max_iter:
     info = (frozen_information(obj, first.free, first.adaptation, first.gradient) if obj.louis_applies()
             else first.information)
     out = rounds(obj, first.free, plan.rules, tol, max(1, max_iter - first.iterations), shifted,
-                 first.adaptation.with_rules(plan.rules), info, readapt=plan.adapt == "mode")
+                 first.adaptation.with_rules(plan.rules), info,
+                 readapt=plan.adapt == "mode" and min(plan.points) >= COARSE_POINTS)
     out.iterations += first.iterations
     return out
 
