@@ -204,10 +204,16 @@ def test_fast_kernels_equal_the_families(name: str, link: str) -> None:
     trials = rng.integers(1, 9, n).astype(float) if name == "binomial" else None
     y = rng.binomial(trials.astype(int), 0.4).astype(float) if name == "binomial" else rng.poisson(3.0, n).astype(float)
     nu = rng.normal(0, 8, (n, 7))
+    nu[0, :4] = [0.0, -0.0, -700.0, 700.0]  # the sign masks' edge, and far tails (exp(-|nu|) underflows to ~0)
     family = get_family(name, link)
     kernel = kernel_for(family, y, trials)
     for got, want in zip(kernel(nu, 2), family.loglik_derivs(y, nu, None, trials, 2), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    if name == "binomial":  # Bernoulli rows (no trials column)
+        y01 = (y > trials / 2).astype(float)
+        for got, want in zip(kernel_for(family, y01, None)(nu, 2), family.loglik_derivs(y01, nu, None, None, 2),
+                             strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_three_level_predictions_are_the_gaussian_blups(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ binary logit density at ~10^8 points per likelihood). tests/likelihood checks
 them against the families.
 
 Binomial logit with n trials: ll = y nu - n softplus(nu) + log C(n, y), with
-softplus(nu) = max(nu, 0) + log(1 + exp(-|nu|)) (no cancellation; numpy's log and exp
-are vectorised, log1p and np.where are not and cost 4-10x more per element),
-d1 = y - n expit(nu), d2 = -n expit(nu) expit(-nu).
+softplus(nu) = max(nu, 0) + log(1 + exp(-|nu|)) (no cancellation), d1 = y - n expit(nu),
+d2 = -n expit(nu) expit(-nu). One exp and one log per element: exp and log cost ~5 ns each
+here (no SIMD exp without AVX-512), every other pass ~0.3 ns; log1p and np.where (branchy)
+cost 2-3x more than log and a masked product.
 """
 
 from __future__ import annotations
@@ -43,32 +44,34 @@ def binomial_logit(y: np.ndarray, trials: np.ndarray | None, constant: np.ndarra
     def derivs(nu: np.ndarray, order: int, rows: slice | np.ndarray = slice(None)) -> tuple:
         nd = nu.ndim
         yr, nr, cr = _rows(y[rows], nd), _rows(n[rows], nd), _rows(coef[rows], nd)
-        e = np.abs(nu)
-        np.negative(e, out=e)
-        np.exp(e, out=e)  # exp(-|nu|) in (0, 1]
-        pos = np.maximum(nu, 0.0)
-        e += 1.0
-        ll = np.log(e)  # log(1 + e): absolute error <= 1e-16 (log1p is ~4x slower, not vectorised)
-        ll += pos  # softplus(nu)
+        t = np.abs(nu)
+        np.negative(t, out=t)
+        np.exp(t, out=t)  # exp(-|nu|) in (0, 1]: the only exp
+        s = t + 1.0
+        ll = np.log(s)  # log(1 + t): absolute error <= 1e-16 (log1p is ~2.5x slower)
+        ll += np.maximum(nu, 0.0)  # softplus(nu)
         ll *= nr
         np.subtract(cr, ll, out=ll)
         ll += yr * nu
         if order < 1:
             return ll, None, None
-        np.subtract(nu, pos, out=pos)  # min(nu, 0)
-        p = np.exp(pos, out=pos)
-        p /= e  # expit(nu) = exp(min(nu, 0)) / (1 + exp(-|nu|)), no cancellation
+        np.reciprocal(s, out=s)  # 1 / (1 + t)
+        neg = nu < 0.0
+        # expit(nu) = exp(min(nu, 0)) / (1 + t), and exp(min(nu, 0)) is t where nu < 0, else 1: selected by
+        # multiplying with the 0/1 mask (exact: a product with 0 or 1, a sum with 0) instead of a second exp
+        tn = neg * t
+        p = ~neg + tn
+        p *= s
         d1 = nr * p
         np.subtract(yr, d1, out=d1)
         if order < 2:
             return ll, d1, None
-        q = np.minimum(nu, 0.0)
-        np.subtract(q, nu, out=q)  # -max(nu, 0)
-        np.exp(q, out=q)
-        q /= e  # expit(-nu)
-        q *= p
-        q *= -nr
-        return ll, d1, q
+        t -= tn  # t where nu >= 0, else 0
+        t += neg  # exp(min(-nu, 0))
+        t *= s  # expit(-nu)
+        t *= p
+        t *= -nr
+        return ll, d1, t
 
     return derivs
 
