@@ -4,7 +4,8 @@ Part 1, specs/abortion.yaml (Table 1 of Rabe-Hesketh, Skrondal & Pickles 2004
 on simulated data): one in-process `estimate()` (model prepared once): fit
 time, likelihood evaluations, iterations, log likelihood and the point-check
 change, then the flagship total and its standard-error phase (wall and CPU
-seconds; issue 11's target: the SE phase well under 5 s) with every phase's time; then the same model at 10 points per dimension at both levels (the
+seconds; issue 11's target: the whole in-process fit under 5 s at its current accuracy) with every phase's time;
+then the same model at 10 points per dimension at both levels (the
 paper's setting; a temporary copy of the spec without the point check).
 
 Part 2, every other issue-4 spec: the median in-process fit time beside the
@@ -47,7 +48,7 @@ SPECS = {
     "mresp_laplace": ("mresp__mixed_response_laplace", None),
 }
 TARGET_S = 5.0
-"""Fit-time target for the specs of part 2."""
+"""Fit-time target: the flagship's whole in-process fit (issue 11), and each spec of part 2."""
 
 
 class PhaseClock:
@@ -105,7 +106,7 @@ def flagship() -> dict:
           f"evaluations, {row['iterations']} iterations, loglik {row['loglik']:.4f}, converged {row['converged']}, "
           f"point-check change {row['point_check_change']:.2e} ({row['point_check']})")
     phases = ", ".join(f"{name} {row['phase_s'][name]:.2f} s" for name in row["phase_s"])
-    print(f"  flagship total {row['fit_s']:.2f} s (CPU {row['fit_cpu_s']:.2f} s); standard errors "
+    print(f"  flagship total {row['fit_s']:.2f} s (CPU {row['fit_cpu_s']:.2f} s; target {TARGET_S:g} s); standard errors "
           f"{row['phase_s'].get('standard errors', float('nan')):.2f} s (CPU "
           f"{row['phase_cpu_s'].get('standard errors', float('nan')):.2f} s); phases: {phases}")
     with tempfile.TemporaryDirectory() as tmp:
