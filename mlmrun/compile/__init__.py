@@ -119,8 +119,8 @@ def _variance_design(eq, k: int, frame: pd.DataFrame, rows: np.ndarray) -> tuple
     return S, names
 
 
-def _check_columns(spec: Spec, frame: pd.DataFrame) -> None:
-    cols = used_columns(spec)
+def _check_columns(spec: Spec, frame: pd.DataFrame, cols: dict[str, str]) -> None:
+    """Refuse a fixed formula whose response is not responses[0] and columns (`cols`: used_columns) not in the data."""
     formula = parse_formula(spec.fixed)
     lhs, _ = formula_variables(formula)
     if lhs is not None and lhs != spec.responses[0].name:
@@ -366,8 +366,8 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     check_spec(spec)
     check_choice_spec(spec)
     frame = expand_per_choice(spec, data.frame)
-    _check_columns(spec, frame)
     cols = used_columns(spec)
+    _check_columns(spec, frame, cols)
     frame, n_dropped = drop_missing(frame, cols)
     check_finite(frame, cols)
     check_stray_text(frame, cols)

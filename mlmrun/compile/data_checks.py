@@ -20,18 +20,44 @@ def drop_missing(frame: pd.DataFrame, cols: dict[str, str]) -> tuple[pd.DataFram
 
     Missing means an empty cell or NA; infinite numbers are not missing but an
     error (see check_finite). When no row is left, the message names each
-    column with missing values and how many.
+    column with missing values and how many. Each used column is looked at
+    once, as an array (pandas' frame-wide isna costs more than a small model's fit set-up);
+    with nothing to drop the frame itself comes back (compiling never changes it).
     """
-    used = frame[list(cols)]
-    complete = used.notna().all(axis=1)
-    n_dropped = int((~complete).sum())
+    complete = np.ones(len(frame), dtype=bool)
+    for col in cols:
+        missing = missing_mask(frame[col])
+        if missing is not None:
+            complete &= ~missing
+    n_dropped = int(len(frame) - np.count_nonzero(complete))
     if not complete.any():
+        used = frame[list(cols)]
         counts = used.isna().sum()
         worst = counts[counts > 0].sort_values(ascending=False, kind="stable")
         listed = ", ".join(f"{excerpt(c)} ({cols[c]}) {int(n)} missing" for c, n in worst.items()) or "no data rows"
         raise DataError(f"data: no rows left after dropping rows with a missing value in the columns the model uses "
                         f"(of {len(frame)} rows): {listed}; fill in the missing values or drop those columns from the model")
+    if n_dropped == 0 and _default_index(frame):
+        return frame, 0
     return frame.loc[complete].reset_index(drop=True), n_dropped
+
+
+def missing_mask(values: pd.Series) -> np.ndarray | None:
+    """`values.isna()` as a numpy array, or None when the column's dtype cannot hold a missing value (numpy ints, bools)."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "iub":
+            return None
+        if dtype.kind == "f":
+            return np.isnan(values.to_numpy())
+        return pd.isna(values.to_numpy())
+    return np.asarray(values.array.isna(), dtype=bool)
+
+
+def _default_index(frame: pd.DataFrame) -> bool:
+    """True when the frame's index is 0, 1, ..., n-1 (what reset_index(drop=True) makes)."""
+    index = frame.index
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
 
 
 def check_finite(frame: pd.DataFrame, cols: dict[str, str]) -> None:
@@ -39,6 +65,9 @@ def check_finite(frame: pd.DataFrame, cols: dict[str, str]) -> None:
     problems = []
     for col, where in cols.items():
         values = frame[col]
+        dtype = values.dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+            continue  # numpy integers and booleans hold no infinite value
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
             if n_inf:
@@ -65,9 +94,9 @@ def check_stray_text(frame: pd.DataFrame, cols: dict[str, str]) -> None:
     """
     problems = []
     for col, where in cols.items():
-        values = frame[col]
         if not where.startswith(_NUMERIC_ROLES) or where.endswith((".name", ".select", ".variance_by", ".by")):
             continue
+        values = frame[col]
         if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
             continue
         present = values.dropna()

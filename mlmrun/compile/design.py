@@ -185,15 +185,19 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
     if missing:
         raise DataError(f"{where}: the formula names columns {missing} that are not in the data")
     _check_design_size(rhs, frame, where)
-    try:
-        with np.errstate(all="ignore"):  # log(0) and the like are reported below, by term, not as warnings
-            mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
-    except Exception as exc:  # formulaic wraps evaluation errors in several types
-        detail = _plain(exc, 200)
-        raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}; check that "
-                        "every term can be computed on every row (e.g. log() needs positive values)") from None
-    X = np.asarray(mm, dtype=float)
-    names = tuple(str(c) for c in mm.columns)
+    built = numeric_design(rhs, frame)
+    if built is not None:
+        X, names = built
+    else:
+        try:
+            with np.errstate(all="ignore"):  # log(0) and the like are reported below, by term, not as warnings
+                mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
+        except Exception as exc:  # formulaic wraps evaluation errors in several types
+            detail = _plain(exc, 200)
+            raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}; check that "
+                            "every term can be computed on every row (e.g. log() needs positive values)") from None
+        X = np.asarray(mm, dtype=float)
+        names = tuple(str(c) for c in mm.columns)
     bad = [names[j] for j in np.flatnonzero(~np.isfinite(X).all(axis=0))]
     if bad:
         raise DataError(f"{where}: the terms {bad[:5]} are infinite or undefined on some rows (e.g. log of 0 or "
@@ -207,3 +211,41 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
             "drop or recode a term"
         )
     return X, names
+
+
+def numeric_design(rhs: Formula, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """The design of a right-hand side made only of the intercept and numeric columns, built with numpy.
+
+    This is what formulaic builds for such a formula (a column of ones named
+    'Intercept', each column as floats under its own name, in the formula's term
+    order) without its per-call overhead, which is most of a small model's
+    compile. None for anything else (categories, functions, interactions,
+    literals, bool or extension dtypes, missing or infinite values, no column at all): formulaic builds those.
+    """
+    columns: list[np.ndarray] = []
+    names: list[str] = []
+    for term in rhs:
+        if len(term.factors) != 1:
+            return None
+        factor = term.factors[0]
+        expr = str(factor.expr)
+        if factor.eval_method == Factor.EvalMethod.LITERAL and expr == "1":
+            columns.append(np.ones(len(frame)))
+            names.append("Intercept")
+            continue
+        if factor.eval_method != Factor.EvalMethod.LOOKUP or not expr.isidentifier() or expr not in frame.columns:
+            return None
+        values = frame[expr]
+        if not (isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf"):
+            return None
+        column = values.to_numpy(dtype=float)
+        if not np.isfinite(column).all():
+            return None
+        columns.append(column)
+        names.append(expr)
+    if not columns:
+        return None
+    X = np.empty((len(frame), len(columns)), order="F")  # column-major, as formulaic's frame converts
+    for j, column in enumerate(columns):
+        X[:, j] = column
+    return X, tuple(names)

@@ -75,7 +75,10 @@ def read_table(path: Path, key: str = "data.path", numeric: Iterable[str] = ()) 
 
 
 def apply_filters(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
-    """Keep rows satisfying every filter of the spec."""
+    """Keep rows satisfying every filter of the spec (without filters, the frame itself when its index is 0..n-1)."""
+    if not spec.filter and len(frame) and isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 \
+            and frame.index.step == 1:
+        return frame
     keep = pd.Series(True, index=frame.index)
     for i, flt in enumerate(spec.filter):
         if flt.column not in frame.columns:
