@@ -43,7 +43,21 @@ class LevelIndex:
 
 
 def unit_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(codes per row, sorted unit labels) of an id column, ids equal as numbers being one unit."""
+    """(codes per row, sorted unit labels) of an id column, ids equal as numbers being one unit.
+
+    A text column without missing values is coded through its distinct values
+    (a few dozen ids in thousands of rows): every step below works value by
+    value, so coding the distinct ids and mapping each row to its id's code gives
+    the same codes and labels without reading every row as a number.
+    """
+    if isinstance(values.dtype, pd.StringDtype) and not values.hasnans:
+        first, distinct = pd.factorize(values)
+        codes, labels = _unit_ids(pd.Series(distinct, dtype=values.dtype))
+        return codes[first], labels
+    return _unit_ids(values)
+
+
+def _unit_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     keys = _numeric_ids(values)
     if keys is None:
         codes, uniques = pd.factorize(values.astype(str), sort=True)
@@ -93,6 +107,15 @@ def _nested_units(own: pd.Series, parent: tuple[np.ndarray, np.ndarray] | None) 
     return pair_codes.astype(np.intp), joined
 
 
+def _unit_parent_pairs(codes: np.ndarray, up_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (unit, parent unit) pairs of the rows, in order of first appearance."""
+    width = int(up_codes.max(initial=0)) + 1
+    key = codes.astype(np.int64) * width + up_codes.astype(np.int64)
+    _, first = np.unique(key, return_index=True)
+    distinct = key[np.sort(first)]
+    return (distinct // width).astype(np.intp), (distinct % width).astype(np.intp)
+
+
 def build_levels(frame: pd.DataFrame, levels: list[Level]) -> list[LevelIndex]:
     """Index every declared level; nested levels (in order, lowest first) must nest in the next one up."""
     nested = [lv for lv in levels if not lv.crossed]
@@ -108,10 +131,10 @@ def build_levels(frame: pd.DataFrame, levels: list[Level]) -> list[LevelIndex]:
         if pos + 1 < len(nested):
             up = nested[pos + 1]
             up_codes, _ = units[up.name]
-            pairs = pd.DataFrame({"unit": codes, "parent": up_codes}).drop_duplicates()
-            dup = pairs["unit"].duplicated(keep=False)
+            unit, parent_of = _unit_parent_pairs(codes, up_codes)
+            dup = np.bincount(unit, minlength=len(labels))[unit] > 1
             if dup.any():
-                bad = labels[pairs.loc[dup, "unit"].iloc[0]]
+                bad = labels[unit[dup][0]]
                 raise DataError(
                     f"levels.{levels.index(lv)}.id: level '{lv.name}' (column {lv.id}) is not nested in level "
                     f"'{up.name}' (column {up.id}): {lv.id}={excerpt(bad)} occurs in several {up.name} units. "
@@ -119,7 +142,7 @@ def build_levels(frame: pd.DataFrame, levels: list[Level]) -> list[LevelIndex]:
                     f"'{lv.name}'; if the factors are crossed, write `crossed: true`."
                 )
             parent = np.empty(len(labels), dtype=np.intp)
-            parent[pairs["unit"].to_numpy()] = pairs["parent"].to_numpy()
+            parent[unit] = parent_of
         out[lv.name] = LevelIndex(lv.name, lv.id, codes, len(labels), labels, False, parent)
     for lv in levels:
         if lv.crossed:
