@@ -35,8 +35,11 @@ def _text_codes(values: pd.Series) -> np.ndarray | None:
     """Codes with equal codes exactly for equal `values.astype(str)`, for columns where that needs no conversion:
     numpy integers (equal as text iff equal as numbers) and text without missing values; None for others."""
     dtype = values.dtype
-    if (isinstance(dtype, np.dtype) and dtype.kind in "iu") or (isinstance(dtype, pd.StringDtype) and not values.hasnans):
-        return pd.factorize(values)[0]
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return pd.factorize(values.to_numpy())[0]
+    if isinstance(dtype, pd.StringDtype):
+        codes = pd.factorize(values.to_numpy(dtype=object))[0]
+        return codes if codes.min(initial=0) >= 0 else None
     return None
 
 

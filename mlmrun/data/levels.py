@@ -46,15 +46,30 @@ def unit_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(codes per row, sorted unit labels) of an id column, ids equal as numbers being one unit.
 
     A text column without missing values is coded through its distinct values
-    (a few dozen ids in thousands of rows): every step below works value by
-    value, so coding the distinct ids and mapping each row to its id's code gives
-    the same codes and labels without reading every row as a number.
+    (a few dozen ids in thousands of rows, each pandas step on the column costing
+    more than a small model's fit set-up): reading ids as numbers works value by value, so
+    coding the distinct ids and mapping each row to its id's code gives the same
+    codes and labels; an id without a digit rules out numbers at once. Text ids sort by code point, as pandas
+    sorts text.
     """
-    if isinstance(values.dtype, pd.StringDtype) and not values.hasnans:
-        first, distinct = pd.factorize(values)
-        codes, labels = _unit_ids(pd.Series(distinct, dtype=values.dtype))
-        return codes[first], labels
+    if isinstance(values.dtype, pd.StringDtype):
+        first, distinct = pd.factorize(values.to_numpy(dtype=object))
+        if len(first) and first.min() >= 0:
+            maybe_numbers = all(_may_be_number(text) for text in distinct)
+            keys = _numeric_ids(pd.Series(distinct, dtype=values.dtype)) if maybe_numbers else None
+            if keys is None:
+                order = sorted(range(len(distinct)), key=distinct.__getitem__)
+                rank = np.empty(len(order), dtype=np.intp)
+                rank[order] = np.arange(len(order), dtype=np.intp)
+                return rank[first], distinct[order]
+            codes, uniques = pd.factorize(keys, sort=True)
+            return codes.astype(np.intp)[first], np.array([_number_label(v) for v in uniques], dtype=object)
     return _unit_ids(values)
+
+
+def _may_be_number(text: str) -> bool:
+    """False for text no number parser reads as a number other than NaN: without a digit and not 'inf'/'infinity'."""
+    return any(c.isdigit() for c in text) or "inf" in text.lower()
 
 
 def _unit_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
