@@ -122,7 +122,7 @@ def _nested_units(own: pd.Series, parent: tuple[np.ndarray, np.ndarray] | None) 
     return pair_codes.astype(np.intp), joined
 
 
-def _unit_parent_pairs(codes: np.ndarray, up_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unit_parent_pairs(codes: np.ndarray, up_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (unit, parent unit) pairs of the rows, in order of first appearance."""
     width = int(up_codes.max(initial=0)) + 1
     key = codes.astype(np.int64) * width + up_codes.astype(np.int64)
@@ -146,7 +146,7 @@ def build_levels(frame: pd.DataFrame, levels: list[Level]) -> list[LevelIndex]:
         if pos + 1 < len(nested):
             up = nested[pos + 1]
             up_codes, _ = units[up.name]
-            unit, parent_of = _unit_parent_pairs(codes, up_codes)
+            unit, parent_of = unit_parent_pairs(codes, up_codes)
             dup = np.bincount(unit, minlength=len(labels))[unit] > 1
             if dup.any():
                 bad = labels[unit[dup][0]]
