@@ -50,7 +50,6 @@ def read_table(path: Path, key: str = "data.path", numeric: Iterable[str] = ()) 
     raw = read_regular_file(path, key)
     digest = hashlib.sha256(raw).hexdigest()
     suffix = path.suffix.lower()
-    shown = shown_path(path)
     try:
         if suffix == ".parquet":
             frame = pd.read_parquet(io.BytesIO(raw))
@@ -59,18 +58,18 @@ def read_table(path: Path, key: str = "data.path", numeric: Iterable[str] = ()) 
         else:
             frame = pd.read_csv(io.BytesIO(raw), sep="\t" if suffix == ".tsv" else ",")
     except ImportError:
-        raise DataError(f"{key}: reading Parquet ({shown}) needs the pyarrow package, which is not installed; "
+        raise DataError(f"{key}: reading Parquet ({shown_path(path)}) needs the pyarrow package, which is not installed; "
                         "install it (pip install 'pyarrow>=14') or save the data as CSV") from None
     except pd.errors.EmptyDataError:
-        raise DataError(f"{key}: {shown} has no header row (no columns); the first line must name the columns") from None
+        raise DataError(f"{key}: {shown_path(path)} has no header row (no columns); the first line must name the columns") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{key}: {shown} is not UTF-8 text (undecodable byte at offset {exc.start}); "
+        raise DataError(f"{key}: {shown_path(path)} is not UTF-8 text (undecodable byte at offset {exc.start}); "
                         "save it as UTF-8") from None
     except Exception as exc:  # each reader (C parser, pyarrow, Stata) raises its own types for a malformed file
-        raise DataError(f"{key}: cannot read {shown} as {suffix.lstrip('.')}: "
+        raise DataError(f"{key}: cannot read {shown_path(path)} as {suffix.lstrip('.')}: "
                         f"{printable(' '.join(str(exc).split())[:160])}; save it as valid {suffix.lstrip('.')}") from None
     if len(frame.columns) and not len(frame):
-        raise DataError(f"{key}: {shown} has a header ({columns_hint(frame.columns)}) but no data rows; add data rows")
+        raise DataError(f"{key}: {shown_path(path)} has a header ({columns_hint(frame.columns)}) but no data rows; add data rows")
     return frame, digest
 
 
