@@ -12,6 +12,7 @@ words, non-ASCII ids, missing values of every dtype).
 
 from __future__ import annotations
 
+import operator
 import types
 from pathlib import Path
 
@@ -27,9 +28,10 @@ from mlmrun.compile.design import _AllowedOnly, numeric_design, parse_formula
 from mlmrun.compile.level_order import _most_per_unit
 from mlmrun.compile.residuals import _check_nesting, _check_times
 from mlmrun.data.levels import LevelIndex, _number_label, build_levels, unit_ids
+from mlmrun.data.load import apply_filters
 from mlmrun.errors import DataError, SpecError
 from mlmrun.pipeline import prepare
-from mlmrun.spec.model import Level
+from mlmrun.spec.model import DataSpec, Level
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -256,3 +258,24 @@ def test_numeric_designs_equal_formulaic(formula: str) -> None:
     assert names == tuple(str(c) for c in mm.columns)
     np.testing.assert_array_equal(X, want)
     assert X.flags["F_CONTIGUOUS"] == want.flags["F_CONTIGUOUS"]
+
+
+def test_row_filters_keep_the_rows_pandas_comparisons_keep() -> None:
+    frame = pd.DataFrame({"f": [1.0, np.nan, 3.0, 4.5, -np.inf, 4.0], "i": [1, 5, 3, 4, 0, 4],
+                          "s": pd.Series(["a", None, "b", "4", "a", "c"], dtype="str")})
+    ops = {"==": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+    for column in frame.columns:
+        for op, compare in ops.items():
+            for value in (4, 3.0, "a", 0, 2**60):
+                spec = DataSpec(path="x.csv", filter=[{"column": column, "op": op, "value": value}])
+                try:
+                    want = compare(frame[column], value).fillna(False).astype(bool)
+                except TypeError:
+                    with pytest.raises(DataError, match="cannot compare"):
+                        apply_filters(frame, spec)
+                    continue
+                if not want.any():
+                    with pytest.raises(DataError, match="no row satisfies"):
+                        apply_filters(frame, spec)
+                    continue
+                pd.testing.assert_frame_equal(apply_filters(frame, spec), frame.loc[want].reset_index(drop=True))
