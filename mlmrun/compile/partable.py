@@ -195,7 +195,7 @@ class ParTable:
         return self._columns[name]
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self._free)
 
     @property
     def names(self) -> np.ndarray:
