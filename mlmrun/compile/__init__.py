@@ -173,7 +173,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             raise DataError(f"{where}: the {eq.family} equation selects no rows (of {n}, or none left by earlier "
                             "equations); list values its `select:` columns have in the data")
         eq_of_row[rows] = k
-        col = frame[eq.name].iloc[rows]
+        col = frame[eq.name] if len(rows) == n else frame[eq.name].iloc[rows]  # rows are ascending: all = 0..n-1
         categories = None
         if eq.family == "ordinal":
             cats = list(eq.categories) if eq.categories else sorted(pd.unique(col))

@@ -112,7 +112,7 @@ def check_stray_text(frame: pd.DataFrame, cols: dict[str, str]) -> None:
 
 def numeric_column(frame: pd.DataFrame, col: str, rows: np.ndarray, key: str) -> np.ndarray:
     """Column `col` on `rows` as floats; text that is not a number is an error naming `key` and the column."""
-    values = frame[col].iloc[rows]
+    values = frame[col] if len(rows) == len(frame) else frame[col].iloc[rows]  # rows are ascending: all = 0..n-1
     if pd.api.types.is_numeric_dtype(values):
         return values.to_numpy(dtype=float)
     numbers = pd.to_numeric(values, errors="coerce")

@@ -191,8 +191,9 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
     missing = sorted(formula_variables(formula)[1] - {str(c) for c in frame.columns})
     if missing:
         raise DataError(f"{where}: the formula names columns {missing} that are not in the data")
-    _check_design_size(rhs, frame, where)
     built = numeric_design(rhs, frame)
+    if built is None or len(built[1]) > MAX_DESIGN_COLUMNS:  # a numeric design has one column per term
+        _check_design_size(rhs, frame, where)
     if built is not None:
         X, names = built
     else:
