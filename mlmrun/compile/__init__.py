@@ -17,7 +17,14 @@ from mlmrun.compile.choice import (
     expand_per_choice,
 )
 from mlmrun.compile.choice_weights import check_choice_weights
-from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
+from mlmrun.compile.data_checks import (
+    check_finite,
+    check_level_sizes,
+    check_stray_text,
+    drop_missing,
+    numeric_column,
+    used_series,
+)
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.discrete import compile_discrete
 from mlmrun.compile.family_params import extra_columns, family_params, make_family
@@ -369,8 +376,9 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     cols = used_columns(spec)
     _check_columns(spec, frame, cols)
     frame, n_dropped = drop_missing(frame, cols)
-    check_finite(frame, cols)
-    check_stray_text(frame, cols)
+    series = used_series(frame, cols)
+    check_finite(frame, cols, series)
+    check_stray_text(frame, cols, series)
     formula = parse_formula(spec.fixed)
     X, x_names = fixed_design(formula, frame)
     if all(eq.family == "ordinal" for eq in spec.responses):

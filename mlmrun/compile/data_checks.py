@@ -6,6 +6,8 @@ quotes cell values only as short sanitised excerpts (data/shown.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -60,20 +62,32 @@ def _default_index(frame: pd.DataFrame) -> bool:
     return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
 
 
-def check_finite(frame: pd.DataFrame, cols: dict[str, str]) -> None:
-    """Refuse infinite values (inf, -inf) in numeric columns: they are not missing values, and no model can use them."""
+def used_series(frame: pd.DataFrame, cols: dict[str, str]) -> dict[str, pd.Series]:
+    """Each used column of `frame` looked up once, for the checks below (a pandas column lookup is not free)."""
+    return {col: frame[col] for col in cols}
+
+
+def check_finite(frame: pd.DataFrame, cols: dict[str, str], series: Mapping[str, pd.Series] | None = None) -> None:
+    """Refuse infinite values (inf, -inf) in numeric columns: they are not missing values, and no model can use them.
+
+    `series`: the columns of `frame` already looked up (used_series), else they are looked up here.
+    """
     problems = []
     for col, where in cols.items():
-        values = frame[col]
+        values = series[col] if series is not None else frame[col]
         dtype = values.dtype
         if isinstance(dtype, np.dtype) and dtype.kind in "iub":
             continue  # numpy integers and booleans hold no infinite value
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        if isinstance(dtype, np.dtype) and dtype.kind == "f":
+            n_inf = int(np.isinf(values.to_numpy()).sum())
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
-            if n_inf:
-                problems.append(f"{where}: column {excerpt(col)} has {n_inf} infinite value{'s' * (n_inf > 1)} "
-                                f"(inf or -inf) of {len(values)}; mlmrun treats only empty cells as missing, so "
-                                "remove or recode them (e.g. leave the cell empty)")
+        else:
+            continue
+        if n_inf:
+            problems.append(f"{where}: column {excerpt(col)} has {n_inf} infinite value{'s' * (n_inf > 1)} "
+                            f"(inf or -inf) of {len(values)}; mlmrun treats only empty cells as missing, so "
+                            "remove or recode them (e.g. leave the cell empty)")
     if problems:
         raise DataError("; ".join(problems))
 
@@ -84,19 +98,22 @@ NUMERIC_SHARE = 0.9
 _NUMERIC_ROLES = ("fixed", "responses.", "random.", "latent.", "structural.")
 
 
-def check_stray_text(frame: pd.DataFrame, cols: dict[str, str]) -> None:
+def check_stray_text(frame: pd.DataFrame, cols: dict[str, str], series: Mapping[str, pd.Series] | None = None) -> None:
     """Refuse a covariate column of numbers with a few text cells (e.g. 'n/a', '3,5').
 
     Read as text, such a column would become a category with one level per
     distinct value (thousands of parameters, a slow rank check and a wrong
     model) instead of the covariate the spec means. Level ids, `select` and
     `variance_by` columns are categories by nature, and responses have checks of their own.
+    `series`: the columns of `frame` already looked up (used_series), else they are looked up here.
     """
     problems = []
     for col, where in cols.items():
         if not where.startswith(_NUMERIC_ROLES) or where.endswith((".name", ".select", ".variance_by", ".by")):
             continue
-        values = frame[col]
+        values = series[col] if series is not None else frame[col]
+        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iufcb":
+            continue  # numbers or booleans already
         if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
             continue
         present = values.dropna()

@@ -168,7 +168,7 @@ class ParTable:
         self._first = first[keep].astype(int)
         if not np.array_equal(ks[keep], np.arange(1, self.n_free + 1)):
             self._first = np.array([int(np.flatnonzero(self._free == k)[0]) for k in range(1, self.n_free + 1)],
-                                   dtype=int)  # a gap in the numbering: fails below as before
+                                   dtype=int)  # a gap in the numbering: raises IndexError, as before
         self._validate()
         rows = np.arange(len(self._free))
         self._identity = rows[(self._free > 0) & (self._transform == "identity")]
