@@ -17,7 +17,14 @@ from mlmrun.compile.choice import (
     expand_per_choice,
 )
 from mlmrun.compile.choice_weights import check_choice_weights
-from mlmrun.compile.data_checks import check_finite, check_level_sizes, check_stray_text, drop_missing, numeric_column
+from mlmrun.compile.data_checks import (
+    check_finite,
+    check_level_sizes,
+    check_stray_text,
+    drop_missing,
+    numeric_column,
+    used_series,
+)
 from mlmrun.compile.design import fixed_design, formula_variables, parse_formula, term_formula
 from mlmrun.compile.discrete import compile_discrete
 from mlmrun.compile.family_params import extra_columns, family_params, make_family
@@ -119,8 +126,8 @@ def _variance_design(eq, k: int, frame: pd.DataFrame, rows: np.ndarray) -> tuple
     return S, names
 
 
-def _check_columns(spec: Spec, frame: pd.DataFrame) -> None:
-    cols = used_columns(spec)
+def _check_columns(spec: Spec, frame: pd.DataFrame, cols: dict[str, str]) -> None:
+    """Refuse a fixed formula whose response is not responses[0] and columns (`cols`: used_columns) not in the data."""
     formula = parse_formula(spec.fixed)
     lhs, _ = formula_variables(formula)
     if lhs is not None and lhs != spec.responses[0].name:
@@ -173,7 +180,7 @@ def _equations(spec: Spec, frame: pd.DataFrame, pt: ParTableBuilder) -> tuple[li
             raise DataError(f"{where}: the {eq.family} equation selects no rows (of {n}, or none left by earlier "
                             "equations); list values its `select:` columns have in the data")
         eq_of_row[rows] = k
-        col = frame[eq.name].iloc[rows]
+        col = frame[eq.name] if len(rows) == n else frame[eq.name].iloc[rows]  # rows are ascending: all = 0..n-1
         categories = None
         if eq.family == "ordinal":
             cats = list(eq.categories) if eq.categories else sorted(pd.unique(col))
@@ -366,11 +373,12 @@ def compile_model(spec: Spec, data: LoadedData) -> CompiledModel:
     check_spec(spec)
     check_choice_spec(spec)
     frame = expand_per_choice(spec, data.frame)
-    _check_columns(spec, frame)
     cols = used_columns(spec)
+    _check_columns(spec, frame, cols)
     frame, n_dropped = drop_missing(frame, cols)
-    check_finite(frame, cols)
-    check_stray_text(frame, cols)
+    series = used_series(frame, cols)
+    check_finite(frame, cols, series)
+    check_stray_text(frame, cols, series)
     formula = parse_formula(spec.fixed)
     X, x_names = fixed_design(formula, frame)
     if all(eq.family == "ordinal" for eq in spec.responses):

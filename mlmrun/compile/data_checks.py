@@ -6,6 +6,8 @@ quotes cell values only as short sanitised excerpts (data/shown.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -20,31 +22,72 @@ def drop_missing(frame: pd.DataFrame, cols: dict[str, str]) -> tuple[pd.DataFram
 
     Missing means an empty cell or NA; infinite numbers are not missing but an
     error (see check_finite). When no row is left, the message names each
-    column with missing values and how many.
+    column with missing values and how many. Each used column is looked at
+    once, as an array (pandas' frame-wide isna costs more than a small model's fit set-up);
+    with nothing to drop the frame itself comes back (compiling never changes it).
     """
-    used = frame[list(cols)]
-    complete = used.notna().all(axis=1)
-    n_dropped = int((~complete).sum())
+    complete = np.ones(len(frame), dtype=bool)
+    for col in cols:
+        missing = missing_mask(frame[col])
+        if missing is not None:
+            complete &= ~missing
+    n_dropped = int(len(frame) - np.count_nonzero(complete))
     if not complete.any():
+        used = frame[list(cols)]
         counts = used.isna().sum()
         worst = counts[counts > 0].sort_values(ascending=False, kind="stable")
         listed = ", ".join(f"{excerpt(c)} ({cols[c]}) {int(n)} missing" for c, n in worst.items()) or "no data rows"
         raise DataError(f"data: no rows left after dropping rows with a missing value in the columns the model uses "
                         f"(of {len(frame)} rows): {listed}; fill in the missing values or drop those columns from the model")
+    if n_dropped == 0 and _default_index(frame):
+        return frame, 0
     return frame.loc[complete].reset_index(drop=True), n_dropped
 
 
-def check_finite(frame: pd.DataFrame, cols: dict[str, str]) -> None:
-    """Refuse infinite values (inf, -inf) in numeric columns: they are not missing values, and no model can use them."""
+def missing_mask(values: pd.Series) -> np.ndarray | None:
+    """`values.isna()` as a numpy array, or None when the column's dtype cannot hold a missing value (numpy ints, bools)."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "iub":
+            return None
+        if dtype.kind == "f":
+            return np.isnan(values.to_numpy())
+        return pd.isna(values.to_numpy())
+    return np.asarray(values.array.isna(), dtype=bool)
+
+
+def _default_index(frame: pd.DataFrame) -> bool:
+    """True when the frame's index is 0, 1, ..., n-1 (what reset_index(drop=True) makes)."""
+    index = frame.index
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+
+
+def used_series(frame: pd.DataFrame, cols: dict[str, str]) -> dict[str, pd.Series]:
+    """Each used column of `frame` looked up once, for the checks below (a pandas column lookup is not free)."""
+    return {col: frame[col] for col in cols}
+
+
+def check_finite(frame: pd.DataFrame, cols: dict[str, str], series: Mapping[str, pd.Series] | None = None) -> None:
+    """Refuse infinite values (inf, -inf) in numeric columns: they are not missing values, and no model can use them.
+
+    `series`: the columns of `frame` already looked up (used_series), else they are looked up here.
+    """
     problems = []
     for col, where in cols.items():
-        values = frame[col]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        values = series[col] if series is not None else frame[col]
+        dtype = values.dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+            continue  # numpy integers and booleans hold no infinite value
+        if isinstance(dtype, np.dtype) and dtype.kind == "f":
+            n_inf = int(np.isinf(values.to_numpy()).sum())
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
-            if n_inf:
-                problems.append(f"{where}: column {excerpt(col)} has {n_inf} infinite value{'s' * (n_inf > 1)} "
-                                f"(inf or -inf) of {len(values)}; mlmrun treats only empty cells as missing, so "
-                                "remove or recode them (e.g. leave the cell empty)")
+        else:
+            continue
+        if n_inf:
+            problems.append(f"{where}: column {excerpt(col)} has {n_inf} infinite value{'s' * (n_inf > 1)} "
+                            f"(inf or -inf) of {len(values)}; mlmrun treats only empty cells as missing, so "
+                            "remove or recode them (e.g. leave the cell empty)")
     if problems:
         raise DataError("; ".join(problems))
 
@@ -55,19 +98,22 @@ NUMERIC_SHARE = 0.9
 _NUMERIC_ROLES = ("fixed", "responses.", "random.", "latent.", "structural.")
 
 
-def check_stray_text(frame: pd.DataFrame, cols: dict[str, str]) -> None:
+def check_stray_text(frame: pd.DataFrame, cols: dict[str, str], series: Mapping[str, pd.Series] | None = None) -> None:
     """Refuse a covariate column of numbers with a few text cells (e.g. 'n/a', '3,5').
 
     Read as text, such a column would become a category with one level per
     distinct value (thousands of parameters, a slow rank check and a wrong
     model) instead of the covariate the spec means. Level ids, `select` and
     `variance_by` columns are categories by nature, and responses have checks of their own.
+    `series`: the columns of `frame` already looked up (used_series), else they are looked up here.
     """
     problems = []
     for col, where in cols.items():
-        values = frame[col]
         if not where.startswith(_NUMERIC_ROLES) or where.endswith((".name", ".select", ".variance_by", ".by")):
             continue
+        values = series[col] if series is not None else frame[col]
+        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iufcb":
+            continue  # numbers or booleans already
         if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
             continue
         present = values.dropna()
@@ -83,7 +129,7 @@ def check_stray_text(frame: pd.DataFrame, cols: dict[str, str]) -> None:
 
 def numeric_column(frame: pd.DataFrame, col: str, rows: np.ndarray, key: str) -> np.ndarray:
     """Column `col` on `rows` as floats; text that is not a number is an error naming `key` and the column."""
-    values = frame[col].iloc[rows]
+    values = frame[col] if len(rows) == len(frame) else frame[col].iloc[rows]  # rows are ascending: all = 0..n-1
     if pd.api.types.is_numeric_dtype(values):
         return values.to_numpy(dtype=float)
     numbers = pd.to_numeric(values, errors="coerce")

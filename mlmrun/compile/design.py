@@ -23,6 +23,7 @@ from formulaic.transforms.identity import identity
 from formulaic.utils.code import sanitize_variable_names
 from formulaic.utils.layered_mapping import LayeredMapping
 
+from mlmrun.compile.simple_formula import simple_formula
 from mlmrun.errors import DataError, SpecError
 from mlmrun.spec.formula_grammar import ALLOWED_FUNCTIONS as GRAMMAR_FUNCTIONS
 from mlmrun.spec.formula_grammar import Kind, check_formula, excerpt
@@ -38,6 +39,9 @@ _OK_NODES = (ast.Expression, ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.Un
              ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd, ast.keyword, ast.Compare,
              ast.Eq, ast.NotEq, ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 
+
+_RESERVED = frozenset(ALLOWED_FUNCTIONS)
+"""Names simple_formula leaves to formulaic's parser."""
 
 PARSED: dict[tuple[str, str, str], Formula] = {}
 """parse_formula's cache: (text, where, kind) -> Formula (cleared when it grows past 256 entries)."""
@@ -56,12 +60,15 @@ def parse_formula(text: str, where: str = "fixed", kind: Kind = "formula") -> Fo
     if key in PARSED:
         return PARSED[key]
     parsed = check_formula(text, where, kind)
-    try:
-        formula = Formula(parsed.python_text or text)
-    except Exception as exc:  # formulaic raises several parser exception types
-        detail = _plain(exc, 160)
-        raise SpecError(f"{where}: cannot parse formula {excerpt(text)} ({detail}); "
-                        "write columns joined by + - * : and the allowed functions") from None
+    source = parsed.python_text or text
+    formula = simple_formula(source, _RESERVED) if kind == "formula" else None
+    if formula is None:
+        try:
+            formula = Formula(source)
+        except Exception as exc:  # formulaic raises several parser exception types
+            detail = _plain(exc, 160)
+            raise SpecError(f"{where}: cannot parse formula {excerpt(text)} ({detail}); "
+                            "write columns joined by + - * : and the allowed functions") from None
     for factor in _factors(formula):
         check_factor(factor, text, where)
     if len(PARSED) >= 256:
@@ -184,16 +191,21 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
     missing = sorted(formula_variables(formula)[1] - {str(c) for c in frame.columns})
     if missing:
         raise DataError(f"{where}: the formula names columns {missing} that are not in the data")
-    _check_design_size(rhs, frame, where)
-    try:
-        with np.errstate(all="ignore"):  # log(0) and the like are reported below, by term, not as warnings
-            mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
-    except Exception as exc:  # formulaic wraps evaluation errors in several types
-        detail = _plain(exc, 200)
-        raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}; check that "
-                        "every term can be computed on every row (e.g. log() needs positive values)") from None
-    X = np.asarray(mm, dtype=float)
-    names = tuple(str(c) for c in mm.columns)
+    built = numeric_design(rhs, frame)
+    if built is None or len(built[1]) > MAX_DESIGN_COLUMNS:  # a numeric design has one column per term
+        _check_design_size(rhs, frame, where)
+    if built is not None:
+        X, names = built
+    else:
+        try:
+            with np.errstate(all="ignore"):  # log(0) and the like are reported below, by term, not as warnings
+                mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
+        except Exception as exc:  # formulaic wraps evaluation errors in several types
+            detail = _plain(exc, 200)
+            raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}; check that "
+                            "every term can be computed on every row (e.g. log() needs positive values)") from None
+        X = np.asarray(mm, dtype=float)
+        names = tuple(str(c) for c in mm.columns)
     bad = [names[j] for j in np.flatnonzero(~np.isfinite(X).all(axis=0))]
     if bad:
         raise DataError(f"{where}: the terms {bad[:5]} are infinite or undefined on some rows (e.g. log of 0 or "
@@ -207,3 +219,41 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
             "drop or recode a term"
         )
     return X, names
+
+
+def numeric_design(rhs: Formula, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """The design of a right-hand side made only of the intercept and numeric columns, built with numpy.
+
+    This is what formulaic builds for such a formula (a column of ones named
+    'Intercept', each column as floats under its own name, in the formula's term
+    order) without its per-call overhead, which is most of a small model's
+    compile. None for anything else (categories, functions, interactions,
+    literals, bool or extension dtypes, missing or infinite values, no column at all): formulaic builds those.
+    """
+    columns: list[np.ndarray] = []
+    names: list[str] = []
+    for term in rhs:
+        if len(term.factors) != 1:
+            return None
+        factor = term.factors[0]
+        expr = str(factor.expr)
+        if factor.eval_method == Factor.EvalMethod.LITERAL and expr == "1":
+            columns.append(np.ones(len(frame)))
+            names.append("Intercept")
+            continue
+        if factor.eval_method != Factor.EvalMethod.LOOKUP or not expr.isidentifier() or expr not in frame.columns:
+            return None
+        values = frame[expr]
+        if not (isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf"):
+            return None
+        column = values.to_numpy(dtype=float)
+        if not np.isfinite(column).all():
+            return None
+        columns.append(column)
+        names.append(expr)
+    if not columns:
+        return None
+    X = np.empty((len(frame), len(columns)), order="F")  # column-major, as formulaic's frame converts
+    for j, column in enumerate(columns):
+        X[:, j] = column
+    return X, tuple(names)

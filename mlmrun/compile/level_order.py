@@ -11,6 +11,7 @@ contains several of the higher one's units.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from mlmrun.errors import SpecError
@@ -19,8 +20,27 @@ from mlmrun.spec.model import Level
 
 def _most_per_unit(frame: pd.DataFrame, unit: str, other: str) -> int:
     """Largest number of distinct `other` ids within one `unit` id (ids compared as text)."""
-    pairs = pd.DataFrame({"unit": frame[unit].astype(str), "other": frame[other].astype(str)})
-    return int(pairs.groupby("unit", sort=False)["other"].nunique().max()) if len(pairs) else 0
+    if not len(frame):
+        return 0
+    units, others = _text_codes(frame[unit]), _text_codes(frame[other])
+    if units is None or others is None:
+        pairs = pd.DataFrame({"unit": frame[unit].astype(str), "other": frame[other].astype(str)})
+        return int(pairs.groupby("unit", sort=False)["other"].nunique().max())
+    width = int(others.max()) + 1
+    distinct = np.unique(units.astype(np.int64) * width + others)
+    return int(np.bincount(distinct // width).max())
+
+
+def _text_codes(values: pd.Series) -> np.ndarray | None:
+    """Codes with equal codes exactly for equal `values.astype(str)`, for columns where that needs no conversion:
+    numpy integers (equal as text iff equal as numbers) and text without missing values; None for others."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return pd.factorize(values.to_numpy())[0]
+    if isinstance(dtype, pd.StringDtype):
+        codes = pd.factorize(values.to_numpy(dtype=object))[0]
+        return codes if codes.min(initial=0) >= 0 else None
+    return None
 
 
 def check_level_order(frame: pd.DataFrame, levels: list[Level], carrying: set[str] | None = None) -> None:

@@ -27,6 +27,10 @@ BLOCKS = ("fixed", "loading", "sd", "corr", "B", "Gamma", "residual", "hetero", 
           "dispersion", "zeroinfl", "composite", "mass", "logit", "class_gamma", "rescov", "rescorr")
 
 
+TEXT_COLUMNS = ("name", "block", "lhs", "op", "rhs", "level", "equation", "transform", "group", "origin")
+"""Columns holding text (object arrays in `ParTable.column`, pandas' text dtype in `ParTable.frame`)."""
+
+
 @dataclass
 class ParTableBuilder:
     """Accumulates rows while compiling; `build()` numbers the free parameters."""
@@ -66,9 +70,13 @@ class ParTableBuilder:
         self._equal[name] = to
 
     def build(self) -> ParTable:
-        """Number free rows (rows linked by equalities share a number, in table order) and freeze the table."""
-        frame = pd.DataFrame(self.rows, columns=COLUMNS)
-        names = list(frame["name"])
+        """Number free rows (rows linked by equalities share a number, in table order) and freeze the table.
+
+        Works on plain lists and numpy arrays: the pandas frame is made only when
+        someone reads `ParTable.frame` (building it costs more than the rest of a small model's table).
+        """
+        rows = self.rows
+        names = [r["name"] for r in rows]
         index = {n: i for i, n in enumerate(names)}
         parent = list(range(len(names)))
 
@@ -81,52 +89,118 @@ class ParTableBuilder:
         for name, target in self._equal.items():
             a, b = root(index[name]), root(index[target])
             parent[max(a, b)] = min(a, b)
-        roots = np.array([root(i) for i in range(len(names))], dtype=int)
-        is_free = frame["free"].to_numpy(dtype=bool)
-        for r in np.unique(roots):
-            members = np.flatnonzero(roots == r)
-            if is_free[members].any() and not is_free[members].all():
-                raise ValueError("fixed and free parameters constrained equal: " + ", ".join(names[i] for i in members))
-        free = np.zeros(len(frame), dtype=int)
+        roots = [root(i) for i in range(len(names))]
+        is_free = [bool(r["free"]) for r in rows]
+        members: dict[int, list[int]] = {}
+        for i, r in enumerate(roots):
+            members.setdefault(r, []).append(i)
+        for r in sorted(members):
+            group = members[r]
+            flags = {is_free[i] for i in group}
+            if len(flags) > 1:
+                raise ValueError("fixed and free parameters constrained equal: " + ", ".join(names[i] for i in group))
+        free = np.zeros(len(rows), dtype=np.int64)
+        value = np.array([r["value"] for r in rows], dtype=float)
         number: dict[int, int] = {}
-        for i in np.flatnonzero(is_free):
-            r = int(roots[i])
-            number.setdefault(r, len(number) + 1)
-            free[i] = number[r]
-            frame.at[i, "value"] = frame.at[r, "value"]
-        frame["free"] = free
-        return ParTable(frame)
+        for i in range(len(rows)):
+            if is_free[i]:
+                r = roots[i]
+                number.setdefault(r, len(number) + 1)
+                free[i] = number[r]
+                value[i] = value[r]
+        columns: dict[str, np.ndarray] = {}
+        for col in COLUMNS:
+            if col == "free":
+                columns[col] = free
+            elif col == "value":
+                columns[col] = value
+            elif col in TEXT_COLUMNS:
+                columns[col] = _object_array([r[col] for r in rows])
+            else:
+                columns[col] = np.array([r[col] for r in rows], dtype=float)
+        return ParTable.from_columns(columns)
+
+
+def _object_array(items: list) -> np.ndarray:
+    """A 1-d object array of `items` (np.array would make a 2-d array of tuples, or a fixed-width string array)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
 
 
 class ParTable:
-    """Frozen table of parameters with pack/unpack between natural values and the free vector."""
+    """Frozen table of parameters with pack/unpack between natural values and the free vector.
+
+    The table's columns are read-only numpy arrays (`column(name)`: text columns
+    as object arrays, `free` as int64, `value`/`lower`/`upper` as floats), cheap to
+    read in a fit's hot set-up code; `frame` is the same table as a pandas
+    DataFrame, made once on first use.
+    """
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame = frame.reset_index(drop=True)
-        self._free = self.frame["free"].to_numpy(dtype=int)
-        self._fixed_values = self.frame["value"].to_numpy(dtype=float).copy()
-        self._transform = self.frame["transform"].to_numpy()
-        self._group = self.frame["group"].to_numpy()
+        frame = frame.reset_index(drop=True)
+        self._setup({col: frame[col].to_numpy() for col in frame.columns if col in COLUMNS}, frame)
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, np.ndarray]) -> ParTable:
+        """A table from one array per column of COLUMNS (as ParTableBuilder.build makes them)."""
+        table = cls.__new__(cls)
+        table._setup(columns, None)
+        return table
+
+    def _setup(self, columns: dict[str, np.ndarray], frame: pd.DataFrame | None) -> None:
+        self._frame = frame
+        self._given_frame = frame is not None
+        self._columns: dict[str, np.ndarray] = {}
+        for col, values in columns.items():
+            arr = np.array(values, dtype=np.int64 if col == "free" else None, copy=True)
+            if col in ("value", "lower", "upper"):
+                arr = arr.astype(float, copy=False)
+            arr.setflags(write=False)
+            self._columns[col] = arr
+        self._free = self._columns["free"].astype(int)
+        self._fixed_values = self._columns["value"].astype(float)
+        self._transform = self._columns["transform"]
+        self._group = self._columns.get("group")
         self.n_free = int(self._free.max(initial=0))
-        self._first = np.array([int(np.flatnonzero(self._free == k)[0]) for k in range(1, self.n_free + 1)], dtype=int)
+        ks, first = np.unique(self._free, return_index=True)
+        keep = ks > 0
+        self._first = first[keep].astype(int)
+        if not np.array_equal(ks[keep], np.arange(1, self.n_free + 1)):
+            self._first = np.array([int(np.flatnonzero(self._free == k)[0]) for k in range(1, self.n_free + 1)],
+                                   dtype=int)  # a gap in the numbering: raises IndexError, as before
         self._validate()
-        rows = np.arange(len(self.frame))
+        rows = np.arange(len(self._free))
         self._identity = rows[(self._free > 0) & (self._transform == "identity")]
         self._log = rows[(self._free > 0) & (self._transform == "log")]
         self._ordered = rows[(self._free > 0) & (self._transform == "ordered")]
 
     def _validate(self) -> None:
-        for k in range(1, self.n_free + 1):
+        on = np.flatnonzero(self._free > 0)
+        same = self._transform[on] == self._transform[self._first[self._free[on] - 1]]
+        if not np.all(same):
+            k = int(self._free[on[np.flatnonzero(~same)[0]]])
             members = np.flatnonzero(self._free == k)
-            if len({self._transform[i] for i in members}) != 1:
-                raise ValueError("rows constrained equal must share a transform: " + ", ".join(self.names[members]))
+            raise ValueError("rows constrained equal must share a transform: " + ", ".join(self.names[members]))
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame with COLUMNS (made on first use; treat it as read-only)."""
+        if self._frame is None:
+            self._frame = _frame_of(self._columns)
+        return self._frame
+
+    def column(self, name: str) -> np.ndarray:
+        """One column of the table as a read-only numpy array (the same values as `frame[name].to_numpy()`)."""
+        return self._columns[name]
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self._free)
 
     @property
     def names(self) -> np.ndarray:
-        return self.frame["name"].to_numpy()
+        """Parameter names, one per row (read-only)."""
+        return self._columns["name"]
 
     def index(self, name: str) -> int:
         """Row id of a parameter by name."""
@@ -142,9 +216,13 @@ class ParTable:
 
     def with_values(self, values: np.ndarray) -> ParTable:
         """A copy whose `value` column holds `values` (e.g. new starting values)."""
-        frame = self.frame.copy()
-        frame["value"] = np.asarray(values, dtype=float)
-        return ParTable(frame)
+        if self._given_frame:
+            frame = self.frame.copy()
+            frame["value"] = np.asarray(values, dtype=float)
+            return ParTable(frame)
+        columns = dict(self._columns)
+        columns["value"] = np.asarray(values, dtype=float)
+        return ParTable.from_columns(columns)
 
     def free_names(self) -> list[str]:
         """Name of each free-vector element (the first row carrying it)."""
@@ -189,7 +267,7 @@ class ParTable:
         out: list[tuple[float | None, float | None]] = []
         for i in self._first:
             if self._transform[i] == "identity":
-                lo, hi = self.frame.at[i, "lower"], self.frame.at[i, "upper"]
+                lo, hi = self._columns["lower"][i], self._columns["upper"][i]
                 out.append((None if np.isinf(lo) else float(lo), None if np.isinf(hi) else float(hi)))
             else:
                 out.append((None, None))
@@ -197,4 +275,13 @@ class ParTable:
 
     def rows_of(self, block: str) -> np.ndarray:
         """Row ids of a block."""
-        return np.flatnonzero(self.frame["block"].to_numpy() == block)
+        return np.flatnonzero(self._columns["block"] == block)
+
+
+def _frame_of(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The DataFrame ParTableBuilder.build made before the table kept numpy columns: the same columns and dtypes."""
+    if not len(columns["free"]):
+        frame = pd.DataFrame([], columns=COLUMNS)
+        frame["free"] = np.zeros(0, dtype=int)
+        return frame
+    return pd.DataFrame({col: columns[col] for col in COLUMNS})

@@ -23,7 +23,7 @@ import pandas as pd
 
 from mlmrun.compile.model import Equation
 from mlmrun.compile.partable import ParTableBuilder
-from mlmrun.data.levels import LevelIndex
+from mlmrun.data.levels import LevelIndex, unit_parent_pairs
 from mlmrun.data.shown import excerpt, excerpts
 from mlmrun.errors import DataError, SpecError
 from mlmrun.spec.model import Residuals, Spec
@@ -144,7 +144,10 @@ def _check_spec(spec: Spec, k: int, res: Residuals) -> None:
 def _time_values(frame: pd.DataFrame, res: Residuals, k: int) -> np.ndarray:
     """The time column as numbers (integers where the structure needs them), or a DataError at `time`."""
     col = frame[res.time]
-    values = pd.to_numeric(col, errors="coerce")
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf" and not np.isnan(col.to_numpy(dtype=float)).any():
+        values = col  # numbers already: what to_numeric would return
+    else:
+        values = pd.to_numeric(col, errors="coerce")
     if values.isna().any() or not pd.api.types.is_numeric_dtype(col):
         bad = col[values.isna()]
         raise DataError.at(("responses", k, "residuals", "time"),
@@ -162,13 +165,15 @@ def _time_values(frame: pd.DataFrame, res: Residuals, k: int) -> np.ndarray:
 
 def _check_times(t: np.ndarray, cluster: np.ndarray, res: Residuals, k: int, level: LevelIndex) -> None:
     """No cluster may hold one time value twice (the structure would not know which residual is which)."""
-    frame = pd.DataFrame({"c": cluster, "t": t})
-    dup = frame.duplicated(keep=False)
+    order = np.lexsort((t, cluster))
+    same = (cluster[order][1:] == cluster[order][:-1]) & (t[order][1:] == t[order][:-1])
+    dup = np.zeros(len(t), dtype=bool)
+    dup[order[1:][same]] = dup[order[:-1][same]] = True
     if dup.any():
-        first = frame[dup].iloc[0]
+        first = int(np.flatnonzero(dup)[0])
         raise DataError.at(("responses", k, "residuals", "time"),
-                           f"time column {excerpt(res.time)} has the value {excerpt(_label(first['t']))} twice "
-                           f"within {level.name} {excerpt(level.labels[int(first['c'])])}; each row of a "
+                           f"time column {excerpt(res.time)} has the value {excerpt(_label(t[first]))} twice "
+                           f"within {level.name} {excerpt(level.labels[int(cluster[first])])}; each row of a "
                            f"{level.name} unit needs its own time value")
 
 
@@ -185,10 +190,10 @@ def _check_nesting(spec: Spec, levels: list[LevelIndex], cluster: np.ndarray, le
         other = by_name.get(name)
         if other is None or other is level:
             continue
-        pairs = pd.DataFrame({"c": cluster, "u": other.codes}).drop_duplicates()
-        split = pairs["c"].duplicated(keep=False)
+        clusters, _ = unit_parent_pairs(cluster, other.codes)
+        split = np.bincount(clusters)[clusters] > 1
         if split.any():
-            unit = level.labels[int(pairs.loc[split, "c"].iloc[0])]
+            unit = level.labels[int(clusters[split][0])]
             raise SpecError.at(loc, f"level '{name}' changes within {level.name} {excerpt(unit)}, whose residuals "
                                     f"are correlated (`residuals:`); a residual structure needs every level with "
                                     f"random effects to contain whole {level.name} units: drop these random effects "

@@ -32,6 +32,11 @@ def spec_relative_path(base_dir: Path, name: str, key: str, allow_outside: bool 
     paths and no `..` (or symlink) escaping it; `allow_outside` lifts this for
     specs the user trusts.
     """
+    return _confined(base_dir, name, key, allow_outside)[1]
+
+
+def _confined(base_dir: Path, name: str, key: str, allow_outside: bool) -> tuple[Path, Path]:
+    """(the spec's folder, the path `name` names) both resolved; see spec_relative_path."""
     try:
         base = Path(base_dir).resolve()
         path = (base / name).resolve()
@@ -43,13 +48,12 @@ def spec_relative_path(base_dir: Path, name: str, key: str, allow_outside: bool 
             f"{key}: {excerpt(name, 80)} is outside the spec's folder {shown_path(base)}; put the file inside it "
             "(e.g. data/), or, for a spec you trust, pass --allow-outside-data"
         )
-    return path
+    return base, path
 
 
 def spec_file(base_dir: Path, name: str, key: str, suffixes: tuple[str, ...], allow_outside: bool = False) -> Path:
     """A file a spec names: confined (see spec_relative_path), not hidden, with one of `suffixes`."""
-    path = spec_relative_path(base_dir, name, key, allow_outside)
-    base = Path(base_dir).resolve()
+    base, path = _confined(base_dir, name, key, allow_outside)
     below = path.relative_to(base).parts if path.is_relative_to(base) else (path.name,)
     hidden = [p for p in (*Path(name).parts, *below) if p.startswith(".") and p not in (".", "..")]
     if hidden:
@@ -66,39 +70,38 @@ def spec_file(base_dir: Path, name: str, key: str, suffixes: tuple[str, ...], al
 
 def read_regular_file(path: Path, key: str, what: str = "data file") -> bytes:
     """The bytes of `path`, refusing anything but a non-empty regular file, with a message naming `key`."""
-    shown = shown_path(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise DataError(f"{key}: {what} not found: {shown} (no file there; paths are relative to the spec "
+        raise DataError(f"{key}: {what} not found: {shown_path(path)} (no file there; paths are relative to the spec "
                         "file's folder)") from None
     except OSError as exc:
-        raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}; check the name and that the file "
+        raise DataError(f"{key}: cannot read {shown_path(path)}: {_reason(exc)}; check the name and that the file "
                         "can be read") from None
-    _check_regular(info, shown, key)
+    _check_regular(info, path, key)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}; check the name and that the file "
+        raise DataError(f"{key}: cannot read {shown_path(path)}: {_reason(exc)}; check the name and that the file "
                         "can be read") from None
     try:
-        _check_regular(os.fstat(fd), shown, key)  # the file may have been swapped since os.stat
+        _check_regular(os.fstat(fd), path, key)  # the file may have been swapped since os.stat
         with os.fdopen(fd, "rb", closefd=False) as fh:
             return fh.read()
     except OSError as exc:
-        raise DataError(f"{key}: cannot read {shown}: {_reason(exc)}; check the name and that the file "
+        raise DataError(f"{key}: cannot read {shown_path(path)}: {_reason(exc)}; check the name and that the file "
                         "can be read") from None
     finally:
         os.close(fd)
 
 
-def _check_regular(info: os.stat_result, shown: str, key: str) -> None:
+def _check_regular(info: os.stat_result, path: Path, key: str) -> None:
     if stat.S_ISDIR(info.st_mode):
-        raise DataError(f"{key}: {shown} is a folder, not a file; name a file inside it")
+        raise DataError(f"{key}: {shown_path(path)} is a folder, not a file; name a file inside it")
     if not stat.S_ISREG(info.st_mode):
-        raise DataError(f"{key}: {shown} is not a regular file (a pipe, device or socket); name a file")
+        raise DataError(f"{key}: {shown_path(path)} is not a regular file (a pipe, device or socket); name a file")
     if info.st_size == 0:
-        raise DataError(f"{key}: {shown} is empty (0 bytes); name a file with a header row and data rows")
+        raise DataError(f"{key}: {shown_path(path)} is empty (0 bytes); name a file with a header row and data rows")
 
 
 def _reason(exc: BaseException) -> str:

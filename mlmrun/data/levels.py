@@ -43,7 +43,36 @@ class LevelIndex:
 
 
 def unit_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(codes per row, sorted unit labels) of an id column, ids equal as numbers being one unit."""
+    """(codes per row, sorted unit labels) of an id column, ids equal as numbers being one unit.
+
+    A text column without missing values is coded through its distinct values
+    (a few dozen ids in thousands of rows, each pandas step on the column costing
+    more than a small model's fit set-up): reading ids as numbers works value by value, so
+    coding the distinct ids and mapping each row to its id's code gives the same
+    codes and labels; an id without a digit rules out numbers at once. Text ids sort by code point, as pandas
+    sorts text.
+    """
+    if isinstance(values.dtype, pd.StringDtype):
+        first, distinct = pd.factorize(values.to_numpy(dtype=object))
+        if len(first) and first.min() >= 0:
+            maybe_numbers = all(_may_be_number(text) for text in distinct)
+            keys = _numeric_ids(pd.Series(distinct, dtype=values.dtype)) if maybe_numbers else None
+            if keys is None:
+                order = sorted(range(len(distinct)), key=distinct.__getitem__)
+                rank = np.empty(len(order), dtype=np.intp)
+                rank[order] = np.arange(len(order), dtype=np.intp)
+                return rank[first], distinct[order]
+            codes, uniques = pd.factorize(keys, sort=True)
+            return codes.astype(np.intp)[first], np.array([_number_label(v) for v in uniques], dtype=object)
+    return _unit_ids(values)
+
+
+def _may_be_number(text: str) -> bool:
+    """False for text no number parser reads as a number other than NaN: without a digit and not 'inf'/'infinity'."""
+    return any(c.isdigit() for c in text) or "inf" in text.lower()
+
+
+def _unit_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     keys = _numeric_ids(values)
     if keys is None:
         codes, uniques = pd.factorize(values.astype(str), sort=True)
@@ -93,6 +122,15 @@ def _nested_units(own: pd.Series, parent: tuple[np.ndarray, np.ndarray] | None) 
     return pair_codes.astype(np.intp), joined
 
 
+def unit_parent_pairs(codes: np.ndarray, up_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (unit, parent unit) pairs of the rows, in order of first appearance."""
+    width = int(up_codes.max(initial=0)) + 1
+    key = codes.astype(np.int64) * width + up_codes.astype(np.int64)
+    _, first = np.unique(key, return_index=True)
+    distinct = key[np.sort(first)]
+    return (distinct // width).astype(np.intp), (distinct % width).astype(np.intp)
+
+
 def build_levels(frame: pd.DataFrame, levels: list[Level]) -> list[LevelIndex]:
     """Index every declared level; nested levels (in order, lowest first) must nest in the next one up."""
     nested = [lv for lv in levels if not lv.crossed]
@@ -108,10 +146,10 @@ def build_levels(frame: pd.DataFrame, levels: list[Level]) -> list[LevelIndex]:
         if pos + 1 < len(nested):
             up = nested[pos + 1]
             up_codes, _ = units[up.name]
-            pairs = pd.DataFrame({"unit": codes, "parent": up_codes}).drop_duplicates()
-            dup = pairs["unit"].duplicated(keep=False)
+            unit, parent_of = unit_parent_pairs(codes, up_codes)
+            dup = np.bincount(unit, minlength=len(labels))[unit] > 1
             if dup.any():
-                bad = labels[pairs.loc[dup, "unit"].iloc[0]]
+                bad = labels[unit[dup][0]]
                 raise DataError(
                     f"levels.{levels.index(lv)}.id: level '{lv.name}' (column {lv.id}) is not nested in level "
                     f"'{up.name}' (column {up.id}): {lv.id}={excerpt(bad)} occurs in several {up.name} units. "
@@ -119,7 +157,7 @@ def build_levels(frame: pd.DataFrame, levels: list[Level]) -> list[LevelIndex]:
                     f"'{lv.name}'; if the factors are crossed, write `crossed: true`."
                 )
             parent = np.empty(len(labels), dtype=np.intp)
-            parent[pairs["unit"].to_numpy()] = pairs["parent"].to_numpy()
+            parent[unit] = parent_of
         out[lv.name] = LevelIndex(lv.name, lv.id, codes, len(labels), labels, False, parent)
     for lv in levels:
         if lv.crossed:

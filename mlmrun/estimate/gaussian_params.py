@@ -123,20 +123,20 @@ class GaussianParams:
     def __init__(self, model: CompiledModel):
         pt = model.partable
         self.model = model
-        frame = pt.frame
-        free = frame["free"].to_numpy()
-        block = frame["block"].to_numpy()
+        free = pt.column("free")
+        block = pt.column("block")
+        value = pt.column("value")
         self.n_free = pt.n_free
         beta_free = free[model.beta_rows]
         self.beta_idx = beta_free[beta_free > 0] - 1
         resid_idx = sorted({int(free[r]) - 1 for r in pt.rows_of("residual") if free[r] > 0})
-        fixed_sd = [r for r in pt.rows_of("sd") if free[r] == 0 and frame.at[r, "value"] != 0]
+        fixed_sd = [r for r in pt.rows_of("sd") if free[r] == 0 and value[r] != 0]
         resid_rows = pt.rows_of("residual")
         self.profile_sigma = (len(resid_idx) == 1 and not fixed_sd and all(free[r] > 0 for r in resid_rows)
-                              and frame.at[resid_rows[0], "transform"] == "log")
+                              and pt.column("transform")[resid_rows[0]] == "log")
         self.residual_idx = np.array(resid_idx, dtype=int)
         idx_blocks: dict[int, set[str]] = {}
-        for r in range(len(frame)):
+        for r in range(len(pt)):
             if free[r] > 0:
                 idx_blocks.setdefault(int(free[r]) - 1, set()).add(block[r])
         counts = np.bincount(free[free > 0] - 1, minlength=self.n_free)
@@ -312,7 +312,7 @@ def start_values(model: CompiledModel, params: GaussianParams) -> tuple[np.ndarr
         within = min(within, w) if not idx.crossed else within
         tau[lvl] = float(np.var(means)) - w / float(np.mean(size))
     values = pt.start_values
-    free_col = pt.frame["free"].to_numpy()
+    free_col = pt.column("free")
     user = set(model.spec.estimation.start)
     for b in model.blocks:
         for m, r in zip(b.members, b.sd_rows, strict=True):
