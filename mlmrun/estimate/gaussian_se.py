@@ -66,7 +66,7 @@ def gradient_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, st
 
 @dataclass(frozen=True)
 class Columns:
-    """The partable columns the SE code reads, taken out of the pandas frame once per covariance."""
+    """The partable columns the SE code reads, taken once per covariance."""
 
     free: np.ndarray
     block: np.ndarray
@@ -74,8 +74,8 @@ class Columns:
 
     @classmethod
     def of(cls, model: CompiledModel) -> Columns:
-        frame = model.partable.frame
-        return cls(frame["free"].to_numpy(), frame["block"].to_numpy(), model.partable.names)
+        pt = model.partable
+        return cls(pt.column("free"), pt.column("block"), pt.names)
 
     @property
     def first_rows(self) -> np.ndarray:
@@ -202,10 +202,10 @@ def lr_test(model: CompiledModel, loglik: float, reml: bool, values: np.ndarray 
     """
     tested, single = tested_free(model)
     if model.residual is not None:
-        frame = model.partable.frame
-        resid = sorted({int(k) - 1 for k, blk in zip(frame["free"], frame["block"], strict=True)
+        free, block = model.partable.column("free"), model.partable.column("block")
+        resid = sorted({int(k) - 1 for k, blk in zip(free, block, strict=True)
                         if k > 0 and blk in ("residual", "rescorr")})
-        first_sd = [k for k, blk in zip(frame["free"], frame["block"], strict=True) if k > 0 and blk == "residual"]
+        first_sd = [k for k, blk in zip(free, block, strict=True) if k > 0 and blk == "residual"]
         extra = set(resid) - ({int(first_sd[0]) - 1} if first_sd else set())
         if extra:
             tested, single = sorted(set(tested) | extra), False

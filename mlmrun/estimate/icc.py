@@ -38,7 +38,7 @@ def _intercept_levels(model: CompiledModel) -> list[tuple[int, int]] | None:
     """(level, latent variable) of each nested level's random intercept, lowest first; None when not such a model."""
     if len(model.equations) != 1 or model.B_entries or not model.latent:
         return None
-    free = model.partable.frame["free"].to_numpy()
+    free = model.partable.column("free")
     pairs = []
     for m, lat in enumerate(model.latent):
         if lat.Z.shape[1] != 1 or not np.all(lat.Z[:, 0] == 1.0) or np.any(free[lat.loading_rows] > 0):

@@ -40,7 +40,7 @@ def mean_path(model: CompiledModel) -> set[int]:
 def null_rows(model: CompiledModel) -> np.ndarray:
     """Per partable row: True when the row is a parameter of the null model (kept, not tested)."""
     pt = model.partable
-    blocks = pt.frame["block"].to_numpy()
+    blocks = pt.column("block")
     keep = np.isin(blocks, FAMILY_BLOCKS)
     path = mean_path(model)
     for _, _, row in model.Gamma_entries:
@@ -58,10 +58,9 @@ def tested_free(model: CompiledModel) -> tuple[list[int], bool]:
 
     One SD alone gives Stata's chibar2(01); anything else the conservative chi2(df).
     """
-    frame = model.partable.frame
     kept = null_rows(model)
-    free = frame["free"].to_numpy()
-    blocks = frame["block"].to_numpy()
+    free = model.partable.column("free")
+    blocks = model.partable.column("block")
     tested = sorted({int(k) - 1 for k, b, keep in zip(free, blocks, kept, strict=True)
                      if k > 0 and not keep and b in LATENT_BLOCKS})
     tested_blocks = {b for k, b in zip(free, blocks, strict=True) if int(k) - 1 in tested}
@@ -72,7 +71,7 @@ def null_free_mask(model: CompiledModel) -> np.ndarray:
     """Per free coordinate: True when the null model estimates it (the quadrature engine's GLM fit)."""
     pt = model.partable
     mask = np.zeros(pt.n_free, dtype=bool)
-    for k, keep in zip(pt.frame["free"].to_numpy(), null_rows(model), strict=True):
+    for k, keep in zip(pt.column("free"), null_rows(model), strict=True):
         if k > 0 and keep:
             mask[int(k) - 1] = True
     return mask
@@ -91,7 +90,7 @@ def gamma_columns(model: CompiledModel, values: np.ndarray) -> tuple[np.ndarray,
         if lat.Z.shape[1]:
             Z[:, m] = lat.Z @ mm.lambdas[m]
     ZT = Z @ mm.T if M else Z
-    free = model.partable.frame["free"].to_numpy()
+    free = model.partable.column("free")
     coords = sorted({int(free[row]) for _, _, row in model.Gamma_entries if free[row] > 0})
     cols = np.zeros((n, len(coords)))
     shift = np.zeros(n)
@@ -116,8 +115,8 @@ def gaussian_null_loglik(model: CompiledModel, values: np.ndarray, reml: bool) -
     if not model.Gamma_entries:
         return regression_loglik(model, reml=reml)
     pt = model.partable
-    free = pt.frame["free"].to_numpy()
-    blocks = pt.frame["block"].to_numpy()
+    free = pt.column("free")
+    blocks = pt.column("block")
     kept = null_rows(model)
     outer = sorted({int(k) - 1 for k, b, keep in zip(free, blocks, kept, strict=True)
                     if k > 0 and keep and b in ("loading", "B")})

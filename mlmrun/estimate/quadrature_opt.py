@@ -235,11 +235,12 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
         budget = SHORT_ROUND if abs(change) > 1e-3 else max(1, max_iter - iters)
         start_x, start_F = st.x, st.F
         st.iterations = 0
+        handing_over = False
         if readapt:
             fg = Readapting(obj, rules, st.x, ad, st.F, st.g)
             st = ascend(fg, st, lo, hi, GAIN_TOL, budget, t_min=0.5**READAPT_HALVINGS)
             new_ad, F_new, g_new = fg.seen[st.x.tobytes()]
-            readapt = not st.stalled
+            readapt, handing_over = not st.stalled, st.stalled
         else:
             st = ascend(lambda x, _ad=frozen_ad: obj.frozen(x, _ad), st, lo, hi, GAIN_TOL, budget)
             new_ad = obj.adapt(st.x, ad, rules)
@@ -263,7 +264,7 @@ def rounds(obj: QuadratureObjective, free: np.ndarray, rules: tuple, tol: float,
         if st.converged and abs(change) <= tol * max(1.0, abs(st.F)) and step <= (COARSE_STEP if coarse else 1e-4):
             converged = True
             break
-        if step == 0.0 and change == 0.0:
+        if step == 0.0 and change == 0.0 and not handing_over:
             message = "no progress: the quasi-Newton step cannot raise the log likelihood"
             break
         if iters >= max_iter:

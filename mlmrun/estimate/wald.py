@@ -23,7 +23,7 @@ CONSTANT = "Intercept"
 def _tested(fit: FitResult) -> np.ndarray:
     """Positions in model.beta_rows of the free fixed effects other than the constant."""
     model = fit.model
-    free = model.partable.frame["free"].to_numpy()[model.beta_rows]
+    free = model.partable.column("free")[model.beta_rows]
     return np.array([j for j, name in enumerate(model.x_names) if name != CONSTANT and free[j] > 0], dtype=int)
 
 

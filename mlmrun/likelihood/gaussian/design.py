@@ -141,7 +141,7 @@ class GaussianDesign:
     def _fixed_columns(self, model: CompiledModel, reach: np.ndarray) -> None:
         """F_raw = [X (free beta), Gamma columns xi_a * w_c, y - offset - X_fixed beta_fixed]."""
         pt = model.partable
-        free = pt.frame["free"].to_numpy()[model.beta_rows] > 0
+        free = pt.column("free")[model.beta_rows] > 0
         fixed_beta = pt.start_values[model.beta_rows][~free]
         self.beta_rows = model.beta_rows[free]
         self.p = int(free.sum())
