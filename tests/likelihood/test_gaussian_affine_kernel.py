@@ -1,0 +1,155 @@
+"""The affine kernel of ordinary LMMs (likelihood/gaussian/affine.py) against the general path and a dense V.
+
+Every shipped linear mixed model of the common class (sigma profiled, no
+free loadings, structural paths or residual structures) is fitted through
+the kernel; at random points phi its profiled deviance and gradient must be
+those of the general pipeline (phi -> free vector -> model matrices ->
+system -> adjoint -> phi). Independently, the profiled ML and REML criteria
+are computed here from the full n x n marginal covariance
+V = sigma^2 (Z Sigma Z' + I), built from the data file itself, with GLS beta
+and numpy's slogdet; the kernel's gradient is checked against central
+differences of that dense criterion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlmrun.compile.model import CompiledModel
+from mlmrun.estimate.gaussian_fit import Objective
+from mlmrun.estimate.gaussian_params import GaussianParams, start_values
+from mlmrun.likelihood.gaussian.affine import Dense, OneLevel
+from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.pipeline import prepare
+from tests.conftest import SPECS
+
+KERNEL_SPECS = {
+    "sleepstudy": OneLevel, "gcse_slope": OneLevel, "hsb_slope": OneLevel, "pig_intercept": OneLevel,
+    "pig_slope": OneLevel, "pig_slope_reml": OneLevel, "pig_slope_unstructured": OneLevel,
+    "penicillin": Dense, "pig_crossed": Dense, "productivity": Dense, "productivity_reml": Dense,
+    "productivity_blocks": Dense,
+}
+GENERAL_SPECS = ["ovary_ar2", "hsced", "latent_covariates", "holzinger_swineford"]
+
+
+def objectives(spec: str) -> tuple[CompiledModel, GaussianParams, Objective, Objective, np.ndarray]:
+    """The model, its coordinates, the kernel and general objectives, and the start point phi0."""
+    model = prepare(SPECS / f"{spec}.yaml").model
+    reml = model.spec.estimation.method == "REML"
+    design, params = GaussianDesign(model), GaussianParams(model)
+    fast = Objective(model, design, params, reml)
+    general = Objective(model, GaussianDesign(model), params, reml, use_kernel=False)
+    free0, sigma0 = start_values(model, params)
+    return model, params, fast, general, params.phi_from_free(free0, sigma0)
+
+
+def random_points(params: GaussianParams, phi0: np.ndarray, seed: int, count: int = 3) -> list[np.ndarray]:
+    """Points around the start, SD coordinates and Cholesky diagonals kept positive."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        phi = phi0 + rng.normal(0.0, 0.5, len(phi0)) * np.maximum(np.abs(phi0), 0.2)
+        out.append(np.where(params.sym, np.abs(phi), phi))
+    return out
+
+
+@pytest.mark.parametrize("spec", sorted(KERNEL_SPECS))
+def test_kernel_matches_the_general_path_at_random_points(spec: str):
+    _, params, fast, general, phi0 = objectives(spec)
+    assert fast.kernel is not None and isinstance(fast.kernel.kernel, KERNEL_SPECS[spec])
+    assert general.kernel is None
+    for phi in random_points(params, phi0, seed=len(spec)):
+        dev_f, g_f = fast.value_and_grad(phi)
+        dev_g, g_g = general.value_and_grad(phi)
+        assert dev_f == pytest.approx(dev_g, rel=1e-10)
+        np.testing.assert_allclose(g_f, g_g, rtol=1e-7, atol=1e-7 * np.max(np.abs(g_g)))
+        res_f, res_g = fast.fit(phi * 1.01), general.fit(phi * 1.01)
+        assert res_f.deviance == pytest.approx(res_g.deviance, rel=1e-10)
+        assert res_f.sigma == pytest.approx(res_g.sigma, rel=1e-9)
+        np.testing.assert_allclose(res_f.beta, res_g.beta, rtol=1e-8, atol=1e-10 * np.max(np.abs(res_g.beta)))
+        np.testing.assert_allclose(res_f.fixed_vcov, res_g.fixed_vcov, rtol=1e-8)
+
+
+@pytest.mark.parametrize("spec", GENERAL_SPECS)
+def test_models_outside_the_affine_class_keep_the_general_path(spec: str):
+    _, _, fast, _, _ = objectives(spec)
+    assert fast.kernel is None
+
+
+def _indicators(codes: np.ndarray) -> np.ndarray:
+    levels, inverse = np.unique(codes, return_inverse=True)
+    return (inverse[:, None] == np.arange(len(levels))[None, :]).astype(float)
+
+
+def _dense_problem(spec: str) -> tuple[np.ndarray, np.ndarray, callable]:
+    """y, X and phi -> (Z, Sigma) built from the data file, phi in the order GaussianParams gives it."""
+    if spec == "sleepstudy":
+        d = pd.read_csv(SPECS / "data" / "sleepstudy.csv")
+        G = _indicators(d["Subject"].to_numpy())
+        Z = np.hstack([G, G * d["Days"].to_numpy()[:, None]])
+        u = G.shape[1]
+
+        def cov(phi: np.ndarray) -> np.ndarray:
+            lam = np.array([[phi[0], 0.0], [phi[1], phi[2]]])  # lme4's theta: lower Cholesky factor by rows
+            return np.kron(lam @ lam.T, np.eye(u))
+        X = np.column_stack([np.ones(len(d)), d["Days"]])
+        return d["Reaction"].to_numpy(float), X, lambda phi: (Z, cov(phi))
+    if spec == "penicillin":
+        d = pd.read_csv(SPECS / "data" / "penicillin.csv")
+        Gp, Gs = _indicators(d["plate"].to_numpy()), _indicators(d["sample"].to_numpy())
+        Z = np.hstack([Gp, Gs])
+        return (d["diameter"].to_numpy(float), np.ones((len(d), 1)),
+                lambda phi: (Z, np.diag(np.r_[np.full(Gp.shape[1], phi[0] ** 2), np.full(Gs.shape[1], phi[1] ** 2)])))
+    if spec == "productivity_reml":
+        d = pd.read_csv(SPECS / "data" / "productivity.csv")
+        Gst, Greg = _indicators(d["state"].to_numpy()), _indicators(d["region"].to_numpy())
+        Z = np.hstack([Gst, Greg])
+        X = np.column_stack([np.ones(len(d))] + [d[c] for c in ("private", "emp", "hwy", "water", "other", "unemp")])
+        return (d["gsp"].to_numpy(float), X,
+                lambda phi: (Z, np.diag(np.r_[np.full(Gst.shape[1], phi[0] ** 2), np.full(Greg.shape[1], phi[1] ** 2)])))
+    assert spec == "pig_slope_reml"
+    d = pd.read_csv(SPECS / "data" / "pig.csv")
+    G = _indicators(d["id"].to_numpy())
+    Z = np.hstack([G, G * d["week"].to_numpy()[:, None]])
+    u = G.shape[1]
+    X = np.column_stack([np.ones(len(d)), d["week"]])
+    return (d["weight"].to_numpy(float), X,
+            lambda phi: (Z, np.diag(np.r_[np.full(u, phi[0] ** 2), np.full(u, phi[1] ** 2)])))
+
+
+def dense_profiled_deviance(y: np.ndarray, X: np.ndarray, Z: np.ndarray, Sigma: np.ndarray, reml: bool) -> float:
+    """-2 (restricted) log likelihood at GLS beta and the maximising sigma^2, from V = sigma^2 (Z Sigma Z' + I)."""
+    n, p = X.shape
+    V = Z @ Sigma @ Z.T + np.eye(n)
+    Vi = np.linalg.inv(V)
+    XtViX = X.T @ Vi @ X
+    beta = np.linalg.solve(XtViX, X.T @ Vi @ y)
+    r = y - X @ beta
+    quad = float(r @ Vi @ r)
+    dof = n - p if reml else n
+    sigma2 = quad / dof
+    dev = np.linalg.slogdet(V)[1] + n * np.log(sigma2) + quad / sigma2 + dof * np.log(2 * np.pi)
+    if reml:  # log|X'V^-1X| with V including sigma^2
+        dev += np.linalg.slogdet(XtViX)[1] - p * np.log(sigma2)
+    return float(dev)
+
+
+@pytest.mark.parametrize("spec", ["sleepstudy", "penicillin", "productivity_reml", "pig_slope_reml"])
+def test_kernel_deviance_and_gradient_match_a_dense_marginal_likelihood(spec: str):
+    model, params, fast, _, phi0 = objectives(spec)
+    reml = model.spec.estimation.method == "REML"
+    y, X, structure = _dense_problem(spec)
+
+    def dense(phi: np.ndarray) -> float:
+        Z, Sigma = structure(phi)
+        return dense_profiled_deviance(y, X, Z, Sigma, reml)
+
+    for phi in random_points(params, phi0, seed=7, count=2):
+        dev, g = fast.kernel.value_and_grad(phi)
+        assert dev.deviance == pytest.approx(dense(phi), rel=1e-9)
+        steps = 1e-5 * np.maximum(np.abs(phi), 0.1)
+        numeric = np.array([(dense(phi + np.eye(len(phi))[j] * steps[j]) - dense(phi - np.eye(len(phi))[j] * steps[j]))
+                            / (2 * steps[j]) for j in range(len(phi))])
+        np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-5 * np.max(np.abs(numeric)))
