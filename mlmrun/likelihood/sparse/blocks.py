@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
@@ -185,10 +184,12 @@ class BlockStructure:
     @staticmethod
     def _join(left_keys: np.ndarray, right_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All (i, j) with left_keys[i] == right_keys[j] (an inner join on the eliminated unit)."""
-        lf = pd.DataFrame({"key": left_keys, "i": np.arange(len(left_keys))})
-        rf = pd.DataFrame({"key": right_keys, "j": np.arange(len(right_keys))})
-        joined = lf.merge(rf, on="key", how="inner", sort=False)
-        return joined["i"].to_numpy(np.int64), joined["j"].to_numpy(np.int64)
+        order = np.argsort(right_keys, kind="stable")
+        lo = np.searchsorted(right_keys[order], left_keys, "left")
+        counts = np.searchsorted(right_keys[order], left_keys, "right") - lo
+        i = np.repeat(np.arange(len(left_keys), dtype=np.int64), counts)
+        within = np.arange(len(i)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return i, order[np.repeat(lo, counts) + within].astype(np.int64)
 
     def _remainder_layout(self) -> None:
         """Flat positions of every remainder block in the q_r x q_r matrix (scatter indices)."""
