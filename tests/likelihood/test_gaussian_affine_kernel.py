@@ -153,3 +153,20 @@ def test_kernel_deviance_and_gradient_match_a_dense_marginal_likelihood(spec: st
         numeric = np.array([(dense(phi + np.eye(len(phi))[j] * steps[j]) - dense(phi - np.eye(len(phi))[j] * steps[j]))
                             / (2 * steps[j]) for j in range(len(phi))])
         np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-5 * np.max(np.abs(numeric)))
+
+
+def test_a_map_the_pipeline_contradicts_is_refused(monkeypatch: pytest.MonkeyPatch):
+    """The structural Jacobian is confirmed against the general pipeline; a wrong one keeps the general path."""
+    from mlmrun.estimate import gaussian_affine
+
+    structural = gaussian_affine._level_jacobians
+
+    def off_by_a_bit(*args):
+        out = structural(*args)
+        for D in out.values():
+            D *= 1.0 + 1e-9
+        return out
+
+    monkeypatch.setattr(gaussian_affine, "_level_jacobians", off_by_a_bit)
+    _, _, fast, _, _ = objectives("sleepstudy")
+    assert fast.kernel is None
