@@ -170,3 +170,66 @@ def test_a_map_the_pipeline_contradicts_is_refused(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(gaussian_affine, "_level_jacobians", off_by_a_bit)
     _, _, fast, _, _ = objectives("sleepstudy")
     assert fast.kernel is None
+
+
+SYNTHETIC = """
+name: synthetic
+data: {{path: data/synthetic.csv}}
+levels:
+{levels}
+responses:
+  - {{name: y, family: gaussian}}
+fixed: "{fixed}"
+random:
+{random}
+estimation: {{method: {method}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def synthetic_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Rows of units g (12) crossed with h (5) and an item level, two slopes x1, x2."""
+    folder = tmp_path_factory.mktemp("affine")
+    rng = np.random.default_rng(5)
+    n = 300
+    g, h, item = rng.integers(0, 12, n), rng.integers(0, 5, n), rng.integers(0, 4, n)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    b = rng.normal(size=(12, 3)) @ np.diag([1.0, 0.5, 0.3])
+    y = 1.0 + 0.5 * x1 + b[g, 0] + b[g, 1] * x1 + b[g, 2] * x2 + rng.normal(0, 0.4, 5)[h] + rng.normal(size=n)
+    (folder / "data").mkdir()
+    pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": g, "h": h, "item": item}).to_csv(folder / "data" / "synthetic.csv",
+                                                                                  index=False)
+    return folder
+
+
+SYNTHETIC_CASES = {
+    "three_unstructured": ("  - {name: g, id: g}", "y ~ x1", "  - {level: g, terms: [1, x1, x2], covariance: unstructured}",
+                           OneLevel),
+    "no_fixed_effects_reml": ("  - {name: g, id: g}", "y ~ 0", "  - {level: g, terms: [1, x1], covariance: independent}",
+                              OneLevel),
+    "three_crossed_levels": ("  - {name: g, id: g, crossed: true}\n  - {name: h, id: h, crossed: true}\n"
+                             "  - {name: item, id: item, crossed: true}", "y ~ x1 + x2",
+                             "  - {level: g, terms: [1, x1], covariance: unstructured}\n  - {level: h, terms: [1]}\n"
+                             "  - {level: item, terms: [1]}", Dense),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SYNTHETIC_CASES))
+def test_kernel_matches_the_general_path_on_other_layouts(case: str, synthetic_folder):
+    from tests.conftest import write_spec
+
+    levels, fixed, random, kind = SYNTHETIC_CASES[case]
+    method = "REML" if case.endswith("reml") else "ML"
+    path = write_spec(synthetic_folder, SYNTHETIC.format(levels=levels, fixed=fixed, random=random, method=method),
+                      f"{case}.yaml")
+    model = prepare(path).model
+    design, params = GaussianDesign(model), GaussianParams(model)
+    fast = Objective(model, design, params, method == "REML")
+    general = Objective(model, GaussianDesign(model), params, method == "REML", use_kernel=False)
+    assert isinstance(fast.kernel.kernel, kind)
+    free0, sigma0 = start_values(model, params)
+    for phi in random_points(params, params.phi_from_free(free0, sigma0), seed=3):
+        dev_f, g_f = fast.value_and_grad(phi)
+        dev_g, g_g = general.value_and_grad(phi)
+        assert dev_f == pytest.approx(dev_g, rel=1e-10)
+        np.testing.assert_allclose(g_f, g_g, rtol=1e-7, atol=1e-7 * np.max(np.abs(g_g)))
