@@ -252,7 +252,8 @@ class Objective:
         gradient, `gradient_hessian`; else second differences) serves every
         step (the gradient is recomputed). The decrement g'H^-1g/2 is the deviance
         reduction a further Newton step would bring: the honest convergence
-        measure. None when the Hessian is not positive definite there.
+        measure. None when the Hessian is not positive definite there. A step
+        predicted to gain less than 1e-8 is tried at two lengths only.
         """
         g = self.gradient(phi)
         active = ((phi <= self.lo) & (g >= 0)) | ((phi >= self.hi) & (g <= 0))
@@ -286,7 +287,9 @@ class Objective:
             if decrement < 1e-10:
                 break
             t, moved = 1.0, False
-            while t > 1e-3:
+            # Below a predicted gain of 1e-8 the deviance's rounding decides acceptance: halving on cannot help.
+            floor = 1e-3 if decrement > 1e-8 else 0.3
+            while t > floor:
                 trial = phi.copy()
                 trial[free] += t * step
                 trial = np.clip(trial, self.lo, self.hi)
