@@ -20,7 +20,8 @@ import pytest
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.gaussian_fit import Objective
 from mlmrun.estimate.gaussian_params import GaussianParams, start_values
-from mlmrun.likelihood.gaussian.affine import Dense, OneLevel
+from mlmrun.likelihood.gaussian import affine
+from mlmrun.likelihood.gaussian.affine import Blocked, Dense, OneLevel
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.pipeline import prepare
 from tests.conftest import SPECS
@@ -29,7 +30,7 @@ KERNEL_SPECS = {
     "sleepstudy": OneLevel, "gcse_slope": OneLevel, "hsb_slope": OneLevel, "pig_intercept": OneLevel,
     "pig_slope": OneLevel, "pig_slope_reml": OneLevel, "pig_slope_unstructured": OneLevel,
     "penicillin": Dense, "pig_crossed": Dense, "productivity": Dense, "productivity_reml": Dense,
-    "productivity_blocks": Dense,
+    "productivity_blocks": Dense, "scotssec": Blocked,
 }
 GENERAL_SPECS = ["ovary_ar2", "hsced", "latent_covariates", "holzinger_swineford"]
 
@@ -214,11 +215,28 @@ SYNTHETIC_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(SYNTHETIC_CASES))
-def test_kernel_matches_the_general_path_on_other_layouts(case: str, synthetic_folder):
+@pytest.mark.parametrize("spec", ["penicillin", "productivity_reml", "pig_crossed"])
+def test_blocked_kernel_matches_the_general_path_on_nested_and_crossed_levels(spec: str, monkeypatch):
+    """With the dense limit lowered, the first level is eliminated unit by unit (`Blocked`) instead."""
+    monkeypatch.setattr(affine, "DENSE_AFFINE_MAX", 12)
+    _, params, fast, general, phi0 = objectives(spec)
+    assert isinstance(fast.kernel.kernel, Blocked)
+    for phi in random_points(params, phi0, seed=2):
+        dev_f, g_f = fast.value_and_grad(phi)
+        dev_g, g_g = general.value_and_grad(phi)
+        assert dev_f == pytest.approx(dev_g, rel=1e-10)
+        np.testing.assert_allclose(g_f, g_g, rtol=1e-7, atol=1e-7 * np.max(np.abs(g_g)))
+
+
+@pytest.mark.parametrize(("case", "dense_max"), [(case, 128) for case in sorted(SYNTHETIC_CASES)]
+                         + [("three_crossed_levels", 12)])
+def test_kernel_matches_the_general_path_on_other_layouts(case: str, dense_max: int, synthetic_folder, monkeypatch):
+    """Also with the dense limit lowered, so that the first of three crossed levels is eliminated unit by unit."""
     from tests.conftest import write_spec
 
+    monkeypatch.setattr(affine, "DENSE_AFFINE_MAX", dense_max)
     levels, fixed, random, kind = SYNTHETIC_CASES[case]
+    kind = Blocked if dense_max < 128 else kind
     method = "REML" if case.endswith("reml") else "ML"
     path = write_spec(synthetic_folder, SYNTHETIC.format(levels=levels, fixed=fixed, random=random, method=method),
                       f"{case}.yaml")
