@@ -5,7 +5,7 @@ structural paths, no residual structure, one residual class) the loading
 maps H_l of likelihood/gaussian/design.py are affine in the optimiser's
 coordinates phi: relative SDs and the entries of lower Cholesky factors
 (lme4's theta) enter lme4's Lambda linearly. With h = vec(H_1, H_2, ...) =
-h0 + J phi taken once (estimate/gaussian_affine.py), one evaluation needs no
+h0 + J phi (h0 = 0 for the models served today) taken once (estimate/gaussian_affine.py), one evaluation needs no
 parameter table, model matrices or adjoint chain: the criterion comes from
 fixed cross products and its gradient is J' dD/dh. The cross products of
 F = [X, y~] and the fixed map E = I are those of deviance.py with unit
@@ -17,13 +17,17 @@ and, with P the Schur coefficients (gradient.py), G_M = M^-1 + UPU', U = M^-1R,
 
     dD/dHb = 2 Xi'Xi Hb G_M - 2 Xi'F (UP)'.
 
-Two kernels evaluate them:
+Three kernels evaluate them:
 
 - `OneLevel`: a single grouping level makes M block diagonal, one k x k
   block per unit from the unit's Grams Z_j'Z_j and Z_j'F; every step is one
-  batched numpy call over the units (stacked Cholesky, matmul), no loop;
+  2-D product or elementwise operation over all units (closed-form inverses
+  for one or two effects per unit), no loop over units;
 - `Dense`: several levels with few random effects in all: M dense from
-  small_dense.py's Grams, Hb scattered straight from h.
+  small_dense.py's Grams, Hb scattered straight from h;
+- `Blocked`: a first level of many units beside few other random effects
+  (crossed or nested): the first level unit by unit as in `OneLevel`, the
+  rest dense, joined through the Schur complement of the first level.
 
 The profiling of beta and sigma is deviance.py's `profile_schur` written
 for this case (ML and REML), with the coefficients P of gradient.py.
