@@ -185,7 +185,11 @@ def _unit_sum(codes: np.ndarray, n_units: int) -> sp.csr_matrix:
 
 
 class Dense:
-    """Several levels, few random effects: M = I + Hb'(Xi'Xi)Hb dense, Hb scattered from h."""
+    """Several levels, few random effects: M = I + Hb'(Xi'Xi)Hb dense, Hb scattered from h.
+
+    With one loading column per random effect (random intercepts, crossed or
+    nested) Hb is diagonal, and its products are scalings (`diagonal`).
+    """
 
     def __init__(self, design: GaussianDesign):
         plan = dense_small(design) or DenseSmall.build(design)
@@ -193,18 +197,25 @@ class Dense:
         self.rows, self.cols, self.source = plan.rows, plan.cols, plan.source
         self.q = plan.q
         self.n_h = sum(K * k for _, K, k in plan.shapes)
+        self.diagonal = all(K == k == 1 for _, K, k in plan.shapes)
 
     def system(self, H: list[np.ndarray]) -> tuple[np.ndarray, float, tuple]:
         """S = F'F - R'M^-1R, log|M| and what the gradient reuses (LinAlgError where M is not PD)."""
         h = np.concatenate([Hl.ravel() for Hl in H])
-        Hb = np.zeros((len(self.XX), self.q))
-        Hb[self.rows, self.cols] = h[self.source]
-        XXHb = self.XX @ Hb
-        M = Hb.T @ XXHb
+        if self.diagonal:
+            d = h[self.source]
+            XXHb = self.XX * d
+            M = d[:, None] * XXHb
+            R = d[:, None] * self.XF
+        else:
+            Hb = np.zeros((len(self.XX), self.q))
+            Hb[self.rows, self.cols] = h[self.source]
+            XXHb = self.XX @ Hb
+            M = Hb.T @ XXHb
+            R = Hb.T @ self.XF
         M.flat[::self.q + 1] += 1.0
         chol = np.linalg.cholesky(M)
-        logdet = 2.0 * float(np.sum(np.log(np.diag(chol))))
-        R = Hb.T @ self.XF
+        logdet = 2.0 * float(np.log(np.diag(chol)).sum())
         Minv = np.linalg.inv(M)
         U = Minv @ R
         S = self.FF - R.T @ U
@@ -214,6 +225,10 @@ class Dense:
         """dD/dh from the Schur coefficients P: dD/dHb summed over the units sharing each entry of h."""
         XXHb, Minv, U = pieces
         UP = U @ P
+        if self.diagonal:
+            G_M = Minv + UP @ U.T
+            dHb = 2.0 * (XXHb * G_M).sum(axis=1) - 2.0 * (self.XF * UP).sum(axis=1)
+            return np.bincount(self.source, weights=dHb, minlength=self.n_h)
         dHb = 2.0 * (XXHb @ (Minv + UP @ U.T)) - 2.0 * (self.XF @ UP.T)
         return np.bincount(self.source, weights=dHb[self.rows, self.cols], minlength=self.n_h)
 
