@@ -251,3 +251,16 @@ def test_kernel_matches_the_general_path_on_other_layouts(case: str, dense_max: 
         dev_g, g_g = general.value_and_grad(phi)
         assert dev_f == pytest.approx(dev_g, rel=1e-10)
         np.testing.assert_allclose(g_f, g_g, rtol=1e-7, atol=1e-7 * np.max(np.abs(g_g)))
+
+
+@pytest.mark.parametrize("spec", ["sleepstudy", "pig_slope_reml"])
+def test_one_level_kernel_forms_its_own_grams_when_the_design_keeps_rows(spec: str, monkeypatch):
+    """Without the design's raw sums (row-wise cross products) the kernel sums the unit Grams itself."""
+    monkeypatch.setattr(GaussianDesign, "_choose_raw", lambda self: False)
+    _, params, fast, general, phi0 = objectives(spec)
+    assert not fast.design.raw and isinstance(fast.kernel.kernel, OneLevel)
+    for phi in random_points(params, phi0, seed=4, count=2):
+        dev_f, g_f = fast.value_and_grad(phi)
+        dev_g, g_g = general.value_and_grad(phi)
+        assert dev_f == pytest.approx(dev_g, rel=1e-10)
+        np.testing.assert_allclose(g_f, g_g, rtol=1e-7, atol=1e-7 * np.max(np.abs(g_g)))
