@@ -5,7 +5,11 @@ the coordinates of mlmrun.estimate.gaussian_params (beta and, when possible,
 sigma profiled out), with its analytic gradient (likelihood/gaussian/gradient.py:
 the Fisher identity in matrix form, from the same block factorisation), so a
 factor model with dozens of loadings and residual SDs costs a few dozen
-evaluations instead of 2k per gradient. Only where the final block of M is
+evaluations instead of 2k per gradient. For ordinary LMMs (sigma profiled,
+fixed loadings, no structural paths or residual structures) both come
+straight from phi through the affine kernel (likelihood/gaussian/affine.py,
+set up by estimate/gaussian_affine.py), without the parameter table, model
+matrices or adjoint chain. Only where the final block of M is
 factorised by sparse LU (no selected inverse) do central differences stand
 in. The deviance is even in every SD coordinate, so an SD of 0 is always
 stationary: runs that stop there are checked for a lower deviance off the
@@ -72,7 +76,7 @@ class Objective:
         self.kernel = affine_kernel(model, design, params, reml) if use_kernel else None
         """The affine kernel (likelihood/gaussian/affine.py) for ordinary LMMs, else None (the general path)."""
         self.analytic = self.kernel is not None or design.structure.q_remainder <= sparse_blocks.DENSE_MAX
-        """The selected inverse (so the analytic gradient) exists unless the remainder needs sparse LU."""
+        """The kernel, or the selected inverse, gives the analytic gradient unless the remainder needs sparse LU."""
         self._latest: tuple[bytes, Profiled, float, np.ndarray] | None = None
         """The last analytic evaluation (phi, profiled pieces, deviance, gradient): the optimiser's final point
         is asked for again by the polish and for the estimates, and costs a full evaluation each time."""
