@@ -42,7 +42,7 @@ import scipy.sparse as sp
 
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.likelihood.gaussian.deviance import LOG_2PI, Profiled
-from mlmrun.likelihood.gaussian.small_dense import DenseSmall, dense_small
+from mlmrun.likelihood.gaussian.small_dense import DenseSmall, dense_small, loading_design
 
 DENSE_AFFINE_MAX = 128
 """Most random effects (and loading-design columns) for which `Dense` serves a model with several levels
@@ -245,29 +245,11 @@ class Blocked:
 
     def __init__(self, design: GaussianDesign):
         self.level = OneLevel(design)
-        lv = design.levels[0]
-        n, F = design.n, design.F
-        rest = design.levels[1:]
-        Kq = sum(r.n_units * r.xi.shape[1] for r in rest)
-        Xr = np.zeros((n, Kq))
-        rows, cols, source = [], [], []
-        off_K = off_q = off_h = 0
-        for r in rest:
-            K, k, u = r.xi.shape[1], len(r.members), r.n_units
-            Xr[np.arange(n)[:, None], off_K + r.codes[:, None] * K + np.arange(K)[None, :]] = r.xi
-            units = np.arange(u)[:, None, None]
-            rr, cc = np.broadcast_arrays(off_K + units * K + np.arange(K)[None, :, None],
-                                         off_q + units * k + np.arange(k)[None, None, :])
-            rows.append(rr.ravel())
-            cols.append(cc.ravel())
-            source.append(np.broadcast_to(off_h + np.arange(K * k).reshape(1, K, k), (u, K, k)).ravel())
-            off_K, off_q, off_h = off_K + u * K, off_q + u * k, off_h + K * k
-        self.rows, self.cols, self.source = np.concatenate(rows), np.concatenate(cols), np.concatenate(source)
-        self.Kq, self.q, self.n_h = Kq, off_q, off_h
-        self.XX, self.XF = Xr.T @ Xr, Xr.T @ F
-        Ka = lv.xi.shape[1]
-        cross = _unit_sum(lv.codes, lv.n_units) @ (lv.xi[:, :, None] * Xr[:, None, :]).reshape(n, -1)
-        self.X_ar = np.asarray(cross).reshape(lv.n_units * Ka, Kq)
+        Xr, self.rows, self.cols, self.source, shapes = loading_design(design.levels[1:], design.n)
+        self.Kq, self.q, self.n_h = Xr.shape[1], sum(u * k for u, _, k in shapes), sum(K * k for _, K, k in shapes)
+        self.XX, self.XF = (Xr.T @ Xr).toarray(), np.asarray(Xr.T @ design.F)
+        Za = loading_design(design.levels[:1], design.n)[0]
+        self.X_ar = (Za.T @ Xr).toarray()
         """Z_aj'Xi_r of every unit j, stacked by rows (u_a K_a x Kq_r)."""
 
     def system(self, H: list[np.ndarray]) -> tuple[np.ndarray, float, tuple]:
