@@ -45,6 +45,7 @@ SPECS = {
     "pig_slope_unstructured": (None, None),
     "pig_crossed": (None, None),
     "productivity_blocks": (None, None),
+    "scotssec": ("scotssec__crossed_ml", "lme4"),
 }
 
 

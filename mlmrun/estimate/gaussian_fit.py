@@ -5,7 +5,11 @@ the coordinates of mlmrun.estimate.gaussian_params (beta and, when possible,
 sigma profiled out), with its analytic gradient (likelihood/gaussian/gradient.py:
 the Fisher identity in matrix form, from the same block factorisation), so a
 factor model with dozens of loadings and residual SDs costs a few dozen
-evaluations instead of 2k per gradient. Only where the final block of M is
+evaluations instead of 2k per gradient. For ordinary LMMs (sigma profiled,
+fixed loadings, no structural paths or residual structures) both come
+straight from phi through the affine kernel (likelihood/gaussian/affine.py,
+set up by estimate/gaussian_affine.py), without the parameter table, model
+matrices or adjoint chain. Only where the final block of M is
 factorised by sparse LU (no selected inverse) do central differences stand
 in. The deviance is even in every SD coordinate, so an SD of 0 is always
 stationary: runs that stop there are checked for a lower deviance off the
@@ -28,6 +32,7 @@ from scipy import optimize
 
 from mlmrun.compile.matrices import ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
+from mlmrun.estimate.gaussian_affine import affine_kernel
 from mlmrun.estimate.gaussian_eb import empirical_bayes
 from mlmrun.estimate.gaussian_params import GaussianParams, start_values
 from mlmrun.estimate.gaussian_se import BOUNDARY, covariance, gradient_hessian, lr_test
@@ -59,7 +64,8 @@ class Run:
 class Objective:
     """Profiled deviance as a function of phi, with counters and its gradient (analytic where available)."""
 
-    def __init__(self, model: CompiledModel, design: GaussianDesign, params: GaussianParams, reml: bool):
+    def __init__(self, model: CompiledModel, design: GaussianDesign, params: GaussianParams, reml: bool,
+                 use_kernel: bool = True):
         self.model, self.design, self.params, self.reml = model, design, params, reml
         self.n_evaluations = 0
         self.iterations = 0
@@ -67,8 +73,10 @@ class Objective:
         lo = [-np.inf if b[0] is None else b[0] for b in params.bounds]
         hi = [np.inf if b[1] is None else b[1] for b in params.bounds]
         self.lo, self.hi = np.array(lo, float), np.array(hi, float)
-        self.analytic = design.structure.q_remainder <= sparse_blocks.DENSE_MAX
-        """The selected inverse (so the analytic gradient) exists unless the remainder needs sparse LU."""
+        self.kernel = affine_kernel(model, design, params, reml) if use_kernel else None
+        """The affine kernel (likelihood/gaussian/affine.py) for ordinary LMMs, else None (the general path)."""
+        self.analytic = self.kernel is not None or design.structure.q_remainder <= sparse_blocks.DENSE_MAX
+        """The kernel, or the selected inverse, gives the analytic gradient unless the remainder needs sparse LU."""
         self._latest: tuple[bytes, Profiled, float, np.ndarray] | None = None
         """The last analytic evaluation (phi, profiled pieces, deviance, gradient): the optimiser's final point
         is asked for again by the polish and for the estimates, and costs a full evaluation each time."""
@@ -86,6 +94,11 @@ class Objective:
         """Profiled pieces at phi, or None where phi gives no valid model."""
         if self._latest is not None and self._latest[0] == np.asarray(phi, float).tobytes():
             return self._latest[1]
+        if self.kernel is not None:
+            try:
+                return self.kernel.profiled(np.asarray(phi, float))
+            except np.linalg.LinAlgError:
+                return None
         at = self.matrices(phi)
         if at is None:
             return None
@@ -115,6 +128,8 @@ class Objective:
         if self._latest is not None and self._latest[0] == key:
             return self._latest[2], self._latest[3].copy()
         self.n_evaluations += 1
+        if self.kernel is not None:
+            return self._kernel_value_and_grad(phi, key)
         at = self.matrices(phi)
         dev, g = PENALTY, np.zeros(len(phi))
         if at is not None:
@@ -129,6 +144,20 @@ class Objective:
                 g_free = pt.jacobian(free).T @ values_gradient(self.model, values, grad)
                 dev, g = res.deviance, -2.0 * self.params.phi_gradient(g_free, grad.L, phi)
                 self._latest = (key, res, dev, g.copy())
+        self._remember(phi, dev)
+        return dev, g
+
+    def _kernel_value_and_grad(self, phi: np.ndarray, key: bytes) -> tuple[float, np.ndarray]:
+        """`value_and_grad` on the affine kernel."""
+        assert self.kernel is not None
+        dev, g = PENALTY, np.zeros(len(phi))
+        try:
+            res, grad = self.kernel.value_and_grad(phi)
+        except np.linalg.LinAlgError:
+            res, grad = None, None
+        if res is not None and grad is not None and np.isfinite(res.deviance) and np.all(np.isfinite(grad)):
+            dev, g = res.deviance, grad
+            self._latest = (key, res, dev, g.copy())
         self._remember(phi, dev)
         return dev, g
 
@@ -227,7 +256,8 @@ class Objective:
         gradient, `gradient_hessian`; else second differences) serves every
         step (the gradient is recomputed). The decrement g'H^-1g/2 is the deviance
         reduction a further Newton step would bring: the honest convergence
-        measure. None when the Hessian is not positive definite there.
+        measure. None when the Hessian is not positive definite there. A step
+        predicted to gain less than 1e-8 is tried at two lengths only.
         """
         g = self.gradient(phi)
         active = ((phi <= self.lo) & (g >= 0)) | ((phi >= self.hi) & (g <= 0))
@@ -261,7 +291,9 @@ class Objective:
             if decrement < 1e-10:
                 break
             t, moved = 1.0, False
-            while t > 1e-3:
+            # Below a predicted gain of 1e-8 the deviance's rounding decides acceptance: halving on cannot help.
+            floor = 1e-3 if decrement > 1e-8 else 0.3
+            while t > floor:
                 trial = phi.copy()
                 trial[free] += t * step
                 trial = np.clip(trial, self.lo, self.hi)
@@ -277,8 +309,10 @@ class Objective:
 
     def _sd_scale(self, phi: np.ndarray) -> float:
         """Scale of the SD coordinates: 1 when relative to a profiled sigma, else the smallest residual SD."""
+        if self.params.profile_sigma:
+            return 1.0
         rows = self.model.partable.rows_of("residual")
-        if self.params.profile_sigma or not len(rows):
+        if not len(rows):
             return 1.0
         values = self.model.partable.unpack(self.params.free_vector(phi))
         return float(np.min(values[rows])) or 1.0

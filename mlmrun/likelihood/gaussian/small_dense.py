@@ -26,13 +26,15 @@ against.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from mlmrun.compile.matrices import ModelMatrices
-from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.design import GaussianDesign, LevelDesign
 
 DENSE_SMALL_MAX = 64
 """Most random effects (and loading-design columns) for which the dense path replaces the block path."""
@@ -56,29 +58,10 @@ class DenseSmall:
 
     @classmethod
     def build(cls, design: GaussianDesign) -> DenseSmall:
-        n = design.n
-        Kq = sum(lv.n_units * lv.xi.shape[1] for lv in design.levels)
-        q = sum(lv.n_units * len(lv.members) for lv in design.levels)
-        Xi = np.zeros((n, Kq))
-        rows, cols, source, shapes = [], [], [], []
-        off_K = off_q = off_h = 0
-        for lv in design.levels:
-            K, k, u = lv.xi.shape[1], len(lv.members), lv.n_units
-            Xi[np.arange(n)[:, None], off_K + lv.codes[:, None] * K + np.arange(K)[None, :]] = lv.xi
-            units = np.arange(u)[:, None, None]
-            r = off_K + units * K + np.arange(K)[None, :, None]
-            c = off_q + units * k + np.arange(k)[None, None, :]
-            r, c = np.broadcast_arrays(r, c)
-            rows.append(r.ravel())
-            cols.append(c.ravel())
-            source.append(np.broadcast_to(off_h + np.arange(K * k).reshape(1, K, k), (u, K, k)).ravel())
-            shapes.append((u, K, k))
-            off_K, off_q, off_h = off_K + u * K, off_q + u * k, off_h + K * k
+        Xi, rows, cols, source, shapes = loading_design(design.levels, design.n)
         F = design.F
-        empty = np.zeros(0, dtype=np.int64)
-        return cls(Xi.T @ Xi, Xi.T @ F, F.T @ F, np.concatenate(rows) if rows else empty,
-                   np.concatenate(cols) if cols else empty, np.concatenate(source) if source else empty,
-                   tuple(shapes), q)
+        q = sum(u * k for u, _, k in shapes)
+        return cls((Xi.T @ Xi).toarray(), np.asarray(Xi.T @ F), F.T @ F, rows, cols, source, shapes, q)
 
     def hb(self, H: list[np.ndarray]) -> np.ndarray:
         """Hb (Kq x q) from the loading maps H_l."""
@@ -95,6 +78,38 @@ class DenseSmall:
             out.append(flat[start:start + u * K * k].reshape(u, K, k).sum(axis=0))
             start += u * K * k
         return out
+
+
+def loading_design(levels: Sequence[LevelDesign], n: int
+                   ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, tuple[tuple[int, int, int], ...]]:
+    """Xi (n x Kq, sparse: K_l columns per unit of every level) and where each level's H_l lands in Hb.
+
+    Returns Xi, the (rows, cols) positions in Hb (Kq x q) of every unit's copy of H_l, the index of each in
+    the concatenation of the raveled H_l (`source`), and per level (units, K_l, k_l). Sparse, so that
+    forming Xi'Xi costs memory in the rows' non-zeros, never n x Kq.
+    """
+    r_idx, c_idx, vals, rows, cols, source, shapes = [], [], [], [], [], [], []
+    off_K = off_q = off_h = 0
+    for lv in levels:
+        K, k, u = lv.xi.shape[1], len(lv.members), lv.n_units
+        r_idx.append(np.repeat(np.arange(n), K))
+        c_idx.append((off_K + lv.codes[:, None] * K + np.arange(K)[None, :]).ravel())
+        vals.append(lv.xi.ravel())
+        units = np.arange(u)[:, None, None]
+        r, c = np.broadcast_arrays(off_K + units * K + np.arange(K)[None, :, None],
+                                   off_q + units * k + np.arange(k)[None, None, :])
+        rows.append(r.ravel())
+        cols.append(c.ravel())
+        source.append(np.broadcast_to(off_h + np.arange(K * k).reshape(1, K, k), (u, K, k)).ravel())
+        shapes.append((u, K, k))
+        off_K, off_q, off_h = off_K + u * K, off_q + u * k, off_h + K * k
+    empty = np.zeros(0, dtype=np.int64)
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else empty
+
+    Xi = sp.csr_matrix((cat(vals).astype(float), (cat(r_idx), cat(c_idx))), shape=(n, off_K))
+    return Xi, cat(rows), cat(cols), cat(source), tuple(shapes)
 
 
 def dense_small(design: GaussianDesign) -> DenseSmall | None:
