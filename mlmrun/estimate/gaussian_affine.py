@@ -121,7 +121,7 @@ def affine_kernel(model: CompiledModel, design: GaussianDesign, params: Gaussian
     """The affine kernel for this fit, or None where the general path must be used."""
     if params.n_phi == 0:
         return None
-    free = model.partable.frame["free"].to_numpy()
+    free = model.partable.column("free")
     if not affine_structure(model, design, params, free):
         return None
     kernel = choose_kernel(design)
