@@ -23,7 +23,6 @@ from formulaic.transforms.identity import identity
 from formulaic.utils.code import sanitize_variable_names
 from formulaic.utils.layered_mapping import LayeredMapping
 
-from mlmrun.compile.simple_formula import simple_formula
 from mlmrun.errors import DataError, SpecError
 from mlmrun.spec.formula_grammar import ALLOWED_FUNCTIONS as GRAMMAR_FUNCTIONS
 from mlmrun.spec.formula_grammar import Kind, check_formula, excerpt
@@ -39,9 +38,6 @@ _OK_NODES = (ast.Expression, ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.Un
              ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd, ast.keyword, ast.Compare,
              ast.Eq, ast.NotEq, ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 
-
-_RESERVED = frozenset(ALLOWED_FUNCTIONS)
-"""Names simple_formula leaves to formulaic's parser."""
 
 PARSED: dict[tuple[str, str, str], Formula] = {}
 """parse_formula's cache: (text, where, kind) -> Formula (cleared when it grows past 256 entries)."""
@@ -60,15 +56,12 @@ def parse_formula(text: str, where: str = "fixed", kind: Kind = "formula") -> Fo
     if key in PARSED:
         return PARSED[key]
     parsed = check_formula(text, where, kind)
-    source = parsed.python_text or text
-    formula = simple_formula(source, _RESERVED) if kind == "formula" else None
-    if formula is None:
-        try:
-            formula = Formula(source)
-        except Exception as exc:  # formulaic raises several parser exception types
-            detail = _plain(exc, 160)
-            raise SpecError(f"{where}: cannot parse formula {excerpt(text)} ({detail}); "
-                            "write columns joined by + - * : and the allowed functions") from None
+    try:
+        formula = Formula(parsed.python_text or text)
+    except Exception as exc:  # formulaic raises several parser exception types
+        detail = _plain(exc, 160)
+        raise SpecError(f"{where}: cannot parse formula {excerpt(text)} ({detail}); "
+                        "write columns joined by + - * : and the allowed functions") from None
     for factor in _factors(formula):
         check_factor(factor, text, where)
     if len(PARSED) >= 256:
