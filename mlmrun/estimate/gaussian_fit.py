@@ -419,7 +419,7 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
     if not converged:
         warnings.append(f"the optimiser did not converge ({best.message}; {measure}); estimates may be unreliable")
     phase(progress, "standard errors")
-    cov, cov_warnings, n_hessian = covariance(design, params, reml, free, values, res)
+    cov, cov_warnings, n_hessian = covariance(design, params, reml, free, values, res, obj.kernel, phi)
     obj.n_evaluations += n_hessian
     warnings.extend(cov_warnings)
     fixed_vcov = res.fixed_vcov
