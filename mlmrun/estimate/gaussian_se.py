@@ -163,26 +163,20 @@ def natural_jacobian(params: GaussianParams, free: np.ndarray, phi: np.ndarray, 
         if np.min(np.abs(np.diag(L))) <= 0:
             return None
         sd = free[cb.sd_idx]
-        C = np.eye(k)
         lo_r, lo_c = np.tril_indices(k, -1)
-        C[lo_r, lo_c] = C[lo_c, lo_r] = free[cb.corr_idx]
-        Sigma = np.outer(sd, sd) * C / sigma**2
+        Sigma = L @ L.T
+        dS = np.zeros((k + len(lo_r), k, k))
+        ar = np.arange(k)
+        dS[ar, ar, :] += Sigma / sd[:, None]
+        dS[ar, :, ar] += Sigma / sd[:, None]
+        m = k + np.arange(len(lo_r))
+        dS[m, lo_r, lo_c] = dS[m, lo_c, lo_r] = sd[lo_r] * sd[lo_c] / sigma**2
         Linv = np.linalg.inv(L)
-        derivs = []
-        for i in range(k):
-            dS = np.zeros((k, k))
-            dS[i, :] += Sigma[i, :] / sd[i]
-            dS[:, i] += Sigma[:, i] / sd[i]
-            derivs.append((int(cb.sd_idx[i]), dS))
-        for m, (a, b) in enumerate(zip(lo_r, lo_c, strict=True)):
-            dS = np.zeros((k, k))
-            dS[a, b] = dS[b, a] = sd[a] * sd[b] / sigma**2
-            derivs.append((int(cb.corr_idx[m]), dS))
-        for j, dS in derivs:
-            A = Linv @ dS @ Linv.T
-            Phi = np.tril(A)
-            Phi[np.diag_indices(k)] *= 0.5
-            T[cb.pos, col[j]] = (L @ Phi)[rows, cols]
+        Phi = np.tril(Linv @ dS @ Linv.T)
+        Phi[:, ar, ar] *= 0.5
+        dL = (L @ Phi)[:, rows, cols]
+        for c, j in enumerate(np.concatenate([cb.sd_idx, cb.corr_idx])):
+            T[cb.pos, col[int(j)]] = dL[c]
     T[:n_phi, col[int(params.residual_idx[0])]] = -phi
     T[n_phi, col[int(params.residual_idx[0])]] = 1.0
     return T
