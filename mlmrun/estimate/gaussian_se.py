@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlmrun.compile.layout import tril
 from mlmrun.compile.matrices import model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.boundary import no_se_at_boundary
@@ -157,24 +158,24 @@ def natural_jacobian(params: GaussianParams, free: np.ndarray, phi: np.ndarray, 
         T[p, col[int(j)]] = 1.0 / sigma
     for cb in params.chol:
         k = len(cb.sd_idx)
-        rows, cols = np.tril_indices(k)
+        rows, cols = tril(k)
         L = np.zeros((k, k))
         L[rows, cols] = phi[cb.pos]
-        if np.min(np.abs(np.diag(L))) <= 0:
+        ar = np.arange(k)
+        if (L[ar, ar] <= 0).any():
             return None
         sd = free[cb.sd_idx]
-        lo_r, lo_c = np.tril_indices(k, -1)
+        lo_r, lo_c = tril(k, -1)
         Sigma = L @ L.T
         dS = np.zeros((k + len(lo_r), k, k))
-        ar = np.arange(k)
         dS[ar, ar, :] += Sigma / sd[:, None]
         dS[ar, :, ar] += Sigma / sd[:, None]
         m = k + np.arange(len(lo_r))
         dS[m, lo_r, lo_c] = dS[m, lo_c, lo_r] = sd[lo_r] * sd[lo_c] / sigma**2
         Linv = np.linalg.inv(L)
-        Phi = np.tril(Linv @ dS @ Linv.T)
-        Phi[:, ar, ar] *= 0.5
-        dL = (L @ Phi)[:, rows, cols]
+        lower = np.zeros((k, k))
+        lower[rows, cols] = np.where(rows == cols, 0.5, 1.0)
+        dL = (L @ ((Linv @ dS @ Linv.T) * lower))[:, rows, cols]
         for c, j in enumerate(np.concatenate([cb.sd_idx, cb.corr_idx])):
             T[cb.pos, col[int(j)]] = dL[c]
     T[:n_phi, col[int(params.residual_idx[0])]] = -phi
