@@ -160,3 +160,45 @@ def test_coordinates_that_do_not_map_onto_phi_keep_the_general_path():
     variance = np.array([j for j in range(params.n_free) if j not in set(params.beta_idx)])
     assert gaussian_se.natural_jacobian(params, free, phi, variance) is not None
     assert gaussian_se.natural_jacobian(params, free, phi, variance[:-1]) is None
+
+
+@pytest.mark.parametrize("spec", ["sleepstudy", "pig_slope_reml"])
+def test_kernel_empirical_bayes_match_dense_conditional_moments(spec: str, monkeypatch: pytest.MonkeyPatch):
+    """One grouping level: the kernel's unit blocks give E(b | y) = Sigma Z'V^-1(y - X beta) and the
+    conditional SDs sqrt(diag(Sigma - Sigma Z'V^-1 Z Sigma)), computed here with a dense V."""
+    from mlmrun.estimate import gaussian_eb
+
+    used = []
+    original = gaussian_eb.kernel_empirical_bayes
+
+    def spy(*args):
+        out = original(*args)
+        used.append(out is not None)
+        return out
+
+    from mlmrun.estimate import gaussian_fit
+    monkeypatch.setattr(gaussian_fit, "kernel_empirical_bayes", spy)
+    fit = estimate(prepare(SPECS / f"{spec}.yaml").model)
+    assert used == [True]
+    d = pd.read_csv(SPECS / "data" / ("sleepstudy.csv" if spec == "sleepstudy" else "pig.csv"))
+    unit, slope, response = ("Subject", "Days", "Reaction") if spec == "sleepstudy" else ("id", "week", "weight")
+    labels, codes = np.unique(d[unit].to_numpy(), return_inverse=True)
+    G = (codes[:, None] == np.arange(len(labels))[None, :]).astype(float)
+    u = len(labels)
+    Z = np.hstack([G, G * d[slope].to_numpy()[:, None]])
+    X = np.column_stack([np.ones(len(d)), d[slope]])
+    p = X.shape[1]
+    x = np.asarray(fit.free, float)
+    sd0, sd1 = x[p + 1], x[p + 2]
+    rho = x[p + 3] if spec == "sleepstudy" else 0.0
+    C = np.array([[sd0**2, rho * sd0 * sd1], [rho * sd0 * sd1, sd1**2]])
+    Sigma = np.kron(C, np.eye(u))
+    V = Z @ Sigma @ Z.T + np.exp(2 * x[p]) * np.eye(len(d))
+    SZVi = Sigma @ Z.T @ np.linalg.inv(V)
+    mean = SZVi @ (d[response].to_numpy(float) - X @ x[:p])
+    sd = np.sqrt(np.diag(Sigma - SZVi @ Z @ Sigma))
+    eb = next(iter(fit.extras["empirical_bayes"].values()))
+    assert [str(v) for v in labels] == eb["units"]
+    for j, name in enumerate(["_cons", slope]):
+        np.testing.assert_allclose(eb[name]["mean"], mean[j * u:(j + 1) * u], rtol=1e-8, atol=1e-10 * np.max(np.abs(mean)))
+        np.testing.assert_allclose(eb[name]["sd"], sd[j * u:(j + 1) * u], rtol=1e-8)

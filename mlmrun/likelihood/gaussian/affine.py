@@ -407,3 +407,18 @@ class AffineKernel:
         H[:n_phi, n_phi] = H[n_phi, :n_phi] = -2.0 * dr2 / sigma2
         H[n_phi, n_phi] = 4.0 * float(e @ S @ e) / sigma2
         return 0.5 * (H + H.T)
+
+    def unit_posterior(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """With one grouping level (`OneLevel`): per unit M_j^-1 R_j e and M_j^-1 (u, k) and (u, k, k), else None.
+
+        With r = F e the residual at the profiled beta (e = [-delta, 1]), the posterior of the standardised
+        disturbances given the data (likelihood/gaussian/deviance.py) has mean M^-1 A'r/sigma^2 and
+        covariance M^-1; on this relative scale A = sigma A_rel and M = M_rel, so the mean is the first
+        piece divided by sigma.
+        """
+        if not isinstance(self.kernel, OneLevel):
+            return None
+        S, logdet, (_, Minv, U) = self.kernel.system(self.maps.maps(phi))
+        _, delta, _ = self._profile(S, logdet)
+        e = np.concatenate([-delta, [1.0]])
+        return U @ e, Minv
