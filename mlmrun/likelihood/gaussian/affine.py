@@ -357,10 +357,17 @@ class AffineKernel:
         p = self.p
         e = np.concatenate([-delta, [1.0]])
         dof = self.n - p if self.reml else self.n
-        P = (dof / max(float(e @ S @ e), 1e-300)) * (e[:, None] * e[None, :])
-        if self.reml and Q is not None:
-            P[:p, :p] += Q
+        P = self._coefficients(e, dof / max(float(e @ S @ e), 1e-300), Q)
         return prof, self.maps.jacobian.T @ self.kernel.gradient(pieces, P)
+
+    def _coefficients(self, e: np.ndarray, scale: float, Q: np.ndarray | None) -> np.ndarray:
+        """The Schur coefficients P = scale ee' (1/sigma^2 ee'), plus Q = (X'V_rel^-1X)^-1 on the fixed block
+        under REML (the gradient of log|X'V_rel^-1X|)."""
+        P = scale * (e[:, None] * e[None, :])
+        if self.reml and Q is not None:
+            p = self.p
+            P[:p, :p] += Q
+        return P
 
     def fixed_sigma_gradient(self, phi: np.ndarray, sigma2: float) -> tuple[np.ndarray, float]:
         """dD/dphi and dD/dlog sigma of the deviance with beta profiled and sigma held at sqrt(sigma2).
@@ -376,11 +383,9 @@ class AffineKernel:
         p = self.p
         e = np.concatenate([-delta, [1.0]])
         r2 = float(e @ S @ e)
-        P = (e[:, None] * e[None, :]) / sigma2
-        if self.reml and Q is not None:
-            P[:p, :p] += Q
         dof = self.n - p if self.reml else self.n
-        return self.maps.jacobian.T @ self.kernel.gradient(pieces, P), 2.0 * dof - 2.0 * r2 / sigma2
+        return (self.maps.jacobian.T @ self.kernel.gradient(pieces, self._coefficients(e, 1.0 / sigma2, Q)),
+                2.0 * dof - 2.0 * r2 / sigma2)
 
     def fixed_sigma_hessian(self, phi: np.ndarray, sigma2: float) -> np.ndarray:
         """Hessian of `fixed_sigma_gradient`'s deviance over (phi, log sigma), (n_phi + 1) square.
