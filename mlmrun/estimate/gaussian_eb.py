@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from mlmrun.compile.matrices import ModelMatrices
-from mlmrun.likelihood.gaussian.design import GaussianDesign
+from mlmrun.likelihood.gaussian.affine import AffineKernel
+from mlmrun.likelihood.gaussian.design import GaussianDesign, LevelDesign
 from mlmrun.likelihood.gaussian.deviance import factor_system, given_beta
 from mlmrun.likelihood.sparse.selected_inverse import SelectedInverse, selected_inverse
 from mlmrun.predict import LevelPrediction
@@ -54,6 +55,44 @@ def _z_block(design: GaussianDesign, inv: SelectedInverse, b: int, ub: np.ndarra
     return blocks if b == lo else np.swapaxes(blocks, 1, 2)
 
 
+def _base_rows(design: GaussianDesign, mats: ModelMatrices, T: np.ndarray) -> np.ndarray:
+    """(T Gamma w) of every row: the latent variables' mean before the disturbances."""
+    model = design.model
+    return model.W @ (T @ mats.Gamma).T if model.W.shape[1] else np.zeros((model.n, len(model.latent)))
+
+
+def _unit_means(lv: LevelDesign, rows: np.ndarray) -> np.ndarray:
+    """Each unit's mean over its rows of the columns lv.members of `rows`."""
+    counts = np.maximum(np.bincount(lv.codes, minlength=lv.n_units), 1)
+    return np.stack([np.bincount(lv.codes, weights=rows[:, m], minlength=lv.n_units) for m in lv.members],
+                    axis=1) / counts[:, None]
+
+
+def kernel_empirical_bayes(design: GaussianDesign, mats: ModelMatrices, kernel: AffineKernel, phi: np.ndarray,
+                           sigma: float) -> list[LevelPrediction] | None:
+    """`empirical_bayes` from the affine kernel's unit blocks at the optimum phi (one level, no B), else None.
+
+    With one grouping level M is block diagonal, so each unit's posterior is its own block: mean
+    G M_j^-1 R_j e / sigma, covariance G M_j^-1 G' (AffineKernel.unit_posterior), G the level's L.
+    """
+    model = design.model
+    if len(design.levels) != 1 or len(model.B_entries):
+        return None
+    post = kernel.unit_posterior(np.asarray(phi, float))
+    if post is None:
+        return None
+    u_rel, Minv = post
+    lv = design.levels[0]
+    members = list(lv.members)
+    at = list(model.latent_at(lv.level))
+    G = mats.L[lv.level][np.ix_([at.index(m) for m in members], [at.index(m) for m in members])]
+    mean = _unit_means(lv, _base_rows(design, mats, np.eye(len(model.latent)))) + (u_rel / sigma) @ G.T
+    var = np.einsum("qk,nkj,qj->nq", G, Minv, G)
+    level = model.levels[lv.level]
+    return [LevelPrediction(level.name, [str(x) for x in level.labels], [model.latent[m].name for m in members],
+                            mean, np.sqrt(np.clip(var, 0.0, None)))]
+
+
 def empirical_bayes(design: GaussianDesign, mats: ModelMatrices) -> tuple[list[LevelPrediction], list[str]]:
     """Posterior means/SDs of eta for every unit of every latent level (natural-scale `mats`), and warnings."""
     model = design.model
@@ -71,13 +110,11 @@ def empirical_bayes(design: GaussianDesign, mats: ModelMatrices) -> tuple[list[L
         Lblk[np.ix_(members, members)] = L
     T = mats.T if len(model.B_entries) else np.eye(M)
     G = T @ Lblk
-    base_rows = model.W @ (T @ mats.Gamma).T if model.W.shape[1] else np.zeros((model.n, M))
+    base_rows = _base_rows(design, mats, T)
     out = []
     for a, lv in sorted(enumerate(design.levels), key=lambda item: item[1].level):
         members = list(lv.members)
-        counts = np.maximum(np.bincount(lv.codes, minlength=lv.n_units), 1)
-        mean = np.stack([np.bincount(lv.codes, weights=base_rows[:, m], minlength=lv.n_units) for m in members],
-                        axis=1) / counts[:, None]
+        mean = _unit_means(lv, base_rows)
         chain = [(b, list(other.members)) for b, other in enumerate(design.levels)
                  if np.any(G[np.ix_(members, list(other.members))] != 0)]
         units = {b: _containing(design, a, b) for b, _ in chain}

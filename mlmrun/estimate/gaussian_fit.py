@@ -33,7 +33,7 @@ from scipy import optimize
 from mlmrun.compile.matrices import ModelMatrices, model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.gaussian_affine import affine_kernel
-from mlmrun.estimate.gaussian_eb import empirical_bayes
+from mlmrun.estimate.gaussian_eb import empirical_bayes, kernel_empirical_bayes
 from mlmrun.estimate.gaussian_params import GaussianParams, start_values
 from mlmrun.estimate.gaussian_se import BOUNDARY, covariance, gradient_hessian, lr_test
 from mlmrun.estimate.inference import numeric_hessian
@@ -419,7 +419,7 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
     if not converged:
         warnings.append(f"the optimiser did not converge ({best.message}; {measure}); estimates may be unreliable")
     phase(progress, "standard errors")
-    cov, cov_warnings, n_hessian = covariance(design, params, reml, free, values, res)
+    cov, cov_warnings, n_hessian = covariance(design, params, reml, free, values, res, obj.kernel, phi)
     obj.n_evaluations += n_hessian
     warnings.extend(cov_warnings)
     fixed_vcov = res.fixed_vcov
@@ -438,7 +438,10 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
     if lr is not None:
         extras["lr_test"] = lr
     phase(progress, "empirical Bayes")
-    predictions, eb_warnings = empirical_bayes(design, model_matrices(model, values))
+    mats = model_matrices(model, values)
+    fast = (kernel_empirical_bayes(design, mats, obj.kernel, phi, res.sigma)
+            if obj.kernel is not None and res.sigma is not None else None)
+    predictions, eb_warnings = (fast, []) if fast is not None else empirical_bayes(design, mats)
     extras["empirical_bayes"] = {p.level: p.as_dict() for p in predictions}
     warnings.extend(eb_warnings)
     return FitResult(

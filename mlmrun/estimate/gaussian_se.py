@@ -12,7 +12,11 @@ rows and columns of cov_free are NaN, so an sd() row at 0 and its derived
 var() row are both reported without one (estimate/boundary.py says why).
 The Hessian is taken by forward differences of the analytic gradient (one gradient per coordinate); only where the selected
 inverse is unavailable (sparse-LU remainder) by second differences of the
-deviance.
+deviance. Ordinary LMMs fitted through the affine kernel (no coordinate at
+a boundary) take it from the kernel instead (`kernel_hessian`): central
+differences of the kernel's gradient in (phi, log sigma), carried to the
+natural coordinates by the exact Jacobian of that map, at a fraction of the
+general pipeline's cost per gradient.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlmrun.compile.layout import tril
 from mlmrun.compile.matrices import model_matrices, values_gradient
 from mlmrun.compile.model import CompiledModel
 from mlmrun.estimate.boundary import no_se_at_boundary
 from mlmrun.estimate.gaussian_params import GaussianParams
 from mlmrun.estimate.inference import covariance_from_hessian, hessian_from_gradient, lr_p_value, numeric_hessian
 from mlmrun.estimate.lr_null import gaussian_null_loglik, tested_free
+from mlmrun.likelihood.gaussian.affine import AffineKernel
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.likelihood.gaussian.deviance import Profiled, deviance_at, profiled, regression_loglik
 from mlmrun.likelihood.gaussian.gradient import deviance_gradient, profiled_gradient
@@ -129,9 +135,83 @@ def _boundary_coords(model: CompiledModel, values: np.ndarray, scale: float, col
     return skip, warnings
 
 
+def natural_jacobian(params: GaussianParams, free: np.ndarray, phi: np.ndarray, idx: np.ndarray) -> np.ndarray | None:
+    """T = d(phi, log sigma)/d free[idx] at a profiled-sigma optimum, or None where free[idx] is not exactly
+    the plain relative SDs, the Cholesky blocks' SDs and correlations and the log residual SD.
+
+    Plain SDs: phi = x/sigma. Cholesky blocks: phi = vech L, L L' = Sigma_rel = D C D/sigma^2 (D the SDs,
+    C the correlations), so dL = L Phi(L^-1 dSigma_rel L^-T) with Phi the lower triangle, diagonal halved.
+    d/dlog sigma scales Sigma_rel by -2, so dphi/dlog sigma = -phi for every coordinate.
+    """
+    if not params.profile_sigma or params.resid_chol or any(kind != "sd" for kind in params.plain_kind):
+        return None
+    n_phi = params.n_phi
+    owned = [int(j) for j in params.plain_idx] + [int(j) for cb in params.chol
+                                                  for j in np.concatenate([cb.sd_idx, cb.corr_idx])]
+    owned.append(int(params.residual_idx[0]))
+    col = {int(j): c for c, j in enumerate(idx)}
+    if len(owned) != n_phi + 1 or sorted(owned) != sorted(col):
+        return None
+    sigma = float(np.exp(free[params.residual_idx[0]]))
+    T = np.zeros((n_phi + 1, len(idx)))
+    for p, j in enumerate(params.plain_idx):
+        T[p, col[int(j)]] = 1.0 / sigma
+    for cb in params.chol:
+        k = len(cb.sd_idx)
+        rows, cols = tril(k)
+        L = np.zeros((k, k))
+        L[rows, cols] = phi[cb.pos]
+        ar = np.arange(k)
+        if (L[ar, ar] <= 0).any():
+            return None
+        sd = free[cb.sd_idx]
+        lo_r, lo_c = tril(k, -1)
+        Sigma = L @ L.T
+        dS = np.zeros((k + len(lo_r), k, k))
+        dS[ar, ar, :] += Sigma / sd[:, None]
+        dS[ar, :, ar] += Sigma / sd[:, None]
+        m = k + np.arange(len(lo_r))
+        dS[m, lo_r, lo_c] = dS[m, lo_c, lo_r] = sd[lo_r] * sd[lo_c] / sigma**2
+        Linv = np.linalg.inv(L)
+        lower = np.zeros((k, k))
+        lower[rows, cols] = np.where(rows == cols, 0.5, 1.0)
+        dL = (L @ ((Linv @ dS @ Linv.T) * lower))[:, rows, cols]
+        for c, j in enumerate(np.concatenate([cb.sd_idx, cb.corr_idx])):
+            T[cb.pos, col[int(j)]] = dL[c]
+    T[:n_phi, col[int(params.residual_idx[0])]] = -phi
+    T[n_phi, col[int(params.residual_idx[0])]] = 1.0
+    return T
+
+
+def kernel_hessian(kernel: AffineKernel, params: GaussianParams, free: np.ndarray, phi: np.ndarray,
+                   idx: np.ndarray) -> np.ndarray | None:
+    """Hessian of deviance/2 over free[idx] (beta profiled, sigma not) from the affine kernel, or None.
+
+    The unprofiled deviance is stationary in (phi, log sigma) at the optimum, so its Hessian in the
+    natural coordinates is T' H_(phi, log sigma) T (`natural_jacobian`); the second-derivative terms of
+    the map drop out with the gradient. Costs 2 n_phi + 1 kernel evaluations instead of a general-pipeline
+    gradient per coordinate.
+    """
+    T = natural_jacobian(params, free, phi, idx)
+    if T is None:
+        return None
+    sigma2 = float(np.exp(2.0 * free[params.residual_idx[0]]))
+    try:
+        H = kernel.fixed_sigma_hessian(np.asarray(phi, float), sigma2)
+    except np.linalg.LinAlgError:
+        return None
+    out = 0.5 * (T.T @ H @ T)
+    return 0.5 * (out + out.T)
+
+
 def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free: np.ndarray, values: np.ndarray,
-               res: Profiled) -> tuple[np.ndarray, list[str], int]:
-    """cov_free (NaN where unavailable), warnings, and the number of likelihood evaluations it took."""
+               res: Profiled, kernel: AffineKernel | None = None, phi: np.ndarray | None = None
+               ) -> tuple[np.ndarray, list[str], int]:
+    """cov_free (NaN where unavailable), warnings, and the number of likelihood evaluations it took.
+
+    With the fit's affine kernel and its optimum phi, no coordinate at a boundary and no Gamma mean
+    parameters, the variance block comes from `kernel_hessian`; otherwise from the general pipeline.
+    """
     model = design.model
     n_free = params.n_free
     cols = Columns.of(model)
@@ -170,12 +250,16 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
             return np.full(len(idx), np.nan)
         return -(model.partable.jacobian(trial).T @ values_gradient(model, values, grad))[idx]
 
-    steps = _hessian_steps(model, free, idx, values, cols)
-    if design.structure.q_remainder <= sparse_blocks.DENSE_MAX:
-        H = gradient_hessian(half_gradient, free[idx], steps)
+    H = None
+    if kernel is not None and phi is not None and not skip and not mean_params:
+        H = kernel_hessian(kernel, params, free, phi, idx)
+    if H is not None:
+        n_evaluations = 2 * params.n_phi + 1
+    elif design.structure.q_remainder <= sparse_blocks.DENSE_MAX:
+        H = gradient_hessian(half_gradient, free[idx], _hessian_steps(model, free, idx, values, cols))
         n_evaluations = 2 * len(idx) if len(idx) <= FORWARD_ABOVE else len(idx) + 1
     else:
-        H = numeric_hessian(half_deviance, free[idx], steps)
+        H = numeric_hessian(half_deviance, free[idx], _hessian_steps(model, free, idx, values, cols))
         n_evaluations = 1 + 2 * len(idx) ** 2
     cov_sub, warn = covariance_from_hessian(H, [names[j] for j in idx])
     cov = np.full((n_free, n_free), np.nan)

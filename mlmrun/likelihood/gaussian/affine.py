@@ -357,7 +357,73 @@ class AffineKernel:
         p = self.p
         e = np.concatenate([-delta, [1.0]])
         dof = self.n - p if self.reml else self.n
-        P = (dof / max(float(e @ S @ e), 1e-300)) * (e[:, None] * e[None, :])
-        if self.reml and Q is not None:
-            P[:p, :p] += Q
+        P = self._coefficients(e, dof / max(float(e @ S @ e), 1e-300), Q)
         return prof, self.maps.jacobian.T @ self.kernel.gradient(pieces, P)
+
+    def _coefficients(self, e: np.ndarray, scale: float, Q: np.ndarray | None) -> np.ndarray:
+        """The Schur coefficients P = scale ee' (1/sigma^2 ee'), plus Q = (X'V_rel^-1X)^-1 on the fixed block
+        under REML (the gradient of log|X'V_rel^-1X|)."""
+        P = scale * (e[:, None] * e[None, :])
+        if self.reml and Q is not None:
+            p = self.p
+            P[:p, :p] += Q
+        return P
+
+    def fixed_sigma_gradient(self, phi: np.ndarray, sigma2: float) -> tuple[np.ndarray, float]:
+        """dD/dphi and dD/dlog sigma of the deviance with beta profiled and sigma held at sqrt(sigma2).
+
+        With V = sigma^2 (I + A A'), beta profiled and sigma fixed (deviance.py's `profiled(...,
+        profile_sigma=False)`), D = const + log|M| [+ log|X'V_rel^-1X|] + r2/sigma^2 + 2 dof log sigma
+        (r2 = e'Se, e = [-delta, 1], dof = n - p under REML, else n). By the envelope theorem dr2 = e'dSe and
+        dlog|X'V_rel^-1X| = tr(Q dS_xx), so dD/dphi = J' dD/dh with P = ee'/sigma^2 [+ Q], and
+        dD/dlog sigma = 2 dof - 2 r2/sigma^2. Raises LinAlgError as `profiled`.
+        """
+        S, logdet, pieces = self.kernel.system(self.maps.maps(phi))
+        _, delta, Q = self._profile(S, logdet)
+        p = self.p
+        e = np.concatenate([-delta, [1.0]])
+        r2 = float(e @ S @ e)
+        dof = self.n - p if self.reml else self.n
+        return (self.maps.jacobian.T @ self.kernel.gradient(pieces, self._coefficients(e, 1.0 / sigma2, Q)),
+                2.0 * dof - 2.0 * r2 / sigma2)
+
+    def fixed_sigma_hessian(self, phi: np.ndarray, sigma2: float) -> np.ndarray:
+        """Hessian of `fixed_sigma_gradient`'s deviance over (phi, log sigma), (n_phi + 1) square.
+
+        The phi block by central differences of the analytic gradient (2 n_phi evaluations); the log sigma
+        row exactly: D depends on s = log sigma only through r2 e^-2s + 2 dof s, and the kernel's gradient is
+        affine in P, so d2D/ds dphi = -2/sigma^2 J'(g(ee') - g(0)) and d2D/ds2 = 4 r2/sigma^2.
+        """
+        n_phi = len(phi)
+        steps = 1e-4 * np.maximum(np.abs(phi), 0.1)
+        H = np.zeros((n_phi + 1, n_phi + 1))
+        for j in range(n_phi):
+            up, down = phi.copy(), phi.copy()
+            up[j] += steps[j]
+            down[j] -= steps[j]
+            H[:n_phi, j] = (self.fixed_sigma_gradient(up, sigma2)[0]
+                            - self.fixed_sigma_gradient(down, sigma2)[0]) / (2.0 * steps[j])
+        S, logdet, pieces = self.kernel.system(self.maps.maps(phi))
+        _, delta, _ = self._profile(S, logdet)
+        e = np.concatenate([-delta, [1.0]])
+        c = len(e)
+        dr2 = self.maps.jacobian.T @ (self.kernel.gradient(pieces, e[:, None] * e[None, :])
+                                      - self.kernel.gradient(pieces, np.zeros((c, c))))
+        H[:n_phi, n_phi] = H[n_phi, :n_phi] = -2.0 * dr2 / sigma2
+        H[n_phi, n_phi] = 4.0 * float(e @ S @ e) / sigma2
+        return 0.5 * (H + H.T)
+
+    def unit_posterior(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """With one grouping level (`OneLevel`): per unit M_j^-1 R_j e and M_j^-1 (u, k) and (u, k, k), else None.
+
+        With r = F e the residual at the profiled beta (e = [-delta, 1]), the posterior of the standardised
+        disturbances given the data (likelihood/gaussian/deviance.py) has mean M^-1 A'r/sigma^2 and
+        covariance M^-1; on this relative scale A = sigma A_rel and M = M_rel, so the mean is the first
+        piece divided by sigma.
+        """
+        if not isinstance(self.kernel, OneLevel):
+            return None
+        S, logdet, (_, Minv, U) = self.kernel.system(self.maps.maps(phi))
+        _, delta, _ = self._profile(S, logdet)
+        e = np.concatenate([-delta, [1.0]])
+        return U @ e, Minv
