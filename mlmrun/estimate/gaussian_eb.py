@@ -70,27 +70,31 @@ def _unit_means(lv: LevelDesign, rows: np.ndarray) -> np.ndarray:
 
 def kernel_empirical_bayes(design: GaussianDesign, mats: ModelMatrices, kernel: AffineKernel, phi: np.ndarray,
                            sigma: float) -> list[LevelPrediction] | None:
-    """`empirical_bayes` from the affine kernel's unit blocks at the optimum phi (one level, no B), else None.
+    """`empirical_bayes` from the affine kernel at the optimum phi (no B; one level or dense M), else None.
 
-    With one grouping level M is block diagonal, so each unit's posterior is its own block: mean
-    G M_j^-1 R_j e / sigma, covariance G M_j^-1 G' (AffineKernel.unit_posterior), G the level's L.
+    Without B a latent variable loads only on its own unit's disturbances, so each unit's posterior is
+    its own block: mean G M^-1 R e / sigma restricted to the unit, covariance G (M^-1)_unit G'
+    (AffineKernel.level_posteriors), G the level's L. Levels are listed in model order, as
+    `empirical_bayes` lists them.
     """
     model = design.model
-    if len(design.levels) != 1 or len(model.B_entries):
+    if len(model.B_entries):
         return None
-    post = kernel.unit_posterior(np.asarray(phi, float))
-    if post is None:
+    post = kernel.level_posteriors(np.asarray(phi, float))
+    if post is None or len(post) != len(design.levels):
         return None
-    u_rel, Minv = post
-    lv = design.levels[0]
-    members = list(lv.members)
-    at = list(model.latent_at(lv.level))
-    G = mats.L[lv.level][np.ix_([at.index(m) for m in members], [at.index(m) for m in members])]
-    mean = _unit_means(lv, _base_rows(design, mats, np.eye(len(model.latent)))) + (u_rel / sigma) @ G.T
-    var = np.einsum("qk,nkj,qj->nq", G, Minv, G)
-    level = model.levels[lv.level]
-    return [LevelPrediction(level.name, [str(x) for x in level.labels], [model.latent[m].name for m in members],
-                            mean, np.sqrt(np.clip(var, 0.0, None)))]
+    base = _base_rows(design, mats, np.eye(len(model.latent)))
+    out = []
+    for lv, (u_rel, Minv) in sorted(zip(design.levels, post, strict=True), key=lambda item: item[0].level):
+        members = list(lv.members)
+        at = list(model.latent_at(lv.level))
+        G = mats.L[lv.level][np.ix_([at.index(m) for m in members], [at.index(m) for m in members])]
+        mean = _unit_means(lv, base) + (u_rel / sigma) @ G.T
+        var = np.einsum("qk,nkj,qj->nq", G, Minv, G)
+        level = model.levels[lv.level]
+        out.append(LevelPrediction(level.name, [str(x) for x in level.labels], [model.latent[m].name for m in members],
+                                   mean, np.sqrt(np.clip(var, 0.0, None))))
+    return out
 
 
 def empirical_bayes(design: GaussianDesign, mats: ModelMatrices) -> tuple[list[LevelPrediction], list[str]]:

@@ -202,3 +202,89 @@ def test_kernel_empirical_bayes_match_dense_conditional_moments(spec: str, monke
     for j, name in enumerate(["_cons", slope]):
         np.testing.assert_allclose(eb[name]["mean"], mean[j * u:(j + 1) * u], rtol=1e-8, atol=1e-10 * np.max(np.abs(mean)))
         np.testing.assert_allclose(eb[name]["sd"], sd[j * u:(j + 1) * u], rtol=1e-8)
+
+
+def test_dense_kernel_empirical_bayes_match_dense_conditional_moments(monkeypatch: pytest.MonkeyPatch):
+    """Crossed random intercepts (penicillin, the Dense kernel): E(b | y) = Sigma Z'V^-1(y - X beta) and
+    sqrt(diag(Sigma - Sigma Z'V^-1 Z Sigma)) for plate and sample, computed here with a dense V."""
+    from mlmrun.estimate import gaussian_eb, gaussian_fit
+
+    used = []
+    original = gaussian_eb.kernel_empirical_bayes
+
+    def spy(*args):
+        out = original(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(gaussian_fit, "kernel_empirical_bayes", spy)
+    fit = estimate(prepare(SPECS / "penicillin.yaml").model)
+    assert used == [True]
+    d = pd.read_csv(SPECS / "data" / "penicillin.csv")
+    x = np.asarray(fit.free, float)  # Intercept, log sd(Residual), sd plate, sd sample
+    blocks, sds = [], []
+    for column, sd in (("plate", x[2]), ("sample", x[3])):
+        labels, codes = np.unique(d[column].to_numpy(), return_inverse=True)
+        blocks.append((column, labels, (codes[:, None] == np.arange(len(labels))[None, :]).astype(float)))
+        sds.append(np.full(len(labels), sd))
+    Z = np.hstack([b[2] for b in blocks])
+    Sigma = np.diag(np.concatenate(sds) ** 2)
+    V = Z @ Sigma @ Z.T + np.exp(2 * x[1]) * np.eye(len(d))
+    SZVi = Sigma @ Z.T @ np.linalg.inv(V)
+    mean = SZVi @ (d["diameter"].to_numpy(float) - x[0])
+    sd = np.sqrt(np.diag(Sigma - SZVi @ Z @ Sigma))
+    start = 0
+    for column, labels, _ in blocks:
+        eb = fit.extras["empirical_bayes"][column]
+        assert [str(v) for v in labels] == eb["units"]
+        u = len(labels)
+        np.testing.assert_allclose(eb["_cons"]["mean"], mean[start:start + u], rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(eb["_cons"]["sd"], sd[start:start + u], rtol=1e-7)
+        start += u
+
+
+def test_dense_kernel_empirical_bayes_with_several_effects_per_unit(monkeypatch: pytest.MonkeyPatch):
+    """productivity_blocks (Dense kernel, three effects per region: hwy and unemp with one shared SD, and an
+    intercept; state intercepts): the kernel's per-unit posterior blocks against a dense V."""
+    from mlmrun.estimate import gaussian_eb, gaussian_fit
+
+    used = []
+    original = gaussian_eb.kernel_empirical_bayes
+
+    def spy(*args):
+        out = original(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(gaussian_fit, "kernel_empirical_bayes", spy)
+    model = prepare(SPECS / "productivity_blocks.yaml").model
+    fit = estimate(model)
+    assert used == [True]
+    x = dict(zip(model.partable.free_names(), np.asarray(fit.free, float), strict=True))
+    d = pd.read_csv(SPECS / "data" / "productivity.csv")
+    fixed = ["private", "emp", "hwy", "water", "other", "unemp"]
+    X = np.column_stack([np.ones(len(d))] + [d[c].to_numpy(float) for c in fixed])
+    beta = np.array([x["Intercept"]] + [x[c] for c in fixed])
+    layout = [("state", [(None, x["sd(_cons)@state"])]),
+              ("region", [("hwy", x["sd(hwy)@region"]), ("unemp", x["sd(hwy)@region"]), (None, x["sd(_cons)@region"])])]
+    columns, variances, where = [], [], {}
+    for level, terms in layout:
+        labels, codes = np.unique(d[level].astype(str).to_numpy(), return_inverse=True)
+        G = (codes[:, None] == np.arange(len(labels))[None, :]).astype(float)
+        for term, sd in terms:
+            where[(level, term or "_cons")] = (labels, sum(c.shape[1] for c in columns))
+            columns.append(G if term is None else G * d[term].to_numpy(float)[:, None])
+            variances.append(np.full(len(labels), sd**2))
+    Z = np.hstack(columns)
+    Sigma = np.diag(np.concatenate(variances))
+    V = Z @ Sigma @ Z.T + np.exp(2 * x["sd(Residual)"]) * np.eye(len(d))
+    SZVi = Sigma @ Z.T @ np.linalg.inv(V)
+    mean = SZVi @ (d["gsp"].to_numpy(float) - X @ beta)
+    sd = np.sqrt(np.diag(Sigma - SZVi @ Z @ Sigma))
+    for (level, term), (labels, start) in where.items():
+        eb = fit.extras["empirical_bayes"][level]
+        assert sorted(eb["units"]) == sorted(str(v) for v in labels)
+        order = [list(labels).index(u) for u in eb["units"]]
+        span = start + np.array(order)
+        np.testing.assert_allclose(eb[term]["mean"], mean[span], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(eb[term]["sd"], sd[span], rtol=1e-6)

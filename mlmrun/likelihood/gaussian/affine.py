@@ -196,6 +196,7 @@ class Dense:
         self.XX, self.XF, self.FF = plan.XX, plan.XF, plan.FF
         self.rows, self.cols, self.source = plan.rows, plan.cols, plan.source
         self.q = plan.q
+        self.shapes = plan.shapes
         self.n_h = sum(K * k for _, K, k in plan.shapes)
         self.diagonal = all(K == k == 1 for _, K, k in plan.shapes)
 
@@ -413,17 +414,27 @@ class AffineKernel:
         H[n_phi, n_phi] = 4.0 * float(e @ S @ e) / sigma2
         return 0.5 * (H + H.T)
 
-    def unit_posterior(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """With one grouping level (`OneLevel`): per unit M_j^-1 R_j e and M_j^-1 (u, k) and (u, k, k), else None.
+    def level_posteriors(self, phi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Per design level, each unit's M^-1 R e and its own block of M^-1, (u, k) and (u, k, k); None for
+        `Blocked` (its M^-1 is not formed).
 
         With r = F e the residual at the profiled beta (e = [-delta, 1]), the posterior of the standardised
         disturbances given the data (likelihood/gaussian/deviance.py) has mean M^-1 A'r/sigma^2 and
         covariance M^-1; on this relative scale A = sigma A_rel and M = M_rel, so the mean is the first
-        piece divided by sigma.
+        piece divided by sigma. `OneLevel` holds the unit blocks; `Dense` the whole M^-1, whose
+        coefficients are laid out level by level, unit by unit (small_dense.DenseSmall).
         """
-        if not isinstance(self.kernel, OneLevel):
+        if not isinstance(self.kernel, (OneLevel, Dense)):
             return None
         S, logdet, (_, Minv, U) = self.kernel.system(self.maps.maps(phi))
         _, delta, _ = self._profile(S, logdet)
         e = np.concatenate([-delta, [1.0]])
-        return U @ e, Minv
+        if isinstance(self.kernel, OneLevel):
+            return [(U @ e, Minv)]
+        u = U @ e
+        out, start = [], 0
+        for n_units, _, k in self.kernel.shapes:
+            idx = start + np.arange(n_units * k).reshape(n_units, k)
+            out.append((u[idx], Minv[idx[:, :, None], idx[:, None, :]]))
+            start += n_units * k
+        return out
