@@ -235,14 +235,23 @@ class ResidualPlan:
                          np.abs(b.time[:, :, None] - b.time[:, None, :]), 0.0) for b in self.batches]
         self.max_lag = int(max((float(x.max()) for x in lags), default=0.0))
         self.rows = structure.rows
-        self.index = [self._batch_index(b) for b in self.batches]
+        self._segments()
+        self.shared: list[SizeBatch] = []
+        """Per batch, the patterns whose R is factorised: the batch itself, or (`_share_prefixes`) one pattern."""
+        self.row_weight: list[np.ndarray] = []
+        """Per shared batch (P', s or 1): clusters whose row a has the pattern's factor (log|R| and its adjoint)."""
+        for i, b in enumerate(self.batches):
+            sb, weight = self._share_prefixes(i, b)
+            self.shared.append(sb)
+            self.row_weight.append(weight)
+        self.index = [self._batch_index(b) for b in self.shared]
         self._ar_index = None
         if st.structure == "ar" and st.groups:
             p = len(st.groups[0].par_rows)
             self._ar_index = ar_system_index(p, max(self.max_lag, p) + 1)
-        self._last: tuple[bytes, list[np.ndarray | None], list[tuple[np.ndarray, np.ndarray]]] | None = None
-        """The correlations and (D, C) of every batch at the last values asked for (whitening, then its gradient)."""
-        self._segments()
+        self._last: tuple[bytes, list, list[tuple[np.ndarray, np.ndarray]]] | None = None
+        """The correlations (with their Jacobians) and (D, C) of every batch at the last values asked for
+        (whitening, then its gradient)."""
 
     def _batch_index(self, b: SizeBatch) -> BatchIndex:
         """The parameter-free lookups of one batch (`BatchIndex`)."""
@@ -282,6 +291,32 @@ class ResidualPlan:
                 start += len(piece)
         self.perm = np.concatenate(pieces)
 
+    def _share_prefixes(self, i: int, b: SizeBatch) -> tuple[SizeBatch, np.ndarray]:
+        """Batch i as factorised: one pattern where every pattern is a leading part of the longest one, else itself.
+
+        When each pattern's valid rows come first and carry the same times and groups as the first rows of the
+        longest pattern (clusters of one series observed for different lengths, as in nlme's Ovary), every R_p is
+        a leading block of that pattern's R, so L_p and L_p^-1 are leading blocks of its factor and inverse, and
+        dD/dR_p, embedded, add up to dD/dR of the longest one: one factorisation and one Cholesky adjoint serve
+        them all. Only in the `perm` layout, whose segments then point at pattern 0 (`_segments`).
+        Returns the batch and the row weights (clusters per row of each pattern factorised).
+        """
+        P, s = b.valid.shape
+        k = b.valid.sum(axis=1)
+        m = int(np.argmax(k))
+        prefix = b.valid == (np.arange(s)[None, :] < k[:, None])
+        first = np.arange(s)[None, :] < k[:, None]
+        same = all(np.array_equal(np.where(first, a, 0), np.where(first, a[m][None, :], 0))
+                   for a in (b.time, b.time_index, b.group))
+        if self.perm is None or P < 2 or not prefix.all() or not same:
+            return b, b.counts[:, None]
+        weight = (b.counts[:, None] * first).sum(axis=0)[None, :]
+        one = SizeBatch(b.rows, np.zeros_like(b.pattern), np.array([b.counts.sum()]), b.time[m:m + 1],
+                        b.time_index[m:m + 1], b.group[m:m + 1], b.valid[m:m + 1], [np.arange(len(b.rows))])
+        self.segments = [(j, 0 if j == i else p, v, start, stop, block)
+                         for j, p, v, start, stop, block in self.segments]
+        return one, weight
+
     def covariances(self, values: np.ndarray) -> list[np.ndarray]:
         """R_p for every pattern of every batch, shape (n_patterns, s, s) per batch."""
         return [sd[:, :, None] * C * sd[:, None, :] for sd, C in self._parts(values)[1]]
@@ -293,24 +328,26 @@ class ResidualPlan:
             return self._last[1], self._last[2]
         st = self.structure
         acfs = [self._group_correlation(g, values) for g in range(len(st.groups))]
-        parts = [self._batch_parts(st, b, ix, values, acfs) for b, ix in zip(self.batches, self.index, strict=True)]
+        parts = [self._batch_parts(st, b, ix, values, [None if a is None else a[0] for a in acfs])
+                 for b, ix in zip(self.shared, self.index, strict=True)]
         self._last = (key, acfs, parts)
         return acfs, parts
 
-    def _group_correlation(self, g: int, values: np.ndarray) -> np.ndarray | None:
-        """Autocorrelations rho_0..rho_max_lag of group g (ar, ma, toeplitz), else None."""
+    def _group_correlation(self, g: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Autocorrelations rho_0..rho_max_lag of group g (ar, ma, toeplitz), else None; for AR with their
+        Jacobian, which costs one more solve with the same matrix here and a whole second one in the gradient."""
         st = self.structure
         par = values[st.groups[g].par_rows]
         if st.structure == "ar":
-            return ar_autocorrelation(par, self.max_lag, self._ar_index)
+            return ar_autocorrelation(par, self.max_lag, self._ar_index, jacobian=True)
         if st.structure == "ma":
-            return ma_autocorrelation(par, self.max_lag)
+            return ma_autocorrelation(par, self.max_lag), None
         if st.structure == "toeplitz":
             rho = np.zeros(self.max_lag + 1)
             rho[0] = 1.0
             m = min(len(par), self.max_lag)
             rho[1:m + 1] = par[:m]
-            return rho
+            return rho, None
         return None
 
     def _acf_jacobian(self, g: int, values: np.ndarray) -> np.ndarray:
@@ -318,7 +355,9 @@ class ResidualPlan:
         st = self.structure
         par = values[st.groups[g].par_rows]
         if st.structure == "ar":
-            return ar_autocorrelation(par, self.max_lag, self._ar_index, jacobian=True)[1]
+            acf = self._parts(values)[0][g]
+            assert acf is not None and acf[1] is not None
+            return acf[1]
         if st.structure == "ma":
             return ma_autocorrelation(par, self.max_lag, jacobian=True)[1]
         J = np.zeros((self.max_lag + 1, len(par)))
@@ -397,12 +436,15 @@ class ResidualPlan:
         """log|R| and (L, L^-1) per batch (patterns stacked)."""
         logdet = 0.0
         factors = []
-        for b, R in zip(self.batches, self.covariances(values), strict=True):
+        for b, weight, R in zip(self.shared, self.row_weight, self.covariances(values), strict=True):
             if not np.all(np.isfinite(R)):
                 raise np.linalg.LinAlgError("residual covariance is not finite")
             L = np.linalg.cholesky(R)
             diag = np.diagonal(L, axis1=1, axis2=2)
-            logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
+            if weight.shape[1] == 1:
+                logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
+            else:
+                logdet += 2.0 * float(np.sum(weight * np.log(diag)))
             factors.append((L, _lower_inverse(L)))
         return logdet, factors
 
@@ -419,8 +461,8 @@ class ResidualPlan:
         grad = np.zeros(len(values))
         by_lag = [np.zeros(self.max_lag + 1) for _ in st.groups]
         blocks = self._block_grams(G, Xw) if self.perm is not None else None
-        for i, (b, ix, (L, Linv), (sd, C)) in enumerate(zip(self.batches, self.index, factors, parts, strict=True)):
-            bar = self._bar_R(b, L, Linv, G, Xw, None if blocks is None else blocks[i])
+        for i, (b, ix, (L, Linv), (sd, C)) in enumerate(zip(self.shared, self.index, factors, parts, strict=True)):
+            bar = self._bar_R(b, self.row_weight[i], L, Linv, G, Xw, None if blocks is None else blocks[i])
             if ix.both is not None:
                 bar = np.where(ix.both, bar, 0.0)
             g_sd = 2.0 * np.einsum("pab,pab,pb->pa", bar, C, sd)
@@ -466,19 +508,22 @@ class ResidualPlan:
 
     def _block_grams(self, G: np.ndarray, Xw: np.ndarray) -> list[np.ndarray]:
         """Per batch, sum_c G_c X_c' of every pattern from the contiguous blocks of the `perm` order."""
-        out = [np.zeros(b.time.shape + (b.time.shape[1],)) for b in self.batches]
+        out = [np.zeros(b.time.shape + (b.time.shape[1],)) for b in self.shared]
         for i, p, v, start, stop, block in self.segments:
             Q = G[start:stop].reshape(len(v), -1) @ Xw[start:stop].reshape(len(v), -1).T
             if block is None:
-                out[i][p] = Q
+                out[i][p] += Q
             else:
-                out[i][p][block] = Q
+                out[i][p][block] += Q
         return out
 
     @staticmethod
-    def _bar_R(b: SizeBatch, L: np.ndarray, Linv: np.ndarray, G: np.ndarray, Xw: np.ndarray,
+    def _bar_R(b: SizeBatch, weight: np.ndarray, L: np.ndarray, Linv: np.ndarray, G: np.ndarray, Xw: np.ndarray,
                Q: np.ndarray | None = None) -> np.ndarray:
-        """dD/dR_p (symmetric) of every pattern of a batch, from dD/d(whitened rows) (module docstring)."""
+        """dD/dR_p (symmetric) of every pattern of a batch, from dD/d(whitened rows) (module docstring).
+
+        `weight`: clusters per pattern (P, 1), or per row of each pattern (P, s) where patterns share a factor.
+        """
         P, s = b.time.shape
         if Q is None:  # rows in data order (`perm` is None): gather each pattern's clusters
             Q = np.zeros((P, s, s))
@@ -494,7 +539,7 @@ class ResidualPlan:
         barL = LinvT @ Q
         np.negative(barL, out=barL)
         idx = np.arange(s)
-        barL[:, idx, idx] += 2.0 * b.counts[:, None] / L[:, idx, idx]
+        barL[:, idx, idx] += 2.0 * weight / L[:, idx, idx]
         lower = np.tri(s)
         barL *= lower
         phi = np.swapaxes(L, 1, 2) @ barL
