@@ -57,19 +57,19 @@ def _gram(G: np.ndarray, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return G[rows.T].reshape(s, -1) @ X[rows.T].reshape(s, -1).T
 
 
-def ar_system_index(p: int, n_lags: int) -> tuple[np.ndarray, np.ndarray]:
+def ar_system_index(p: int, n_lags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index arrays of the AR(p) autocorrelation system over rho_0..rho_{n_lags - 1} (parameter-free).
 
     `flat`: for rows k = 1..n_lags-1 and coefficients i = 1..p, the flat position (k, |k - i|) of -phi_i in the
     system matrix; `lag`: |k - i| for every row k = 0..n_lags-1 (row 0 unused), the lags whose autocorrelations
-    form the right-hand sides of the derivative.
+    form the right-hand sides of the derivative; `coef`: i - 1 for every entry of `flat`.
     """
     k = np.arange(n_lags)[:, None]
     lag = np.abs(k - np.arange(1, p + 1)[None, :])
-    return (k[1:] * n_lags + lag[1:]).ravel(), lag
+    return (k[1:] * n_lags + lag[1:]).ravel(), lag, np.tile(np.arange(p), n_lags - 1)
 
 
-def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, np.ndarray] | None = None,
+def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                        jacobian: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """rho_0..rho_max_lag of a stationary AR(p) with coefficients phi; with `jacobian` also d rho / d phi.
 
@@ -78,19 +78,22 @@ def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, n
     k <= p, the AR recursion beyond). M is linear in phi with dM/dphi_i = -1 at
     (k, |k-i|), so d rho / d phi_i = M^-1 r_i with r_i[k] = rho_|k-i| (k >= 1).
     `index`: ar_system_index(p, max(max_lag, p) + 1), precomputed by the caller.
+    M is factorised once (LAPACK's LU, as numpy's solve) for rho and the Jacobian.
     Raises LinAlgError where phi is not stationary (the system is singular or
     the autocorrelations leave [-1, 1]).
     """
     phi = np.asarray(phi, float)
     p = len(phi)
     n = max(max_lag, p) + 1
-    flat, lag = ar_system_index(p, n) if index is None else index
+    flat, lag, coef = ar_system_index(p, n) if index is None else index
     M = np.eye(n).ravel()
-    M -= np.bincount(flat, weights=np.tile(phi, n - 1), minlength=n * n)
-    M = M.reshape(n, n)
+    M -= np.bincount(flat, weights=phi[coef], minlength=n * n)
+    lu, piv, info = lapack.dgetrf(M.reshape(n, n))
+    if info != 0:
+        raise np.linalg.LinAlgError("AR coefficients outside the stationary region")
     e0 = np.zeros(n)
     e0[0] = 1.0
-    rho = np.linalg.solve(M, e0)
+    rho = lapack.dgetrs(lu, piv, e0)[0]
     rho[0] = 1.0
     gamma0 = 1.0 - float(phi @ rho[1:p + 1])
     if not gamma0 > 0 or np.any(np.abs(rho) > 1.0 + 1e-12):
@@ -99,7 +102,7 @@ def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, n
         return rho[:max_lag + 1]
     rhs = rho[lag]
     rhs[0] = 0.0
-    J = np.linalg.solve(M, rhs)
+    J = lapack.dgetrs(lu, piv, rhs)[0]
     J[0] = 0.0
     return rho[:max_lag + 1], J[:max_lag + 1]
 
@@ -273,7 +276,8 @@ class ResidualPlan:
         """With few patterns: a row order in which every pattern's rows form one block (time position, cluster).
 
         `perm[k]` is the data row at position k; `segments` lists (batch, pattern, valid positions, start, stop,
-        index of the valid block of an s x s matrix, or None when every position is valid).
+        index of the valid block of an s x s matrix: slices where the valid positions come first, as padding is
+        appended, so the block is a view; None when every position is valid).
         Whitening a block is then one matrix product on a contiguous slice, with no gathering of rows.
         """
         self.perm: np.ndarray | None = None
@@ -286,7 +290,9 @@ class ResidualPlan:
                 v = np.flatnonzero(b.valid[p])
                 piece = b.rows[mem][:, v].T.ravel()
                 pieces.append(piece)
-                block = None if len(v) == b.valid.shape[1] else np.ix_(v, v)
+                k = len(v)
+                block = None if k == b.valid.shape[1] else (
+                    (slice(0, k), slice(0, k)) if np.array_equal(v, np.arange(k)) else np.ix_(v, v))
                 self.segments.append((i, p, v, start, start + len(piece), block))
                 start += len(piece)
         self.perm = np.concatenate(pieces)
