@@ -10,7 +10,9 @@ every level above it (the clusters are the lowest level), so whitening keeps
 the block structure of A and nothing n x n is ever formed.
 
 Clusters with the same time values (and `by` group) share R_j: they form a
-pattern, factorised once per evaluation. Clusters are whitened in one batch,
+pattern, factorised once per evaluation; patterns that are leading parts of
+the longest one (one series observed for different lengths) share its factor
+(`ResidualPlan._share_prefixes`). Clusters are whitened in one batch,
 smaller ones padded with independent all-zero rows (which add nothing), or in
 batches of equal size where padding would more than double the rows. R_j = D C D with D the rows' residual SDs and C the structure's
 correlation matrix (`correlation`): AR(p) autocorrelations from the
