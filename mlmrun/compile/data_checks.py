@@ -117,14 +117,35 @@ def check_stray_text(frame: pd.DataFrame, cols: dict[str, str], series: Mapping[
         if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
             continue
         present = values.dropna()
-        numbers = pd.to_numeric(present, errors="coerce")
-        bad = present[numbers.isna()]
-        if len(present) >= 2 and 0 < len(bad) <= (1.0 - NUMERIC_SHARE) * len(present):
-            problems.append(f"{where}: column {excerpt(col)} holds numbers except {len(bad)} of its {len(present)} values, "
-                            f"e.g. {excerpts(pd.unique(bad), 3)}; as text it would become a category with a level per "
+        n_bad, examples = _not_numbers(present)
+        if len(present) >= 2 and 0 < n_bad <= (1.0 - NUMERIC_SHARE) * len(present):
+            problems.append(f"{where}: column {excerpt(col)} holds numbers except {n_bad} of its {len(present)} values, "
+                            f"e.g. {excerpts(examples, 3)}; as text it would become a category with a level per "
                             "distinct value, so fix those cells (leave a missing value empty)")
     if problems:
         raise DataError("; ".join(problems))
+
+
+def _not_numbers(present: pd.Series) -> tuple[int, np.ndarray]:
+    """How many of the (non-missing) values are not numbers, and those distinct values in order of appearance.
+
+    Text columns are converted value by value, so each distinct value is tried once (a column of 'M'/'F' over
+    thousands of rows costs two conversions, not thousands), and the rows are counted only where some distinct
+    values are numbers and some are not; other dtypes are converted whole.
+    """
+    if pd.api.types.is_string_dtype(present.dtype):
+        uniques = np.asarray(present.unique(), dtype=object)
+        not_number = pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").isna().to_numpy()
+        if not not_number.any():
+            return 0, uniques[:0]
+        if not_number.all():
+            return len(present), uniques
+        codes, order = pd.factorize(present)
+        bad_code = pd.to_numeric(pd.Series(np.asarray(order, dtype=object), dtype=object), errors="coerce").isna()
+        return int(bad_code.to_numpy()[codes].sum()), uniques[not_number]
+    numbers = pd.to_numeric(present, errors="coerce")
+    bad = present[numbers.isna()]
+    return len(bad), pd.unique(bad)
 
 
 def numeric_column(frame: pd.DataFrame, col: str, rows: np.ndarray, key: str) -> np.ndarray:

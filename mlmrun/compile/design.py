@@ -192,13 +192,14 @@ def fixed_design(formula: Formula, frame: pd.DataFrame, where: str = "fixed") ->
     else:
         try:
             with np.errstate(all="ignore"):  # log(0) and the like are reported below, by term, not as warnings
-                mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise")
+                mm = _AllowedOnly(frame).get_model_matrix(rhs, na_action="raise", output="numpy")
         except Exception as exc:  # formulaic wraps evaluation errors in several types
             detail = _plain(exc, 200)
             raise DataError(f"{where}: cannot build the design from {excerpt(str(rhs))}: {detail}; check that "
                             "every term can be computed on every row (e.g. log() needs positive values)") from None
-        X = np.asarray(mm, dtype=float)
-        names = tuple(str(c) for c in mm.columns)
+        # numpy output skips formulaic's pandas frame of the result; column-major as that frame converted
+        X = np.asarray(mm, dtype=float, order="F")
+        names = tuple(str(c) for c in mm.model_spec.column_names)
     bad = [names[j] for j in np.flatnonzero(~np.isfinite(X).all(axis=0))]
     if bad:
         raise DataError(f"{where}: the terms {bad[:5]} are infinite or undefined on some rows (e.g. log of 0 or "

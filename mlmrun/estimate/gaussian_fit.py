@@ -301,7 +301,8 @@ class Objective:
                 trial = phi.copy()
                 trial[free] += t * step
                 trial = np.clip(trial, self.lo, self.hi)
-                f = self(trial)
+                # With the gradient at the trial point, the one asked for after an accepted step is remembered.
+                f = self.value_and_grad(trial)[0] if self.analytic else self(trial)
                 if f < dev:
                     phi, dev, moved = trial, f, True
                     break

@@ -10,7 +10,9 @@ every level above it (the clusters are the lowest level), so whitening keeps
 the block structure of A and nothing n x n is ever formed.
 
 Clusters with the same time values (and `by` group) share R_j: they form a
-pattern, factorised once per evaluation. Clusters are whitened in one batch,
+pattern, factorised once per evaluation; patterns that are leading parts of
+the longest one (one series observed for different lengths) share its factor
+(`ResidualPlan._share_prefixes`). Clusters are whitened in one batch,
 smaller ones padded with independent all-zero rows (which add nothing), or in
 batches of equal size where padding would more than double the rows. R_j = D C D with D the rows' residual SDs and C the structure's
 correlation matrix (`correlation`): AR(p) autocorrelations from the
@@ -57,19 +59,19 @@ def _gram(G: np.ndarray, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return G[rows.T].reshape(s, -1) @ X[rows.T].reshape(s, -1).T
 
 
-def ar_system_index(p: int, n_lags: int) -> tuple[np.ndarray, np.ndarray]:
+def ar_system_index(p: int, n_lags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index arrays of the AR(p) autocorrelation system over rho_0..rho_{n_lags - 1} (parameter-free).
 
     `flat`: for rows k = 1..n_lags-1 and coefficients i = 1..p, the flat position (k, |k - i|) of -phi_i in the
     system matrix; `lag`: |k - i| for every row k = 0..n_lags-1 (row 0 unused), the lags whose autocorrelations
-    form the right-hand sides of the derivative.
+    form the right-hand sides of the derivative; `coef`: i - 1 for every entry of `flat`.
     """
     k = np.arange(n_lags)[:, None]
     lag = np.abs(k - np.arange(1, p + 1)[None, :])
-    return (k[1:] * n_lags + lag[1:]).ravel(), lag
+    return (k[1:] * n_lags + lag[1:]).ravel(), lag, np.tile(np.arange(p), n_lags - 1)
 
 
-def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, np.ndarray] | None = None,
+def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                        jacobian: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """rho_0..rho_max_lag of a stationary AR(p) with coefficients phi; with `jacobian` also d rho / d phi.
 
@@ -78,19 +80,22 @@ def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, n
     k <= p, the AR recursion beyond). M is linear in phi with dM/dphi_i = -1 at
     (k, |k-i|), so d rho / d phi_i = M^-1 r_i with r_i[k] = rho_|k-i| (k >= 1).
     `index`: ar_system_index(p, max(max_lag, p) + 1), precomputed by the caller.
+    M is factorised once (LAPACK's LU, as numpy's solve) for rho and the Jacobian.
     Raises LinAlgError where phi is not stationary (the system is singular or
     the autocorrelations leave [-1, 1]).
     """
     phi = np.asarray(phi, float)
     p = len(phi)
     n = max(max_lag, p) + 1
-    flat, lag = ar_system_index(p, n) if index is None else index
+    flat, lag, coef = ar_system_index(p, n) if index is None else index
     M = np.eye(n).ravel()
-    M -= np.bincount(flat, weights=np.tile(phi, n - 1), minlength=n * n)
-    M = M.reshape(n, n)
+    M -= np.bincount(flat, weights=phi[coef], minlength=n * n)
+    lu, piv, info = lapack.dgetrf(M.reshape(n, n))
+    if info != 0:
+        raise np.linalg.LinAlgError("AR coefficients outside the stationary region")
     e0 = np.zeros(n)
     e0[0] = 1.0
-    rho = np.linalg.solve(M, e0)
+    rho = lapack.dgetrs(lu, piv, e0)[0]
     rho[0] = 1.0
     gamma0 = 1.0 - float(phi @ rho[1:p + 1])
     if not gamma0 > 0 or np.any(np.abs(rho) > 1.0 + 1e-12):
@@ -99,7 +104,7 @@ def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, n
         return rho[:max_lag + 1]
     rhs = rho[lag]
     rhs[0] = 0.0
-    J = np.linalg.solve(M, rhs)
+    J = lapack.dgetrs(lu, piv, rhs)[0]
     J[0] = 0.0
     return rho[:max_lag + 1], J[:max_lag + 1]
 
@@ -235,14 +240,23 @@ class ResidualPlan:
                          np.abs(b.time[:, :, None] - b.time[:, None, :]), 0.0) for b in self.batches]
         self.max_lag = int(max((float(x.max()) for x in lags), default=0.0))
         self.rows = structure.rows
-        self.index = [self._batch_index(b) for b in self.batches]
+        self._segments()
+        self.shared: list[SizeBatch] = []
+        """Per batch, the patterns whose R is factorised: the batch itself, or (`_share_prefixes`) one pattern."""
+        self.row_weight: list[np.ndarray] = []
+        """Per shared batch (P', s or 1): clusters whose row a has the pattern's factor (log|R| and its adjoint)."""
+        for i, b in enumerate(self.batches):
+            sb, weight = self._share_prefixes(i, b)
+            self.shared.append(sb)
+            self.row_weight.append(weight)
+        self.index = [self._batch_index(b) for b in self.shared]
         self._ar_index = None
         if st.structure == "ar" and st.groups:
             p = len(st.groups[0].par_rows)
             self._ar_index = ar_system_index(p, max(self.max_lag, p) + 1)
-        self._last: tuple[bytes, list[np.ndarray | None], list[tuple[np.ndarray, np.ndarray]]] | None = None
-        """The correlations and (D, C) of every batch at the last values asked for (whitening, then its gradient)."""
-        self._segments()
+        self._last: tuple[bytes, list, list[tuple[np.ndarray, np.ndarray]]] | None = None
+        """The correlations (with their Jacobians) and (D, C) of every batch at the last values asked for
+        (whitening, then its gradient)."""
 
     def _batch_index(self, b: SizeBatch) -> BatchIndex:
         """The parameter-free lookups of one batch (`BatchIndex`)."""
@@ -264,7 +278,8 @@ class ResidualPlan:
         """With few patterns: a row order in which every pattern's rows form one block (time position, cluster).
 
         `perm[k]` is the data row at position k; `segments` lists (batch, pattern, valid positions, start, stop,
-        index of the valid block of an s x s matrix, or None when every position is valid).
+        index of the valid block of an s x s matrix: slices where the valid positions come first, as padding is
+        appended, so the block is a view; None when every position is valid).
         Whitening a block is then one matrix product on a contiguous slice, with no gathering of rows.
         """
         self.perm: np.ndarray | None = None
@@ -277,10 +292,38 @@ class ResidualPlan:
                 v = np.flatnonzero(b.valid[p])
                 piece = b.rows[mem][:, v].T.ravel()
                 pieces.append(piece)
-                block = None if len(v) == b.valid.shape[1] else np.ix_(v, v)
+                k = len(v)
+                block = None if k == b.valid.shape[1] else (
+                    (slice(0, k), slice(0, k)) if np.array_equal(v, np.arange(k)) else np.ix_(v, v))
                 self.segments.append((i, p, v, start, start + len(piece), block))
                 start += len(piece)
         self.perm = np.concatenate(pieces)
+
+    def _share_prefixes(self, i: int, b: SizeBatch) -> tuple[SizeBatch, np.ndarray]:
+        """Batch i as factorised: one pattern where every pattern is a leading part of the longest one, else itself.
+
+        When each pattern's valid rows come first and carry the same times and groups as the first rows of the
+        longest pattern (clusters of one series observed for different lengths, as in nlme's Ovary), every R_p is
+        a leading block of that pattern's R, so L_p and L_p^-1 are leading blocks of its factor and inverse, and
+        dD/dR_p, embedded, add up to dD/dR of the longest one: one factorisation and one Cholesky adjoint serve
+        them all. Only in the `perm` layout, whose segments then point at pattern 0 (`_segments`).
+        Returns the batch and the row weights (clusters per row of each pattern factorised).
+        """
+        P, s = b.valid.shape
+        k = b.valid.sum(axis=1)
+        m = int(np.argmax(k))
+        prefix = b.valid == (np.arange(s)[None, :] < k[:, None])
+        first = np.arange(s)[None, :] < k[:, None]
+        same = all(np.array_equal(np.where(first, a, 0), np.where(first, a[m][None, :], 0))
+                   for a in (b.time, b.time_index, b.group))
+        if self.perm is None or P < 2 or not prefix.all() or not same:
+            return b, b.counts[:, None]
+        weight = (b.counts[:, None] * first).sum(axis=0)[None, :]
+        one = SizeBatch(b.rows, np.zeros_like(b.pattern), np.array([b.counts.sum()]), b.time[m:m + 1],
+                        b.time_index[m:m + 1], b.group[m:m + 1], b.valid[m:m + 1], [np.arange(len(b.rows))])
+        self.segments = [(j, 0 if j == i else p, v, start, stop, block)
+                         for j, p, v, start, stop, block in self.segments]
+        return one, weight
 
     def covariances(self, values: np.ndarray) -> list[np.ndarray]:
         """R_p for every pattern of every batch, shape (n_patterns, s, s) per batch."""
@@ -293,24 +336,26 @@ class ResidualPlan:
             return self._last[1], self._last[2]
         st = self.structure
         acfs = [self._group_correlation(g, values) for g in range(len(st.groups))]
-        parts = [self._batch_parts(st, b, ix, values, acfs) for b, ix in zip(self.batches, self.index, strict=True)]
+        parts = [self._batch_parts(st, b, ix, values, [None if a is None else a[0] for a in acfs])
+                 for b, ix in zip(self.shared, self.index, strict=True)]
         self._last = (key, acfs, parts)
         return acfs, parts
 
-    def _group_correlation(self, g: int, values: np.ndarray) -> np.ndarray | None:
-        """Autocorrelations rho_0..rho_max_lag of group g (ar, ma, toeplitz), else None."""
+    def _group_correlation(self, g: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Autocorrelations rho_0..rho_max_lag of group g (ar, ma, toeplitz), else None; for AR with their
+        Jacobian, which costs one more solve with the same matrix here and a whole second one in the gradient."""
         st = self.structure
         par = values[st.groups[g].par_rows]
         if st.structure == "ar":
-            return ar_autocorrelation(par, self.max_lag, self._ar_index)
+            return ar_autocorrelation(par, self.max_lag, self._ar_index, jacobian=True)
         if st.structure == "ma":
-            return ma_autocorrelation(par, self.max_lag)
+            return ma_autocorrelation(par, self.max_lag), None
         if st.structure == "toeplitz":
             rho = np.zeros(self.max_lag + 1)
             rho[0] = 1.0
             m = min(len(par), self.max_lag)
             rho[1:m + 1] = par[:m]
-            return rho
+            return rho, None
         return None
 
     def _acf_jacobian(self, g: int, values: np.ndarray) -> np.ndarray:
@@ -318,7 +363,9 @@ class ResidualPlan:
         st = self.structure
         par = values[st.groups[g].par_rows]
         if st.structure == "ar":
-            return ar_autocorrelation(par, self.max_lag, self._ar_index, jacobian=True)[1]
+            acf = self._parts(values)[0][g]
+            assert acf is not None and acf[1] is not None
+            return acf[1]
         if st.structure == "ma":
             return ma_autocorrelation(par, self.max_lag, jacobian=True)[1]
         J = np.zeros((self.max_lag + 1, len(par)))
@@ -397,12 +444,15 @@ class ResidualPlan:
         """log|R| and (L, L^-1) per batch (patterns stacked)."""
         logdet = 0.0
         factors = []
-        for b, R in zip(self.batches, self.covariances(values), strict=True):
+        for b, weight, R in zip(self.shared, self.row_weight, self.covariances(values), strict=True):
             if not np.all(np.isfinite(R)):
                 raise np.linalg.LinAlgError("residual covariance is not finite")
             L = np.linalg.cholesky(R)
             diag = np.diagonal(L, axis1=1, axis2=2)
-            logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
+            if weight.shape[1] == 1:
+                logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
+            else:
+                logdet += 2.0 * float(np.sum(weight * np.log(diag)))
             factors.append((L, _lower_inverse(L)))
         return logdet, factors
 
@@ -419,8 +469,8 @@ class ResidualPlan:
         grad = np.zeros(len(values))
         by_lag = [np.zeros(self.max_lag + 1) for _ in st.groups]
         blocks = self._block_grams(G, Xw) if self.perm is not None else None
-        for i, (b, ix, (L, Linv), (sd, C)) in enumerate(zip(self.batches, self.index, factors, parts, strict=True)):
-            bar = self._bar_R(b, L, Linv, G, Xw, None if blocks is None else blocks[i])
+        for i, (b, ix, (L, Linv), (sd, C)) in enumerate(zip(self.shared, self.index, factors, parts, strict=True)):
+            bar = self._bar_R(b, self.row_weight[i], L, Linv, G, Xw, None if blocks is None else blocks[i])
             if ix.both is not None:
                 bar = np.where(ix.both, bar, 0.0)
             g_sd = 2.0 * np.einsum("pab,pab,pb->pa", bar, C, sd)
@@ -466,19 +516,22 @@ class ResidualPlan:
 
     def _block_grams(self, G: np.ndarray, Xw: np.ndarray) -> list[np.ndarray]:
         """Per batch, sum_c G_c X_c' of every pattern from the contiguous blocks of the `perm` order."""
-        out = [np.zeros(b.time.shape + (b.time.shape[1],)) for b in self.batches]
+        out = [np.zeros(b.time.shape + (b.time.shape[1],)) for b in self.shared]
         for i, p, v, start, stop, block in self.segments:
             Q = G[start:stop].reshape(len(v), -1) @ Xw[start:stop].reshape(len(v), -1).T
             if block is None:
-                out[i][p] = Q
+                out[i][p] += Q
             else:
-                out[i][p][block] = Q
+                out[i][p][block] += Q
         return out
 
     @staticmethod
-    def _bar_R(b: SizeBatch, L: np.ndarray, Linv: np.ndarray, G: np.ndarray, Xw: np.ndarray,
+    def _bar_R(b: SizeBatch, weight: np.ndarray, L: np.ndarray, Linv: np.ndarray, G: np.ndarray, Xw: np.ndarray,
                Q: np.ndarray | None = None) -> np.ndarray:
-        """dD/dR_p (symmetric) of every pattern of a batch, from dD/d(whitened rows) (module docstring)."""
+        """dD/dR_p (symmetric) of every pattern of a batch, from dD/d(whitened rows) (module docstring).
+
+        `weight`: clusters per pattern (P, 1), or per row of each pattern (P, s) where patterns share a factor.
+        """
         P, s = b.time.shape
         if Q is None:  # rows in data order (`perm` is None): gather each pattern's clusters
             Q = np.zeros((P, s, s))
@@ -494,7 +547,7 @@ class ResidualPlan:
         barL = LinvT @ Q
         np.negative(barL, out=barL)
         idx = np.arange(s)
-        barL[:, idx, idx] += 2.0 * b.counts[:, None] / L[:, idx, idx]
+        barL[:, idx, idx] += 2.0 * weight / L[:, idx, idx]
         lower = np.tri(s)
         barL *= lower
         phi = np.swapaxes(L, 1, 2) @ barL
