@@ -20,8 +20,14 @@ from mlmrun.compile.model import CompiledModel
 from mlmrun.distributed.objective import Dims, DistributedGaussian, DistributedQuadrature
 from mlmrun.estimate.gaussian_fit import _natural_values, best_of_starts
 from mlmrun.estimate.gaussian_params import GaussianParams
-from mlmrun.estimate.gaussian_se import FORWARD_ABOVE, _boundary_coords, _hessian_steps, gradient_hessian
-from mlmrun.estimate.inference import covariance_from_hessian, lr_p_value
+from mlmrun.estimate.gaussian_se import (
+    FORWARD_ABOVE,
+    _boundary_coords,
+    _hessian_steps,
+    assemble_covariance,
+    gradient_hessian,
+)
+from mlmrun.estimate.inference import lr_p_value
 from mlmrun.estimate.lr_null import tested_free
 from mlmrun.estimate.quadrature_fit import (
     _adaptive,
@@ -98,16 +104,7 @@ def _covariance(obj: DistributedGaussian, free: np.ndarray, values: np.ndarray, 
 
     H = gradient_hessian(half_gradient, free[idx], _hessian_steps(model, free, idx, values))
     n_evaluations = 2 * len(idx) if len(idx) <= FORWARD_ABOVE else len(idx) + 1
-    cov_sub, warn = covariance_from_hessian(H, [names[j] for j in idx])
-    cov = np.full((n_free, n_free), np.nan)
-    cov[np.ix_(params.beta_idx, params.beta_idx)] = res.fixed_vcov
-    cov[np.ix_(params.beta_idx, idx)] = 0.0
-    cov[np.ix_(idx, params.beta_idx)] = 0.0
-    if cov_sub is not None:
-        cov[np.ix_(idx, idx)] = cov_sub
-    else:
-        warnings.append(f"variance parameters: {warn}")
-    return cov, warnings, n_evaluations
+    return assemble_covariance(H, idx, names, params, res.fixed_vcov, warnings), warnings, n_evaluations
 
 
 def _lr_test(model: CompiledModel, loglik: float, reml: bool, sums: tuple) -> dict | None:

@@ -196,10 +196,16 @@ def kernel_hessian(kernel: AffineKernel, params: GaussianParams, free: np.ndarra
     if T is None:
         return None
     sigma2 = float(np.exp(2.0 * free[params.residual_idx[0]]))
+    phi = np.asarray(phi, float)
+    n_phi = len(phi)
+    H = np.zeros((n_phi + 1, n_phi + 1))
     try:
-        H = kernel.fixed_sigma_hessian(np.asarray(phi, float), sigma2)
+        H[:n_phi, :n_phi] = hessian_from_gradient(lambda x: kernel.fixed_sigma_gradient(x, sigma2)[0], phi,
+                                                  1e-4 * np.maximum(np.abs(phi), 0.1))
+        cross, H[n_phi, n_phi] = kernel.log_sigma_curvature(phi, sigma2)
     except np.linalg.LinAlgError:
         return None
+    H[:n_phi, n_phi] = H[n_phi, :n_phi] = cross
     out = 0.5 * (T.T @ H @ T)
     return 0.5 * (out + out.T)
 
@@ -261,17 +267,25 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
     else:
         H = numeric_hessian(half_deviance, free[idx], _hessian_steps(model, free, idx, values, cols))
         n_evaluations = 1 + 2 * len(idx) ** 2
+    cov = assemble_covariance(H, idx, names, params, None if mean_params and not reml else res.fixed_vcov, warnings)
+    return cov, warnings, n_evaluations
+
+
+def assemble_covariance(H: np.ndarray, idx: np.ndarray, names: list[str], params: GaussianParams,
+                        fixed_vcov: np.ndarray | None, warnings: list[str]) -> np.ndarray:
+    """cov_free from the Hessian H of deviance/2 over free[idx] (NaN where unavailable, a warning when H is not
+    invertible), with the GLS covariance of the fixed effects, uncorrelated with idx, where `fixed_vcov` is given."""
     cov_sub, warn = covariance_from_hessian(H, [names[j] for j in idx])
-    cov = np.full((n_free, n_free), np.nan)
-    if not (mean_params and not reml):
-        cov[np.ix_(params.beta_idx, params.beta_idx)] = res.fixed_vcov
+    cov = np.full((params.n_free, params.n_free), np.nan)
+    if fixed_vcov is not None:
+        cov[np.ix_(params.beta_idx, params.beta_idx)] = fixed_vcov
         cov[np.ix_(params.beta_idx, idx)] = 0.0
         cov[np.ix_(idx, params.beta_idx)] = 0.0
     if cov_sub is not None:
         cov[np.ix_(idx, idx)] = cov_sub
     else:
         warnings.append(f"variance parameters: {warn}")
-    return cov, warnings, n_evaluations
+    return cov
 
 
 def lr_test(model: CompiledModel, loglik: float, reml: bool, values: np.ndarray | None = None,

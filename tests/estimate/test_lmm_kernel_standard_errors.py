@@ -87,17 +87,22 @@ def _second_differences(f: Callable[[np.ndarray], float], x: np.ndarray, steps: 
     return H
 
 
-@pytest.mark.parametrize("spec", ["sleepstudy", "penicillin", "pig_slope_reml"])
-def test_kernel_standard_errors_match_a_dense_marginal_likelihood(spec: str, monkeypatch: pytest.MonkeyPatch):
-    used = []
-    original = gaussian_se.kernel_hessian
+def _watch(monkeypatch: pytest.MonkeyPatch, where: object, name: str, original: Callable) -> list[bool]:
+    """Replace `where.name` by a wrapper of `original` recording whether each call gave a result (not None)."""
+    used: list[bool] = []
 
     def spy(*args):
         out = original(*args)
         used.append(out is not None)
         return out
 
-    monkeypatch.setattr(gaussian_se, "kernel_hessian", spy)
+    monkeypatch.setattr(where, name, spy)
+    return used
+
+
+@pytest.mark.parametrize("spec", ["sleepstudy", "penicillin", "pig_slope_reml"])
+def test_kernel_standard_errors_match_a_dense_marginal_likelihood(spec: str, monkeypatch: pytest.MonkeyPatch):
+    used = _watch(monkeypatch, gaussian_se, "kernel_hessian", gaussian_se.kernel_hessian)
     model = prepare(SPECS / f"{spec}.yaml").model
     fit = estimate(model)
     assert used == [True]
@@ -166,18 +171,9 @@ def test_coordinates_that_do_not_map_onto_phi_keep_the_general_path():
 def test_kernel_empirical_bayes_match_dense_conditional_moments(spec: str, monkeypatch: pytest.MonkeyPatch):
     """One grouping level: the kernel's unit blocks give E(b | y) = Sigma Z'V^-1(y - X beta) and the
     conditional SDs sqrt(diag(Sigma - Sigma Z'V^-1 Z Sigma)), computed here with a dense V."""
-    from mlmrun.estimate import gaussian_eb
+    from mlmrun.estimate import gaussian_eb, gaussian_fit
 
-    used = []
-    original = gaussian_eb.kernel_empirical_bayes
-
-    def spy(*args):
-        out = original(*args)
-        used.append(out is not None)
-        return out
-
-    from mlmrun.estimate import gaussian_fit
-    monkeypatch.setattr(gaussian_fit, "kernel_empirical_bayes", spy)
+    used = _watch(monkeypatch, gaussian_fit, "kernel_empirical_bayes", gaussian_eb.kernel_empirical_bayes)
     fit = estimate(prepare(SPECS / f"{spec}.yaml").model)
     assert used == [True]
     d = pd.read_csv(SPECS / "data" / ("sleepstudy.csv" if spec == "sleepstudy" else "pig.csv"))
@@ -209,15 +205,7 @@ def test_dense_kernel_empirical_bayes_match_dense_conditional_moments(monkeypatc
     sqrt(diag(Sigma - Sigma Z'V^-1 Z Sigma)) for plate and sample, computed here with a dense V."""
     from mlmrun.estimate import gaussian_eb, gaussian_fit
 
-    used = []
-    original = gaussian_eb.kernel_empirical_bayes
-
-    def spy(*args):
-        out = original(*args)
-        used.append(out is not None)
-        return out
-
-    monkeypatch.setattr(gaussian_fit, "kernel_empirical_bayes", spy)
+    used = _watch(monkeypatch, gaussian_fit, "kernel_empirical_bayes", gaussian_eb.kernel_empirical_bayes)
     fit = estimate(prepare(SPECS / "penicillin.yaml").model)
     assert used == [True]
     d = pd.read_csv(SPECS / "data" / "penicillin.csv")
@@ -248,15 +236,7 @@ def test_dense_kernel_empirical_bayes_with_several_effects_per_unit(monkeypatch:
     intercept; state intercepts): the kernel's per-unit posterior blocks against a dense V."""
     from mlmrun.estimate import gaussian_eb, gaussian_fit
 
-    used = []
-    original = gaussian_eb.kernel_empirical_bayes
-
-    def spy(*args):
-        out = original(*args)
-        used.append(out is not None)
-        return out
-
-    monkeypatch.setattr(gaussian_fit, "kernel_empirical_bayes", spy)
+    used = _watch(monkeypatch, gaussian_fit, "kernel_empirical_bayes", gaussian_eb.kernel_empirical_bayes)
     model = prepare(SPECS / "productivity_blocks.yaml").model
     fit = estimate(model)
     assert used == [True]

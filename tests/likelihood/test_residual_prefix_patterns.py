@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmrun.compile.matrices import model_matrices, values_gradient
+from mlmrun.compile.matrices import model_matrices
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.likelihood.gaussian.deviance import exact_loglik, profiled
-from mlmrun.likelihood.gaussian.gradient import profiled_gradient
 from tests.likelihood import test_residual_structures_dense as dense
 
 
@@ -63,17 +62,4 @@ def test_shared_prefix_factor_matches_the_dense_multivariate_normal(prefix_model
 @pytest.mark.parametrize("reml", [False, True])
 def test_shared_prefix_gradient_matches_differences(prefix_model, kind: str, reml: bool) -> None:
     model, values, _, _, _ = prefix_model(kind)
-    design = GaussianDesign(model)
-
-    def loglik(vals: np.ndarray) -> float:
-        return -0.5 * profiled(design, model_matrices(model, vals), reml=reml, profile_sigma=False).deviance
-
-    _, grad = profiled_gradient(design, model_matrices(model, values), reml=reml, profile_sigma=False)
-    g = values_gradient(model, values, grad)
-    for r in list(model.residual.rows) + [list(model.partable.names).index("sd(_cons)@hi")]:
-        h = 1e-6
-        up, down = values.copy(), values.copy()
-        up[r] += h
-        down[r] -= h
-        fd = (loglik(up) - loglik(down)) / (2 * h)
-        assert g[r] == pytest.approx(fd, rel=1e-5, abs=1e-6), model.partable.names[r]
+    dense.assert_residual_gradient_matches_differences(model, values, reml)

@@ -225,6 +225,11 @@ def test_analytic_gradient_of_residual_parameters_matches_differences(tmp_path: 
     if layout == "gathered patterns":
         monkeypatch.setattr(residual_structures, "MAX_LOOPED_PATTERNS", 0)
     model, values, _, _, _ = _model(tmp_path, kind, big=layout == "size batches")
+    assert_residual_gradient_matches_differences(model, values, reml)
+
+
+def assert_residual_gradient_matches_differences(model, values: np.ndarray, reml: bool) -> None:
+    """The analytic gradient in every residual parameter and sd(_cons)@hi against central differences."""
     design = GaussianDesign(model)
 
     def loglik(vals: np.ndarray) -> float:
@@ -232,8 +237,7 @@ def test_analytic_gradient_of_residual_parameters_matches_differences(tmp_path: 
 
     _, grad = profiled_gradient(design, model_matrices(model, values), reml=reml, profile_sigma=False)
     g = values_gradient(model, values, grad)
-    rows = model.residual.rows
-    for r in list(rows) + [list(model.partable.names).index("sd(_cons)@hi")]:
+    for r in list(model.residual.rows) + [list(model.partable.names).index("sd(_cons)@hi")]:
         h = 1e-6
         up, down = values.copy(), values.copy()
         up[r] += h

@@ -388,31 +388,19 @@ class AffineKernel:
         return (self.maps.jacobian.T @ self.kernel.gradient(pieces, self._coefficients(e, 1.0 / sigma2, Q)),
                 2.0 * dof - 2.0 * r2 / sigma2)
 
-    def fixed_sigma_hessian(self, phi: np.ndarray, sigma2: float) -> np.ndarray:
-        """Hessian of `fixed_sigma_gradient`'s deviance over (phi, log sigma), (n_phi + 1) square.
+    def log_sigma_curvature(self, phi: np.ndarray, sigma2: float) -> tuple[np.ndarray, float]:
+        """The log sigma row of `fixed_sigma_gradient`'s Hessian, exactly: (d2D/ds dphi, d2D/ds2), s = log sigma.
 
-        The phi block by central differences of the analytic gradient (2 n_phi evaluations); the log sigma
-        row exactly: D depends on s = log sigma only through r2 e^-2s + 2 dof s, and the kernel's gradient is
-        affine in P, so d2D/ds dphi = -2/sigma^2 J'(g(ee') - g(0)) and d2D/ds2 = 4 r2/sigma^2.
+        D depends on s only through r2 e^-2s + 2 dof s, and the kernel's gradient is affine in P, so
+        d2D/ds dphi = -2/sigma^2 J'(g(ee') - g(0)) and d2D/ds2 = 4 r2/sigma^2. Raises LinAlgError as `profiled`.
         """
-        n_phi = len(phi)
-        steps = 1e-4 * np.maximum(np.abs(phi), 0.1)
-        H = np.zeros((n_phi + 1, n_phi + 1))
-        for j in range(n_phi):
-            up, down = phi.copy(), phi.copy()
-            up[j] += steps[j]
-            down[j] -= steps[j]
-            H[:n_phi, j] = (self.fixed_sigma_gradient(up, sigma2)[0]
-                            - self.fixed_sigma_gradient(down, sigma2)[0]) / (2.0 * steps[j])
         S, logdet, pieces = self.kernel.system(self.maps.maps(phi))
         _, delta, _ = self._profile(S, logdet)
         e = np.concatenate([-delta, [1.0]])
         c = len(e)
         dr2 = self.maps.jacobian.T @ (self.kernel.gradient(pieces, e[:, None] * e[None, :])
                                       - self.kernel.gradient(pieces, np.zeros((c, c))))
-        H[:n_phi, n_phi] = H[n_phi, :n_phi] = -2.0 * dr2 / sigma2
-        H[n_phi, n_phi] = 4.0 * float(e @ S @ e) / sigma2
-        return 0.5 * (H + H.T)
+        return -2.0 * dr2 / sigma2, 4.0 * float(e @ S @ e) / sigma2
 
     def level_posteriors(self, phi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]] | None:
         """Per design level, each unit's M^-1 R e and its own block of M^-1, (u, k) and (u, k, k); None for
