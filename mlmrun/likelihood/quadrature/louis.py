@@ -42,11 +42,14 @@ from mlmrun.likelihood.quadrature.adaptive import (
     block_log_weights,
     block_moments,
     blocks,
+    log_integral,
     logsumexp,
     lowest,
+    node_log_weights,
     unit_moments,
     upward,
 )
+from mlmrun.likelihood.quadrature.separable import separable_logit
 
 
 def unit_scales(h: Hierarchy) -> list[np.ndarray]:
@@ -92,6 +95,7 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
     q0, x0 = h.dims[0], ad.rules[0].nodes
     low = lowest(h, pred, ad, chunk)
     n0, unit0 = h.n_units[0], h.unit_of_row[0]
+    sep = separable_logit(fam, h.row_start, low.base, low.AC, x0)
     if up is None:
         log_i0 = np.empty((n0, low.n_cfg))
         for b in blocks(h, low, x0, chunk):
@@ -109,11 +113,19 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
     mean0 = np.empty((n0, low.n_cfg, p))
     mom_c = (np.empty((n0, low.n_cfg, q0)), np.empty((n0, low.n_cfg, q0, q0))) if moments else None
     starts = h.row_start
+    exp_dev = (None, None)
     for b in blocks(h, low, x0, chunk):
         u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
-        ll, d1, d2 = fam.derivs(b.nu, 2, rows)
-        a = block_log_weights(h, low, b, ll)
-        post = np.exp(a - logsumexp(a, axis=1)[:, None, :])
+        if sep is not None:
+            if exp_dev[0] is not b.dev:
+                exp_dev = (b.dev, np.exp(b.dev))
+            ll_u, rho = sep.unit_loglik(starts, u0, u1, rows, cfg, exp_dev[1], True)
+            a = node_log_weights(low, b, ll_u)
+            d1, d2 = sep.derivs(rows, rho)
+        else:
+            ll, d1, d2 = fam.derivs(b.nu, 2, rows)
+            a = block_log_weights(h, low, b, ll)
+        post = log_integral(a)[1]
         if mom_c is not None:
             block_moments(b, low.centre[u0:u1, cfg], post, C0, x0, mom_c)
         cen = low.centre[u0:u1, cfg][b.local]
@@ -136,13 +148,13 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
         width = int(b.counts.max())
         slot = np.arange(rows.start, rows.stop) - starts[u0:u1][b.local]
         n_u, n_s = u1 - u0, cfg.stop - cfg.start
-        s_pad = np.zeros((n_u, n_s, len(x0), width))
-        s_pad[b.local, :, :, slot] = np.moveaxis(d1, 1, 2)
+        s_pad = np.zeros((n_u, n_s, len(x0), width, 1))
+        s_pad[b.local, :, :, slot, 0] = np.moveaxis(d1, 1, 2)
+        s_pad = (s_pad * nodes1[:, None, :]).reshape(n_u, n_s, len(x0), -1)
         basis = np.zeros((n_u, n_s, width, 1 + q0, p))
         basis[b.local, :, slot, 0] = vec
         basis[b.local, :, slot, 1:] = Br[:, None]
-        parts = (s_pad @ basis.reshape(n_u, n_s, width, -1)).reshape(n_u, n_s, len(x0), 1 + q0, p)
-        g = np.einsum("rb,usrbp->usrp", nodes1, parts)
+        g = s_pad @ basis.reshape(n_u, n_s, -1, p)
         weight = up.above0[u0:u1, cfg] * scales[0][u0:u1, None]
         mean0[u0:u1, cfg] = _add_centred_square(H, g, np.moveaxis(post, 1, 2), weight)
     mean = mean0
