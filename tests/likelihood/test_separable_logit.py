@@ -20,7 +20,7 @@ import mlmrun.likelihood.quadrature.louis as louis
 from mlmrun.likelihood.quadrature.kernels import LogitCounts
 from mlmrun.likelihood.quadrature.objective import QuadratureObjective
 from mlmrun.likelihood.quadrature.plan import integration_plan
-from mlmrun.likelihood.quadrature.separable import EXP_LIMIT, separable_logit
+from mlmrun.likelihood.quadrature.separable import EXP_LIMIT, runs, separable_logit
 from mlmrun.pipeline import prepare
 from tests.conftest import SPECS
 
@@ -121,3 +121,27 @@ def test_flagship_evaluations_equal_those_of_the_kernel(flagship: tuple, monkeyp
         assert np.allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
     for (m1, s1), (m2, s2) in zip(fast[5], slow[5], strict=True):
         assert np.allclose(m1, m2, atol=1e-11) and np.allclose(s1, s2, atol=1e-11)
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3, 50])
+def test_runs_split_units_at_every_change_of_trials_and_every_cap_rows(cap: int) -> None:
+    rng = np.random.default_rng(cap)
+    sizes = rng.integers(1, 9, size=40)
+    row_start = np.concatenate([[0], np.cumsum(sizes)])
+    n = np.sort(rng.integers(1, 4, size=int(row_start[-1])))[rng.permutation(int(row_start[-1]))]
+    want, length = [], 0
+    for i in range(len(n)):
+        if i in set(row_start[:-1].tolist()) or n[i] != n[i - 1] or length == cap:
+            want.append(i)
+            length = 0
+        length += 1
+    assert runs(row_start, n.astype(float), cap).tolist() == want
+
+
+def test_flagship_rows_are_sorted_by_trials_within_persons(flagship: tuple) -> None:
+    obj = flagship[0]
+    rows, h = obj.lay.rows, obj.lay.hierarchy
+    unit = h.unit_of_row[0]
+    assert np.all(np.diff(unit) >= 0) and rows.trials is not None and rows.trials.max() > 1
+    same = unit[1:] == unit[:-1]
+    assert np.all(np.diff(rows.trials)[same] >= 0)

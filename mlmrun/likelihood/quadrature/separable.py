@@ -11,7 +11,11 @@ per (row, r). Its linear part summed over a unit's rows separates too:
 
     sum_i (coef_i + y_i nu_irs) = sum_i (coef_i + y_i base_is) + (sum_i y_i A_i C) x_r,
 
-so per element only n log(1 + e^nu) remains. The score follows from
+so per element only n log(1 + e^nu) remains, and its logarithm is taken of
+products: over a run of a unit's rows with the same n, sum n log(1 + e^nu) =
+n log prod (1 + e^nu), one logarithm per run (rows.py sorts a unit's rows by
+their number of trials, so a unit has a run per distinct n), with runs cut
+short enough that the products stay finite. The score follows from
 rho = 1 / (1 + e^nu) = 1 - expit(nu): s = y - n + n rho; as the posterior
 weights of a unit's nodes sum to one, E[s] = y - n + n E[rho] and
 E[s x] = (y - n) E[x] + n E[rho x].
@@ -34,6 +38,8 @@ from mlmrun.likelihood.quadrature.kernels import LogitCounts
 
 EXP_LIMIT = 700.0
 """Bound on |base| + |dev|: e^700 and e^-700 are finite, normal doubles (limits ~e^709.8 and e^-708.4)."""
+RUN_LOG_LIMIT = 700.0
+"""Bound on the log of a run's product: a run has at most RUN_LOG_LIMIT / (width + 1) rows (log(1 + e^w) < w + 1)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class SeparableLogit:
     y_minus_n: np.ndarray
     bernoulli: bool
     """Every row has one trial (no multiplication by n)."""
+    run_start: np.ndarray
+    """First row of every run (consecutive rows of one unit with the same n, at most `run_cap` of them)."""
+    unit_run: np.ndarray
+    """(n_0 + 1,): first run of every lowest unit, and the number of runs."""
 
     def unit_loglik(self, row_start: np.ndarray, u0: int, u1: int, rows: slice, cfg: slice, exp_dev: np.ndarray,
                     scores: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -59,11 +69,13 @@ class SeparableLogit:
         """
         s = self.exp_base[rows, None, cfg] * exp_dev[:, :, None]
         s += 1.0
-        ls = np.log(s)
-        rho = np.reciprocal(s, out=s) if scores else None
+        f0, f1 = int(self.unit_run[u0]), int(self.unit_run[u1])
+        runs = np.multiply.reduceat(s, self.run_start[f0:f1] - row_start[u0], axis=0)
+        np.log(runs, out=runs)
         if not self.bernoulli:
-            ls *= self.counts.n[rows, None, None]
-        a = np.add.reduceat(ls, row_start[u0:u1] - row_start[u0], axis=0)
+            runs *= self.counts.n[self.run_start[f0:f1], None, None]
+        a = np.add.reduceat(runs, self.unit_run[u0:u1] - f0, axis=0) if f1 - f0 > u1 - u0 else runs
+        rho = np.reciprocal(s, out=s) if scores else None
         np.subtract(self.lin_base[u0:u1, None, cfg], a, out=a)
         a += self.lin_dev[u0:u1, :, None]
         return a, rho
@@ -78,8 +90,8 @@ class SeparableLogit:
         e = weighted_rho.sum(axis=1)
         e *= n[:, None]
         e += ymn[:, None]
-        mean_x = np.tensordot(post, x0, axes=([1], [0]))
-        wx = np.tensordot(weighted_rho, x0, axes=([1], [0]))
+        mean_x = np.swapaxes(post, 1, 2) @ x0
+        wx = np.swapaxes(weighted_rho, 1, 2) @ x0
         wx *= n[:, None, None]
         wx += ymn[:, None, None] * mean_x[local]
         return e, wx
@@ -110,4 +122,16 @@ def separable_logit(fam: object, row_start: np.ndarray, base: np.ndarray, AC: np
     starts = row_start[:-1]
     lin_base = np.add.reduceat(counts.y[:, None] * base + counts.coef[:, None], starts, axis=0)
     lin_dev = np.add.reduceat(counts.y[:, None] * AC, starts, axis=0) @ x0.T
-    return SeparableLogit(counts, np.exp(base), lin_base, lin_dev, counts.y - counts.n, bool(np.all(counts.n == 1.0)))
+    run_start = runs(row_start, counts.n, max(1, int(RUN_LOG_LIMIT // (width + 1.0))))
+    return SeparableLogit(counts, np.exp(base), lin_base, lin_dev, counts.y - counts.n, bool(np.all(counts.n == 1.0)),
+                          run_start, np.searchsorted(run_start, row_start))
+
+
+def runs(row_start: np.ndarray, n: np.ndarray, cap: int) -> np.ndarray:
+    """First rows of the runs: consecutive rows of one unit with equal n, cut every `cap` rows."""
+    new = np.zeros(len(n), dtype=bool)
+    new[row_start[:-1]] = True
+    new[1:] |= n[1:] != n[:-1]
+    first = np.flatnonzero(new)
+    position = np.arange(len(n)) - np.repeat(first, np.diff(np.append(first, len(n))))
+    return np.flatnonzero(new | (position % cap == 0))
