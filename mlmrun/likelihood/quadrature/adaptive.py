@@ -45,7 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mlmrun.likelihood.quadrature.rules import LOG_2PI, Rule
-from mlmrun.likelihood.quadrature.separable import separable_logit
+from mlmrun.likelihood.quadrature.separable import SEPARABLE_CHUNK, node_sums, separable_logit
 
 CHUNK_ELEMENTS = 1 << 15
 """Rows x nodes x configurations evaluated per block (256 kB per float array: the kernel's temporaries stay in cache;
@@ -431,7 +431,7 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
     mom_c = (np.empty((n0, n_cfg, q0)), np.empty((n0, n_cfg, q0, q0))) if moments else None
     sep = separable_logit(fam, h.row_start, low.base, low.AC, x0)
     exp_dev = (None, None)
-    for b in blocks(h, low, x0, chunk):
+    for b in blocks(h, low, x0, chunk if sep is None else max(chunk, SEPARABLE_CHUNK)):
         u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
         if sep is not None:
             if exp_dev[0] is not b.dev:
@@ -460,7 +460,7 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
                         store[rows, cfg] = f
                 d1 *= pr
                 e = d1.sum(axis=1)
-                wx = np.swapaxes(d1, 1, 2) @ x0
+                wx = node_sums(d1, x0)
             es_c[rows, cfg] = e
             wx_c[rows, cfg] = wx
         if moments:
@@ -472,7 +472,10 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
         return out
     above0 = up.above0
     if gradient:
-        esu_c = low.centre[unit0] * es_c[..., None] + np.einsum("iqj,isj->isq", C0[unit0], wx_c)
+        esu_c = low.centre[unit0] * es_c[..., None]
+        C0_row = C0[unit0]
+        for j in range(q0):
+            esu_c += C0_row[:, None, :, j] * wx_c[:, :, None, j]
         wrow = above0[unit0]
         out.es = np.einsum("is,is->i", wrow, es_c)
         parts = [np.einsum("is,isq->iq", wrow, esu_c)]

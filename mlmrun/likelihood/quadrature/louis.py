@@ -49,7 +49,7 @@ from mlmrun.likelihood.quadrature.adaptive import (
     unit_moments,
     upward,
 )
-from mlmrun.likelihood.quadrature.separable import separable_logit
+from mlmrun.likelihood.quadrature.separable import SEPARABLE_CHUNK, separable_logit
 
 
 def unit_scales(h: Hierarchy) -> list[np.ndarray]:
@@ -108,13 +108,12 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
     """B_i: d nu_i / d theta per standard node coordinate of the row's lowest unit, (n, q0, p)."""
     U1 = low.U[1][h.unit_of_row[1]] if Kd > 1 else None
     xx = x0[:, :, None] * x0[:, None, :]
-    nodes1 = np.concatenate([np.ones((len(x0), 1)), x0], axis=1)
     H = np.zeros((p, p))
     mean0 = np.empty((n0, low.n_cfg, p))
     mom_c = (np.empty((n0, low.n_cfg, q0)), np.empty((n0, low.n_cfg, q0, q0))) if moments else None
     starts = h.row_start
     exp_dev = (None, None)
-    for b in blocks(h, low, x0, chunk):
+    for b in blocks(h, low, x0, chunk if sep is None else max(chunk, SEPARABLE_CHUNK)):
         u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
         if sep is not None:
             if exp_dev[0] is not b.dev:
@@ -144,17 +143,18 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
         H += cross + cross.T
         H += Br.reshape(-1, p).T @ np.einsum("isjk,ikq->ijq", m2, Br).reshape(-1, p)
         # lowest units: Var_r of the unit's score g(r) = sum_i s_irs (vec_is + B_i x_r), given the configuration:
-        # per unit, (nodes x its rows' scores) @ (those rows' vec and B_1..B_q0), then the x_r combination
+        # per unit, (nodes x its rows' scores) @ (those rows' vec), plus (the scores times x_rj) @ (their B_j)
         width = int(b.counts.max())
         slot = np.arange(rows.start, rows.stop) - starts[u0:u1][b.local]
         n_u, n_s = u1 - u0, cfg.stop - cfg.start
-        s_pad = np.zeros((n_u, n_s, len(x0), width, 1))
-        s_pad[b.local, :, :, slot, 0] = np.moveaxis(d1, 1, 2)
-        s_pad = (s_pad * nodes1[:, None, :]).reshape(n_u, n_s, len(x0), -1)
-        basis = np.zeros((n_u, n_s, width, 1 + q0, p))
-        basis[b.local, :, slot, 0] = vec
-        basis[b.local, :, slot, 1:] = Br[:, None]
-        g = s_pad @ basis.reshape(n_u, n_s, -1, p)
+        s_pad = np.zeros((n_u, n_s, len(x0), width))
+        s_pad[b.local, :, :, slot] = np.moveaxis(d1, 1, 2)
+        basis = np.zeros((1 + q0, n_u, n_s, width, p))
+        basis[0, b.local, :, slot] = vec
+        basis[1:, b.local, :, slot] = Br[:, :, None]
+        g = s_pad @ basis[0]
+        for j in range(q0):
+            g += (s_pad * x0[:, j, None]) @ basis[1 + j]
         weight = up.above0[u0:u1, cfg] * scales[0][u0:u1, None]
         mean0[u0:u1, cfg] = _add_centred_square(H, g, np.moveaxis(post, 1, 2), weight)
     mean = mean0
