@@ -426,7 +426,7 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
     C0 = ad.chol[0]
     log_i0 = np.empty((n0, n_cfg))
     es_c = np.empty((n, n_cfg)) if gradient else None
-    wx_c = np.empty((n, n_cfg, q0)) if gradient else None
+    esu_c = np.empty((n, n_cfg, q0)) if gradient else None
     fam_c: list | None = None
     mom_c = (np.empty((n0, n_cfg, q0)), np.empty((n0, n_cfg, q0, q0))) if moments else None
     sep = separable_logit(fam, h.row_start, low.base, low.AC, x0)
@@ -462,7 +462,11 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
                 e = d1.sum(axis=1)
                 wx = node_sums(d1, x0)
             es_c[rows, cfg] = e
-            wx_c[rows, cfg] = wx
+            esu = cen[b.local] * e[..., None]
+            C0_rows = C0[unit0[rows]]
+            for j in range(q0):
+                esu += C0_rows[:, None, :, j] * wx[:, :, None, j]
+            esu_c[rows, cfg] = esu
         if moments:
             block_moments(b, cen, post, C0, x0, mom_c)
     # upward recursion over the higher levels, then posterior weights of configurations top-down
@@ -472,10 +476,6 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
         return out
     above0 = up.above0
     if gradient:
-        esu_c = low.centre[unit0] * es_c[..., None]
-        C0_row = C0[unit0]
-        for j in range(q0):
-            esu_c += C0_row[:, None, :, j] * wx_c[:, :, None, j]
         wrow = above0[unit0]
         out.es = np.einsum("is,is->i", wrow, es_c)
         parts = [np.einsum("is,isq->iq", wrow, esu_c)]
