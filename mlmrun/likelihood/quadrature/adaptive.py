@@ -38,12 +38,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
 from mlmrun.likelihood.quadrature.rules import LOG_2PI, Rule
+from mlmrun.likelihood.quadrature.separable import SEPARABLE_CHUNK, node_sums, separable_logit
 
 CHUNK_ELEMENTS = 1 << 15
 """Rows x nodes x configurations evaluated per block (256 kB per float array: the kernel's temporaries stay in cache;
@@ -289,14 +291,14 @@ def lowest(h: Hierarchy, pred: Predictor, ad: Adaptation, chunk: int = CHUNK_ELE
         base = pred.fixed[:, None].copy()
     base += np.einsum("iq,isq->is", A0, centre[unit0])
     AC = np.einsum("iq,iqj->ij", A0, C0[unit0])
-    Cx0 = np.einsum("cij,rj->cri", C0, x0)
-    cx2 = np.sum(Cx0 * Cx0, axis=-1)
+    Cx0 = x0 @ np.swapaxes(C0, 1, 2)
+    cx2 = (np.swapaxes(C0, 1, 2) @ C0).reshape(len(C0), -1) @ (x0[:, :, None] * x0[:, None, :]).reshape(len(x0), -1).T
     const0 = (rule0.log_ratio[None, :] + ad.logdet[0][:, None] - 0.5 * q0 * LOG_2PI - 0.5 * cx2)[:, :, None]
     cc = np.sum(centre * centre, axis=-1)
     return Lowest(U, lw, n_cfg, centre, base, AC, Cx0, const0, cc, max(1, chunk // max(1, n * R0)))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Block:
     """One evaluation block: consecutive lowest units' rows at a range of configurations above."""
 
@@ -308,12 +310,19 @@ class Block:
     """Unit of each row, counted from u0."""
     counts: np.ndarray
     """Rows of each unit."""
-    nu: np.ndarray
-    """(rows, R_0, configurations) linear predictor at the nodes."""
+    base: np.ndarray
+    """(rows, configurations): the predictor at the unit's centre."""
+    dev: np.ndarray
+    """(rows, R_0): its change at every node, shared by the blocks of the same rows."""
+
+    @cached_property
+    def nu(self) -> np.ndarray:
+        """(rows, R_0, configurations) linear predictor at the nodes."""
+        return self.base[:, None, :] + self.dev[:, :, None]
 
 
 def blocks(h: Hierarchy, low: Lowest, x0: np.ndarray, chunk: int = CHUNK_ELEMENTS) -> Iterator[Block]:
-    """The blocks of `evaluate`, each about `chunk` elements, with their linear predictors."""
+    """The blocks of `evaluate`, each about `chunk` elements; the predictor separates as base + dev."""
     starts, unit0 = h.row_start, h.unit_of_row[0]
     R0, sc = len(x0), low.per_block
     for u0, u1 in _unit_ranges(h, R0 * min(sc, low.n_cfg), chunk):
@@ -324,18 +333,32 @@ def blocks(h: Hierarchy, low: Lowest, x0: np.ndarray, chunk: int = CHUNK_ELEMENT
         counts = np.diff(starts[u0:u1 + 1])
         for s0 in range(0, low.n_cfg, sc):
             cfg = slice(s0, min(low.n_cfg, s0 + sc))
-            yield Block(u0, u1, rows, cfg, local, counts, low.base[rows, None, cfg] + dev[:, :, None])
+            yield Block(u0, u1, rows, cfg, local, counts, low.base[rows, cfg], dev)
 
 
 def block_log_weights(h: Hierarchy, low: Lowest, b: Block, ll: np.ndarray) -> np.ndarray:
     """(units, R_0, configurations): log of prior weight times the units' row densities at every node."""
+    return node_log_weights(low, b, np.add.reduceat(ll, h.row_start[b.u0:b.u1] - h.row_start[b.u0], axis=0))
+
+
+def node_log_weights(low: Lowest, b: Block, a: np.ndarray) -> np.ndarray:
+    """`a` (units, R_0, configurations), the units' summed row log densities, plus the nodes' log prior weights."""
     u0, u1, cfg = b.u0, b.u1, b.cfg
-    cen = low.centre[u0:u1, cfg]
-    a = np.add.reduceat(ll, h.row_start[u0:u1] - h.row_start[u0], axis=0)
     a += low.const0[u0:u1]
     a -= 0.5 * low.cc[u0:u1, None, cfg]
-    a -= np.einsum("usq,urq->urs", cen, low.Cx0[u0:u1])
+    a -= low.Cx0[u0:u1] @ np.swapaxes(low.centre[u0:u1, cfg], 1, 2)
     return a
+
+
+def log_integral(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log sum_r exp(a) over axis 1 of (units, R, configurations), and the normalised weights exp(a - that)."""
+    top = np.max(a, axis=1, keepdims=True)
+    top[~np.isfinite(top)] = 0.0
+    post = np.subtract(a, top)
+    np.exp(post, out=post)
+    total = post.sum(axis=1)
+    post /= total[:, None, :]
+    return np.log(total) + top[:, 0, :], post
 
 
 @dataclass(frozen=True)
@@ -406,29 +429,44 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
     esu_c = np.empty((n, n_cfg, q0)) if gradient else None
     fam_c: list | None = None
     mom_c = (np.empty((n0, n_cfg, q0)), np.empty((n0, n_cfg, q0, q0))) if moments else None
-    for b in blocks(h, low, x0, chunk):
+    sep = separable_logit(fam, h.row_start, low.base, low.AC, x0)
+    exp_dev = (None, None)
+    for b in blocks(h, low, x0, chunk if sep is None else max(chunk, SEPARABLE_CHUNK)):
         u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
-        ll, d1, _ = fam.derivs(b.nu, 1 if gradient else 0, rows)
-        a = block_log_weights(h, low, b, ll)
-        li = logsumexp(a, axis=1)
+        if sep is not None:
+            if exp_dev[0] is not b.dev:
+                exp_dev = (b.dev, np.exp(b.dev))
+            ll_u, rho = sep.unit_loglik(h.row_start, u0, u1, rows, cfg, exp_dev[1], gradient)
+            a = node_log_weights(low, b, ll_u)
+        else:
+            ll, d1, _ = fam.derivs(b.nu, 1 if gradient else 0, rows)
+            a = block_log_weights(h, low, b, ll)
+        li, post = log_integral(a)
         log_i0[u0:u1, cfg] = li
         if not (gradient or moments):
             continue
         cen = low.centre[u0:u1, cfg]
-        post = np.exp(a - li[:, None, :])
         if gradient:
             pr = np.repeat(post, b.counts, axis=0)
-            if fam.param_rows:
-                fp = fam.param_expect(b.nu, pr, rows)
-                if fam_c is None:
-                    fam_c = [np.zeros((n, n_cfg) + f.shape[2:]) for f in fp]
-                for store, f in zip(fam_c, fp, strict=True):
-                    store[rows, cfg] = f
-            d1 *= pr
-            e = d1.sum(axis=1)
+            if sep is not None:
+                pr *= rho
+                e, wx = sep.score_sums(rows, b.local, pr, post, x0)
+            else:
+                if fam.param_rows:
+                    fp = fam.param_expect(b.nu, pr, rows)
+                    if fam_c is None:
+                        fam_c = [np.zeros((n, n_cfg) + f.shape[2:]) for f in fp]
+                    for store, f in zip(fam_c, fp, strict=True):
+                        store[rows, cfg] = f
+                d1 *= pr
+                e = d1.sum(axis=1)
+                wx = node_sums(d1, x0)
             es_c[rows, cfg] = e
-            wx = np.tensordot(d1, x0, axes=([1], [0]))
-            esu_c[rows, cfg] = cen[b.local] * e[..., None] + np.einsum("iqj,isj->isq", C0[unit0[rows]], wx)
+            esu = cen[b.local] * e[..., None]
+            C0_rows = C0[unit0[rows]]
+            for j in range(q0):
+                esu += C0_rows[:, None, :, j] * wx[:, :, None, j]
+            esu_c[rows, cfg] = esu
         if moments:
             block_moments(b, cen, post, C0, x0, mom_c)
     # upward recursion over the higher levels, then posterior weights of configurations top-down

@@ -17,6 +17,7 @@ cost 2-3x more than log and a masked product.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln
@@ -31,19 +32,34 @@ def _rows(x: np.ndarray, ndim: int) -> np.ndarray:
     return x.reshape(x.shape[:1] + (1,) * (ndim - 1))
 
 
-def binomial_logit(y: np.ndarray, trials: np.ndarray | None, constant: np.ndarray | None = None) -> Kernel:
+@dataclass(frozen=True)
+class LogitCounts:
+    """The data of binomial-logit rows: log f = coef + y nu - n log(1 + e^nu) (likelihood/quadrature/separable.py)."""
+
+    y: np.ndarray
+    n: np.ndarray
+    coef: np.ndarray
+    """log C(n, y), or the merged rows' summed coefficients."""
+
+
+class BinomialLogit:
     """Kernel for binomial (or Bernoulli when trials is None) responses with the logit link.
 
     `constant` replaces log C(trials, y) for merged rows (rows.py), whose
-    coefficient is the sum of the original rows'.
+    coefficient is the sum of the original rows'. `counts` lets quadrature
+    use the separable form of likelihood/quadrature/separable.py instead.
     """
-    y = np.asarray(y, dtype=float)
-    n = np.ones_like(y) if trials is None else np.asarray(trials, dtype=float)
-    coef = gammaln(n + 1.0) - gammaln(y + 1.0) - gammaln(n - y + 1.0) if constant is None else constant
 
-    def derivs(nu: np.ndarray, order: int, rows: slice | np.ndarray = slice(None)) -> tuple:
+    def __init__(self, y: np.ndarray, trials: np.ndarray | None, constant: np.ndarray | None = None) -> None:
+        y = np.asarray(y, dtype=float)
+        n = np.ones_like(y) if trials is None else np.asarray(trials, dtype=float)
+        coef = gammaln(n + 1.0) - gammaln(y + 1.0) - gammaln(n - y + 1.0) if constant is None else constant
+        self.counts = LogitCounts(y, n, np.asarray(coef, dtype=float))
+
+    def __call__(self, nu: np.ndarray, order: int, rows: slice | np.ndarray = slice(None)) -> tuple:
+        c = self.counts
         nd = nu.ndim
-        yr, nr, cr = _rows(y[rows], nd), _rows(n[rows], nd), _rows(coef[rows], nd)
+        yr, nr, cr = _rows(c.y[rows], nd), _rows(c.n[rows], nd), _rows(c.coef[rows], nd)
         t = np.abs(nu)
         np.negative(t, out=t)
         np.exp(t, out=t)  # exp(-|nu|) in (0, 1]: the only exp
@@ -73,7 +89,10 @@ def binomial_logit(y: np.ndarray, trials: np.ndarray | None, constant: np.ndarra
         t *= -nr
         return ll, d1, t
 
-    return derivs
+
+def binomial_logit(y: np.ndarray, trials: np.ndarray | None, constant: np.ndarray | None = None) -> Kernel:
+    """Kernel for binomial (or Bernoulli when trials is None) responses with the logit link (`BinomialLogit`)."""
+    return BinomialLogit(y, trials, constant)
 
 
 def poisson_log(y: np.ndarray, count: np.ndarray | None = None, constant: np.ndarray | None = None) -> Kernel:

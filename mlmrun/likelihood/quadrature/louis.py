@@ -42,11 +42,14 @@ from mlmrun.likelihood.quadrature.adaptive import (
     block_log_weights,
     block_moments,
     blocks,
+    log_integral,
     logsumexp,
     lowest,
+    node_log_weights,
     unit_moments,
     upward,
 )
+from mlmrun.likelihood.quadrature.separable import SEPARABLE_CHUNK, separable_logit
 
 
 def unit_scales(h: Hierarchy) -> list[np.ndarray]:
@@ -92,6 +95,7 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
     q0, x0 = h.dims[0], ad.rules[0].nodes
     low = lowest(h, pred, ad, chunk)
     n0, unit0 = h.n_units[0], h.unit_of_row[0]
+    sep = separable_logit(fam, h.row_start, low.base, low.AC, x0)
     if up is None:
         log_i0 = np.empty((n0, low.n_cfg))
         for b in blocks(h, low, x0, chunk):
@@ -104,16 +108,23 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
     """B_i: d nu_i / d theta per standard node coordinate of the row's lowest unit, (n, q0, p)."""
     U1 = low.U[1][h.unit_of_row[1]] if Kd > 1 else None
     xx = x0[:, :, None] * x0[:, None, :]
-    nodes1 = np.concatenate([np.ones((len(x0), 1)), x0], axis=1)
     H = np.zeros((p, p))
     mean0 = np.empty((n0, low.n_cfg, p))
     mom_c = (np.empty((n0, low.n_cfg, q0)), np.empty((n0, low.n_cfg, q0, q0))) if moments else None
     starts = h.row_start
-    for b in blocks(h, low, x0, chunk):
+    exp_dev = (None, None)
+    for b in blocks(h, low, x0, chunk if sep is None else max(chunk, SEPARABLE_CHUNK)):
         u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
-        ll, d1, d2 = fam.derivs(b.nu, 2, rows)
-        a = block_log_weights(h, low, b, ll)
-        post = np.exp(a - logsumexp(a, axis=1)[:, None, :])
+        if sep is not None:
+            if exp_dev[0] is not b.dev:
+                exp_dev = (b.dev, np.exp(b.dev))
+            ll_u, rho = sep.unit_loglik(starts, u0, u1, rows, cfg, exp_dev[1], True)
+            a = node_log_weights(low, b, ll_u)
+            d1, d2 = sep.derivs(rows, rho)
+        else:
+            ll, d1, d2 = fam.derivs(b.nu, 2, rows)
+            a = block_log_weights(h, low, b, ll)
+        post = log_integral(a)[1]
         if mom_c is not None:
             block_moments(b, low.centre[u0:u1, cfg], post, C0, x0, mom_c)
         cen = low.centre[u0:u1, cfg][b.local]
@@ -132,17 +143,18 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
         H += cross + cross.T
         H += Br.reshape(-1, p).T @ np.einsum("isjk,ikq->ijq", m2, Br).reshape(-1, p)
         # lowest units: Var_r of the unit's score g(r) = sum_i s_irs (vec_is + B_i x_r), given the configuration:
-        # per unit, (nodes x its rows' scores) @ (those rows' vec and B_1..B_q0), then the x_r combination
+        # per unit, (nodes x its rows' scores) @ (those rows' vec), plus (the scores times x_rj) @ (their B_j)
         width = int(b.counts.max())
         slot = np.arange(rows.start, rows.stop) - starts[u0:u1][b.local]
         n_u, n_s = u1 - u0, cfg.stop - cfg.start
         s_pad = np.zeros((n_u, n_s, len(x0), width))
         s_pad[b.local, :, :, slot] = np.moveaxis(d1, 1, 2)
-        basis = np.zeros((n_u, n_s, width, 1 + q0, p))
-        basis[b.local, :, slot, 0] = vec
-        basis[b.local, :, slot, 1:] = Br[:, None]
-        parts = (s_pad @ basis.reshape(n_u, n_s, width, -1)).reshape(n_u, n_s, len(x0), 1 + q0, p)
-        g = np.einsum("rb,usrbp->usrp", nodes1, parts)
+        basis = np.zeros((1 + q0, n_u, n_s, width, p))
+        basis[0, b.local, :, slot] = vec
+        basis[1:, b.local, :, slot] = Br[:, :, None]
+        g = s_pad @ basis[0]
+        for j in range(q0):
+            g += (s_pad * x0[:, j, None]) @ basis[1 + j]
         weight = up.above0[u0:u1, cfg] * scales[0][u0:u1, None]
         mean0[u0:u1, cfg] = _add_centred_square(H, g, np.moveaxis(post, 1, 2), weight)
     mean = mean0

@@ -23,7 +23,7 @@ from mlmrun.compile.model import CompiledModel
 from mlmrun.families.choice import ChoiceSets
 from mlmrun.likelihood.quadrature.adaptive import Adaptation, Evaluation, Hierarchy, Predictor, evaluate, make_hierarchy
 from mlmrun.likelihood.quadrature.choice_rows import choice_sets
-from mlmrun.likelihood.quadrature.kernels import kernel_for
+from mlmrun.likelihood.quadrature.kernels import BinomialLogit, LogitCounts, kernel_for
 from mlmrun.likelihood.quadrature.louis import quadrature_hessian
 from mlmrun.likelihood.quadrature.modes import adapt, adapt_to_means
 from mlmrun.likelihood.quadrature.plan import IntegrationPlan
@@ -75,6 +75,12 @@ class EquationFamilies:
             return kernel(nu, order, rows)
         trials = None if self.trials is None else self.trials[rows]
         return family.loglik_derivs(self.y[rows], nu, params[rows] if per_row else params, trials, order)
+
+    @property
+    def logit_counts(self) -> LogitCounts | None:
+        """The rows' binomial-logit data when every row is binomial-logit (likelihood/quadrature/separable.py)."""
+        kernel = self.parts[0][3] if len(self.parts) == 1 else None
+        return kernel.counts if isinstance(kernel, BinomialLogit) else None
 
     def cross(self, nu: np.ndarray) -> tuple | None:
         """Choice sets' (row, stage, probability) entries at nu for the mode finder's curvature, or None."""

@@ -19,6 +19,7 @@ from mlmrun.errors import KEY, Loc, SpecError
 from mlmrun.likelihood.quadrature.adaptive import CHUNK_ELEMENTS, Adaptation, Hierarchy, plain_adaptation
 from mlmrun.likelihood.quadrature.rows import row_set
 from mlmrun.likelihood.quadrature.rules import Rule, product_rule
+from mlmrun.likelihood.quadrature.separable import SEPARABLE_CHUNK
 
 PRUNE = 0.0
 """Product rules are not pruned: dropping light corner nodes biased the flagship log likelihood by ~2e-4
@@ -147,6 +148,9 @@ BYTES = 8
 CHUNK_TEMPORARIES = 12
 """Arrays of one evaluation block alive at once in adaptive.evaluate (nu, log f and its derivative, the
 family kernel's temporaries, the unit sums, posterior weights and their row repeat, weighted scores)."""
+SEPARABLE_TEMPORARIES = 4
+"""The same for the separable binomial-logit form: 1 + e^nu (then rho), the weighted rho, the run products and the
+Louis pass's scores."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,8 @@ class PlanSizes:
     """Most rows in one unit of the lowest integrated level (an evaluation block holds at least one unit)."""
     family_params: int
     """Columns of family-parameter scores kept per row (1 per gaussian/gamma equation, K-1 per ordinal one)."""
+    separable: bool = False
+    """Every row binomial-logit: evaluations may use likelihood/quadrature/separable.py (more per row, bigger blocks)."""
 
 
 def plan_sizes(model: CompiledModel) -> PlanSizes:
@@ -177,7 +183,9 @@ def plan_sizes(model: CompiledModel) -> PlanSizes:
             params += 1
         elif eq.family_params is not None:
             params += len(eq.family_params.columns)
-    return PlanSizes(rows.n, n_units, most, params)
+    separable = all(eq.family.name == "binomial" and eq.family.link == "logit" and eq.choice is None
+                    for eq in model.equations)
+    return PlanSizes(rows.n, n_units, most, params, separable)
 
 
 def _rule_size(points: int, dim: int) -> int:
@@ -196,9 +204,11 @@ def plan_memory(plan: IntegrationPlan, sizes: PlanSizes) -> int:
       - per lowest-level unit and configuration: centres and their ancestor input n_0 S_1 (2 q_0 + D_1 + 2);
       - per row and configuration: the base predictor and its gathered node chains, the score
         expectations and family-parameter scores, n S_1 (D_1 + 4 + q_0 + p), or the posterior moments
-        n_0 S_1 q_0 (1 + q_0) for empirical Bayes, whichever is larger;
+        n_0 S_1 q_0 (1 + q_0) for empirical Bayes, whichever is larger; the separable binomial-logit
+        form adds n S_1 x 2 (e^base and its linear part's temporary);
       - the lowest level's moved nodes, their squares and log weights n_0 R_0 (2 q_0 + 3);
-      - CHUNK_TEMPORARIES arrays of one evaluation block, at least one unit's rows x R_0.
+      - CHUNK_TEMPORARIES arrays of one evaluation block, at least one unit's rows x R_0
+        (SEPARABLE_TEMPORARIES arrays of SEPARABLE_CHUNK elements for the separable form).
     """
     K = len(plan.dims)
     if K == 0:
@@ -212,9 +222,11 @@ def plan_memory(plan: IntegrationPlan, sizes: PlanSizes) -> int:
     cfg, q0, n0 = S[1], q[0], units[0]
     values += n0 * cfg * (2 * q0 + D[1] + 2)
     values += max(n * cfg * (D[1] + 4 + q0 + sizes.family_params), n0 * cfg * q0 * (1 + q0))
+    values += 2 * n * cfg if sizes.separable else 0
     values += n0 * R[0] * (2 * q0 + 3)
     per_block = max(1, CHUNK_ELEMENTS // max(1, n * R[0]))
-    values += CHUNK_TEMPORARIES * max(CHUNK_ELEMENTS, sizes.max_unit_rows * R[0] * min(per_block, cfg))
+    chunk, arrays = (SEPARABLE_CHUNK, SEPARABLE_TEMPORARIES) if sizes.separable else (CHUNK_ELEMENTS, CHUNK_TEMPORARIES)
+    values += arrays * max(chunk, sizes.max_unit_rows * R[0] * min(per_block, cfg))
     return int(values) * BYTES
 
 

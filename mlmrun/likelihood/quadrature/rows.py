@@ -5,7 +5,9 @@ Two parameter-free rearrangements, done once per fit:
 
 - Sorting by the lowest latent level's unit makes each unit's rows a
   contiguous block, so sums over a unit's rows are `np.add.reduceat` over
-  cache-sized chunks instead of scattered adds.
+  cache-sized chunks instead of scattered adds. Within a unit, rows are
+  sorted by their number of trials: the separable binomial-logit form takes
+  one logarithm per run of equal trials (likelihood/quadrature/separable.py).
 - Rows whose linear predictor is the same function of the parameters (same
   units at every latent level, same x, offset, loading design z and
   structural covariates w) and whose log density is linear in the response
@@ -59,7 +61,7 @@ def mergeable(model: CompiledModel) -> bool:
 
 
 def row_set(model: CompiledModel, levels: tuple[int, ...], merge: bool = True) -> RowSet:
-    """Rows sorted by lowest latent unit (then original order), merged into patterns when allowed."""
+    """Rows sorted by lowest latent unit, then trials (runs for separable.py), then original order; merged when allowed."""
     n = model.n
     codes = {lvl: model.levels[lvl].codes for lvl in levels}
     key_cols = [codes[lvl][:, None].astype(float) for lvl in levels]
@@ -72,7 +74,9 @@ def row_set(model: CompiledModel, levels: tuple[int, ...], merge: bool = True) -
     else:
         first, inverse = np.arange(n), np.arange(n)
     lowest = codes[levels[0]][first] if levels else np.zeros(len(first), dtype=int)
-    order = np.lexsort((first, lowest))
+    base = model.trials if model.trials is not None else np.ones(n)
+    pattern_trials = np.bincount(inverse, weights=base, minlength=len(first)) if len(first) < n else base[first]
+    order = np.lexsort((first, pattern_trials, lowest))
     rep = first[order]
     position = np.empty(len(first), dtype=np.intp)
     position[order] = np.arange(len(first))
@@ -81,7 +85,6 @@ def row_set(model: CompiledModel, levels: tuple[int, ...], merge: bool = True) -
     y = np.bincount(group, weights=model.y, minlength=len(rep)) if merged else model.y[rep]
     trials, constant = None, None
     if merged:
-        base = model.trials if model.trials is not None else np.ones(n)
         per_row = np.zeros(n)
         for eq in model.equations:
             r = eq.rows
