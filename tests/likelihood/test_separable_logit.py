@@ -59,7 +59,7 @@ def density(counts: LogitCounts, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray
 @pytest.mark.parametrize(("seed", "scale"), [(0, 3.0), (1, 30.0), (2, 460.0), (3, 699.0)])
 def test_unit_sums_scores_and_curvatures_equal_the_density(seed: int, scale: float) -> None:
     counts, row_start, base, AC, x = problem(seed, scale)
-    sep = separable_logit(Counts(counts), row_start, base, AC, x)
+    sep = separable_logit(Counts(counts), row_start, base, AC, x, 0)
     assert sep is not None
     nu = base[:, None, :] + (AC @ x.T)[:, :, None]
     ll, d1, d2 = density(counts, nu)
@@ -81,15 +81,17 @@ def test_unit_sums_scores_and_curvatures_equal_the_density(seed: int, scale: flo
     assert np.allclose(wx, np.einsum("irs,irs,rq->isq", pr, d1, x), rtol=1e-12, atol=1e-12)
 
 
-def test_wider_predictors_fall_back_to_the_kernel() -> None:
+def test_wider_predictors_and_small_evaluations_fall_back_to_the_kernel() -> None:
     counts, row_start, base, AC, x = problem(4, 3.0)
-    assert separable_logit(Counts(counts), row_start, base, AC, x) is not None
+    assert separable_logit(Counts(counts), row_start, base, AC, x, 0) is not None
     wide = base.copy()
     wide[0, 0] = EXP_LIMIT
-    assert separable_logit(Counts(counts), row_start, wide, AC, x) is None
+    assert separable_logit(Counts(counts), row_start, wide, AC, x, 0) is None
     wide[0, 0] = np.nan
-    assert separable_logit(Counts(counts), row_start, wide, AC, x) is None
-    assert separable_logit(object(), row_start, base, AC, x) is None
+    assert separable_logit(Counts(counts), row_start, wide, AC, x, 0) is None
+    assert separable_logit(object(), row_start, base, AC, x, 0) is None
+    # small evaluations: the form's set-up would cost more than it saves
+    assert separable_logit(Counts(counts), row_start, base, AC, x, base.size * len(x) + 1) is None
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,16 @@ def test_flagship_evaluations_equal_those_of_the_kernel(flagship: tuple, monkeyp
         H = obj.hessian(free, ad, keep_moments=True)
         return ll, g, ev.es, ev.esu, H, obj.evaluation(free, ad).moments
 
+    used = []
+
+    def spy(*args: object) -> object:
+        used.append(separable_logit(*args))
+        return used[-1]
+
+    monkeypatch.setattr(adaptive, "separable_logit", spy)
+    monkeypatch.setattr(louis, "separable_logit", spy)
     fast = run()
+    assert used and all(sep is not None for sep in used)
     monkeypatch.setattr(adaptive, "separable_logit", lambda *args: None)
     monkeypatch.setattr(louis, "separable_logit", lambda *args: None)
     slow = run()

@@ -41,6 +41,9 @@ EXP_LIMIT = 700.0
 SEPARABLE_CHUNK = 1 << 17
 """Block size (rows x nodes x configurations) for this form: it has fewer temporaries than the kernel, and on the
 flagship 2^17 beat 2^15 and 2^16 by 5-10% (and 2^18 doubled the 5-point evaluations' time: cache misses)."""
+SEPARABLE_MIN_ELEMENTS = 1 << 15
+"""Smaller evaluations (rows x nodes x configurations) use the kernel: the form's set-up (~0.15 ms) costs more than
+it saves there (cbpp's 56 rows x 25 nodes: 0.56 -> 0.77 ms per evaluation with gradient)."""
 RUN_LOG_LIMIT = 700.0
 """Bound on the log of a run's product: a run has at most RUN_LOG_LIMIT / (width + 1) rows (log(1 + e^w) < w + 1)."""
 
@@ -116,14 +119,15 @@ def node_sums(w: np.ndarray, x0: np.ndarray) -> np.ndarray:
     return (np.swapaxes(w, 1, 2).reshape(m * S, R) @ x0).reshape(m, S, -1)
 
 
-def separable_logit(fam: object, row_start: np.ndarray, base: np.ndarray, AC: np.ndarray,
-                    x0: np.ndarray) -> SeparableLogit | None:
-    """The separable form for this evaluation, or None when the family is not binomial-logit or nu is too wide.
+def separable_logit(fam: object, row_start: np.ndarray, base: np.ndarray, AC: np.ndarray, x0: np.ndarray,
+                    min_elements: int = SEPARABLE_MIN_ELEMENTS) -> SeparableLogit | None:
+    """The separable form for this evaluation, or None: not binomial-logit, fewer elements than `min_elements`,
+    or nu too wide.
 
     `base` (n, S) and `AC` (n, q_0) are the lowest level's placement (adaptive.Lowest), x0 (R_0, q_0) its nodes.
     """
     counts: LogitCounts | None = getattr(fam, "logit_counts", None)
-    if counts is None or not len(base):
+    if counts is None or base.size * len(x0) < max(1, min_elements):
         return None
     width = float(np.max(np.abs(base))) + float(np.max(np.abs(AC).sum(axis=1))) * float(np.max(np.abs(x0), initial=0.0))
     if not width < EXP_LIMIT:
@@ -142,5 +146,7 @@ def runs(row_start: np.ndarray, n: np.ndarray, cap: int) -> np.ndarray:
     new[row_start[:-1]] = True
     new[1:] |= n[1:] != n[:-1]
     first = np.flatnonzero(new)
+    if cap >= len(n) or cap >= np.diff(np.append(first, len(n))).max(initial=0):
+        return first
     position = np.arange(len(n)) - np.repeat(first, np.diff(np.append(first, len(n))))
     return np.flatnonzero(new | (position % cap == 0))
