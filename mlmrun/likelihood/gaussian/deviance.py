@@ -31,6 +31,7 @@ from scipy import optimize
 
 from mlmrun.compile.matrices import ModelMatrices, model_matrices
 from mlmrun.compile.model import CompiledModel
+from mlmrun.likelihood.gaussian.clustered import clustered_plan, clustered_system
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.likelihood.gaussian.small_dense import dense_small, dense_system
 from mlmrun.likelihood.sparse.blocks import BlockFactor, BlockSystem, factorize, schur
@@ -115,6 +116,10 @@ def dense_weights(design: GaussianDesign, mats: ModelMatrices, profile_sigma: bo
 
 def profiled(design: GaussianDesign, mats: ModelMatrices, *, reml: bool, profile_sigma: bool) -> Profiled:
     """Deviance with beta profiled; with `profile_sigma`, `mats` holds relative SDs and unit residual SD."""
+    clustered = clustered_plan(design)
+    if clustered is not None:
+        cs = clustered_system(clustered, design, mats)
+        return profile_schur(design, cs.S, cs.logdet, cs.log_r, reml=reml, profile_sigma=profile_sigma)
     plan = dense_small(design)
     if plan is not None:
         weights, log_s = dense_weights(design, mats, profile_sigma)

@@ -27,6 +27,7 @@ import numpy as np
 
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices
 from mlmrun.likelihood.gaussian.adjoint import SystemGradient, matrix_gradient, system_adjoint
+from mlmrun.likelihood.gaussian.clustered import ClusteredPlan, clustered_adjoint, clustered_plan, clustered_system
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.likelihood.gaussian.deviance import (
     LOG_2PI,
@@ -91,6 +92,9 @@ def profiled_gradient(design: GaussianDesign, mats: ModelMatrices, *, reml: bool
     Beta (and sigma with `profile_sigma`) are at their profiled values, so the
     gradient is that of the profiled criterion.
     """
+    clustered = clustered_plan(design)
+    if clustered is not None:
+        return _clustered_profiled_gradient(clustered, design, mats, reml, profile_sigma)
     design = design.whitened(mats)
     plan = dense_small(design)
     if plan is not None:
@@ -129,6 +133,18 @@ def _dense_profiled_gradient(plan, design: GaussianDesign, mats: ModelMatrices, 
     dH, dE, dw = dense_adjoint(plan, ds, _schur_coefficients(design, prof, ds.S, reml, profile_sigma), need)
     dsigma = _residual_sd_gradient(design, weights, np.array([dw])) if need else None
     return prof, matrix_gradient(design, mats, dH, dE, dsigma, beta_given=False)
+
+
+def _clustered_profiled_gradient(clustered: ClusteredPlan, design: GaussianDesign, mats: ModelMatrices, reml: bool,
+                                 profile_sigma: bool) -> tuple[Profiled, MatrixGradient]:
+    """`profiled_gradient` on likelihood/gaussian/clustered.py's per-cluster path (residual structures)."""
+    assert design.residual is not None
+    cs = clustered_system(clustered, design, mats)
+    prof = profile_schur(design, cs.S, cs.logdet, cs.log_r, reml=reml, profile_sigma=profile_sigma)
+    dH, bars = clustered_adjoint(clustered, design, cs, _schur_coefficients(design, prof, cs.S, reml, profile_sigma))
+    grad = matrix_gradient(design, mats, dH, np.zeros((design.F.shape[1], design.p + 1)), None, beta_given=False)
+    grad.residual = -0.5 * design.residual.covariance_gradient(mats.values, bars)
+    return prof, grad
 
 
 def deviance_gradient(design: GaussianDesign, mats: ModelMatrices) -> tuple[float, MatrixGradient | None]:

@@ -461,16 +461,25 @@ class ResidualPlan:
         """d deviance / d value of every partable row of the structure (zeros elsewhere).
 
         G (n, m): d deviance / d whitened rows Xw (n, m). dD/dR_p per pattern
-        (Cholesky adjoint), then with R = D C D: dD/dsd_a = 2 sum_b dR_ab C_ab sd_b
-        and dD/dC_ab = dR_ab sd_a sd_b, scattered onto the structure's parameters.
+        (Cholesky adjoint, `_bar_R`), then `covariance_gradient`.
+        """
+        blocks = self._block_grams(G, Xw) if self.perm is not None else None
+        bars = [self._bar_R(b, self.row_weight[i], L, Linv, G, Xw, None if blocks is None else blocks[i])
+                for i, (b, (L, Linv)) in enumerate(zip(self.shared, factors, strict=True))]
+        return self.covariance_gradient(values, bars)
+
+    def covariance_gradient(self, values: np.ndarray, bars: list[np.ndarray]) -> np.ndarray:
+        """d deviance / d value of every partable row of the structure from dD/dR_p of every pattern factorised.
+
+        `bars`: per batch of `shared`, (n_patterns, s, s) symmetric dD/dR_p (entries at padded positions are
+        ignored). With R = D C D: dD/dsd_a = 2 sum_b dR_ab C_ab sd_b and dD/dC_ab = dR_ab sd_a sd_b,
+        scattered onto the structure's parameters.
         """
         st = self.structure
         _, parts = self._parts(values)
         grad = np.zeros(len(values))
         by_lag = [np.zeros(self.max_lag + 1) for _ in st.groups]
-        blocks = self._block_grams(G, Xw) if self.perm is not None else None
-        for i, (b, ix, (L, Linv), (sd, C)) in enumerate(zip(self.shared, self.index, factors, parts, strict=True)):
-            bar = self._bar_R(b, self.row_weight[i], L, Linv, G, Xw, None if blocks is None else blocks[i])
+        for b, ix, bar, (sd, C) in zip(self.shared, self.index, bars, parts, strict=True):
             if ix.both is not None:
                 bar = np.where(ix.both, bar, 0.0)
             g_sd = 2.0 * np.einsum("pab,pab,pb->pa", bar, C, sd)
