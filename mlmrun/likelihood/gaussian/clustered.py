@@ -56,10 +56,10 @@ class ClusterBatch:
     members: np.ndarray | None
     """(P, C) 0/1: cluster c has pattern p (None with one pattern)."""
     valid: np.ndarray | None
-    """(C, s, 1): 1 on the cluster's rows, 0 on padding (None when no cluster is padded)."""
+    """(s, C, 1): 1 on the cluster's rows, 0 on padding (None when no cluster is padded)."""
     rows: np.ndarray
-    """(C, s, c + K): the rows of [F, Xi] per cluster; with one pattern (`members` None) laid out
-    (s, C (c + K)) instead, so one product with L^-1 whitens every cluster."""
+    """The rows of [F, Xi] of every cluster: with one pattern (`members` None) (s, C (c + K)), so that one
+    product with L^-1 whitens every cluster, else (C, s, c + K)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class ClusteredPlan:
 
 @dataclass(frozen=True)
 class ClusteredSystem:
-    """One evaluation: S, log|M| and log|R|, and per batch what the gradient needs."""
+    """One evaluation: S, log|M| and log|R|, and per batch what the gradient needs (arrays (s, C, .))."""
 
     S: np.ndarray
     logdet: float
@@ -82,11 +82,11 @@ class ClusteredSystem:
     factors: list[tuple[np.ndarray, np.ndarray]]
     """Per batch (L, L^-1) of the factorised patterns (ResidualPlan._factors)."""
     Fw: list[np.ndarray]
-    """Per batch (C, s, c): whitened F."""
+    """Per batch (s, C, c): whitened F."""
     Xw: list[np.ndarray]
-    """Per batch (C, s, K): whitened Xi."""
+    """Per batch (s, C, K): whitened Xi."""
     Aw: list[np.ndarray]
-    """Per batch (C, s, k): whitened A = Xi H."""
+    """Per batch (s, C, k): whitened A = Xi H."""
     Z: list[np.ndarray]
     """Per batch (C, k, k): M_c^-1."""
     U: list[np.ndarray]
@@ -118,7 +118,7 @@ def _build(design: GaussianDesign) -> ClusteredPlan:
     for sb in plan.shared:
         rows = sb.rows
         C, s = rows.shape
-        present = rows < n
+        present = rows.T < n
         valid = None if present.all() else present[:, :, None].astype(float)
         if len(sb.counts) == 1:
             members = None
@@ -144,11 +144,12 @@ def clustered_plan(design: GaussianDesign) -> ClusteredPlan | None:
 
 
 def _whiten(cb: ClusterBatch, Linv: np.ndarray) -> np.ndarray:
-    """L_c^-1 [F_c, Xi_c] for every cluster, (C, s, c + K), padded rows zero."""
+    """L_c^-1 [F_c, Xi_c] for every cluster, (s, C, c + K), padded rows zero."""
+    C = len(cb.pattern)
     if cb.members is None:
-        out = (Linv[0] @ cb.rows).reshape(Linv.shape[1], len(cb.pattern), -1).transpose(1, 0, 2)
+        out = (Linv[0] @ cb.rows).reshape(Linv.shape[1], C, -1)
     else:
-        out = Linv[cb.pattern] @ cb.rows
+        out = np.swapaxes(Linv[cb.pattern] @ cb.rows, 0, 1)
     return out if cb.valid is None else out * cb.valid
 
 
@@ -164,24 +165,33 @@ def clustered_system(cp: ClusteredPlan, design: GaussianDesign, mats: ModelMatri
     Fws, Xws, Aws, Zs, Us = [], [], [], [], []
     for cb, (_, Linv) in zip(cp.batches, factors, strict=True):
         W = _whiten(cb, Linv)
-        Fw, Xw = W[:, :, :c], W[:, :, c:]
+        s, C = W.shape[:2]
+        Fw = np.ascontiguousarray(W[:, :, :c])
         flat = Fw.reshape(-1, c)
         S += flat.T @ flat
         if H is not None:
-            Aw = Xw @ H
+            Xw = np.ascontiguousarray(W[:, :, c:])
             k = H.shape[1]
-            M = np.swapaxes(Aw, 1, 2) @ Aw
-            M[:, np.arange(k), np.arange(k)] += 1.0
-            logdet += 2.0 * float(np.sum(np.log(np.diagonal(np.linalg.cholesky(M), axis1=1, axis2=2))))
-            Z = np.linalg.inv(M)
-            R = np.swapaxes(Aw, 1, 2) @ Fw
+            Aw = (Xw.reshape(-1, Xw.shape[2]) @ H).reshape(s, C, k)
+            if k == 1:  # one random effect per cluster: M_c is a number >= 1
+                a = Aw[:, :, 0]
+                M = np.einsum("sc,sc->c", a, a) + 1.0
+                logdet += float(np.sum(np.log(M)))
+                Z = (1.0 / M)[:, None, None]
+                R = np.einsum("sc,scd->cd", a, Fw)[:, None, :]
+            else:
+                M = np.einsum("sck,scl->ckl", Aw, Aw)
+                M[:, np.arange(k), np.arange(k)] += 1.0
+                logdet += 2.0 * float(np.sum(np.log(np.diagonal(np.linalg.cholesky(M), axis1=1, axis2=2))))
+                Z = np.linalg.inv(M)
+                R = np.einsum("sck,scd->ckd", Aw, Fw)
             U = Z @ R
             S -= R.reshape(-1, c).T @ U.reshape(-1, c)
+            Xws.append(Xw)
             Aws.append(Aw)
             Zs.append(Z)
             Us.append(U)
         Fws.append(Fw)
-        Xws.append(Xw)
     return ClusteredSystem(0.5 * (S + S.T), logdet, log_r, H, factors, Fws, Xws, Aws, Zs, Us)
 
 
@@ -190,28 +200,32 @@ def clustered_adjoint(cp: ClusteredPlan, design: GaussianDesign, cs: ClusteredSy
     """dD/dH of the level ([] without random effects) and dD/dR_p per batch of factorised patterns."""
     plan = design.residual
     assert plan is not None
+    c = cp.c
     dH = np.zeros_like(cs.H) if cs.H is not None else None
     bars = []
     for i, (cb, (L, Linv), Fw) in enumerate(zip(cp.batches, cs.factors, cs.Fw, strict=True)):
-        GF = 2.0 * (Fw @ P)
-        if cs.H is not None:
+        s, C = Fw.shape[:2]
+        GF = 2.0 * (Fw.reshape(-1, c) @ P).reshape(s, C, c)
+        pairs = [(GF, Fw)]
+        if dH is not None:
             Aw, Z, U = cs.Aw[i], cs.Z[i], cs.U[i]
             UP = U @ P
             GM = Z + UP @ np.swapaxes(U, 1, 2)
             GR = -2.0 * UP
-            GA = 2.0 * (Aw @ GM) + Fw @ np.swapaxes(GR, 1, 2)
-            GF += Aw @ GR
+            if GM.shape[1] == 1:
+                a = Aw[:, :, 0]
+                GA = (2.0 * GM[:, 0, 0] * a + np.einsum("scd,cd->sc", Fw, GR[:, 0, :]))[:, :, None]
+                GF += a[:, :, None] * GR[:, 0, :][None]
+            else:
+                GA = 2.0 * np.einsum("sck,ckl->scl", Aw, GM) + np.einsum("scd,ckd->sck", Fw, GR)
+                GF += np.einsum("sck,ckd->scd", Aw, GR)
             Xw = cs.Xw[i]
             dH += Xw.reshape(-1, Xw.shape[2]).T @ GA.reshape(-1, GA.shape[2])
-            G, X = np.concatenate([GF, GA], axis=2), np.concatenate([Fw, Aw], axis=2)
-        else:
-            G, X = GF, Fw
-        C, s = G.shape[:2]
+            pairs.append((GA, Aw))
         if cb.members is None:
-            Gt = np.swapaxes(G, 0, 1).reshape(s, -1)
-            Xt = np.swapaxes(X, 0, 1).reshape(s, -1)
-            Q = (Gt @ Xt.T)[None]
+            Q = sum(G.reshape(s, -1) @ X.reshape(s, -1).T for G, X in pairs)[None]
         else:
-            Q = (cb.members @ (G @ np.swapaxes(X, 1, 2)).reshape(C, -1)).reshape(-1, s, s)
+            per = sum(np.einsum("acj,bcj->cab", G, X) for G, X in pairs)
+            Q = (cb.members @ per.reshape(C, -1)).reshape(-1, s, s)
         bars.append(plan._bar_R(plan.shared[i], plan.row_weight[i], L, Linv, None, None, Q))
     return ([] if dH is None else [dH]), bars
