@@ -106,7 +106,7 @@ def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, n
     rho = lapack.dgetrs(lu, piv, e0)[0]
     rho[0] = 1.0
     gamma0 = 1.0 - float(phi @ rho[1:p + 1])
-    if not gamma0 > 0 or np.any(np.abs(rho) > 1.0 + 1e-12):
+    if not gamma0 > 0 or float(np.max(np.abs(rho))) > 1.0 + 1e-12:
         raise np.linalg.LinAlgError("AR coefficients outside the stationary region")
     if not jacobian:
         return rho[:max_lag + 1]
@@ -397,7 +397,8 @@ class ResidualPlan:
         """(D, C) with R_p = D C D for the patterns of one batch: row SDs (P, s) and correlations (P, s, s)."""
         P, s = b.time.shape
         eye = _constant("eye", s)
-        C = np.broadcast_to(eye, (P, s, s)).copy()
+        C = np.empty((P, s, s))
+        C[...] = eye
         kind = st.structure
         sd = np.zeros((P, s))
         for g, grp in enumerate(st.groups):
@@ -574,12 +575,11 @@ class ResidualPlan:
         LinvT = np.swapaxes(Linv, 1, 2)
         barL = LinvT @ Q
         np.negative(barL, out=barL)
-        idx = np.arange(s)
-        barL[:, idx, idx] += 2.0 * weight / L[:, idx, idx]
+        barL.reshape(P, s * s)[:, ::s + 1] += 2.0 * weight / np.diagonal(L, axis1=1, axis2=2)
         lower = _constant("lower", s)
         barL *= lower
         phi = np.swapaxes(L, 1, 2) @ barL
         phi *= lower
-        phi[:, idx, idx] *= 0.5
+        phi.reshape(P, s * s)[:, ::s + 1] *= 0.5
         S = LinvT @ phi @ Linv
         return 0.5 * (S + np.swapaxes(S, 1, 2))
