@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from mlmrun.compile.matrices import ModelMatrices
 from mlmrun.likelihood.gaussian.design import GaussianDesign
@@ -53,8 +54,8 @@ class ClusterBatch:
 
     pattern: np.ndarray
     """(C,): pattern of each cluster among the batch's factorised patterns (ResidualPlan.shared)."""
-    members: np.ndarray | None
-    """(P, C) 0/1: cluster c has pattern p (None with one pattern)."""
+    members: sp.csr_matrix | None
+    """(P, C) sparse 0/1: cluster c has pattern p (None with one pattern)."""
     valid: np.ndarray | None
     """(s, C, 1): 1 on the cluster's rows, 0 on padding (None when no cluster is padded)."""
     rows: np.ndarray
@@ -124,7 +125,7 @@ def _build(design: GaussianDesign) -> ClusteredPlan:
             members = None
             data = np.ascontiguousarray(arrays[rows.T].reshape(s, -1))
         else:
-            members = (sb.pattern[None, :] == np.arange(len(sb.counts))[:, None]).astype(float)
+            members = sp.csr_matrix((np.ones(C), (sb.pattern, np.arange(C))), shape=(len(sb.counts), C))
             data = arrays[rows]
         out.append(ClusterBatch(sb.pattern, members, valid, data))
     K = design.levels[0].xi.shape[1] if design.levels else 0
@@ -226,6 +227,6 @@ def clustered_adjoint(cp: ClusteredPlan, design: GaussianDesign, cs: ClusteredSy
             Q = sum(G.reshape(s, -1) @ X.reshape(s, -1).T for G, X in pairs)[None]
         else:
             per = sum(np.einsum("acj,bcj->cab", G, X) for G, X in pairs)
-            Q = (cb.members @ per.reshape(C, -1)).reshape(-1, s, s)
+            Q = np.asarray(cb.members @ per.reshape(C, -1)).reshape(-1, s, s)
         bars.append(plan._bar_R(plan.shared[i], plan.row_weight[i], L, Linv, None, None, Q))
     return ([] if dH is None else [dH]), bars
