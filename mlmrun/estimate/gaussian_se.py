@@ -10,7 +10,9 @@ included, nothing profiled) is inverted instead. Coordinates at a boundary
 (an SD of 0, a correlation at +-1, or one whose SD is 0) have no SE: their
 rows and columns of cov_free are NaN, so an sd() row at 0 and its derived
 var() row are both reported without one (estimate/boundary.py says why).
-The Hessian is taken by forward differences of the analytic gradient (one gradient per coordinate); only where the selected
+The Hessian is taken by forward differences of the analytic gradient (one gradient per coordinate,
+starting from the optimiser's gradient at the optimum carried to the natural coordinates,
+`half_gradient_from_phi`); only where the selected
 inverse is unavailable (sparse-LU remainder) by second differences of the
 deviance. Ordinary LMMs fitted through the affine kernel (no coordinate at
 a boundary) take it from the kernel instead (`kernel_hessian`): central
