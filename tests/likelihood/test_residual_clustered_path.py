@@ -205,3 +205,22 @@ def test_ovary_takes_the_per_cluster_path() -> None:
 def test_a_random_effect_above_the_cluster_keeps_the_whitened_block_path(tmp_path: Path) -> None:
     model, _, _, _, _ = dense._model(tmp_path, "ar1")
     assert clustered.clustered_plan(GaussianDesign(model)) is None
+
+
+@pytest.mark.parametrize("layout", ["shared prefix", "pattern blocks", "gathered patterns"])
+def test_an_indefinite_residual_covariance_is_refused_on_the_per_cluster_path(tmp_path: Path, layout: str,
+                                                                               monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    """Correlations no positive definite matrix has (all pairs -0.9 over four times) raise LinAlgError, which the
+    optimiser's objective turns into its penalty, with one shared factor and with several."""
+    model, values, _, _ = _model(tmp_path, "unstructured", "slope only", layout, monkeypatch)
+    design = GaussianDesign(model)
+    assert clustered.clustered_plan(design) is not None
+    names = list(model.partable.names)
+    for i, name in enumerate(names):
+        if name.startswith("corr(e"):
+            values[i] = -0.9
+    with pytest.raises(np.linalg.LinAlgError):
+        profiled(design, model_matrices(model, values), reml=True, profile_sigma=False)
+    with pytest.raises(np.linalg.LinAlgError):
+        profiled_gradient(design, model_matrices(model, values), reml=False, profile_sigma=False)
