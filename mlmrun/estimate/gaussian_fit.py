@@ -80,6 +80,8 @@ class Objective:
         self._latest: tuple[bytes, Profiled, float, np.ndarray] | None = None
         """The last analytic evaluation (phi, profiled pieces, deviance, gradient): the optimiser's final point
         is asked for again by the polish and for the estimates, and costs a full evaluation each time."""
+        self.gradients: dict[bytes, np.ndarray] = {}
+        """Analytic gradients of the general path at the last few points (the optimum's, for the SEs)."""
 
     def matrices(self, phi: np.ndarray) -> tuple[np.ndarray, ModelMatrices] | None:
         """Partable values and model matrices at phi (sigma 1 when profiled), or None where invalid."""
@@ -144,6 +146,9 @@ class Objective:
                 g_free = pt.jacobian(free).T @ values_gradient(self.model, values, grad)
                 dev, g = res.deviance, -2.0 * self.params.phi_gradient(g_free, grad.L, phi)
                 self._latest = (key, res, dev, g.copy())
+                if len(self.gradients) >= 16:
+                    self.gradients.pop(next(iter(self.gradients)))
+                self.gradients[key] = g.copy()
         self._remember(phi, dev)
         return dev, g
 
@@ -420,7 +425,8 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
     if not converged:
         warnings.append(f"the optimiser did not converge ({best.message}; {measure}); estimates may be unreliable")
     phase(progress, "standard errors")
-    cov, cov_warnings, n_hessian = covariance(design, params, reml, free, values, res, obj.kernel, phi)
+    g_phi = obj.gradients.get(np.asarray(phi, float).tobytes()) if obj.kernel is None else None
+    cov, cov_warnings, n_hessian = covariance(design, params, reml, free, values, res, obj.kernel, phi, g_phi)
     obj.n_evaluations += n_hessian
     warnings.extend(cov_warnings)
     fixed_vcov = res.fixed_vcov

@@ -10,7 +10,9 @@ included, nothing profiled) is inverted instead. Coordinates at a boundary
 (an SD of 0, a correlation at +-1, or one whose SD is 0) have no SE: their
 rows and columns of cov_free are NaN, so an sd() row at 0 and its derived
 var() row are both reported without one (estimate/boundary.py says why).
-The Hessian is taken by forward differences of the analytic gradient (one gradient per coordinate); only where the selected
+The Hessian is taken by forward differences of the analytic gradient (one gradient per coordinate,
+starting from the optimiser's gradient at the optimum carried to the natural coordinates,
+`half_gradient_from_phi`); only where the selected
 inverse is unavailable (sparse-LU remainder) by second differences of the
 deviance. Ordinary LMMs fitted through the affine kernel (no coordinate at
 a boundary) take it from the kernel instead (`kernel_hessian`): central
@@ -210,13 +212,43 @@ def kernel_hessian(kernel: AffineKernel, params: GaussianParams, free: np.ndarra
     return 0.5 * (out + out.T)
 
 
+def half_gradient_from_phi(params: GaussianParams, free: np.ndarray, idx: np.ndarray, g_phi: np.ndarray
+                           ) -> np.ndarray:
+    """Gradient of deviance/2 over free[idx] (beta profiled, sigma not) from the profiled deviance's gradient
+    g_phi at the same point, without a likelihood evaluation.
+
+    The chain rule through phi(free) (`GaussianParams.phi_from_free`, differentiated by central differences:
+    a smooth map of a few numbers); with a profiled sigma the criterion's own derivative in log sigma is
+    exactly zero at sigma's profiled value, and in every other coordinate it equals the profiled one
+    (the envelope theorem), so log sigma enters only through phi (relative SDs).
+    """
+    x = np.asarray(free[idx], float)
+    r = int(params.residual_idx[0]) if params.profile_sigma else None
+
+    def coords(z: np.ndarray) -> np.ndarray:
+        f = free.copy()
+        f[idx] = z
+        return params.phi_from_free(f, float(np.exp(f[r])) if r is not None else 1.0)
+
+    J = np.empty((params.n_phi, len(idx)))
+    for j in range(len(idx)):
+        h = 1e-6 * max(abs(x[j]), 1.0)
+        up, down = x.copy(), x.copy()
+        up[j] += h
+        down[j] -= h
+        J[:, j] = (coords(up) - coords(down)) / (2.0 * h)
+    return 0.5 * (J.T @ np.asarray(g_phi, float))
+
+
 def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free: np.ndarray, values: np.ndarray,
-               res: Profiled, kernel: AffineKernel | None = None, phi: np.ndarray | None = None
-               ) -> tuple[np.ndarray, list[str], int]:
+               res: Profiled, kernel: AffineKernel | None = None, phi: np.ndarray | None = None,
+               g_phi: np.ndarray | None = None) -> tuple[np.ndarray, list[str], int]:
     """cov_free (NaN where unavailable), warnings, and the number of likelihood evaluations it took.
 
     With the fit's affine kernel and its optimum phi, no coordinate at a boundary and no Gamma mean
-    parameters, the variance block comes from `kernel_hessian`; otherwise from the general pipeline.
+    parameters, the variance block comes from `kernel_hessian`; otherwise from the general pipeline,
+    where `g_phi`, the profiled deviance's gradient at phi (the optimiser's last evaluation there), stands
+    in for the gradient at the optimum that the forward differences start from (`half_gradient_from_phi`).
     """
     model = design.model
     n_free = params.n_free
@@ -262,8 +294,11 @@ def covariance(design: GaussianDesign, params: GaussianParams, reml: bool, free:
     if H is not None:
         n_evaluations = 2 * params.n_phi + 1
     elif design.structure.q_remainder <= sparse_blocks.DENSE_MAX:
-        H = gradient_hessian(half_gradient, free[idx], _hessian_steps(model, free, idx, values, cols))
-        n_evaluations = 2 * len(idx) if len(idx) <= FORWARD_ABOVE else len(idx) + 1
+        g0 = None
+        if g_phi is not None and phi is not None and not mean_params and len(idx) > FORWARD_ABOVE:
+            g0 = half_gradient_from_phi(params, free, idx, g_phi)
+        H = gradient_hessian(half_gradient, free[idx], _hessian_steps(model, free, idx, values, cols), g0)
+        n_evaluations = 2 * len(idx) if len(idx) <= FORWARD_ABOVE else len(idx) + (g0 is None)
     else:
         H = numeric_hessian(half_deviance, free[idx], _hessian_steps(model, free, idx, values, cols))
         n_evaluations = 1 + 2 * len(idx) ** 2

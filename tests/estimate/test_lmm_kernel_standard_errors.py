@@ -139,8 +139,8 @@ def test_kernel_standard_errors_equal_the_general_pipelines(spec: str, monkeypat
     pairs = []
     original = gaussian_se.covariance
 
-    def both(design, params, reml, free, values, res, kernel=None, phi=None):
-        fast = original(design, params, reml, free, values, res, kernel, phi)
+    def both(design, params, reml, free, values, res, kernel=None, phi=None, g_phi=None):
+        fast = original(design, params, reml, free, values, res, kernel, phi, g_phi)
         pairs.append((kernel, fast[0], original(design, params, reml, free, values, res)[0]))
         return fast
 

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
+from scipy.linalg import lapack
 
 from mlmrun.compile.matrices import ModelMatrices, model_matrices
 from mlmrun.compile.model import CompiledModel
+from mlmrun.likelihood.gaussian.clustered import clustered_plan, clustered_system
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.likelihood.gaussian.small_dense import dense_small, dense_system
 from mlmrun.likelihood.sparse.blocks import BlockFactor, BlockSystem, factorize, schur
@@ -52,6 +54,9 @@ class Profiled:
     """log|M| (relative scale when sigma is profiled)."""
     xtvx: np.ndarray
     """X'V^-1X in the scale of the computation (relative to sigma^2 when sigma is profiled)."""
+    xtvx_factor: np.ndarray | None = None
+    """Lower Cholesky factor of xtvx where `profile_schur` was asked for it (`direct`): the gradient's solves
+    reuse it."""
 
     @property
     def fixed_vcov(self) -> np.ndarray:
@@ -87,13 +92,31 @@ def factor_system(design: GaussianDesign, mats: ModelMatrices, profile_sigma: bo
     return weights, log_s, E, system, factorize(design.structure, system)
 
 
+def xtvx_cholesky(xtvx: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of X'V^-1X by LAPACK directly (numpy's routines cost several times more on a matrix
+    this small); raises LinAlgError where it is not positive definite."""
+    factor, info = lapack.dpotrf(xtvx, lower=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("X'V^-1X is not positive definite")
+    return factor
+
+
 def profile_schur(design: GaussianDesign, S: np.ndarray, logdet: float, log_s: float, *, reml: bool,
-             profile_sigma: bool) -> Profiled:
-    """Profile beta (and sigma) out of the Schur complement S = F'V^-1F (module docstring formulas)."""
+             profile_sigma: bool, direct: bool = False) -> Profiled:
+    """Profile beta (and sigma) out of the Schur complement S = F'V^-1F (module docstring formulas).
+
+    `direct`: X'V^-1X factored once by LAPACK (`xtvx_cholesky`) for its log-determinant and beta, the factor
+    kept for the gradient (likelihood/gaussian/clustered.py's path); otherwise numpy's Cholesky and solve.
+    """
     n, p = design.n, design.p
     xtvx = S[:p, :p]
-    logdet_x = 2.0 * float(np.sum(np.log(np.diag(np.linalg.cholesky(xtvx))))) if p else 0.0
-    delta = np.linalg.solve(xtvx, S[:p, p]) if p else np.zeros(0)
+    factor = xtvx_cholesky(xtvx) if direct and p else None
+    if factor is not None:
+        logdet_x = 2.0 * float(np.sum(np.log(np.diag(factor))))
+        delta = lapack.dpotrs(factor, S[:p, p], lower=1)[0]
+    else:
+        logdet_x = 2.0 * float(np.sum(np.log(np.diag(np.linalg.cholesky(xtvx))))) if p else 0.0
+        delta = np.linalg.solve(xtvx, S[:p, p]) if p else np.zeros(0)
     r2 = max(float(S[p, p] - S[:p, p] @ delta), 1e-300)
     beta = design.beta_shift + delta
     dof = n - p if reml else n
@@ -101,9 +124,9 @@ def profile_schur(design: GaussianDesign, S: np.ndarray, logdet: float, log_s: f
     if profile_sigma:
         sigma2 = r2 / dof
         deviance = log_s + logdet + extra + dof * (1.0 + LOG_2PI + np.log(sigma2))
-        return Profiled(float(deviance), beta, float(np.sqrt(sigma2)), logdet, xtvx)
+        return Profiled(float(deviance), beta, float(np.sqrt(sigma2)), logdet, xtvx, factor)
     deviance = dof * LOG_2PI + log_s + logdet + extra + r2
-    return Profiled(float(deviance), beta, None, logdet, xtvx)
+    return Profiled(float(deviance), beta, None, logdet, xtvx, factor)
 
 
 def dense_weights(design: GaussianDesign, mats: ModelMatrices, profile_sigma: bool) -> tuple[np.ndarray, float]:
@@ -115,6 +138,10 @@ def dense_weights(design: GaussianDesign, mats: ModelMatrices, profile_sigma: bo
 
 def profiled(design: GaussianDesign, mats: ModelMatrices, *, reml: bool, profile_sigma: bool) -> Profiled:
     """Deviance with beta profiled; with `profile_sigma`, `mats` holds relative SDs and unit residual SD."""
+    clustered = clustered_plan(design)
+    if clustered is not None:
+        cs = clustered_system(clustered, design, mats)
+        return profile_schur(design, cs.S, cs.logdet, cs.log_r, reml=reml, profile_sigma=profile_sigma, direct=True)
     plan = dense_small(design)
     if plan is not None:
         weights, log_s = dense_weights(design, mats, profile_sigma)

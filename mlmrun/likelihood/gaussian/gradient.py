@@ -24,9 +24,11 @@ G_R, G_ff back to H_l, E, the residual weights and the model matrices.
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import lapack
 
 from mlmrun.compile.matrices import MatrixGradient, ModelMatrices
 from mlmrun.likelihood.gaussian.adjoint import SystemGradient, matrix_gradient, system_adjoint
+from mlmrun.likelihood.gaussian.clustered import ClusteredPlan, clustered_adjoint, clustered_plan, clustered_system
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.likelihood.gaussian.deviance import (
     LOG_2PI,
@@ -91,6 +93,9 @@ def profiled_gradient(design: GaussianDesign, mats: ModelMatrices, *, reml: bool
     Beta (and sigma with `profile_sigma`) are at their profiled values, so the
     gradient is that of the profiled criterion.
     """
+    clustered = clustered_plan(design)
+    if clustered is not None:
+        return _clustered_profiled_gradient(clustered, design, mats, reml, profile_sigma)
     design = design.whitened(mats)
     plan = dense_small(design)
     if plan is not None:
@@ -109,13 +114,23 @@ def _schur_coefficients(design: GaussianDesign, prof: Profiled, S: np.ndarray, r
                         profile_sigma: bool) -> np.ndarray:
     """P = c ee' (+ (X'V^-1X)^-1 in the beta block for REML): dD = tr(P dS) at the profiled beta (and sigma)."""
     p = design.p
-    e = np.concatenate([-np.linalg.solve(prof.xtvx, S[:p, p]) if p else np.zeros(0), [1.0]])
+    factor = prof.xtvx_factor if p else None
+    if factor is not None:  # LAPACK solves with the factor profile_schur kept
+        e = np.concatenate([-lapack.dpotrs(factor, S[:p, p], lower=1)[0], [1.0]])
+    else:
+        e = np.concatenate([-np.linalg.solve(prof.xtvx, S[:p, p]) if p else np.zeros(0), [1.0]])
     dof = design.n - p if reml else design.n
     coef = dof / max(float(e @ S @ e), 1e-300) if profile_sigma else 1.0
     P = coef * np.outer(e, e)
     if reml and p:
-        Q = np.linalg.inv(prof.xtvx)
-        P[:p, :p] += 0.5 * (Q + Q.T)
+        if factor is not None:
+            Q, info = lapack.dpotri(factor, lower=1)  # the lower triangle of (X'V^-1X)^-1
+            if info != 0:
+                raise np.linalg.LinAlgError("X'V^-1X is singular")
+            P[:p, :p] += np.tril(Q) + np.tril(Q, -1).T
+        else:
+            Q = np.linalg.inv(prof.xtvx)
+            P[:p, :p] += 0.5 * (Q + Q.T)
     return P
 
 
@@ -129,6 +144,18 @@ def _dense_profiled_gradient(plan, design: GaussianDesign, mats: ModelMatrices, 
     dH, dE, dw = dense_adjoint(plan, ds, _schur_coefficients(design, prof, ds.S, reml, profile_sigma), need)
     dsigma = _residual_sd_gradient(design, weights, np.array([dw])) if need else None
     return prof, matrix_gradient(design, mats, dH, dE, dsigma, beta_given=False)
+
+
+def _clustered_profiled_gradient(clustered: ClusteredPlan, design: GaussianDesign, mats: ModelMatrices, reml: bool,
+                                 profile_sigma: bool) -> tuple[Profiled, MatrixGradient]:
+    """`profiled_gradient` on likelihood/gaussian/clustered.py's per-cluster path (residual structures)."""
+    assert design.residual is not None
+    cs = clustered_system(clustered, design, mats)
+    prof = profile_schur(design, cs.S, cs.logdet, cs.log_r, reml=reml, profile_sigma=profile_sigma, direct=True)
+    dH, bars = clustered_adjoint(clustered, design, cs, _schur_coefficients(design, prof, cs.S, reml, profile_sigma))
+    grad = matrix_gradient(design, mats, dH, np.zeros((design.F.shape[1], design.p + 1)), None, beta_given=False)
+    grad.residual = -0.5 * design.residual.covariance_gradient(mats.values, bars)
+    return prof, grad
 
 
 def deviance_gradient(design: GaussianDesign, mats: ModelMatrices) -> tuple[float, MatrixGradient | None]:

@@ -36,6 +36,7 @@ correlations found for whitening are kept for the gradient at the same values.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.linalg import lapack
@@ -44,6 +45,14 @@ from mlmrun.compile.residuals import ResidualStructure
 
 MAX_LOOPED_PATTERNS = 256
 """Up to this many patterns per batch, each pattern is one matrix product over its clusters; beyond, batched."""
+
+
+@lru_cache(maxsize=64)
+def _constant(kind: str, s: int) -> np.ndarray:
+    """Read-only s x s constants looked up at every evaluation: 'eye', 'off' (off-diagonal mask), 'lower' (np.tri)."""
+    out = {"eye": lambda: np.eye(s), "off": lambda: ~np.eye(s, dtype=bool), "lower": lambda: np.tri(s)}[kind]()
+    out.flags.writeable = False
+    return out
 
 
 def _apply(M: np.ndarray, arrays: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
@@ -88,8 +97,7 @@ def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, n
     p = len(phi)
     n = max(max_lag, p) + 1
     flat, lag, coef = ar_system_index(p, n) if index is None else index
-    M = np.eye(n).ravel()
-    M -= np.bincount(flat, weights=phi[coef], minlength=n * n)
+    M = _constant("eye", n).ravel() - np.bincount(flat, weights=phi[coef], minlength=n * n)
     lu, piv, info = lapack.dgetrf(M.reshape(n, n))
     if info != 0:
         raise np.linalg.LinAlgError("AR coefficients outside the stationary region")
@@ -98,7 +106,7 @@ def ar_autocorrelation(phi: np.ndarray, max_lag: int, index: tuple[np.ndarray, n
     rho = lapack.dgetrs(lu, piv, e0)[0]
     rho[0] = 1.0
     gamma0 = 1.0 - float(phi @ rho[1:p + 1])
-    if not gamma0 > 0 or np.any(np.abs(rho) > 1.0 + 1e-12):
+    if not gamma0 > 0 or float(np.max(np.abs(rho))) > 1.0 + 1e-12:
         raise np.linalg.LinAlgError("AR coefficients outside the stationary region")
     if not jacobian:
         return rho[:max_lag + 1]
@@ -150,6 +158,17 @@ def _lower_inverse(L: np.ndarray) -> np.ndarray:
         if info != 0:
             raise np.linalg.LinAlgError("residual covariance factor is singular")
     return out
+
+
+def _cholesky(R: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of a stack of matrices (P, s, s): LAPACK's potrf directly for a single one (numpy's
+    stacked routine costs several times more there), else numpy's. Raises LinAlgError where one is not PD."""
+    if R.shape[0] != 1:
+        return np.linalg.cholesky(R)
+    L, info = lapack.dpotrf(R[0], lower=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("residual covariance is not positive definite")
+    return L[None]
 
 
 def _unique_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -377,8 +396,9 @@ class ResidualPlan:
                      acfs: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
         """(D, C) with R_p = D C D for the patterns of one batch: row SDs (P, s) and correlations (P, s, s)."""
         P, s = b.time.shape
-        eye = np.eye(s)
-        C = np.broadcast_to(eye, (P, s, s)).copy()
+        eye = _constant("eye", s)
+        C = np.empty((P, s, s))
+        C[...] = eye
         kind = st.structure
         sd = np.zeros((P, s))
         for g, grp in enumerate(st.groups):
@@ -445,9 +465,9 @@ class ResidualPlan:
         logdet = 0.0
         factors = []
         for b, weight, R in zip(self.shared, self.row_weight, self.covariances(values), strict=True):
-            if not np.all(np.isfinite(R)):
+            if not np.isfinite(np.sum(R)):  # a NaN or infinity anywhere (or an overflowing R) spoils the sum
                 raise np.linalg.LinAlgError("residual covariance is not finite")
-            L = np.linalg.cholesky(R)
+            L = _cholesky(R)
             diag = np.diagonal(L, axis1=1, axis2=2)
             if weight.shape[1] == 1:
                 logdet += 2.0 * float(np.sum(b.counts * np.sum(np.log(diag), axis=1)))
@@ -461,22 +481,31 @@ class ResidualPlan:
         """d deviance / d value of every partable row of the structure (zeros elsewhere).
 
         G (n, m): d deviance / d whitened rows Xw (n, m). dD/dR_p per pattern
-        (Cholesky adjoint), then with R = D C D: dD/dsd_a = 2 sum_b dR_ab C_ab sd_b
-        and dD/dC_ab = dR_ab sd_a sd_b, scattered onto the structure's parameters.
+        (Cholesky adjoint, `_bar_R`), then `covariance_gradient`.
+        """
+        blocks = self._block_grams(G, Xw) if self.perm is not None else None
+        bars = [self._bar_R(b, self.row_weight[i], L, Linv, G, Xw, None if blocks is None else blocks[i])
+                for i, (b, (L, Linv)) in enumerate(zip(self.shared, factors, strict=True))]
+        return self.covariance_gradient(values, bars)
+
+    def covariance_gradient(self, values: np.ndarray, bars: list[np.ndarray]) -> np.ndarray:
+        """d deviance / d value of every partable row of the structure from dD/dR_p of every pattern factorised.
+
+        `bars`: per batch of `shared`, (n_patterns, s, s) symmetric dD/dR_p (entries at padded positions are
+        ignored). With R = D C D: dD/dsd_a = 2 sum_b dR_ab C_ab sd_b and dD/dC_ab = dR_ab sd_a sd_b,
+        scattered onto the structure's parameters.
         """
         st = self.structure
         _, parts = self._parts(values)
         grad = np.zeros(len(values))
         by_lag = [np.zeros(self.max_lag + 1) for _ in st.groups]
-        blocks = self._block_grams(G, Xw) if self.perm is not None else None
-        for i, (b, ix, (L, Linv), (sd, C)) in enumerate(zip(self.shared, self.index, factors, parts, strict=True)):
-            bar = self._bar_R(b, self.row_weight[i], L, Linv, G, Xw, None if blocks is None else blocks[i])
+        for b, ix, bar, (sd, C) in zip(self.shared, self.index, bars, parts, strict=True):
             if ix.both is not None:
                 bar = np.where(ix.both, bar, 0.0)
             g_sd = 2.0 * np.einsum("pab,pab,pb->pa", bar, C, sd)
             dC = bar * sd[:, :, None] * sd[:, None, :]
             P, s = sd.shape
-            off = ~np.eye(s, dtype=bool)
+            off = _constant("off", s)
             for g, grp in enumerate(st.groups):
                 rows_g = ix.rows[g]
                 if len(grp.sd_rows) > 1:
@@ -546,12 +575,11 @@ class ResidualPlan:
         LinvT = np.swapaxes(Linv, 1, 2)
         barL = LinvT @ Q
         np.negative(barL, out=barL)
-        idx = np.arange(s)
-        barL[:, idx, idx] += 2.0 * weight / L[:, idx, idx]
-        lower = np.tri(s)
+        barL.reshape(P, s * s)[:, ::s + 1] += 2.0 * weight / np.diagonal(L, axis1=1, axis2=2)
+        lower = _constant("lower", s)
         barL *= lower
         phi = np.swapaxes(L, 1, 2) @ barL
         phi *= lower
-        phi[:, idx, idx] *= 0.5
+        phi.reshape(P, s * s)[:, ::s + 1] *= 0.5
         S = LinvT @ phi @ Linv
         return 0.5 * (S + np.swapaxes(S, 1, 2))
