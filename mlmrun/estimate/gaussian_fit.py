@@ -436,7 +436,7 @@ def fit_gaussian(model: CompiledModel, progress=None) -> FitResult:
         "fixed_vcov": fixed_vcov.tolist(),
         "fixed_names": [str(model.partable.names[r]) for r in design.beta_rows],
         "profiled_sigma": params.profile_sigma,
-        "design": design.describe(),
+        "design": design.describe(None if obj.kernel is None else type(obj.kernel.kernel).__name__),
         "optimizer": {"method": f"L-BFGS-B ({'analytic' if obj.analytic else 'central-difference'} gradient)",
                       "message": best.message,
                       "starts": len(runs), "convergence": measure},

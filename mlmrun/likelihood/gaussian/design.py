@@ -116,8 +116,6 @@ class GaussianDesign:
                 keys, inverse = np.unique(la.codes.astype(np.int64) * lb.n_units + lb.codes, return_inverse=True)
                 self.pairs[(a, b)] = divmod(keys, lb.n_units)
                 self.row_pair[(a, b)] = inverse.ravel()
-        self.structure = BlockStructure([lv.n_units for lv in self.levels], [len(lv.members) for lv in self.levels],
-                                        self.pairs)
         self.residual = ResidualPlan(model.residual, n) if with_levels and model.residual is not None else None
         """Residual covariance structure: the rows are whitened per cluster at every evaluation (`whitened`)."""
         self.is_whitened = False
@@ -132,6 +130,11 @@ class GaussianDesign:
         else:
             self.agg_level = [self._agg(lv.codes, lv.n_units) for lv in self.levels]
             self.agg_pair = {p: self._agg(r, len(self.pairs[p][0])) for p, r in self.row_pair.items()}
+
+    @cached_property
+    def structure(self) -> BlockStructure:
+        """Block structure of the random-effects system (built on first use: the affine kernel's LMMs never need it)."""
+        return BlockStructure([lv.n_units for lv in self.levels], [len(lv.members) for lv in self.levels], self.pairs)
 
     @cached_property
     def inverse_plan(self) -> InversePlan:
@@ -343,11 +346,16 @@ class GaussianDesign:
                for (a, b), agg in self.agg_pair.items()}
         return BlockSystem(diag, off, rhs, Fe.T @ (w[:, None] * Fe))
 
-    def describe(self) -> str:
-        """One line for logs: levels in elimination order and the factorisation plan."""
+    def describe(self, kernel: str | None = None) -> str:
+        """One line for logs: levels in elimination order and the factorisation plan (or the affine kernel's
+        layout, `kernel`, which then replaces it)."""
         names = [self.model.levels[lv.level].name for lv in self.levels]
-        st = self.structure
-        return (f"levels {names}; {st.n_blockwise} eliminated blockwise, remainder q={st.q_remainder}; "
+        if kernel is not None:
+            plan = f"affine kernel ({kernel} layout)"
+        else:
+            st = self.structure
+            plan = f"{st.n_blockwise} eliminated blockwise, remainder q={st.q_remainder}"
+        return (f"levels {names}; {plan}; "
                 f"{'raw sums' if self.raw else 'row-wise'} cross products; {len(self.class_rows)} residual class(es)"
                 + (" (log-linear residual SDs)" if self.hetero else ""))
 
