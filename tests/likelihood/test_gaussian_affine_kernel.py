@@ -264,3 +264,17 @@ def test_one_level_kernel_forms_its_own_grams_when_the_design_keeps_rows(spec: s
         dev_g, g_g = general.value_and_grad(phi)
         assert dev_f == pytest.approx(dev_g, rel=1e-10)
         np.testing.assert_allclose(g_f, g_g, rtol=1e-7, atol=1e-7 * np.max(np.abs(g_g)))
+
+
+@pytest.mark.parametrize("q", [1, 2, 7, 57])
+def test_spd_inverse_is_the_inverse_and_log_determinant(q: int) -> None:
+    from mlmrun.likelihood.gaussian.affine import spd_inverse
+
+    A = np.random.default_rng(q).normal(size=(q, q))
+    M = A @ A.T + 0.1 * np.eye(q)
+    inv, logdet = spd_inverse(M)
+    assert np.allclose(inv @ M, np.eye(q), atol=1e-9) and np.array_equal(inv, inv.T)
+    assert logdet == pytest.approx(np.linalg.slogdet(M)[1], rel=1e-12, abs=1e-12)
+    M[0, 0] = -1.0
+    with pytest.raises(np.linalg.LinAlgError):
+        spd_inverse(M)
