@@ -57,28 +57,14 @@ def _model(tmp_path: Path, kind: str, random: str, layout: str, monkeypatch: pyt
     if layout == "gathered patterns":
         monkeypatch.setattr(residual_structures, "MAX_LOOPED_PATTERNS", 0)
     frame = prefix._prefix_data() if layout == "shared prefix" else dense._data(big=layout == "size batches")
-    if kind.startswith(("banded", "unstructured")):
-        frame = frame.dropna(subset=["ts"]).reset_index(drop=True)
-        frame["ts"] = frame["ts"].astype(int)
-    frame.to_csv(tmp_path / "data.csv", index=False)
-    (tmp_path / "m.yaml").write_text(_spec(dense.CASES[kind][0], RANDOM[random]))
-    model = prepare(tmp_path / "m.yaml").model
-    names = list(model.partable.names)
-    values = model.partable.start_values
-    v = dict(VALUES)
-    for name in names:
-        if name.startswith("sd(e"):
-            v.setdefault(name, 0.9 + 0.1 * len(name) % 3)
-    v.update(dense.CASES[kind][2])
-    for name, val in v.items():
-        if name in names:
-            values[names.index(name)] = val
+    model, values, frame, by_name = dense.model_at(tmp_path, kind, frame, _spec(dense.CASES[kind][0], RANDOM[random]),
+                                                   VALUES)
     plan = GaussianDesign(model).residual
     assert (plan.perm is None) == (layout == "gathered patterns")
     assert (len(plan.batches) > 1) == (layout == "size batches")
     if layout == "shared prefix":
         assert [b.time.shape[0] for b in plan.shared] == [1] and plan.batches[0].time.shape[0] > 1
-    return model, values, frame, {nm: float(values[i]) for i, nm in enumerate(names)}
+    return model, values, frame, by_name
 
 
 def _dense_criteria(kind: str, random: str, frame: pd.DataFrame, v: dict[str, float]) -> tuple[float, float]:

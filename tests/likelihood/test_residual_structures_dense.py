@@ -166,27 +166,34 @@ def _dense(kind: str, random: str, frame: pd.DataFrame, v: dict[str, float]) -> 
     return float(ml), float(reml)
 
 
-def _model(tmp_path: Path, kind: str, big: bool = False):
-    residuals, random, extra = CASES[kind]
-    frame = _data(big=big)
+def model_at(tmp_path: Path, kind: str, frame: pd.DataFrame, spec: str, base: dict[str, float]) -> tuple:
+    """`spec` on `frame` (complete integer times for banded/unstructured `kind`), compiled, with its partable
+    values set from `base`, CASES[kind]'s extra values and a distinct SD for every residual class:
+    (model, values, the frame written, values by name)."""
     if kind.startswith(("banded", "unstructured")):
         frame = frame.dropna(subset=["ts"]).reset_index(drop=True)
         frame["ts"] = frame["ts"].astype(int)
     frame.to_csv(tmp_path / "data.csv", index=False)
-    (tmp_path / "m.yaml").write_text(_spec(residuals, random))
+    (tmp_path / "m.yaml").write_text(spec)
     model = prepare(tmp_path / "m.yaml").model
     names = list(model.partable.names)
     values = model.partable.start_values
-    v = dict(SDS)
+    v = dict(base)
     for name in names:
         if name.startswith("sd(e"):
             v.setdefault(name, 0.9 + 0.1 * len(name) % 3)
-    v.update(extra)
+    v.update(CASES[kind][2])
     for name, val in v.items():
         if name in names:
             values[names.index(name)] = val
+    return model, values, frame, {nm: float(values[i]) for i, nm in enumerate(names)}
+
+
+def _model(tmp_path: Path, kind: str, big: bool = False):
+    residuals, random, _ = CASES[kind]
+    model, values, frame, by_name = model_at(tmp_path, kind, _data(big=big), _spec(residuals, random), SDS)
     assert np.allclose(model.y, frame["y"].to_numpy())
-    return model, values, frame, {nm: float(values[i]) for i, nm in enumerate(names)}, random
+    return model, values, frame, by_name, random
 
 
 LAYOUTS = ["pattern blocks", "gathered patterns", "size batches"]
