@@ -268,7 +268,7 @@ def test_one_level_kernel_forms_its_own_grams_when_the_design_keeps_rows(spec: s
 
 @pytest.mark.parametrize("q", [1, 2, 7, 57])
 def test_spd_inverse_is_the_inverse_and_log_determinant(q: int) -> None:
-    from mlmrun.likelihood.gaussian.affine import spd_inverse
+    from mlmrun.likelihood.sparse.spd import spd_inverse
 
     A = np.random.default_rng(q).normal(size=(q, q))
     M = A @ A.T + 0.1 * np.eye(q)

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
 
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.likelihood.gaussian.deviance import LOG_2PI, Profiled
 from mlmrun.likelihood.gaussian.small_dense import DenseSmall, dense_small, loading_design
+from mlmrun.likelihood.sparse.spd import spd_inverse
 
 DENSE_AFFINE_MAX = 128
 """Most random effects (and loading-design columns) for which `Dense` serves a model with several levels
@@ -183,20 +183,6 @@ class OneLevel:
 def _unit_sum(codes: np.ndarray, n_units: int) -> sp.csr_matrix:
     """Sparse (units x rows) summing each unit's rows."""
     return sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_units, len(codes)))
-
-
-def spd_inverse(M: np.ndarray) -> tuple[np.ndarray, float]:
-    """M^-1 and log|M| of a symmetric positive definite matrix from one Cholesky factor (LAPACK potrf, potri:
-    for the kernel's small matrices a third of numpy's cholesky plus inv); LinAlgError where M is not PD."""
-    L, info = lapack.dpotrf(M, lower=1, clean=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("matrix is not positive definite")
-    logdet = 2.0 * float(np.log(np.diag(L)).sum())
-    inv, info = lapack.dpotri(L, lower=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("singular Cholesky factor")
-    lower = np.tril(inv)
-    return lower + np.tril(inv, -1).T, logdet
 
 
 class Dense:

@@ -36,6 +36,7 @@ from mlmrun.likelihood.gaussian.clustered import clustered_plan, clustered_syste
 from mlmrun.likelihood.gaussian.design import GaussianDesign
 from mlmrun.likelihood.gaussian.small_dense import dense_small, dense_system
 from mlmrun.likelihood.sparse.blocks import BlockFactor, BlockSystem, factorize, schur
+from mlmrun.likelihood.sparse.spd import lower_cholesky
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -92,25 +93,16 @@ def factor_system(design: GaussianDesign, mats: ModelMatrices, profile_sigma: bo
     return weights, log_s, E, system, factorize(design.structure, system)
 
 
-def xtvx_cholesky(xtvx: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of X'V^-1X by LAPACK directly (numpy's routines cost several times more on a matrix
-    this small); raises LinAlgError where it is not positive definite."""
-    factor, info = lapack.dpotrf(xtvx, lower=1, clean=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("X'V^-1X is not positive definite")
-    return factor
-
-
 def profile_schur(design: GaussianDesign, S: np.ndarray, logdet: float, log_s: float, *, reml: bool,
              profile_sigma: bool, direct: bool = False) -> Profiled:
     """Profile beta (and sigma) out of the Schur complement S = F'V^-1F (module docstring formulas).
 
-    `direct`: X'V^-1X factored once by LAPACK (`xtvx_cholesky`) for its log-determinant and beta, the factor
+    `direct`: X'V^-1X factored once by LAPACK (sparse/spd.py) for its log-determinant and beta, the factor
     kept for the gradient (likelihood/gaussian/clustered.py's path); otherwise numpy's Cholesky and solve.
     """
     n, p = design.n, design.p
     xtvx = S[:p, :p]
-    factor = xtvx_cholesky(xtvx) if direct and p else None
+    factor = lower_cholesky(xtvx, "X'V^-1X") if direct and p else None
     if factor is not None:
         logdet_x = 2.0 * float(np.sum(np.log(np.diag(factor))))
         delta = lapack.dpotrs(factor, S[:p, p], lower=1)[0]

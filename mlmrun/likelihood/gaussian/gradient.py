@@ -42,6 +42,7 @@ from mlmrun.likelihood.gaussian.small_dense import dense_adjoint, dense_small, d
 from mlmrun.likelihood.sparse.batched import bmm
 from mlmrun.likelihood.sparse.blocks import BlockSystem
 from mlmrun.likelihood.sparse.selected_inverse import SelectedInverse, selected_inverse
+from mlmrun.likelihood.sparse.spd import inverse_from_cholesky
 
 
 def _solve_schur(factor, system: BlockSystem) -> tuple[list[np.ndarray], np.ndarray]:
@@ -124,10 +125,7 @@ def _schur_coefficients(design: GaussianDesign, prof: Profiled, S: np.ndarray, r
     P = coef * np.outer(e, e)
     if reml and p:
         if factor is not None:
-            Q, info = lapack.dpotri(factor, lower=1)  # the lower triangle of (X'V^-1X)^-1
-            if info != 0:
-                raise np.linalg.LinAlgError("X'V^-1X is singular")
-            P[:p, :p] += np.tril(Q) + np.tril(Q, -1).T
+            P[:p, :p] += inverse_from_cholesky(factor, "X'V^-1X")
         else:
             Q = np.linalg.inv(prof.xtvx)
             P[:p, :p] += 0.5 * (Q + Q.T)

@@ -42,6 +42,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from mlmrun.compile.residuals import ResidualStructure
+from mlmrun.likelihood.sparse.spd import lower_cholesky
 
 MAX_LOOPED_PATTERNS = 256
 """Up to this many patterns per batch, each pattern is one matrix product over its clusters; beyond, batched."""
@@ -165,10 +166,7 @@ def _cholesky(R: np.ndarray) -> np.ndarray:
     stacked routine costs several times more there), else numpy's. Raises LinAlgError where one is not PD."""
     if R.shape[0] != 1:
         return np.linalg.cholesky(R)
-    L, info = lapack.dpotrf(R[0], lower=1, clean=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("residual covariance is not positive definite")
-    return L[None]
+    return lower_cholesky(R[0], "residual covariance")[None]
 
 
 def _unique_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.linalg import lapack
 
 from mlmrun.likelihood.sparse.batched import chol, tinv
 from mlmrun.likelihood.sparse.blocks import BlockSystem
+from mlmrun.likelihood.sparse.spd import inverse_from_cholesky
 
 REMAINDER_MAX = 4000
 """Largest remainder (coefficients of all but the largest level) this factorisation takes."""
@@ -152,10 +152,7 @@ class SchurFactor:
     def selected(self) -> tuple[list[np.ndarray], dict[tuple[int, int], np.ndarray]]:
         """Blocks of H^-1: unit blocks per level and the unit-pair blocks at `pairs` (SelectedInverse layout)."""
         lay = self.lay
-        inv, info = lapack.dpotri(self.R, lower=1)
-        if info != 0:
-            raise np.linalg.LinAlgError("the Schur complement of H could not be inverted")
-        Zr = np.tril(inv) + np.tril(inv, -1).T
+        Zr = inverse_from_cholesky(self.R, "the Schur complement of H")
         Y = self.K @ Zr
         LiT = np.swapaxes(self.Linv, 1, 2)
         inner = np.einsum("uiq,ujq->uij", Y, self.K)

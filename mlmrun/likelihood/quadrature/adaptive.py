@@ -45,7 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mlmrun.likelihood.quadrature.rules import LOG_2PI, Rule
-from mlmrun.likelihood.quadrature.separable import SEPARABLE_CHUNK, node_sums, separable_logit
+from mlmrun.likelihood.quadrature.separable import SEPARABLE_CHUNK, RowExponentials, node_sums, separable_logit
 
 CHUNK_ELEMENTS = 1 << 15
 """Rows x nodes x configurations evaluated per block (256 kB per float array: the kernel's temporaries stay in cache;
@@ -430,13 +430,11 @@ def evaluate(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adaptation, *, g
     fam_c: list | None = None
     mom_c = (np.empty((n0, n_cfg, q0)), np.empty((n0, n_cfg, q0, q0))) if moments else None
     sep = separable_logit(fam, h.row_start, low.base, low.AC, x0)
-    exp_dev = (None, None)
+    exp_dev = RowExponentials()
     for b in blocks(h, low, x0, chunk if sep is None else max(chunk, SEPARABLE_CHUNK)):
         u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
         if sep is not None:
-            if exp_dev[0] is not b.dev:
-                exp_dev = (b.dev, np.exp(b.dev))
-            ll_u, rho = sep.unit_loglik(h.row_start, u0, u1, rows, cfg, exp_dev[1], gradient)
+            ll_u, rho = sep.unit_loglik(h.row_start, u0, u1, rows, cfg, exp_dev(b.dev), gradient)
             a = node_log_weights(low, b, ll_u)
         else:
             ll, d1, _ = fam.derivs(b.nu, 1 if gradient else 0, rows)

@@ -49,7 +49,7 @@ from mlmrun.likelihood.quadrature.adaptive import (
     unit_moments,
     upward,
 )
-from mlmrun.likelihood.quadrature.separable import SEPARABLE_CHUNK, separable_logit
+from mlmrun.likelihood.quadrature.separable import SEPARABLE_CHUNK, RowExponentials, separable_logit
 
 
 def unit_scales(h: Hierarchy) -> list[np.ndarray]:
@@ -112,13 +112,11 @@ def quadrature_hessian(h: Hierarchy, pred: Predictor, fam: RowFamily, ad: Adapta
     mean0 = np.empty((n0, low.n_cfg, p))
     mom_c = (np.empty((n0, low.n_cfg, q0)), np.empty((n0, low.n_cfg, q0, q0))) if moments else None
     starts = h.row_start
-    exp_dev = (None, None)
+    exp_dev = RowExponentials()
     for b in blocks(h, low, x0, chunk if sep is None else max(chunk, SEPARABLE_CHUNK)):
         u0, u1, rows, cfg = b.u0, b.u1, b.rows, b.cfg
         if sep is not None:
-            if exp_dev[0] is not b.dev:
-                exp_dev = (b.dev, np.exp(b.dev))
-            ll_u, rho = sep.unit_loglik(starts, u0, u1, rows, cfg, exp_dev[1], True)
+            ll_u, rho = sep.unit_loglik(starts, u0, u1, rows, cfg, exp_dev(b.dev), True)
             a = node_log_weights(low, b, ll_u)
             d1, d2 = sep.derivs(rows, rho)
         else:

@@ -166,7 +166,8 @@ class PlanSizes:
     family_params: int
     """Columns of family-parameter scores kept per row (1 per gaussian/gamma equation, K-1 per ordinal one)."""
     separable: bool = False
-    """Every row binomial-logit: evaluations may use likelihood/quadrature/separable.py (more per row, bigger blocks)."""
+    """One unweighted binomial-logit equation (EquationFamilies.logit_counts): evaluations may use
+    likelihood/quadrature/separable.py (more per row, bigger blocks)."""
 
 
 def plan_sizes(model: CompiledModel) -> PlanSizes:
@@ -183,8 +184,8 @@ def plan_sizes(model: CompiledModel) -> PlanSizes:
             params += 1
         elif eq.family_params is not None:
             params += len(eq.family_params.columns)
-    separable = all(eq.family.name == "binomial" and eq.family.link == "logit" and eq.choice is None
-                    for eq in model.equations)
+    separable = (len(model.equations) == 1 and model.weighting is None and model.equations[0].choice is None
+                 and (model.equations[0].family.name, model.equations[0].family.link) == ("binomial", "logit"))
     return PlanSizes(rows.n, n_units, most, params, separable)
 
 

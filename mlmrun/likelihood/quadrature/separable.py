@@ -113,6 +113,20 @@ class SeparableLogit:
         return d1, d2
 
 
+class RowExponentials:
+    """e^dev of a block's rows, taken once for all the configuration blocks that share those rows (`blocks`)."""
+
+    def __init__(self) -> None:
+        self.dev: np.ndarray | None = None
+        self.value: np.ndarray | None = None
+
+    def __call__(self, dev: np.ndarray) -> np.ndarray:
+        if dev is not self.dev:
+            self.dev, self.value = dev, np.exp(dev)
+        assert self.value is not None
+        return self.value
+
+
 def node_sums(w: np.ndarray, x0: np.ndarray) -> np.ndarray:
     """sum_r w[:, r, s] x0[r] for w (m, R, S): (m, S, q), as one matrix product."""
     m, R, S = w.shape
